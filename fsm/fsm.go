@@ -1,0 +1,197 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// FSM is raftlb's raft.FSM. Raft calls Apply, Snapshot and Restore; any
+// goroutine may call State, Spec and Subscribe. Create it with New.
+type FSM struct {
+	// mu guards state. Only Apply and Restore write, and Raft never runs
+	// them concurrently; the lock is for the readers.
+	mu    sync.RWMutex
+	state State
+
+	watchMu  sync.Mutex
+	watchers map[chan struct{}]struct{}
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// New returns an FSM holding the empty spec (version 0, no-quorum policy
+// stop) and no nodes. Applying an empty services file to it is a no-op.
+func New() *FSM {
+	return &FSM{
+		state:    State{Spec: Spec{Policy: Policy{NoQuorum: DefaultNoQuorum}}, Nodes: make(map[string]Node)},
+		watchers: make(map[chan struct{}]struct{}),
+	}
+}
+
+// Result is what Apply returns for every known command; the proposer reads
+// it from ApplyFuture.Response.
+type Result struct {
+	// Version is the spec version after the command, changed or not.
+	Version uint64
+	// Changed reports whether the state changed (and watchers were told).
+	Changed bool
+	// Err is a domain error: a *ValidationError or a *ConflictError. The
+	// entry is still committed; it simply changed nothing.
+	Err error
+}
+
+// ConflictError refuses a SetSpec whose ExpectVersion is not the current
+// version: someone else changed the spec since the proposer read it.
+type ConflictError struct {
+	Expected uint64
+	Current  uint64
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("spec version conflict: expected version %d, current version is %d", e.Expected, e.Current)
+}
+
+// Apply applies one committed entry. An entry it cannot decode panics, which
+// stops this node: skipping it would leave the node silently different from
+// the others. The only exception is an unknown command type that its
+// proposer flagged with IgnoreUnknownType; Apply returns nil for it.
+func (f *FSM) Apply(l *raft.Log) any {
+	cmd, err := DecodeCommand(l.Data)
+	if err != nil {
+		var unknown *UnknownCommandError
+		if errors.As(err, &unknown) && unknown.IgnoreUnknown {
+			return nil
+		}
+		panic(fmt.Errorf("fsm: cannot apply log entry %d (term %d): %w", l.Index, l.Term, err))
+	}
+	var res *Result
+	switch cmd.Type {
+	case CmdSetSpec:
+		res = f.setSpec(*cmd.SetSpec)
+	case CmdRegisterNode:
+		res = f.registerNode(*cmd.Node)
+	case CmdDeregisterNode:
+		res = f.deregisterNode(cmd.Deregister.Name)
+	default:
+		// DecodeCommand returns an error for every other type.
+		panic(fmt.Errorf("fsm: log entry %d: decoded command %s has no handler", l.Index, cmd.Type))
+	}
+	if res.Changed {
+		f.notify()
+	}
+	return res
+}
+
+func (f *FSM) setSpec(c SetSpec) *Result {
+	spec := c.Spec.normalized()
+	// Proposers validate too; this is defence in depth, so a bad spec from
+	// any path still changes nothing.
+	verr := spec.Validate()
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur := f.state.Spec.Version
+	switch {
+	case verr != nil:
+		return &Result{Version: cur, Err: verr}
+	case c.ExpectVersion != 0 && c.ExpectVersion != cur:
+		return &Result{Version: cur, Err: &ConflictError{Expected: c.ExpectVersion, Current: cur}}
+	case sameConfig(f.state.Spec, spec):
+		// Re-applying the same file must not make the director reconcile.
+		return &Result{Version: cur}
+	}
+	spec.Version = cur + 1
+	f.state.Spec = spec
+	return &Result{Version: spec.Version, Changed: true}
+}
+
+func (f *FSM) registerNode(n Node) *Result {
+	verr := n.Validate()
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := &Result{Version: f.state.Spec.Version}
+	if verr != nil {
+		res.Err = verr
+		return res
+	}
+	if old, ok := f.state.Nodes[n.Name]; ok && sameNode(old, n) {
+		// A retried join: keep the entry, and its first JoinedAt.
+		return res
+	}
+	if f.state.Nodes == nil {
+		f.state.Nodes = make(map[string]Node)
+	}
+	f.state.Nodes[n.Name] = n
+	res.Changed = true
+	return res
+}
+
+func (f *FSM) deregisterNode(name string) *Result {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := &Result{Version: f.state.Spec.Version}
+	if name == "" {
+		res.Err = &ValidationError{Problems: []Problem{{Path: "name", Message: "required"}}}
+		return res
+	}
+	if _, ok := f.state.Nodes[name]; ok {
+		delete(f.state.Nodes, name)
+		res.Changed = true
+	}
+	return res
+}
+
+// State returns a deep copy of the replicated state.
+func (f *FSM) State() State {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Clone()
+}
+
+// Spec returns a deep copy of the current spec.
+func (f *FSM) Spec() Spec {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Spec.Clone()
+}
+
+// Subscribe returns a channel that receives a value after the state changes
+// (an Apply that changed something, or a Restore), and a cancel function
+// that closes it. Signals coalesce: the channel holds at most one, and a
+// watcher that is busy gets one signal for any number of changes, so it
+// must read State afresh each time. Apply never blocks on a watcher.
+func (f *FSM) Subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	f.watchMu.Lock()
+	if f.watchers == nil {
+		f.watchers = make(map[chan struct{}]struct{})
+	}
+	f.watchers[ch] = struct{}{}
+	f.watchMu.Unlock()
+
+	var once sync.Once
+	cancel := func() {
+		once.Do(func() {
+			f.watchMu.Lock()
+			defer f.watchMu.Unlock()
+			delete(f.watchers, ch)
+			close(ch)
+		})
+	}
+	return ch, cancel
+}
+
+func (f *FSM) notify() {
+	f.watchMu.Lock()
+	defer f.watchMu.Unlock()
+	for ch := range f.watchers {
+		select {
+		case ch <- struct{}{}:
+		default: // a signal is already pending; it covers this change too
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+)
+
+// snapshotFormat is the version of the snapshot encoding. A release that
+// changes the encoding bumps it, so an old node refuses a snapshot it would
+// misread instead of restoring half of it.
+const snapshotFormat = 1
+
+// snapshotFile is a snapshot on disk: a JSON object with the format first.
+type snapshotFile struct {
+	Format int             `json:"format"`
+	State  json.RawMessage `json:"state"`
+}
+
+// fsmSnapshot is a point-in-time deep copy, so Persist may run while Apply
+// goes on.
+type fsmSnapshot struct {
+	state State
+}
+
+// Snapshot captures the current state for Raft to persist.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{state: f.State()}, nil
+}
+
+// Persist writes the snapshot to sink.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := writeSnapshot(sink, s.state); err != nil {
+		return errors.Join(fmt.Errorf("persist fsm snapshot: %w", err), sink.Cancel())
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("persist fsm snapshot: %w", err)
+	}
+	return nil
+}
+
+// Release is a no-op: the snapshot holds no resources.
+func (s *fsmSnapshot) Release() {}
+
+func writeSnapshot(w io.Writer, st State) error {
+	body, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(w).Encode(snapshotFile{Format: snapshotFormat, State: body})
+}
+
+// Restore replaces the state with the snapshot in rc. It builds and checks
+// the new state completely before swapping it in, so a corrupt or invalid
+// snapshot returns an error and leaves the current state as it was.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st, err := readSnapshot(rc)
+	if err != nil {
+		return fmt.Errorf("restore fsm snapshot: %w", err)
+	}
+	f.mu.Lock()
+	f.state = st
+	f.mu.Unlock()
+	f.notify()
+	return nil
+}
+
+func readSnapshot(r io.Reader) (State, error) {
+	var file snapshotFile
+	if err := decodeStrict(json.NewDecoder(r), &file); err != nil {
+		return State{}, err
+	}
+	if file.Format != snapshotFormat {
+		return State{}, fmt.Errorf("unsupported snapshot format %d (this release reads %d)", file.Format, snapshotFormat)
+	}
+	var st State
+	if err := decodeStrict(json.NewDecoder(bytes.NewReader(file.State)), &st); err != nil {
+		return State{}, fmt.Errorf("state: %w", err)
+	}
+	st.Spec = st.Spec.normalized()
+	if st.Nodes == nil {
+		st.Nodes = make(map[string]Node)
+	}
+	// The state was valid when it was applied; if it is not now, the
+	// snapshot is damaged (or written by a release with other rules), and
+	// restoring it would hand the director a spec nobody checked.
+	if err := st.Spec.Validate(); err != nil {
+		return State{}, fmt.Errorf("invalid spec: %w", err)
+	}
+	for name, n := range st.Nodes {
+		if n.Name != name {
+			return State{}, fmt.Errorf("node registry: entry %q holds node %q", name, n.Name)
+		}
+		if err := n.Validate(); err != nil {
+			return State{}, fmt.Errorf("node registry: %w", err)
+		}
+		n.JoinedAt = canonicalTime(n.JoinedAt)
+		st.Nodes[name] = n
+	}
+	return st, nil
+}
+
+// decodeStrict decodes exactly one JSON value with only known fields.
+func decodeStrict(dec *json.Decoder, v any) error {
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}

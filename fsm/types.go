@@ -1,0 +1,125 @@
+package fsm
+
+import (
+	"net/netip"
+	"time"
+)
+
+// State is everything the cluster replicates. It is only ever changed by
+// applying a committed command; readers get deep copies.
+type State struct {
+	// Spec is the operator's desired configuration, replaced as a whole by
+	// each successful apply.
+	Spec Spec `json:"spec"`
+	// Nodes is the node registry, keyed by node name. The DC registers a node
+	// when it joins the Raft configuration and deregisters it when it leaves.
+	Nodes map[string]Node `json:"nodes"`
+}
+
+// Spec is the declarative service definition submitted with `raftlb apply`.
+type Spec struct {
+	// Version increases by one on every change of the spec; an apply that
+	// submits an identical spec leaves it as it is.
+	Version  uint64    `json:"version"`
+	VIPs     []VIP     `json:"vips"`
+	Services []Service `json:"services"`
+	Policy   Policy    `json:"policy"`
+}
+
+// VIP is a virtual address clients connect to. The DC holds it on
+// Interface; every node carries it on lo as a /32.
+type VIP struct {
+	Address   netip.Addr `json:"address"`
+	Interface string     `json:"interface,omitempty"`
+}
+
+// Service is one IPVS virtual service.
+type Service struct {
+	Name        string       `json:"name,omitempty"`
+	VIP         netip.Addr   `json:"vip"`
+	Port        uint16       `json:"port"`
+	Protocol    string       `json:"protocol"`   // "tcp" or "udp"
+	Scheduler   string       `json:"scheduler"`  // rr wrr lc wlc lblc lblcr dh sh sed nq mh
+	Forwarding  string       `json:"forwarding"` // "route" (direct routing), "masq", "tunnel"
+	Persistence Persistence  `json:"persistence"`
+	RealServers RealServers  `json:"real_servers"`
+	Fallback    *RealServer  `json:"fallback,omitempty"`
+	HealthCheck *HealthCheck `json:"health_check,omitempty"`
+}
+
+// Key identifies a service: VIP, port and protocol are unique together.
+func (s Service) Key() ServiceKey {
+	return ServiceKey{VIP: s.VIP, Port: s.Port, Protocol: s.Protocol}
+}
+
+// ServiceKey is the identity of a virtual service.
+type ServiceKey struct {
+	VIP      netip.Addr `json:"vip"`
+	Port     uint16     `json:"port"`
+	Protocol string     `json:"protocol"`
+}
+
+// Persistence makes a client stick to one real server (ipvsadm -p/-M).
+// A zero Timeout means no persistence.
+type Persistence struct {
+	Timeout time.Duration `json:"timeout"`
+	// Netmask groups clients for persistence; zero value means /32.
+	Netmask netip.Addr `json:"netmask,omitzero"`
+}
+
+// RealServers says which servers receive traffic for a service.
+type RealServers struct {
+	// AllNodes means every online cluster node, at its bind address, on
+	// NodePort (the service port when zero) with NodeWeight.
+	AllNodes   bool         `json:"all_nodes"`
+	NodePort   uint16       `json:"node_port,omitempty"`
+	NodeWeight int          `json:"node_weight,omitempty"`
+	Servers    []RealServer `json:"servers,omitempty"`
+}
+
+// RealServer is one explicitly listed backend.
+type RealServer struct {
+	Address netip.Addr `json:"address"`
+	Port    uint16     `json:"port"`
+	Weight  int        `json:"weight"`
+}
+
+// HealthCheck is stored and replicated now; the health-check issue acts on it.
+type HealthCheck struct {
+	Type     string        `json:"type"` // tcp, http, https, exec
+	Interval time.Duration `json:"interval"`
+	Timeout  time.Duration `json:"timeout"`
+	Rise     int           `json:"rise"`
+	Fall     int           `json:"fall"`
+	OnFail   string        `json:"on_fail"` // "remove" or "quiescent"
+	// HTTP/HTTPS
+	Path         string `json:"path,omitempty"`
+	ExpectStatus []int  `json:"expect_status,omitempty"`
+	BodyRegex    string `json:"body_regex,omitempty"`
+	DigestMD5    string `json:"digest_md5,omitempty"`
+	DigestSHA256 string `json:"digest_sha256,omitempty"`
+	ServerName   string `json:"server_name,omitempty"`
+	VerifyTLS    bool   `json:"verify_tls,omitempty"`
+	// Exec
+	Command []string `json:"command,omitempty"`
+}
+
+// Policy holds the cluster-wide quorum and fencing policy.
+type Policy struct {
+	// NoQuorum is what a node without quorum does: "stop" (release the VIP
+	// and IPVS rules; the default), "freeze" (keep what it has, take
+	// nothing new) or "ignore" (act as if quorum were present).
+	NoQuorum string `json:"no_quorum"`
+	// Fencing enables STONITH before a VIP is taken from a node that cannot
+	// be proven dead.
+	Fencing bool `json:"fencing"`
+}
+
+// Node is a registry entry for one cluster member.
+type Node struct {
+	Name       string         `json:"name"`
+	Address    netip.Addr     `json:"address"`     // --bind: the real-server address
+	RaftAddr   netip.AddrPort `json:"raft_addr"`   // Raft transport (mutual TLS)
+	GossipAddr netip.AddrPort `json:"gossip_addr"` // memberlist
+	JoinedAt   time.Time      `json:"joined_at"`   // set by the proposer, never by Apply
+}
