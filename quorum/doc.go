@@ -1,0 +1,13 @@
+// Package quorum decides whether this node may act on the cluster's behalf:
+// whether it has quorum (a majority of Raft voters for a leader, recent
+// contact with a known leader for a follower), what the no-quorum policy
+// (stop, freeze, ignore) says to do with the VIPs it holds, and the lease
+// arithmetic that lets a cut-off DC release its VIP before anyone else can
+// be elected (DESIGN invariant 3).
+//
+// It is pure on purpose: no I/O, no goroutines, no timers and no clock.
+// Callers pass in what they observed, times included, and get back a
+// decision. That keeps the rule that prevents split brain small enough to
+// read in one sitting and lets table-driven tests cover every boundary
+// without a cluster, a network or a wall clock.
+package quorum
