@@ -1,0 +1,84 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// ApplyResult is the outcome of a committed spec change.
+type ApplyResult struct {
+	Version uint64 // the spec version now in force
+	Changed bool   // false when the submitted spec equalled the current one
+}
+
+// applyTimeout bounds how long one Raft apply may wait to commit.
+const applyTimeout = 5 * time.Second
+
+// ApplySpec submits spec from any node: the DC applies it, other nodes
+// forward it to the DC over the mutual-TLS RPC channel. An invalid spec
+// comes back as *fsm.ValidationError and changes nothing. expectVersion,
+// when non-zero, makes the change conditional on the current version.
+func (n *Node) ApplySpec(ctx context.Context, spec fsm.Spec, expectVersion uint64) (ApplyResult, error) {
+	// Validate here too, so a bad spec is refused without a round trip.
+	if err := spec.Validate(); err != nil {
+		return ApplyResult{}, err
+	}
+	for {
+		if n.IsLeader() {
+			res, err := n.applySpecLocal(spec, expectVersion)
+			if !lostLeadership(err) {
+				return res, err
+			}
+		} else {
+			resp, err := n.forward(ctx, rpcRequest{Op: opApply, Spec: &spec, ExpectVersion: expectVersion})
+			if err != nil {
+				return ApplyResult{}, err
+			}
+			return wireToResult(resp)
+		}
+		select {
+		case <-ctx.Done():
+			return ApplyResult{}, ErrNoDC
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) applySpecLocal(spec fsm.Spec, expectVersion uint64) (ApplyResult, error) {
+	cmd, err := fsm.EncodeCommand(fsm.CmdSetSpec, fsm.SetSpec{Spec: spec, ExpectVersion: expectVersion})
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("encode spec: %w", err)
+	}
+	f := n.raft.Apply(cmd, applyTimeout)
+	if err := f.Error(); err != nil {
+		return ApplyResult{}, fmt.Errorf("commit spec: %w", err)
+	}
+	res, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return ApplyResult{}, fmt.Errorf("commit spec: unexpected FSM response %T", f.Response())
+	}
+	if res.Err != nil {
+		var ce *fsm.ConflictError
+		if errors.As(res.Err, &ce) {
+			return ApplyResult{}, fmt.Errorf("%w: %w", ErrConflict, res.Err)
+		}
+		return ApplyResult{}, res.Err
+	}
+	return ApplyResult{Version: res.Version, Changed: res.Changed}, nil
+}
+
+// applyLocal commits an internal command on the DC.
+func (n *Node) applyLocal(cmd []byte) error {
+	f := n.raft.Apply(cmd, applyTimeout)
+	if err := f.Error(); err != nil {
+		return err
+	}
+	if res, ok := f.Response().(*fsm.Result); ok && res.Err != nil {
+		return res.Err
+	}
+	return nil
+}

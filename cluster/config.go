@@ -1,0 +1,161 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/raftlb/raftlb/quorum"
+)
+
+// Config is everything a Node needs. The zero value is not usable; start
+// from DefaultTiming and fill in the identity fields.
+type Config struct {
+	Name       string
+	BindAddr   netip.Addr
+	RaftPort   int
+	GossipPort int
+	DataDir    string
+
+	// BootstrapExpect is the number of servers to wait for before the
+	// first-ever bootstrap. Zero means never bootstrap: join an existing
+	// cluster.
+	BootstrapExpect int
+	// MaxVoters caps the Raft voters; further nodes join as non-voters.
+	MaxVoters int
+
+	// GossipKey encrypts memberlist traffic; TLS secures Raft. Both must be
+	// set unless Insecure is true.
+	GossipKey []byte
+	TLS       *tls.Config
+	Insecure  bool
+
+	// Dataplane is advertised to peers so status can say whether a node
+	// programs the kernel ("kernel") or runs the control plane only ("none").
+	Dataplane string
+
+	Timing Timing
+
+	// SnapshotThreshold and SnapshotInterval tune Raft snapshots; tests
+	// lower them to exercise Snapshot/Restore.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+
+	Logger *slog.Logger
+
+	// filter is set by in-package tests to simulate network partitions.
+	filter *netFilter
+}
+
+// Timing holds the Raft and gossip timings. The defaults are tuned for a LAN
+// so that a dead DC is replaced well under a second.
+type Timing struct {
+	// RaftHeartbeatTimeout is how long a follower waits without hearing from
+	// the leader before it stands for election (raft randomises it in
+	// [T, 2T]).
+	RaftHeartbeatTimeout time.Duration
+	RaftElectionTimeout  time.Duration
+	// RaftLeaderLease is how long a leader keeps acting without contact from
+	// a quorum. It must stay below RaftHeartbeatTimeout so a cut-off DC
+	// steps down before anyone else can be elected (DESIGN invariant 3).
+	RaftLeaderLease   time.Duration
+	RaftCommitTimeout time.Duration
+
+	GossipProbeInterval time.Duration
+	GossipProbeTimeout  time.Duration
+	GossipInterval      time.Duration
+	GossipSuspicionMult int
+}
+
+// DefaultTiming returns LAN timings: a follower notices a silent leader
+// after 250–500 ms; gossip declares a silent node dead in about a second.
+func DefaultTiming() Timing {
+	return Timing{
+		RaftHeartbeatTimeout: 250 * time.Millisecond,
+		RaftElectionTimeout:  250 * time.Millisecond,
+		RaftLeaderLease:      125 * time.Millisecond,
+		RaftCommitTimeout:    10 * time.Millisecond,
+		GossipProbeInterval:  200 * time.Millisecond,
+		GossipProbeTimeout:   100 * time.Millisecond,
+		GossipInterval:       100 * time.Millisecond,
+		GossipSuspicionMult:  3,
+	}
+}
+
+// DefaultMaxVoters keeps Raft at five voters however many nodes join.
+const DefaultMaxVoters = 5
+
+// Validate reports the first problem that would stop a node from starting.
+func (c *Config) Validate() error {
+	var errs []error
+	if err := ValidateNodeName(c.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if !c.BindAddr.IsValid() || c.BindAddr.IsUnspecified() {
+		errs = append(errs, fmt.Errorf("bind address %q must be a specific IP address of this node", c.BindAddr))
+	}
+	for _, p := range []struct {
+		name string
+		port int
+	}{{"raft port", c.RaftPort}, {"gossip port", c.GossipPort}} {
+		if p.port < 0 || p.port > 65535 {
+			errs = append(errs, fmt.Errorf("%s %d out of range 0-65535", p.name, p.port))
+		}
+	}
+	if c.RaftPort != 0 && c.RaftPort == c.GossipPort {
+		errs = append(errs, fmt.Errorf("raft port and gossip port are both %d", c.RaftPort))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("a data directory is required"))
+	}
+	if c.BootstrapExpect < 0 {
+		errs = append(errs, fmt.Errorf("bootstrap-expect %d must not be negative", c.BootstrapExpect))
+	}
+	if c.MaxVoters < 1 {
+		errs = append(errs, fmt.Errorf("max voters %d must be at least 1", c.MaxVoters))
+	}
+	if !c.Insecure {
+		if len(c.GossipKey) == 0 {
+			errs = append(errs, errors.New("no gossip key: create one with `raftlb keygen` and pass --key-file (or --insecure for a local trial)"))
+		}
+		if c.TLS == nil {
+			errs = append(errs, errors.New("no TLS configuration: create certificates with `raftlb tls init` and `raftlb tls cert` and pass --tls-dir (or --insecure for a local trial)"))
+		}
+	}
+	t := c.Timing
+	if err := quorum.ValidateTimings(t.RaftLeaderLease, t.RaftHeartbeatTimeout, t.RaftElectionTimeout); err != nil {
+		errs = append(errs, err)
+	}
+	if t.RaftCommitTimeout <= 0 || t.GossipProbeInterval <= 0 || t.GossipProbeTimeout <= 0 || t.GossipInterval <= 0 {
+		errs = append(errs, errors.New("commit timeout, gossip probe interval, probe timeout and gossip interval must be positive"))
+	}
+	if t.GossipProbeTimeout >= t.GossipProbeInterval {
+		errs = append(errs, fmt.Errorf("gossip probe timeout %s must be shorter than the probe interval %s", t.GossipProbeTimeout, t.GossipProbeInterval))
+	}
+	if t.GossipSuspicionMult < 1 {
+		errs = append(errs, fmt.Errorf("gossip suspicion multiplier %d must be at least 1", t.GossipSuspicionMult))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateNodeName accepts 1–63 characters of [A-Za-z0-9._-] that do not
+// start with a dot or dash: the name is a Raft server ID, a memberlist name,
+// a file name in the TLS directory and a certificate CN.
+func ValidateNodeName(name string) error {
+	if name == "" || len(name) > 63 {
+		return fmt.Errorf("node name %q must be 1-63 characters", name)
+	}
+	if name[0] == '.' || name[0] == '-' {
+		return fmt.Errorf("node name %q must not start with %q", name, name[0])
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("node name %q may only contain letters, digits, '.', '_' and '-'", name)
+		}
+	}
+	return nil
+}

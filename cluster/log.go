@@ -1,0 +1,111 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log"
+	"log/slog"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// hclogAdapter lets hashicorp/raft log through slog. It is the one bridge
+// between the two logging worlds; raft's own level filtering is delegated
+// to the slog handler.
+type hclogAdapter struct {
+	l    *slog.Logger
+	name string
+	args []any
+}
+
+func newHCLog(l *slog.Logger, name string) hclog.Logger {
+	return &hclogAdapter{l: l, name: name}
+}
+
+func hcToSlog(level hclog.Level) slog.Level {
+	switch level {
+	case hclog.Trace, hclog.Debug:
+		return slog.LevelDebug
+	case hclog.Info, hclog.NoLevel, hclog.DefaultLevel:
+		return slog.LevelInfo
+	case hclog.Warn:
+		return slog.LevelWarn
+	default:
+		return slog.LevelError
+	}
+}
+
+func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
+	a.l.Log(context.Background(), hcToSlog(level), msg, append(append([]any{}, a.args...), args...)...)
+}
+func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
+func (a *hclogAdapter) Debug(msg string, args ...any) { a.Log(hclog.Debug, msg, args...) }
+func (a *hclogAdapter) Info(msg string, args ...any)  { a.Log(hclog.Info, msg, args...) }
+func (a *hclogAdapter) Warn(msg string, args ...any)  { a.Log(hclog.Warn, msg, args...) }
+func (a *hclogAdapter) Error(msg string, args ...any) { a.Log(hclog.Error, msg, args...) }
+func (a *hclogAdapter) enabled(l slog.Level) bool {
+	return a.l.Enabled(context.Background(), l)
+}
+func (a *hclogAdapter) IsTrace() bool        { return a.enabled(slog.LevelDebug) }
+func (a *hclogAdapter) IsDebug() bool        { return a.enabled(slog.LevelDebug) }
+func (a *hclogAdapter) IsInfo() bool         { return a.enabled(slog.LevelInfo) }
+func (a *hclogAdapter) IsWarn() bool         { return a.enabled(slog.LevelWarn) }
+func (a *hclogAdapter) IsError() bool        { return a.enabled(slog.LevelError) }
+func (a *hclogAdapter) ImpliedArgs() []any   { return a.args }
+func (a *hclogAdapter) Name() string         { return a.name }
+func (a *hclogAdapter) SetLevel(hclog.Level) {}
+func (a *hclogAdapter) GetLevel() hclog.Level {
+	if a.IsDebug() {
+		return hclog.Debug
+	}
+	return hclog.Info
+}
+func (a *hclogAdapter) With(args ...any) hclog.Logger {
+	return &hclogAdapter{l: a.l, name: a.name, args: append(append([]any{}, a.args...), args...)}
+}
+func (a *hclogAdapter) Named(name string) hclog.Logger {
+	n := name
+	if a.name != "" {
+		n = a.name + "." + name
+	}
+	return &hclogAdapter{l: a.l.With("subsystem", n), name: n, args: a.args}
+}
+func (a *hclogAdapter) ResetNamed(name string) hclog.Logger {
+	return &hclogAdapter{l: a.l.With("subsystem", name), name: name, args: a.args}
+}
+func (a *hclogAdapter) StandardLogger(*hclog.StandardLoggerOptions) *log.Logger {
+	return log.New(a.StandardWriter(nil), "", 0)
+}
+func (a *hclogAdapter) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
+	return &levelWriter{l: a.l}
+}
+
+// levelWriter turns the "[LEVEL] subsystem: message" lines that memberlist
+// writes through a *log.Logger into slog records at the matching level.
+type levelWriter struct{ l *slog.Logger }
+
+func (w *levelWriter) Write(p []byte) (int, error) {
+	for _, line := range bytes.Split(bytes.TrimRight(p, "\n"), []byte("\n")) {
+		msg := strings.TrimSpace(string(line))
+		level := slog.LevelInfo
+		for prefix, l := range map[string]slog.Level{
+			"[TRACE]": slog.LevelDebug, "[DEBUG]": slog.LevelDebug, "[INFO]": slog.LevelInfo,
+			"[WARN]": slog.LevelWarn, "[ERR]": slog.LevelError, "[ERROR]": slog.LevelError,
+		} {
+			if rest, ok := strings.CutPrefix(msg, prefix); ok {
+				level, msg = l, strings.TrimSpace(rest)
+				break
+			}
+		}
+		if msg != "" {
+			w.l.Log(context.Background(), level, msg)
+		}
+	}
+	return len(p), nil
+}
+
+func newStdLogger(l *slog.Logger) *log.Logger {
+	return log.New(&levelWriter{l: l}, "", 0)
+}

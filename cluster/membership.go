@@ -1,0 +1,396 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// reconcileInterval is how often the DC re-checks membership even without
+// a gossip event, and how often every node refreshes its peers file.
+const reconcileInterval = time.Second
+
+// Join asks gossip to join the nodes at addrs (host:gossip-port), retrying
+// until ctx expires. Joining a cluster this node already belongs to is a
+// no-op. After gossip, it proves that Raft's mutual TLS works with a peer,
+// so a wrong certificate is reported here rather than discovered later.
+func (n *Node) Join(ctx context.Context, addrs []string) (int, error) {
+	if len(addrs) == 0 {
+		return 0, errors.New("join: no addresses given")
+	}
+	var joined int
+	var err error
+	for {
+		joined, err = n.ml.Join(addrs)
+		if joined > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("join %v: %w (check the address, that the gossip port is reachable and that every node uses the same gossip key)", addrs, err)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		n.logger.Warn("join reached only some nodes", "joined", joined, "err", err)
+	}
+	n.logger.Info("joined gossip", "contacted", joined)
+	if err := n.checkPeerTLS(ctx); err != nil {
+		return joined, err
+	}
+	n.savePeers()
+	return joined, nil
+}
+
+// checkPeerTLS pings one peer over the Raft port. Success means both
+// certificates chain to the same CA.
+func (n *Node) checkPeerTLS(ctx context.Context) error {
+	var lastErr error
+	for _, m := range n.members() {
+		if m.Name == n.cfg.Name || m.MetaErr != nil || m.State != memberlist.StateAlive {
+			continue
+		}
+		if _, err := n.Ping(ctx, m.RaftAddr); err != nil {
+			lastErr = fmt.Errorf("joined gossip, but Raft over mutual TLS to %s (%s) failed: %w (are this node's certificate and the peer's issued by the same cluster CA?)", m.Name, m.RaftAddr, err)
+			continue
+		}
+		return nil
+	}
+	return lastErr
+}
+
+// rejoin re-joins the peers remembered from the last run, in the
+// background, until one answers.
+func (n *Node) rejoin(ctx context.Context, peers []string) {
+	for {
+		jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := n.Join(jctx, peers)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		n.logger.Debug("rejoin failed, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (n *Node) peersFile() string { return filepath.Join(n.cfg.DataDir, "peers.json") }
+
+// savePeers remembers the gossip addresses of the other live members so a
+// restarted agent finds its cluster again without a new join.
+func (n *Node) savePeers() {
+	var peers []string
+	for _, m := range n.members() {
+		if m.Name != n.cfg.Name && m.Gossip.IsValid() {
+			peers = append(peers, m.Gossip.String())
+		}
+	}
+	if len(peers) == 0 {
+		return
+	}
+	sort.Strings(peers)
+	if slices.Equal(peers, n.loadPeers()) {
+		return
+	}
+	b, _ := json.Marshal(peers)
+	tmp := n.peersFile() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		n.logger.Warn("could not save peers", "err", err)
+		return
+	}
+	if err := os.Rename(tmp, n.peersFile()); err != nil {
+		n.logger.Warn("could not save peers", "err", err)
+	}
+}
+
+func (n *Node) loadPeers() []string {
+	b, err := os.ReadFile(n.peersFile())
+	if err != nil {
+		return nil
+	}
+	var peers []string
+	if err := json.Unmarshal(b, &peers); err != nil {
+		n.logger.Warn("ignoring unreadable peers file", "file", n.peersFile(), "err", err)
+		return nil
+	}
+	return peers
+}
+
+// memberDuties runs on every node: it keeps the peers file current and
+// publishes "has state" once this node is part of a Raft cluster.
+func (n *Node) memberDuties(ctx context.Context) {
+	t := time.NewTicker(reconcileInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.raft.LastIndex() > 0 {
+			n.markHasState()
+		}
+		n.savePeers()
+	}
+}
+
+// leaderDuties follows leadership events and, while this node is DC, runs
+// the membership reconciler for that term.
+func (n *Node) leaderDuties(ctx context.Context) {
+	events, cancel := n.Leadership()
+	defer cancel()
+	var stop context.CancelFunc = func() {}
+	defer func() { stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-events:
+			stop()
+			stop = func() {}
+			if ev.IsLeader {
+				tctx, tcancel := context.WithCancel(ctx)
+				stop = tcancel
+				go n.establish(tctx, ev.Term)
+			}
+		}
+	}
+}
+
+// establish is the DC's membership loop for one term: Barrier first, so the
+// FSM reflects everything committed before this term, then reconcile on
+// every gossip change and on a ticker.
+func (n *Node) establish(ctx context.Context, term uint64) {
+	if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
+		n.logger.Warn("barrier after gaining leadership failed", "term", term, "err", err)
+		return
+	}
+	t := time.NewTicker(reconcileInterval)
+	defer t.Stop()
+	rejected := map[string]string{}
+	for {
+		n.reconcile(ctx, rejected)
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.wakeCh:
+		case <-t.C:
+		}
+	}
+}
+
+// reconcile brings the Raft configuration and the node registry in line
+// with gossip: live nodes are admitted (voters up to MaxVoters, then
+// non-voters) and live non-voters are promoted when a voter slot is free.
+// Failed nodes stay configured (offline) so quorum arithmetic does not
+// shrink under a partition; only `raftlb leave` removes a node.
+func (n *Node) reconcile(ctx context.Context, rejected map[string]string) {
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return
+	}
+	servers := map[raft.ServerID]raft.Server{}
+	voters := 0
+	for _, s := range cf.Configuration().Servers {
+		servers[s.ID] = s
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	state := n.fsm.State()
+	alive := map[string]bool{}
+	for _, m := range n.members() {
+		if ctx.Err() != nil {
+			return
+		}
+		if m.MetaErr != nil {
+			if rejected[m.Name] != m.MetaErr.Error() {
+				n.logger.Warn("ignoring gossip member with unusable metadata", "peer", m.Name, "err", m.MetaErr)
+				rejected[m.Name] = m.MetaErr.Error()
+			}
+			continue
+		}
+		if m.State != memberlist.StateAlive || n.gossip.hasLeft(m.Name) {
+			continue
+		}
+		alive[m.Name] = true
+		id := raft.ServerID(m.Name)
+		s, ok := servers[id]
+		switch {
+		case !ok:
+			if _, err := n.Ping(ctx, m.RaftAddr); err != nil {
+				if msg := err.Error(); rejected[m.Name] != msg {
+					n.logger.Warn("not admitting node to Raft: its Raft port does not answer over mutual TLS", "peer", m.Name, "raft", m.RaftAddr, "err", err)
+					rejected[m.Name] = msg
+				}
+				continue
+			}
+			delete(rejected, m.Name)
+			suffrage := "voter"
+			var f raft.IndexFuture
+			if voters < n.cfg.MaxVoters {
+				f = n.raft.AddVoter(id, raft.ServerAddress(m.RaftAddr), 0, 5*time.Second)
+				voters++
+			} else {
+				suffrage = "non-voter"
+				f = n.raft.AddNonvoter(id, raft.ServerAddress(m.RaftAddr), 0, 5*time.Second)
+			}
+			if err := f.Error(); err != nil {
+				n.logger.Warn("adding node to Raft failed", "peer", m.Name, "err", err)
+				continue
+			}
+			n.logger.Info("added node to Raft", "peer", m.Name, "as", suffrage)
+			servers[id] = raft.Server{ID: id, Address: raft.ServerAddress(m.RaftAddr), Suffrage: raft.Nonvoter}
+		case string(s.Address) != m.RaftAddr:
+			// Same node, new address: re-adding with the same ID updates it.
+			var f raft.IndexFuture
+			if s.Suffrage == raft.Voter {
+				f = n.raft.AddVoter(id, raft.ServerAddress(m.RaftAddr), 0, 5*time.Second)
+			} else {
+				f = n.raft.AddNonvoter(id, raft.ServerAddress(m.RaftAddr), 0, 5*time.Second)
+			}
+			if err := f.Error(); err != nil {
+				n.logger.Warn("updating node address in Raft failed", "peer", m.Name, "err", err)
+			}
+		}
+		n.register(m, state)
+	}
+	// Promote live non-voters while there is room for voters, so a cluster
+	// that lost a voter gracefully gets back to MaxVoters.
+	ids := make([]string, 0, len(servers))
+	for id := range servers {
+		ids = append(ids, string(id))
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		s := servers[raft.ServerID(id)]
+		if voters >= n.cfg.MaxVoters {
+			break
+		}
+		if s.Suffrage == raft.Nonvoter && alive[id] {
+			if err := n.raft.AddVoter(s.ID, s.Address, 0, 5*time.Second).Error(); err == nil {
+				n.logger.Info("promoted non-voter to voter", "peer", id)
+				voters++
+			}
+		}
+	}
+}
+
+// register records a live Raft member in the replicated node registry.
+func (n *Node) register(m member, state fsm.State) {
+	raftAddr, _ := netip.ParseAddrPort(m.RaftAddr)
+	node := fsm.Node{Name: m.Name, Address: m.Addr, RaftAddr: raftAddr, GossipAddr: m.Gossip, JoinedAt: time.Now().UTC()}
+	if old, ok := state.Nodes[m.Name]; ok {
+		node.JoinedAt = old.JoinedAt
+		if old == node {
+			return
+		}
+	}
+	cmd, err := fsm.EncodeCommand(fsm.CmdRegisterNode, node)
+	if err != nil {
+		n.logger.Error("encode node registration", "err", err)
+		return
+	}
+	if err := n.applyLocal(cmd); err != nil {
+		n.logger.Warn("registering node failed", "peer", m.Name, "err", err)
+	}
+}
+
+// removeServer takes a node out of Raft and the registry. Removing a node
+// that is not there is a no-op.
+func (n *Node) removeServer(ctx context.Context, name string) error {
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	for _, s := range cf.Configuration().Servers {
+		if s.ID == raft.ServerID(name) {
+			if err := n.raft.RemoveServer(s.ID, 0, 5*time.Second).Error(); err != nil {
+				return fmt.Errorf("remove %s from raft: %w", name, err)
+			}
+			n.logger.Info("removed node from Raft", "peer", name)
+		}
+	}
+	if _, ok := n.fsm.State().Nodes[name]; ok {
+		cmd, err := fsm.EncodeCommand(fsm.CmdDeregisterNode, fsm.DeregisterNode{Name: name})
+		if err != nil {
+			return err
+		}
+		if err := n.applyLocal(cmd); err != nil {
+			return fmt.Errorf("deregister %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Leave removes this node from the cluster for good: a DC first hands its
+// duties to another voter; gossip announces the departure (so the DC stops
+// seeing this node as a live member to admit); then the DC removes it from
+// Raft and the registry. The caller shuts the node down afterwards.
+func (n *Node) Leave(ctx context.Context) error {
+	if n.IsLeader() && n.otherVoters() > 0 {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.logger.Warn("leadership transfer failed; removing ourselves as DC", "err", err)
+		}
+	}
+	if err := n.ml.Leave(2 * time.Second); err != nil {
+		n.logger.Warn("gossip leave did not complete", "err", err)
+	}
+	if n.IsLeader() {
+		// Still DC (alone, or the transfer failed): remove ourselves; Raft
+		// steps down once the change commits.
+		if n.otherVoters() > 0 {
+			if err := n.removeServer(ctx, n.cfg.Name); err != nil {
+				return err
+			}
+		}
+	} else if err := n.askDC(ctx, rpcRequest{Op: opLeave}); err != nil {
+		return fmt.Errorf("leave: %w", err)
+	}
+	_ = os.Remove(n.peersFile())
+	n.logger.Info("left the cluster")
+	return nil
+}
+
+// askDC sends a request to the current DC, retrying while an election is
+// in progress.
+func (n *Node) askDC(ctx context.Context, req rpcRequest) error {
+	_, err := n.forward(ctx, req)
+	return err
+}
+
+func (n *Node) forward(ctx context.Context, req rpcRequest) (rpcResponse, error) {
+	for {
+		addr, _ := n.raft.LeaderWithID()
+		if addr != "" {
+			resp, err := n.call(ctx, string(addr), req)
+			if err == nil && !resp.NotDC {
+				if resp.Error != "" && len(resp.Problems) == 0 && !resp.Conflict {
+					return resp, errors.New(resp.Error)
+				}
+				return resp, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return rpcResponse{}, ErrNoDC
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

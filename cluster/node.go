@@ -1,0 +1,302 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// Errors a caller can test for with errors.Is.
+var (
+	ErrNoDC     = errors.New("no DC is elected (the cluster has no quorum or is still electing)")
+	ErrConflict = errors.New("the spec changed since it was read")
+	ErrShutdown = errors.New("the node is shutting down")
+)
+
+// Node is one cluster member: gossip, Raft and the replicated FSM.
+type Node struct {
+	cfg    Config
+	logger *slog.Logger
+	fsm    *fsm.FSM
+
+	gossip *gossipDelegate
+	ml     *memberlist.Memberlist
+	mux    *muxLayer
+	trans  *raft.NetworkTransport
+	raft   *raft.Raft
+	store  *raftboltdb.BoltStore
+
+	// hadState records whether Raft state existed at start: such a node
+	// never bootstraps again.
+	hadState bool
+
+	wakeCh   chan struct{}
+	notifyCh chan bool
+	leaders  *leadership
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// Start opens the node's stores, starts Raft and gossip and the background
+// loops (leadership, bootstrap, membership reconciliation). The node is
+// usable when Start returns; joining a cluster is a separate step.
+func Start(cfg Config, f *fsm.FSM) (*Node, error) {
+	if cfg.MaxVoters == 0 {
+		cfg.MaxVoters = DefaultMaxVoters
+	}
+	if cfg.Timing == (Timing{}) {
+		cfg.Timing = DefaultTiming()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{
+		cfg:      cfg,
+		logger:   cfg.Logger.With("component", "cluster", "node", cfg.Name),
+		fsm:      f,
+		wakeCh:   make(chan struct{}, 1),
+		notifyCh: make(chan bool, 16),
+		leaders:  newLeadership(),
+		ctx:      ctx,
+		cancel:   cancel,
+	}
+	n.gossip = &gossipDelegate{wake: n.wake, departed: map[string]bool{}, live: map[string]member{}, left: map[string]bool{}}
+	if cfg.Insecure {
+		n.logger.Warn("INSECURE MODE: gossip is not encrypted and Raft runs without TLS; anyone who can reach the ports can join and change the cluster. Use only for a local trial.")
+	}
+	if err := n.startRaft(); err != nil {
+		n.closeAll()
+		return nil, err
+	}
+	n.gossip.meta = nodeMeta{
+		Version:   metaVersion,
+		RaftAddr:  n.raftAddr(),
+		Expect:    cfg.BootstrapExpect,
+		HasState:  n.hadState,
+		Dataplane: cfg.Dataplane,
+	}
+	ml, err := n.newMemberlist()
+	if err != nil {
+		n.closeAll()
+		return nil, err
+	}
+	n.ml = ml
+	n.cfg.GossipPort = int(ml.LocalNode().Port) // resolves port 0
+	n.logger.Info("node started", "raft", n.raftAddr(), "gossip", n.gossipAddr(),
+		"existing_state", n.hadState, "bootstrap_expect", cfg.BootstrapExpect)
+
+	n.goLoop(n.watchLeadership)
+	n.goLoop(n.leaderDuties)
+	n.goLoop(n.memberDuties)
+	if cfg.BootstrapExpect > 0 && !n.hadState {
+		n.goLoop(n.bootstrapLoop)
+	}
+	if peers := n.loadPeers(); len(peers) > 0 {
+		n.goLoop(func(ctx context.Context) { n.rejoin(ctx, peers) })
+	}
+	return n, nil
+}
+
+func (n *Node) goLoop(f func(context.Context)) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f(n.ctx)
+	}()
+}
+
+func (n *Node) raftAddr() string {
+	return netip.AddrPortFrom(n.cfg.BindAddr, uint16(n.cfg.RaftPort)).String()
+}
+
+func (n *Node) startRaft() error {
+	dir := filepath.Join(n.cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(dir, "raft.db"),
+		// bbolt waits forever for its file lock; a second agent on the same
+		// data dir should fail fast instead.
+		BoltOptions: &bbolt.Options{Timeout: time.Second},
+	})
+	if err != nil {
+		return fmt.Errorf("open raft store in %s (is another agent using this data dir?): %w", dir, err)
+	}
+	n.store = store
+	logs, err := raft.NewLogCache(512, store)
+	if err != nil {
+		return fmt.Errorf("raft log cache: %w", err)
+	}
+	hlog := newHCLog(n.logger.With("subsystem", "raft"), "raft")
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
+	if err != nil {
+		return fmt.Errorf("raft snapshot store: %w", err)
+	}
+	n.hadState, err = raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state: %w", err)
+	}
+
+	bind := netip.AddrPortFrom(n.cfg.BindAddr, uint16(n.cfg.RaftPort))
+	mux, err := newMuxLayer(bind, n.cfg.TLS, n.handleRPC, n.cfg.filter, n.logger.With("subsystem", "transport"))
+	if err != nil {
+		return err
+	}
+	n.mux = mux
+	// Port 0 (tests) is resolved now so peers learn the real port.
+	if n.cfg.RaftPort == 0 {
+		n.cfg.RaftPort = mux.Addr().(*net.TCPAddr).Port
+	}
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Logger:  hlog,
+		Stream:  mux,
+		MaxPool: 3,
+		Timeout: 2 * time.Second,
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.Name)
+	rc.Logger = hlog
+	rc.NotifyCh = n.notifyCh
+	t := n.cfg.Timing
+	rc.HeartbeatTimeout = t.RaftHeartbeatTimeout
+	rc.ElectionTimeout = t.RaftElectionTimeout
+	rc.LeaderLeaseTimeout = t.RaftLeaderLease
+	rc.CommitTimeout = t.RaftCommitTimeout
+	if n.cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	}
+	if n.cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = n.cfg.SnapshotInterval
+	}
+	if n.cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = n.cfg.TrailingLogs
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	return nil
+}
+
+// Shutdown stops the node without leaving the cluster: a DC first hands
+// leadership to another voter so the VIP moves without waiting for an
+// election. Peers then see this node as failed (offline) and keep it in the
+// configuration, as Pacemaker keeps a stopped node. Use Leave to remove it.
+func (n *Node) Shutdown() error {
+	var err error
+	n.stopOnce.Do(func() {
+		if n.raft != nil && n.raft.State() == raft.Leader && n.otherVoters() > 0 {
+			if terr := n.raft.LeadershipTransfer().Error(); terr != nil {
+				n.logger.Warn("leadership transfer on shutdown failed", "err", terr)
+			} else {
+				n.logger.Info("handed DC duties to another node")
+			}
+		}
+		err = n.closeAll()
+	})
+	return err
+}
+
+// closeAll stops everything in the reverse order of Start: loops, gossip,
+// Raft, transport, store.
+func (n *Node) closeAll() error {
+	n.cancel()
+	n.wg.Wait()
+	var errs []error
+	if n.ml != nil {
+		if err := n.ml.Shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("stop gossip: %w", err))
+		}
+	}
+	if n.raft != nil {
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("stop raft: %w", err))
+		}
+	}
+	if n.trans != nil {
+		_ = n.trans.Close()
+	}
+	if n.mux != nil {
+		_ = n.mux.Close()
+		n.mux.Wait()
+	}
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) wake() {
+	select {
+	case n.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// IsLeader reports whether this node currently believes it is the DC.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Name is this node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// RaftAddr is the address peers dial for Raft and RPC.
+func (n *Node) RaftAddr() string { return n.raftAddr() }
+
+// GossipAddr is the address peers join.
+func (n *Node) GossipAddr() string { return n.gossipAddr() }
+
+// FSM gives read access to the replicated state.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// VerifyLeader confirms, by a round of contact with a quorum, that this
+// node is still leader in term. The director calls it right before any
+// gratuitous ARP or IPVS write (DESIGN invariant 2).
+func (n *Node) VerifyLeader(term uint64) error {
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return fmt.Errorf("verify leadership: %w", err)
+	}
+	if cur := n.raft.CurrentTerm(); cur != term {
+		return fmt.Errorf("verify leadership: term moved from %d to %d", term, cur)
+	}
+	return nil
+}
+
+func (n *Node) otherVoters() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter && s.ID != raft.ServerID(n.cfg.Name) {
+			c++
+		}
+	}
+	return c
+}

@@ -1,0 +1,270 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+
+	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/quorum"
+)
+
+// Status is the cluster at a glance as seen from one node: what crm_mon
+// and ipvsadm -Ln show together. JSON keys are part of the CLI contract.
+type Status struct {
+	Time            time.Time       `json:"time"`
+	Node            string          `json:"node"`
+	DC              string          `json:"dc"`
+	Term            uint64          `json:"term"`
+	Quorum          bool            `json:"quorum"`
+	Stale           bool            `json:"stale"`
+	Warning         string          `json:"warning,omitempty"`
+	LastContactMS   int64           `json:"last_contact_ms"`
+	SpecVersion     uint64          `json:"spec_version"`
+	NodesConfigured int             `json:"nodes_configured"`
+	Nodes           []NodeStatus    `json:"nodes"`
+	VIPs            []VIPStatus     `json:"vips"`
+	Services        []ServiceStatus `json:"services"`
+	Policy          fsm.Policy      `json:"policy"`
+}
+
+// NodeStatus is one node's line in the status view.
+type NodeStatus struct {
+	Name      string `json:"name"`
+	Address   string `json:"address,omitempty"`
+	Status    string `json:"status"` // online | offline
+	Role      string `json:"role"`   // DC | member | non-voter | joining | not in cluster
+	Gossip    string `json:"gossip"` // alive | suspect | gone | unknown
+	Dataplane string `json:"dataplane,omitempty"`
+}
+
+// VIPStatus says where a virtual IP is.
+type VIPStatus struct {
+	Address   string `json:"address"`
+	Interface string `json:"interface,omitempty"`
+	HeldBy    string `json:"held_by"`
+}
+
+// ServiceStatus is one virtual service with its real servers.
+type ServiceStatus struct {
+	Name        string             `json:"name,omitempty"`
+	VIP         string             `json:"vip"`
+	Port        uint16             `json:"port"`
+	Protocol    string             `json:"protocol"`
+	Scheduler   string             `json:"scheduler"`
+	Forwarding  string             `json:"forwarding"`
+	Persistence string             `json:"persistence,omitempty"`
+	Fallback    string             `json:"fallback,omitempty"`
+	HealthCheck string             `json:"health_check,omitempty"`
+	RealServers []RealServerStatus `json:"real_servers"`
+}
+
+// RealServerStatus is one backend of a service.
+type RealServerStatus struct {
+	Address string `json:"address"`
+	Port    uint16 `json:"port"`
+	Weight  int    `json:"weight"`
+	Node    string `json:"node,omitempty"` // set when the backend is a cluster node
+}
+
+// contactTimeout is how long a follower may go without hearing from the DC
+// before its view is reported as stale.
+func (n *Node) contactTimeout() time.Duration { return 2 * n.cfg.Timing.RaftHeartbeatTimeout }
+
+// Status assembles the status view from this node's Raft state, gossip
+// view and replicated FSM. A node cut off from the DC says so.
+func (n *Node) Status() Status {
+	now := time.Now()
+	st := Status{Time: now.UTC(), Node: n.cfg.Name, Term: n.raft.CurrentTerm()}
+	state := n.fsm.State()
+	st.SpecVersion = state.Spec.Version
+	st.Policy = state.Spec.Policy
+
+	var servers []raft.Server
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		servers = f.Configuration().Servers
+	}
+	gossip := map[string]memberlist.NodeStateType{}
+	dataplane := map[string]string{}
+	addrs := map[string]string{}
+	for _, m := range n.members() {
+		gossip[m.Name] = m.State
+		dataplane[m.Name] = m.Meta.Dataplane
+		if m.Addr.IsValid() {
+			addrs[m.Name] = m.Addr.String()
+		}
+	}
+	for name := range n.gossip.departedNodes() {
+		if _, ok := gossip[name]; !ok {
+			gossip[name] = memberlist.StateDead
+		}
+	}
+	online := func(name string) bool {
+		if name == n.cfg.Name {
+			return true
+		}
+		s, ok := gossip[name]
+		return ok && (s == memberlist.StateAlive || s == memberlist.StateSuspect)
+	}
+
+	isLeader := n.raft.State() == raft.Leader
+	_, leaderID := n.raft.LeaderWithID()
+	voters, reachable := 0, 0
+	suffrage := map[string]raft.ServerSuffrage{}
+	for _, s := range servers {
+		suffrage[string(s.ID)] = s.Suffrage
+		if s.Suffrage == raft.Voter {
+			voters++
+			if online(string(s.ID)) {
+				reachable++
+			}
+		}
+	}
+	last := n.raft.LastContact()
+	if !last.IsZero() {
+		st.LastContactMS = now.Sub(last).Milliseconds()
+	}
+	st.Quorum = quorum.Has(quorum.View{
+		Voters: voters, ReachableVoters: reachable,
+		IsLeader: isLeader, LeaderKnown: leaderID != "",
+		LastLeaderContact: last, Now: now, ContactTimeout: n.contactTimeout(),
+	})
+	switch {
+	case st.Quorum:
+		st.DC = string(leaderID)
+	case isLeader:
+		st.Warning = fmt.Sprintf("this node is DC but reaches only %d of %d voters: it is about to step down", reachable, voters)
+	case last.IsZero():
+		st.Stale = true
+		st.Warning = "this node has never heard from a DC: it is not part of a running cluster yet; the data below may be stale"
+	default:
+		st.Stale = true
+		st.Warning = fmt.Sprintf("this node has lost contact with the DC (last contact %s ago): the data below is its last known state and may be stale",
+			now.Sub(last).Round(time.Millisecond))
+	}
+
+	names := map[string]bool{n.cfg.Name: true}
+	for name := range state.Nodes {
+		names[name] = true
+	}
+	for _, s := range servers {
+		names[string(s.ID)] = true
+	}
+	for name, s := range gossip {
+		// A departed node that is in neither Raft nor the registry has
+		// left for good and is not listed.
+		if s == memberlist.StateAlive || s == memberlist.StateSuspect {
+			names[name] = true
+		}
+	}
+	st.NodesConfigured = len(state.Nodes)
+	sorted := make([]string, 0, len(names))
+	for name := range names {
+		sorted = append(sorted, name)
+	}
+	sort.Strings(sorted)
+	for _, name := range sorted {
+		ns := NodeStatus{Name: name, Status: "offline", Gossip: "unknown", Dataplane: dataplane[name], Address: addrs[name]}
+		if name == n.cfg.Name {
+			ns.Dataplane = n.cfg.Dataplane
+			ns.Gossip = "alive"
+		} else if s, ok := gossip[name]; ok {
+			ns.Gossip = gossipStateName(s)
+		}
+		if online(name) {
+			ns.Status = "online"
+		}
+		if reg, ok := state.Nodes[name]; ok && ns.Address == "" {
+			ns.Address = reg.Address.String()
+		}
+		switch sf, inRaft := suffrage[name]; {
+		case name == st.DC && st.DC != "":
+			ns.Role = "DC"
+		case inRaft && sf == raft.Voter:
+			ns.Role = "member"
+		case inRaft:
+			ns.Role = "non-voter"
+		case ns.Status == "online":
+			ns.Role = "joining"
+		default:
+			ns.Role = "not in cluster"
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+
+	for _, v := range state.Spec.VIPs {
+		st.VIPs = append(st.VIPs, VIPStatus{Address: v.Address.String(), Interface: v.Interface, HeldBy: st.DC})
+	}
+	for _, svc := range state.Spec.Services {
+		st.Services = append(st.Services, serviceStatus(svc, state, online))
+	}
+	return st
+}
+
+func serviceStatus(svc fsm.Service, state fsm.State, online func(string) bool) ServiceStatus {
+	ss := ServiceStatus{
+		Name: svc.Name, VIP: svc.VIP.String(), Port: svc.Port, Protocol: svc.Protocol,
+		Scheduler: svc.Scheduler, Forwarding: svc.Forwarding,
+	}
+	if svc.Persistence.Timeout > 0 {
+		ss.Persistence = svc.Persistence.Timeout.String()
+		if svc.Persistence.Netmask.IsValid() {
+			ss.Persistence += " netmask " + svc.Persistence.Netmask.String()
+		}
+	}
+	if svc.Fallback != nil {
+		ss.Fallback = netip.AddrPortFrom(svc.Fallback.Address, svc.Fallback.Port).String()
+	}
+	if svc.HealthCheck != nil {
+		ss.HealthCheck = svc.HealthCheck.Type
+	}
+	for _, b := range Backends(svc, state, online) {
+		ss.RealServers = append(ss.RealServers, RealServerStatus{Address: b.Address.String(), Port: b.Port, Weight: b.Weight, Node: b.Node})
+	}
+	return ss
+}
+
+// Backend is one real server of a service, resolved against the registry.
+type Backend struct {
+	Address netip.Addr
+	Port    uint16
+	Weight  int
+	Node    string // the cluster node behind the address, if any
+}
+
+// Backends resolves a service's real servers: with all-nodes, every
+// registered node that online reports as up, at its bind address; otherwise
+// the explicit list. Sorted by address and port.
+func Backends(svc fsm.Service, state fsm.State, online func(string) bool) []Backend {
+	byAddr := map[netip.Addr]string{}
+	for name, nd := range state.Nodes {
+		byAddr[nd.Address] = name
+	}
+	var out []Backend
+	if svc.RealServers.AllNodes {
+		port := svc.RealServers.NodePort
+		if port == 0 {
+			port = svc.Port
+		}
+		for name, nd := range state.Nodes {
+			if online(name) {
+				out = append(out, Backend{Address: nd.Address, Port: port, Weight: svc.RealServers.NodeWeight, Node: name})
+			}
+		}
+	} else {
+		for _, rs := range svc.RealServers.Servers {
+			out = append(out, Backend{Address: rs.Address, Port: rs.Port, Weight: rs.Weight, Node: byAddr[rs.Address]})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if c := out[i].Address.Compare(out[j].Address); c != 0 {
+			return c < 0
+		}
+		return out[i].Port < out[j].Port
+	})
+	return out
+}
