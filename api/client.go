@@ -1,0 +1,119 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// Client talks to an agent's admin API.
+type Client struct {
+	addr Addr
+	http *http.Client
+	base string
+}
+
+// NewClient returns a client for an --api address.
+func NewClient(addr string) (*Client, error) {
+	a, err := ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{}
+	base := "http://" + a.TCP.String()
+	if a.Unix != "" {
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", a.Unix)
+		}
+		base = "http://raftlb"
+	}
+	return &Client{addr: a, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: base}, nil
+}
+
+// Error is a non-2xx answer from the agent.
+type Error struct {
+	Code     int
+	Message  string
+	Problems []fsm.Problem
+}
+
+func (e *Error) Error() string {
+	if len(e.Problems) == 0 {
+		return e.Message
+	}
+	var b strings.Builder
+	b.WriteString(e.Message)
+	for _, p := range e.Problems {
+		fmt.Fprintf(&b, "\n  %s: %s", p.Path, p.Message)
+	}
+	return b.String()
+}
+
+func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the agent at %s (is `raftlb agent` running, and is --api the same?): %w", c.addr, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("read answer from %s: %w", c.addr, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var er ErrorResponse
+		if json.Unmarshal(data, &er) != nil || er.Error == "" {
+			er.Error = fmt.Sprintf("agent answered %s", resp.Status)
+		}
+		return &Error{Code: resp.StatusCode, Message: er.Error, Problems: er.Problems}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode answer from %s: %w", c.addr, err)
+		}
+	}
+	return nil
+}
+
+// Status fetches the status view.
+func (c *Client) Status(ctx context.Context) (cluster.Status, error) {
+	var st cluster.Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", "", nil, &st)
+	return st, err
+}
+
+// Apply submits a services file.
+func (c *Client) Apply(ctx context.Context, servicesYAML []byte) (ApplyResponse, error) {
+	var r ApplyResponse
+	err := c.do(ctx, http.MethodPost, "/v1/apply", "application/yaml", servicesYAML, &r)
+	return r, err
+}
+
+// Join asks the agent to join the given gossip addresses.
+func (c *Client) Join(ctx context.Context, addrs []string) (JoinResponse, error) {
+	body, _ := json.Marshal(JoinRequest{Addresses: addrs})
+	var r JoinResponse
+	err := c.do(ctx, http.MethodPost, "/v1/join", "application/json", body, &r)
+	return r, err
+}
+
+// Leave asks the agent to leave the cluster and stop.
+func (c *Client) Leave(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/leave", "", nil, nil)
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+)
+
+type agentFlags struct {
+	name, dataDir, bind, apiAddr, iface, dataplane, config string
+	keyFile, tlsDir, logLevel                              string
+	raftPort, gossipPort, bootstrapExpect, maxVoters       int
+	insecure                                               bool
+	join                                                   stringList
+	timing                                                 cluster.Timing
+	snapshotThreshold                                      uint64
+}
+
+// parseAgentArgs parses the agent's flags, then its config file, flags
+// taking precedence.
+func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
+	fs := newFlagSet("agent", stderr)
+	f := &agentFlags{timing: cluster.DefaultTiming()}
+	fs.StringVar(&f.name, "name", "", "this node's name (unique in the cluster; the certificate's name)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory for Raft state")
+	fs.StringVar(&f.bind, "bind", "", "this node's IP address: gossip, Raft and real-server traffic use it")
+	fs.IntVar(&f.raftPort, "raft-port", 7947, "TCP port for Raft (mutual TLS)")
+	fs.IntVar(&f.gossipPort, "gossip-port", 7946, "TCP and UDP port for gossip")
+	fs.StringVar(&f.apiAddr, "api", api.DefaultAddr, "admin API: unix:///path (mode 0600) or IP:PORT")
+	fs.Var(&f.join, "join", "HOST:GOSSIPPORT of a cluster member to join at start (repeatable; retried until it works)")
+	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many servers have found each other (0: only join)")
+	fs.IntVar(&f.maxVoters, "max-voters", cluster.DefaultMaxVoters, "Raft voters; further nodes join as non-voters")
+	fs.StringVar(&f.iface, "interface", "", "interface the DC puts VIPs on when the services file names none")
+	fs.StringVar(&f.dataplane, "dataplane", "kernel", "kernel (IPVS, addresses, ARP) or none (control plane only)")
+	fs.StringVar(&f.config, "config", "", "YAML file with these settings (keys are the flag names); flags override it")
+	fs.StringVar(&f.keyFile, "key-file", "", "gossip encryption key (create with: raftlb keygen -o FILE)")
+	fs.StringVar(&f.tlsDir, "tls-dir", "", "directory with ca.pem, NAME.pem and NAME-key.pem (create with: raftlb tls)")
+	fs.BoolVar(&f.insecure, "insecure", false, "run without gossip encryption and TLS (local trials only)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&f.timing.RaftHeartbeatTimeout, "raft-heartbeat-timeout", f.timing.RaftHeartbeatTimeout, "follower timeout before an election")
+	fs.DurationVar(&f.timing.RaftElectionTimeout, "raft-election-timeout", f.timing.RaftElectionTimeout, "candidate timeout")
+	fs.DurationVar(&f.timing.RaftLeaderLease, "raft-leader-lease", f.timing.RaftLeaderLease, "how long a DC acts without hearing from a quorum (must be below the heartbeat timeout)")
+	fs.DurationVar(&f.timing.RaftCommitTimeout, "raft-commit-timeout", f.timing.RaftCommitTimeout, "Raft commit timeout")
+	fs.DurationVar(&f.timing.GossipProbeInterval, "gossip-probe-interval", f.timing.GossipProbeInterval, "failure-detector probe interval")
+	fs.DurationVar(&f.timing.GossipProbeTimeout, "gossip-probe-timeout", f.timing.GossipProbeTimeout, "failure-detector probe timeout")
+	fs.DurationVar(&f.timing.GossipInterval, "gossip-interval", f.timing.GossipInterval, "gossip interval")
+	fs.IntVar(&f.timing.GossipSuspicionMult, "gossip-suspicion-mult", f.timing.GossipSuspicionMult, "suspicion timeout multiplier")
+	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default)")
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%w: agent takes no arguments (got %q)", errUsage, fs.Args())
+	}
+	if f.config != "" {
+		data, err := os.ReadFile(f.config)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		settings, err := parseConfigFile(data, fs)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", errUsage, f.config, err)
+		}
+		if err := applyConfigFile(fs, settings); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", errUsage, f.config, err)
+		}
+	}
+	if f.dataplane != "kernel" && f.dataplane != "none" {
+		return nil, fmt.Errorf("%w: --dataplane %q: want kernel or none", errUsage, f.dataplane)
+	}
+	for _, j := range f.join {
+		if _, err := netip.ParseAddrPort(j); err != nil {
+			if _, _, err := net.SplitHostPort(j); err != nil {
+				return nil, fmt.Errorf("%w: --join %q: want HOST:GOSSIPPORT", errUsage, j)
+			}
+		}
+	}
+	return f, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, s)
+	}
+	return l, nil
+}
+
+// checkIPVS fails fast on a host whose kernel has no IPVS: the data plane
+// could not work, and saying so at start beats failing at the first
+// takeover.
+func checkIPVS() error {
+	if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
+		return errors.New("this kernel has no IPVS (/proc/net/ip_vs is missing): load it with `modprobe ip_vs`, or run with --dataplane none for the control plane only")
+	}
+	return nil
+}
+
+func runAgent(args []string, stderr io.Writer) error {
+	f, err := parseAgentArgs(args, stderr)
+	if err != nil {
+		return err
+	}
+	level, err := parseLevel(f.logLevel)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	bind, err := netip.ParseAddr(f.bind)
+	if err != nil {
+		return fmt.Errorf("%w: --bind %q: want this node's IP address", errUsage, f.bind)
+	}
+	apiAddr, err := api.ParseAddr(f.apiAddr)
+	if err != nil {
+		return fmt.Errorf("%w: --api: %v", errUsage, err)
+	}
+	if apiAddr.Unix == "" && !apiAddr.TCP.Addr().IsLoopback() {
+		logger.Warn("the admin API listens on a network address without authentication; anyone who reaches it controls the cluster", "api", apiAddr.String())
+	}
+	cfg := cluster.Config{
+		Name: f.name, BindAddr: bind, RaftPort: f.raftPort, GossipPort: f.gossipPort,
+		DataDir: f.dataDir, BootstrapExpect: f.bootstrapExpect, MaxVoters: f.maxVoters,
+		Insecure: f.insecure, Dataplane: f.dataplane, Timing: f.timing,
+		SnapshotThreshold: f.snapshotThreshold, Logger: logger,
+	}
+	if !f.insecure {
+		if f.keyFile == "" || f.tlsDir == "" {
+			return fmt.Errorf("%w: --key-file and --tls-dir are required (create them with `raftlb keygen` and `raftlb tls`), or pass --insecure for a local trial", errUsage)
+		}
+		if cfg.GossipKey, err = cluster.LoadKeyFile(f.keyFile); err != nil {
+			return err
+		}
+		if cfg.TLS, err = cluster.LoadTLS(f.tlsDir, f.name); err != nil {
+			return err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if f.dataplane == "kernel" {
+		if err := checkIPVS(); err != nil {
+			return err
+		}
+	}
+
+	// Start order: replicated state, cluster node, admin API, joins.
+	state := fsm.New()
+	node, err := cluster.Start(cfg, state)
+	if err != nil {
+		return err
+	}
+	ln, err := api.Listen(apiAddr)
+	if err != nil {
+		_ = node.Shutdown()
+		return err
+	}
+	left := make(chan struct{})
+	var leftOnce sync.Once
+	srv := api.NewServer(node, func() { leftOnce.Do(func() { close(left) }) }, logger)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("admin API listening", "api", apiAddr.String())
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if len(f.join) > 0 {
+		go joinAtStart(ctx, node, f.join, logger)
+	}
+
+	select {
+	case <-ctx.Done():
+		logger.Info("signal received, stopping")
+	case <-left:
+		logger.Info("left the cluster, stopping")
+	case err = <-serveErr:
+		logger.Error("admin API failed", "err", err)
+	}
+
+	// Shutdown order is the reverse of start: stop taking admin requests,
+	// then stop the node (a DC hands over leadership first), then remove
+	// the socket.
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	if nerr := node.Shutdown(); nerr != nil {
+		err = errors.Join(err, nerr)
+	}
+	if apiAddr.Unix != "" {
+		_ = os.Remove(apiAddr.Unix)
+	}
+	return err
+}
+
+// joinAtStart retries the --join addresses until one answers or the agent
+// stops, like Consul's retry_join.
+func joinAtStart(ctx context.Context, node *cluster.Node, addrs []string, logger *slog.Logger) {
+	for attempt := 1; ; attempt++ {
+		jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := node.Join(jctx, addrs)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		logger.Warn("join at start failed, retrying", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
