@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -43,6 +44,9 @@ type Node struct {
 	// hadState records whether Raft state existed at start: such a node
 	// never bootstraps again.
 	hadState bool
+	// caughtUp turns true once this node has applied its whole local log
+	// since start; until then status calls its data stale.
+	caughtUp atomic.Bool
 
 	wakeCh   chan struct{}
 	notifyCh chan bool

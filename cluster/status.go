@@ -147,6 +147,19 @@ func (n *Node) Status() Status {
 			now.Sub(last).Round(time.Millisecond))
 	}
 
+	// A node that hears the DC but has not applied its log yet shows old
+	// data. Raft heartbeats carry no commit index, so a restarted follower
+	// hears the DC before it learns how far behind it is: until it has once
+	// applied everything in its local log, it counts as catching up.
+	applied, commit, lastIndex := n.raft.AppliedIndex(), n.raft.CommitIndex(), n.raft.LastIndex()
+	if applied >= lastIndex && applied >= commit {
+		n.caughtUp.Store(true)
+	}
+	if st.Warning == "" && (applied < commit || !n.caughtUp.Load()) {
+		st.Stale = true
+		st.Warning = fmt.Sprintf("this node is catching up with the DC (applied %d of %d log entries): the data below may be stale", applied, max(commit, lastIndex))
+	}
+
 	names := map[string]bool{n.cfg.Name: true}
 	for name := range state.Nodes {
 		names[name] = true
