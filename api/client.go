@@ -117,3 +117,10 @@ func (c *Client) Join(ctx context.Context, addrs []string) (JoinResponse, error)
 func (c *Client) Leave(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/leave", "", nil, nil)
 }
+
+// IPVS fetches the node's kernel IPVS table for its VIPs.
+func (c *Client) IPVS(ctx context.Context) (IPVSResponse, error) {
+	var r IPVSResponse
+	err := c.do(ctx, http.MethodGet, "/v1/ipvs", "", nil, &r)
+	return r, err
+}

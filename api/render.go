@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/raftlb/raftlb/cluster"
 )
@@ -40,7 +42,7 @@ func RenderStatus(w io.Writer, st cluster.Status) error {
 		if n.Dataplane != "" {
 			dp = "dataplane " + n.Dataplane
 		}
-		fmt.Fprintf(tw, "  * %s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, strings.ToUpper(n.Status[:1])+n.Status[1:], n.Role, dp)
+		fmt.Fprintf(tw, "  * %s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, capitalize(n.Status), n.Role, dp)
 	}
 	tw.Flush()
 
@@ -94,6 +96,16 @@ func RenderStatus(w io.Writer, st cluster.Status) error {
 	return err
 }
 
+// capitalize upper-cases the first letter. The status comes from the
+// agent's JSON, so it may be empty (an agent of another version).
+func capitalize(s string) string {
+	r, size := utf8.DecodeRuneInString(s)
+	if size == 0 {
+		return s
+	}
+	return string(unicode.ToUpper(r)) + s[size:]
+}
+
 func onOff(b bool) string {
 	if b {
 		return "enabled"
@@ -117,6 +129,34 @@ func forwardName(f string) string {
 		return "Masq"
 	case "tunnel":
 		return "Tunnel"
+	case "local":
+		return "Local"
 	}
 	return f
+}
+
+// RenderIPVS prints a node's IPVS table the way `ipvsadm -Ln` does.
+func RenderIPVS(w io.Writer, r IPVSResponse) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "IP Virtual Server table on %s (raftlb; %d IPVS writes since start)\n", r.Node, r.WritesTotal)
+	fmt.Fprintf(&b, "Prot LocalAddress:Port Scheduler Flags\n")
+	fmt.Fprintf(&b, "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n")
+	for _, s := range r.Services {
+		flags := ""
+		if s.Persistence > 0 {
+			flags = fmt.Sprintf(" persistent %d", int(s.Persistence.Seconds()))
+			if s.Netmask.IsValid() && s.Netmask.String() != "255.255.255.255" {
+				flags += " mask " + s.Netmask.String()
+			}
+		}
+		fmt.Fprintf(&b, "%-4s %s %s%s\n", strings.ToUpper(s.Key.Protocol), hostPort(s.Key.VIP.String(), s.Key.Port), s.Scheduler, flags)
+		for _, d := range s.Dests {
+			fmt.Fprintf(&b, "  -> %-28s %-7s %-6d %-10d %d\n", hostPort(d.Addr.String(), d.Port), forwardName(d.Forward), d.Weight, d.ActiveConns, d.InactiveConns)
+		}
+	}
+	if len(r.Services) == 0 {
+		fmt.Fprintf(&b, "(no services: only the DC balances the VIPs)\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

@@ -54,7 +54,8 @@ type ErrorResponse struct {
 
 // Server serves the admin API.
 type Server struct {
-	agent  Agent
+	agent     Agent
+	dataplane Dataplane
 	left   func()
 	logger *slog.Logger
 	http   *http.Server
@@ -69,9 +70,14 @@ func NewServer(agent Agent, left func(), logger *slog.Logger) *Server {
 	mux.HandleFunc("POST /v1/apply", s.apply)
 	mux.HandleFunc("POST /v1/join", s.join)
 	mux.HandleFunc("POST /v1/leave", s.leave)
+	mux.HandleFunc("GET /v1/ipvs", s.ipvs)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s
 }
+
+// SetDataplane makes GET /v1/ipvs answer from dp; without it the agent
+// runs with --dataplane none and the endpoint says so.
+func (s *Server) SetDataplane(dp Dataplane) { s.dataplane = dp }
 
 // Serve serves on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {

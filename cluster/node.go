@@ -48,9 +48,10 @@ type Node struct {
 	// since start; until then status calls its data stale.
 	caughtUp atomic.Bool
 
-	wakeCh   chan struct{}
-	notifyCh chan bool
-	leaders  *leadership
+	wakeCh     chan struct{}
+	notifyCh   chan bool
+	leaders    *leadership
+	membership notifier
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -206,19 +207,38 @@ func (n *Node) startRaft() error {
 	return nil
 }
 
+// HandOver transfers DC duties to another voter if this node leads, so
+// the VIP moves without waiting for an election. It is the first step of a
+// graceful stop.
+func (n *Node) HandOver() {
+	if n.raft.State() != raft.Leader || n.otherVoters() == 0 {
+		return
+	}
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		n.logger.Warn("leadership transfer failed", "err", err)
+		return
+	}
+	n.logger.Info("handed DC duties to another node")
+}
+
+// LeaveGossip announces that this node is going away, so the DC stops
+// sending it traffic at once instead of waiting for failure detection. The
+// node stays in the Raft configuration (shown offline); only Leave removes
+// it for good.
+func (n *Node) LeaveGossip() {
+	if err := n.ml.Leave(2 * time.Second); err != nil {
+		n.logger.Warn("gossip leave did not complete", "err", err)
+	}
+}
+
 // Shutdown stops the node without leaving the cluster: a DC first hands
-// leadership to another voter so the VIP moves without waiting for an
-// election. Peers then see this node as failed (offline) and keep it in the
-// configuration, as Pacemaker keeps a stopped node. Use Leave to remove it.
+// its duties over. Peers keep it configured, shown offline, as Pacemaker
+// keeps a stopped node. Use Leave to remove it.
 func (n *Node) Shutdown() error {
 	var err error
 	n.stopOnce.Do(func() {
-		if n.raft != nil && n.raft.State() == raft.Leader && n.otherVoters() > 0 {
-			if terr := n.raft.LeadershipTransfer().Error(); terr != nil {
-				n.logger.Warn("leadership transfer on shutdown failed", "err", terr)
-			} else {
-				n.logger.Info("handed DC duties to another node")
-			}
+		if n.raft != nil {
+			n.HandOver()
 		}
 		err = n.closeAll()
 	})
@@ -256,11 +276,14 @@ func (n *Node) closeAll() error {
 	return errors.Join(errs...)
 }
 
+// wake is called on every gossip membership change: it nudges the DC's
+// reconciler and tells membership subscribers.
 func (n *Node) wake() {
 	select {
 	case n.wakeCh <- struct{}{}:
 	default:
 	}
+	n.membership.notify()
 }
 
 // IsLeader reports whether this node currently believes it is the DC.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,13 +11,16 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/director"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/realserver"
 )
 
 type agentFlags struct {
@@ -27,11 +31,13 @@ type agentFlags struct {
 	join                                                   stringList
 	timing                                                 cluster.Timing
 	snapshotThreshold                                      uint64
+	garpCount                                              int
+	garpRefresh                                            time.Duration
 }
 
-// parseAgentArgs parses the agent's flags, then its config file, flags
-// taking precedence.
-func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
+// newAgentFlagSet defines the agent's flags. The config file's keys are
+// these flags' names, so parseConfigFile checks a file against this set.
+func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs := newFlagSet("agent", stderr)
 	f := &agentFlags{timing: cluster.DefaultTiming()}
 	fs.StringVar(&f.name, "name", "", "this node's name (unique in the cluster; the certificate's name)")
@@ -59,6 +65,15 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 	fs.DurationVar(&f.timing.GossipInterval, "gossip-interval", f.timing.GossipInterval, "gossip interval")
 	fs.IntVar(&f.timing.GossipSuspicionMult, "gossip-suspicion-mult", f.timing.GossipSuspicionMult, "suspicion timeout multiplier")
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default)")
+	fs.IntVar(&f.garpCount, "garp-count", 3, "gratuitous ARPs per VIP when this node becomes DC")
+	fs.DurationVar(&f.garpRefresh, "garp-refresh", 5*time.Second, "repeat a gratuitous ARP per VIP this often while DC (negative: never)")
+	return fs, f
+}
+
+// parseAgentArgs parses the agent's flags, then its config file, flags
+// taking precedence.
+func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
+	fs, f := newAgentFlagSet(stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
@@ -157,26 +172,67 @@ func runAgent(args []string, stderr io.Writer) error {
 		}
 	}
 
-	// Start order: replicated state, cluster node, admin API, joins.
+	// Start order: the real-server side first (a restarted agent takes any
+	// VIP it left on the interface back to lo before anything else), then
+	// replicated state, cluster node, director, admin API, joins.
+	var (
+		rs   *realserver.Manager
+		ipvs *director.KernelIPVS
+	)
+	if f.dataplane == "kernel" {
+		rs = realserver.New(realserver.Netlink{}, f.iface, filepath.Join(f.dataDir, "vips.json"), logger)
+		if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
+		if err := rs.Start(); err != nil {
+			return err
+		}
+		if ipvs, err = director.NewKernelIPVS(); err != nil {
+			_ = rs.Shutdown()
+			return err
+		}
+		defer ipvs.Close()
+	}
 	state := fsm.New()
 	node, err := cluster.Start(cfg, state)
 	if err != nil {
+		if rs != nil {
+			_ = rs.Shutdown()
+		}
 		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var dir *director.Director
+	dirCtx, stopDirector := context.WithCancel(context.Background())
+	dirDone := make(chan struct{})
+	if rs != nil {
+		dir = director.New(node, rs, ipvs, director.RawARP{}, director.Config{
+			GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Logger: logger,
+		})
+		go func() {
+			defer close(dirDone)
+			_ = dir.Run(dirCtx)
+		}()
+	} else {
+		close(dirDone)
 	}
 	ln, err := api.Listen(apiAddr)
 	if err != nil {
+		stopDirector()
+		<-dirDone
 		_ = node.Shutdown()
 		return err
 	}
 	left := make(chan struct{})
 	var leftOnce sync.Once
 	srv := api.NewServer(node, func() { leftOnce.Do(func() { close(left) }) }, logger)
+	if dir != nil {
+		srv.SetDataplane(dir)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("admin API listening", "api", apiAddr.String())
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	if len(f.join) > 0 {
 		go joinAtStart(ctx, node, f.join, logger)
 	}
@@ -190,12 +246,30 @@ func runAgent(args []string, stderr io.Writer) error {
 		logger.Error("admin API failed", "err", err)
 	}
 
-	// Shutdown order is the reverse of start: stop taking admin requests,
-	// then stop the node (a DC hands over leadership first), then remove
-	// the socket.
+	// Shutdown order, reverse of start, arranged so a graceful stop of the
+	// DC fails no client request:
+	//  1. stop taking admin requests;
+	//  2. hand DC duties to another voter: it claims the VIP and sends
+	//     gratuitous ARP while this node still answers;
+	//  3. stop the director: it gives the VIPs back to lo and removes its
+	//     IPVS services;
+	//  4. leave gossip, so the new DC drops this node from its table at
+	//     once, and give it a moment to do so;
+	//  5. take the VIPs off lo and restore the ARP sysctls;
+	//  6. stop Raft and gossip, then remove the socket.
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
+	node.HandOver()
+	stopDirector()
+	<-dirDone
+	node.LeaveGossip()
+	if rs != nil {
+		time.Sleep(drainDelay)
+		if rerr := rs.Shutdown(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
 	if nerr := node.Shutdown(); nerr != nil {
 		err = errors.Join(err, nerr)
 	}
@@ -204,6 +278,11 @@ func runAgent(args []string, stderr io.Writer) error {
 	}
 	return err
 }
+
+// drainDelay is how long a stopping node keeps the VIP on lo after leaving
+// gossip, so the DC removes it from the IPVS table before it stops
+// accepting direct-routed packets.
+const drainDelay = 300 * time.Millisecond
 
 // joinAtStart retries the --join addresses until one answers or the agent
 // stops, like Consul's retry_join.

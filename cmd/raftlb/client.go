@@ -136,3 +136,31 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	return api.RenderStatus(stdout, st)
 }
+
+func runIPVS(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("ipvs", stderr)
+	addr := apiFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: ipvs takes no arguments", errUsage)
+	}
+	c, err := api.NewClient(*addr)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := c.IPVS(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	return api.RenderIPVS(stdout, r)
+}

@@ -33,10 +33,15 @@ func parseConfigFile(data []byte, fs *flag.FlagSet) (map[string][]string, error)
 		return map[string][]string{}, nil
 	}
 	root := doc.Content[0]
+	if isNull(root) {
+		// "---" alone, or every setting commented out.
+		return map[string][]string{}, nil
+	}
 	if root.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("config file line %d: want a mapping of setting: value", root.Line)
 	}
 	out := map[string][]string{}
+	seen := map[string]bool{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
@@ -46,14 +51,19 @@ func parseConfigFile(data []byte, fs *flag.FlagSet) (map[string][]string, error)
 		if name == "config" || fs.Lookup(name) == nil {
 			return nil, fmt.Errorf("config file line %d: unknown setting %q (settings are the agent's flag names, e.g. data-dir, bind, join)", k.Line, name)
 		}
-		if _, dup := out[name]; dup {
+		if seen[name] {
 			return nil, fmt.Errorf("config file line %d: %q is set twice", k.Line, name)
 		}
+		seen[name] = true
 		var vals []string
-		switch v.Kind {
-		case yaml.ScalarNode:
+		switch {
+		case isNull(v):
+			// "bind:" with no value counts as absent, as in the
+			// services file, rather than setting an empty value.
+			continue
+		case v.Kind == yaml.ScalarNode:
 			vals = []string{v.Value}
-		case yaml.SequenceNode:
+		case v.Kind == yaml.SequenceNode:
 			if _, repeatable := fs.Lookup(name).Value.(*stringList); !repeatable {
 				return nil, fmt.Errorf("config file line %d: %q takes one value, not a list", v.Line, name)
 			}
@@ -69,6 +79,11 @@ func parseConfigFile(data []byte, fs *flag.FlagSet) (map[string][]string, error)
 		out[name] = vals
 	}
 	return out, nil
+}
+
+// isNull reports a YAML null: an empty value, "~" or "null".
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
 // applyConfigFile sets every flag from the file that the command line did

@@ -20,6 +20,7 @@ Usage:
   raftlb leave   [--api ADDR]                                    leave the cluster for good and stop the agent
   raftlb apply   [--api ADDR] -f services.yaml                   submit the desired services
   raftlb status  [--api ADDR] [--json]                           show the cluster status
+  raftlb ipvs    [--api ADDR] [--json]                           show this node's IPVS table (ipvsadm -Ln)
   raftlb keygen  [-o FILE]                                       create a gossip encryption key
   raftlb tls init --dir DIR                                      create the cluster CA
   raftlb tls cert --dir DIR --name NODE [--ip IP]...             create a node certificate
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runApply(rest, stdout, stderr)
 	case "status":
 		err = runStatus(rest, stdout, stderr)
+	case "ipvs":
+		err = runIPVS(rest, stdout, stderr)
 	case "keygen":
 		err = runKeygen(rest, stdout, stderr)
 	case "tls":

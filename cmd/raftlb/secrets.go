@@ -66,6 +66,10 @@ func runTLS(args []string, stdout, stderr io.Writer) error {
 		if *dir == "" || *name == "" || fs.NArg() > 0 || *days < 1 {
 			return fmt.Errorf("%w: tls cert needs --dir DIR --name NODE", errUsage)
 		}
+		// A bad name is a command-line mistake, like a bad --ip.
+		if err := cluster.ValidateNodeName(*name); err != nil {
+			return fmt.Errorf("%w: --name: %v", errUsage, err)
+		}
 		var parsed []net.IP
 		for _, s := range ips {
 			ip := net.ParseIP(s)

@@ -1,0 +1,370 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/realserver"
+)
+
+// Cluster is what the director needs from the cluster node.
+type Cluster interface {
+	Leadership() (<-chan cluster.LeaderEvent, func())
+	Barrier(timeout time.Duration) error
+	VerifyLeader(term uint64) error
+	FSM() *fsm.FSM
+	OnlineNodes() map[string]bool
+	SubscribeMembership() (<-chan struct{}, func())
+}
+
+// Config tunes the director. Zero fields take the defaults.
+type Config struct {
+	// GARPCount gratuitous ARPs are sent per VIP on takeover, GARPSpacing
+	// apart (keepalived's garp_master_repeat).
+	GARPCount   int
+	GARPSpacing time.Duration
+	// GARPRefresh repeats one gratuitous ARP per VIP while DC, so a
+	// neighbour that missed the burst converges (garp_master_refresh);
+	// negative disables it.
+	GARPRefresh time.Duration
+	// ReconcileInterval re-reads the kernel table even without a change,
+	// repairing anything edited behind raftlb's back.
+	ReconcileInterval time.Duration
+	Logger            *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.GARPCount == 0 {
+		c.GARPCount = 3
+	}
+	if c.GARPSpacing == 0 {
+		c.GARPSpacing = 100 * time.Millisecond
+	}
+	if c.GARPRefresh == 0 {
+		c.GARPRefresh = 5 * time.Second
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Director runs on every node and acts only while the node is the
+// verified DC.
+type Director struct {
+	c      Cluster
+	rs     *realserver.Manager
+	ipvs   IPVS
+	arp    ARP
+	cfg    Config
+	logger *slog.Logger
+
+	writes atomic.Uint64 // IPVS writes since start
+}
+
+// New returns a Director.
+func New(c Cluster, rs *realserver.Manager, ipvs IPVS, arp ARP, cfg Config) *Director {
+	cfg.defaults()
+	return &Director{c: c, rs: rs, ipvs: ipvs, arp: arp, cfg: cfg, logger: cfg.Logger.With("component", "director")}
+}
+
+// Writes returns the number of IPVS writes made since start.
+func (d *Director) Writes() uint64 { return d.writes.Load() }
+
+// Table returns the kernel's IPVS services for the VIPs this node manages.
+func (d *Director) Table() ([]Service, error) {
+	all, err := d.ipvs.Services()
+	if err != nil {
+		return nil, err
+	}
+	owned := d.owned(d.c.FSM().Spec())
+	var out []Service
+	for _, s := range all {
+		if owned[s.Key.VIP] {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// Run follows leadership until ctx ends. On the way out it gives back
+// whatever it held: IPVS services for its VIPs, and the VIPs to lo.
+func (d *Director) Run(ctx context.Context) error {
+	leaders, cancelLeaders := d.c.Leadership()
+	defer cancelLeaders()
+	specs, cancelSpecs := d.c.FSM().Subscribe()
+	defer cancelSpecs()
+
+	// A node is never DC until proven: drop IPVS rules a previous run may
+	// have left for our VIPs (only the DC may balance them) and keep the
+	// VIPs on lo.
+	d.follow()
+
+	var run *termRun
+	defer func() { run.stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-leaders:
+			// Whatever the event, the previous term's duties end first:
+			// two "leader" events in a row mean lost and regained.
+			run.stop()
+			run = nil
+			if ev.IsLeader {
+				run = d.startTerm(ctx, ev.Term)
+			} else {
+				d.follow()
+			}
+		case <-specs:
+			if run == nil {
+				d.follow()
+			}
+		}
+	}
+}
+
+// termRun is the DC loop of one Raft term.
+type termRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (d *Director) startTerm(ctx context.Context, term uint64) *termRun {
+	lctx, cancel := context.WithCancel(ctx)
+	r := &termRun{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		d.lead(lctx, term)
+	}()
+	return r
+}
+
+// stop ends the term's loop and waits until it has released what it held.
+func (r *termRun) stop() {
+	if r == nil {
+		return
+	}
+	r.cancel()
+	<-r.done
+}
+
+// follow is the state of a node that is not DC: VIPs on lo, no IPVS
+// services for them.
+func (d *Director) follow() {
+	spec := d.c.FSM().Spec()
+	if err := d.rs.Apply(spec.VIPs, false); err != nil {
+		d.logger.Error("placing VIPs on lo failed", "err", err)
+	}
+	d.flush(spec)
+}
+
+// owned is the set of VIPs whose IPVS services raftlb manages: those in
+// the spec and those the real-server manager still carries.
+func (d *Director) owned(spec fsm.Spec) map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	for _, v := range spec.VIPs {
+		out[v.Address] = true
+	}
+	for _, a := range d.rs.ManagedVIPs() {
+		out[a] = true
+	}
+	return out
+}
+
+// flush deletes the IPVS services of our VIPs. Deleting never claims
+// anything, so it needs no leadership.
+func (d *Director) flush(spec fsm.Spec) {
+	cur, err := d.ipvs.Services()
+	if err != nil {
+		d.logger.Error("reading IPVS table failed", "err", err)
+		return
+	}
+	owned := d.owned(spec)
+	for _, s := range cur {
+		if !owned[s.Key.VIP] {
+			continue
+		}
+		if err := d.ipvs.DelService(s.Key); err != nil {
+			d.logger.Error("removing IPVS service failed", "service", s.Key.String(), "err", err)
+			continue
+		}
+		d.writes.Add(1)
+		d.logger.Info("IPVS service removed: not DC", "service", s.Key.String())
+	}
+}
+
+// lead is the DC's loop for one term.
+func (d *Director) lead(ctx context.Context, term uint64) {
+	log := d.logger.With("term", term)
+	defer func() {
+		d.follow()
+		log.Info("DC duties released: VIPs back on lo, IPVS services removed")
+	}()
+	// Barrier: act on everything committed before this term.
+	for {
+		err := d.c.Barrier(5 * time.Second)
+		if err == nil {
+			break
+		}
+		log.Warn("barrier failed; retrying", "err", err)
+		if !sleep(ctx, 100*time.Millisecond) {
+			return
+		}
+	}
+
+	// Fencing goes here: before taking the VIPs over, a node that holds
+	// them and cannot be proven dead is fenced (STONITH), and the takeover
+	// waits for the fence to succeed. The fencing issue adds that step.
+
+	membership, cancelMembership := d.c.SubscribeMembership()
+	defer cancelMembership()
+	specs, cancelSpecs := d.c.FSM().Subscribe()
+	defer cancelSpecs()
+	reconcile := time.NewTicker(d.cfg.ReconcileInterval)
+	defer reconcile.Stop()
+	var refresh <-chan time.Time
+	if d.cfg.GARPRefresh > 0 {
+		t := time.NewTicker(d.cfg.GARPRefresh)
+		defer t.Stop()
+		refresh = t.C
+	}
+	burst := time.NewTimer(0)
+	defer burst.Stop()
+	burstLeft := 0
+	held := map[netip.Addr]bool{}
+
+	claim := func() bool {
+		if err := d.c.VerifyLeader(term); err != nil {
+			log.Warn("not claiming: leadership not verified", "err", err)
+			return false
+		}
+		spec := d.c.FSM().Spec()
+		d.reconcile(log, spec)
+		if err := d.rs.Apply(spec.VIPs, true); err != nil {
+			log.Error("claiming VIPs failed", "err", err)
+			return false
+		}
+		fresh := false
+		now := map[netip.Addr]bool{}
+		for _, v := range spec.VIPs {
+			now[v.Address] = true
+			if !held[v.Address] {
+				fresh = true
+				log.Info("VIP claimed", "vip", v.Address, "interface", d.ifaceOf(v))
+			}
+		}
+		held = now
+		if fresh {
+			burstLeft = d.cfg.GARPCount
+			burst.Reset(0)
+		}
+		return true
+	}
+	for !claim() {
+		if !sleep(ctx, 100*time.Millisecond) {
+			return
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-specs:
+			claim()
+		case <-membership:
+			if d.c.VerifyLeader(term) == nil {
+				d.reconcile(log, d.c.FSM().Spec())
+			}
+		case <-reconcile.C:
+			if d.c.VerifyLeader(term) == nil {
+				d.reconcile(log, d.c.FSM().Spec())
+			}
+		case <-burst.C:
+			if burstLeft > 0 && d.sendGARP(log, term) {
+				burstLeft--
+				if burstLeft > 0 {
+					burst.Reset(d.cfg.GARPSpacing)
+				}
+			}
+		case <-refresh:
+			d.sendGARP(log, term)
+		}
+	}
+}
+
+func (d *Director) ifaceOf(v fsm.VIP) string {
+	if v.Interface != "" {
+		return v.Interface
+	}
+	return d.rs.DefaultInterface()
+}
+
+// sendGARP announces every VIP once, after verifying leadership.
+func (d *Director) sendGARP(log *slog.Logger, term uint64) bool {
+	if err := d.c.VerifyLeader(term); err != nil {
+		log.Warn("no gratuitous ARP: leadership not verified", "err", err)
+		return false
+	}
+	for _, v := range d.c.FSM().Spec().VIPs {
+		if err := d.arp.Gratuitous(d.ifaceOf(v), v.Address); err != nil {
+			log.Error("gratuitous ARP failed", "vip", v.Address, "err", err)
+		}
+	}
+	return true
+}
+
+// reconcile brings the kernel table in line with the spec by diff. The
+// caller has verified leadership for this term.
+func (d *Director) reconcile(log *slog.Logger, spec fsm.Spec) {
+	state := d.c.FSM().State()
+	online := d.c.OnlineNodes()
+	desired := Desired(state, func(n string) bool { return online[n] })
+	current, err := d.ipvs.Services()
+	if err != nil {
+		log.Error("reading IPVS table failed", "err", err)
+		return
+	}
+	ops := plan(current, desired, d.owned(spec))
+	if len(ops) == 0 {
+		return
+	}
+	n, err := apply(d.ipvs, ops)
+	d.writes.Add(uint64(n))
+	for _, o := range ops[:n] {
+		log.Info("IPVS "+o.kind, "service", o.svc.Key.String(), "real_server", destString(o.dest))
+	}
+	if err != nil {
+		log.Error("IPVS reconcile failed", "err", err)
+	}
+}
+
+func destString(d Dest) string {
+	if !d.Addr.IsValid() {
+		return ""
+	}
+	return d.id().String()
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// ErrNoKernel is returned by callers that need a kernel data plane when the
+// agent runs with --dataplane none.
+var ErrNoKernel = errors.New("this agent runs with --dataplane none: it has no kernel data plane")

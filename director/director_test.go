@@ -1,0 +1,340 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/realserver"
+)
+
+var (
+	vip = netip.MustParseAddr("172.95.69.100")
+	m30 = netip.MustParseAddr("172.95.69.30")
+	m40 = netip.MustParseAddr("172.95.69.40")
+	m50 = netip.MustParseAddr("172.95.69.50")
+)
+
+// fakeCluster drives the director the way cluster.Node would.
+type fakeCluster struct {
+	t       *testing.T
+	fsm     *fsm.FSM
+	index   uint64
+	leaders chan cluster.LeaderEvent
+	members chan struct{}
+
+	mu        sync.Mutex
+	online    map[string]bool
+	verifyErr error
+	verified  int
+}
+
+func newFakeCluster(t *testing.T) *fakeCluster {
+	c := &fakeCluster{
+		t: t, fsm: fsm.New(),
+		leaders: make(chan cluster.LeaderEvent, 1),
+		members: make(chan struct{}, 1),
+		online:  map[string]bool{"m30": true, "m40": true, "m50": true},
+	}
+	for name, a := range map[string]netip.Addr{"m30": m30, "m40": m40, "m50": m50} {
+		c.apply(fsm.CmdRegisterNode, fsm.Node{
+			Name: name, Address: a,
+			RaftAddr: netip.AddrPortFrom(a, 7947), GossipAddr: netip.AddrPortFrom(a, 7946),
+		})
+	}
+	return c
+}
+
+func (c *fakeCluster) apply(t fsm.CommandType, payload any) {
+	b, err := fsm.EncodeCommand(t, payload)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.index++
+	if r, ok := c.fsm.Apply(&raft.Log{Index: c.index, Data: b}).(*fsm.Result); ok && r.Err != nil {
+		c.t.Fatal(r.Err)
+	}
+}
+
+func (c *fakeCluster) setSpec(s fsm.Spec) { c.apply(fsm.CmdSetSpec, fsm.SetSpec{Spec: s}) }
+
+func (c *fakeCluster) Leadership() (<-chan cluster.LeaderEvent, func()) { return c.leaders, func() {} }
+func (c *fakeCluster) Barrier(time.Duration) error                     { return nil }
+func (c *fakeCluster) FSM() *fsm.FSM                                   { return c.fsm }
+func (c *fakeCluster) SubscribeMembership() (<-chan struct{}, func())   { return c.members, func() {} }
+
+func (c *fakeCluster) VerifyLeader(uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.verified++
+	return c.verifyErr
+}
+
+func (c *fakeCluster) OnlineNodes() map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]bool{}
+	for k, v := range c.online {
+		out[k] = v
+	}
+	return out
+}
+
+func (c *fakeCluster) setOnline(name string, up bool) {
+	c.mu.Lock()
+	c.online[name] = up
+	c.mu.Unlock()
+	select {
+	case c.members <- struct{}{}:
+	default:
+	}
+}
+
+type fakeARP struct {
+	mu   sync.Mutex
+	sent []string
+}
+
+func (a *fakeARP) Gratuitous(iface string, ip netip.Addr) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sent = append(a.sent, iface+" "+ip.String())
+	return nil
+}
+
+func (a *fakeARP) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.sent)
+}
+
+func squid(scheduler string) fsm.Spec {
+	return fsm.Spec{
+		VIPs: []fsm.VIP{{Address: vip, Interface: "eth0"}},
+		Services: []fsm.Service{{
+			Name: "squid", VIP: vip, Port: 3128, Protocol: "tcp", Scheduler: scheduler, Forwarding: "route",
+			Persistence: fsm.Persistence{Timeout: 20 * time.Second},
+			RealServers: fsm.RealServers{AllNodes: true, NodePort: 3128, NodeWeight: 1},
+			Fallback:    &fsm.RealServer{Address: netip.MustParseAddr("127.0.0.1"), Port: 3128, Weight: 1},
+		}},
+		Policy: fsm.Policy{NoQuorum: "stop"},
+	}
+}
+
+func TestPlanIsEmptyWhenTheTableMatches(t *testing.T) {
+	c := newFakeCluster(t)
+	c.setSpec(squid("rr"))
+	desired := Desired(c.fsm.State(), func(string) bool { return true })
+	current := slices.Clone(desired)
+	// The kernel reports the DC's own entry as Local: still a match.
+	current[0].Dests = slices.Clone(current[0].Dests)
+	current[0].Dests[0].Forward = ForwardLocal
+	if ops := plan(current, desired, map[netip.Addr]bool{vip: true}); len(ops) != 0 {
+		t.Fatalf("no-op plan has %d ops: %v", len(ops), ops)
+	}
+}
+
+func TestPlanWritesOnlyTheDifference(t *testing.T) {
+	key := fsm.ServiceKey{VIP: vip, Port: 80, Protocol: "tcp"}
+	other := fsm.ServiceKey{VIP: netip.MustParseAddr("10.9.9.9"), Port: 80, Protocol: "tcp"}
+	gone := fsm.ServiceKey{VIP: vip, Port: 443, Protocol: "tcp"}
+	current := []Service{
+		{Key: key, Scheduler: "rr", Dests: []Dest{
+			{Addr: m30, Port: 80, Weight: 1, Forward: "route"},
+			{Addr: m40, Port: 80, Weight: 1, Forward: "route"},
+			{Addr: m50, Port: 80, Weight: 1, Forward: "route"},
+		}},
+		{Key: gone, Scheduler: "rr"},
+		{Key: other, Scheduler: "wlc"}, // not raftlb's: never touched
+	}
+	desired := []Service{{Key: key, Scheduler: "wlc", Dests: []Dest{
+		{Addr: m30, Port: 80, Weight: 1, Forward: "route"},
+		{Addr: m40, Port: 80, Weight: 5, Forward: "route"},
+		{Addr: netip.MustParseAddr("172.95.69.60"), Port: 80, Weight: 1, Forward: "route"},
+	}}}
+	var got []string
+	for _, o := range plan(current, desired, map[netip.Addr]bool{vip: true}) {
+		got = append(got, o.String())
+	}
+	want := []string{
+		"update-service 172.95.69.100:80/tcp",
+		"update-dest 172.95.69.100:80/tcp -> 172.95.69.40:80",
+		"add-dest 172.95.69.100:80/tcp -> 172.95.69.60:80",
+		"del-dest 172.95.69.100:80/tcp -> 172.95.69.50:80",
+		"del-service 172.95.69.100:443/tcp",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestDesiredUsesOnlineNodesThenFallback(t *testing.T) {
+	c := newFakeCluster(t)
+	c.setSpec(squid("rr"))
+	d := Desired(c.fsm.State(), func(n string) bool { return n != "m40" })
+	var addrs []string
+	for _, dst := range d[0].Dests {
+		addrs = append(addrs, dst.id().String())
+	}
+	if want := []string{"172.95.69.30:3128", "172.95.69.50:3128"}; !slices.Equal(addrs, want) {
+		t.Fatalf("real servers %v, want %v", addrs, want)
+	}
+	if d[0].Persistence != 20*time.Second || d[0].Scheduler != "rr" {
+		t.Errorf("service options %+v", d[0])
+	}
+	none := Desired(c.fsm.State(), func(string) bool { return false })
+	if len(none[0].Dests) != 1 || none[0].Dests[0].id().String() != "127.0.0.1:3128" {
+		t.Fatalf("with no node online want the fallback only, got %+v", none[0].Dests)
+	}
+}
+
+type harness struct {
+	c    *fakeCluster
+	k    *realserver.Fake
+	rs   *realserver.Manager
+	ipvs *FakeIPVS
+	arp  *fakeARP
+	d    *Director
+	stop func()
+}
+
+func newHarness(t *testing.T) *harness {
+	h := &harness{c: newFakeCluster(t), k: realserver.NewFake("eth0"), ipvs: NewFakeIPVS(), arp: &fakeARP{}}
+	h.rs = realserver.New(h.k, "eth0", t.TempDir()+"/vips.json", discard())
+	if err := h.rs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h.c.setSpec(squid("rr"))
+	h.d = New(h.c, h.rs, h.ipvs, h.arp, Config{GARPSpacing: time.Millisecond, GARPRefresh: -1, ReconcileInterval: time.Hour, Logger: discard()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = h.d.Run(ctx)
+	}()
+	h.stop = func() { cancel(); <-done }
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *harness) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (h *harness) has(dev string) bool {
+	addrs, _ := h.k.Addrs(dev)
+	return slices.Contains(addrs, netip.PrefixFrom(vip, 32))
+}
+
+func (h *harness) table() []Service {
+	s, _ := h.ipvs.Services()
+	return s
+}
+
+func TestFollowerKeepsVIPOnLoAndNoIPVS(t *testing.T) {
+	h := newHarness(t)
+	h.c.leaders <- cluster.LeaderEvent{IsLeader: false}
+	h.waitFor(t, "VIP on lo", func() bool { return h.has("lo") })
+	if h.has("eth0") || len(h.table()) != 0 || h.arp.count() != 0 {
+		t.Fatalf("follower: eth0=%v ipvs=%v garp=%d", h.has("eth0"), h.table(), h.arp.count())
+	}
+}
+
+func TestDCClaimsReconcilesAndReleases(t *testing.T) {
+	h := newHarness(t)
+	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 2}
+	h.waitFor(t, "VIP on eth0, off lo", func() bool { return h.has("eth0") && !h.has("lo") })
+	h.waitFor(t, "gratuitous ARP burst", func() bool { return h.arp.count() == 3 })
+	tab := h.table()
+	if len(tab) != 1 || len(tab[0].Dests) != 3 || tab[0].Scheduler != "rr" {
+		t.Fatalf("IPVS table %+v", tab)
+	}
+	h.ipvs.TakeWrites()
+
+	// A no-op apply makes zero IPVS writes: run the reconcile step
+	// synchronously against the unchanged spec.
+	h.c.setSpec(squid("rr"))
+	h.d.reconcile(discard(), h.c.fsm.Spec())
+	if w := h.ipvs.TakeWrites(); len(w) != 0 {
+		t.Fatalf("no-op apply wrote %v", w)
+	}
+
+	// A scheduler change is one update, nothing else.
+	h.c.setSpec(squid("wlc"))
+	h.waitFor(t, "scheduler update", func() bool { return h.table()[0].Scheduler == "wlc" })
+	if w := h.ipvs.TakeWrites(); !slices.Equal(w, []string{"update-service 172.95.69.100:3128/tcp wlc"}) {
+		t.Fatalf("scheduler change wrote %v", w)
+	}
+
+	// A node that dies is removed at once.
+	h.c.setOnline("m40", false)
+	h.waitFor(t, "m40 removed", func() bool { return len(h.table()[0].Dests) == 2 })
+
+	// Losing leadership gives everything back.
+	h.c.leaders <- cluster.LeaderEvent{IsLeader: false}
+	h.waitFor(t, "VIP back on lo and IPVS empty", func() bool { return h.has("lo") && !h.has("eth0") && len(h.table()) == 0 })
+}
+
+func TestNoWritesWithoutVerifiedLeadership(t *testing.T) {
+	h := newHarness(t)
+	h.c.mu.Lock()
+	h.c.verifyErr = errors.New("node is not the leader")
+	h.c.mu.Unlock()
+	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 3}
+	h.waitFor(t, "several verification attempts", func() bool {
+		h.c.mu.Lock()
+		defer h.c.mu.Unlock()
+		return h.c.verified >= 3
+	})
+	if h.has("eth0") || len(h.table()) != 0 || h.arp.count() != 0 {
+		t.Fatalf("unverified leader acted: eth0=%v ipvs=%v garp=%d", h.has("eth0"), h.table(), h.arp.count())
+	}
+}
+
+func TestStartRemovesStaleIPVSRulesForOurVIPs(t *testing.T) {
+	c := newFakeCluster(t)
+	c.setSpec(squid("rr"))
+	k := realserver.NewFake("eth0")
+	rs := realserver.New(k, "eth0", t.TempDir()+"/vips.json", discard())
+	if err := rs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ipvs := NewFakeIPVS()
+	stale := Service{Key: fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Scheduler: "rr"}
+	foreign := Service{Key: fsm.ServiceKey{VIP: netip.MustParseAddr("10.1.1.1"), Port: 80, Protocol: "tcp"}, Scheduler: "rr"}
+	_ = ipvs.AddService(stale)
+	_ = ipvs.AddService(foreign)
+	d := New(c, rs, ipvs, &fakeARP{}, Config{Logger: discard()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tab, _ := ipvs.Services()
+		if len(tab) == 1 && tab[0].Key == foreign.Key {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stale rules not removed or foreign rules touched: %+v", tab)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+}
