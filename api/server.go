@@ -56,9 +56,9 @@ type ErrorResponse struct {
 type Server struct {
 	agent     Agent
 	dataplane Dataplane
-	left   func()
-	logger *slog.Logger
-	http   *http.Server
+	left      func()
+	logger    *slog.Logger
+	http      *http.Server
 }
 
 // NewServer builds the API. left is called after a successful leave so the

@@ -1,0 +1,220 @@
+package api
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// sampleStatus is a healthy three-node cluster with one service.
+func sampleStatus() cluster.Status {
+	return cluster.Status{
+		Time:            time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC),
+		Node:            "n1",
+		DC:              "n2",
+		Term:            7,
+		Quorum:          true,
+		SpecVersion:     4,
+		NodesConfigured: 3,
+		Nodes: []cluster.NodeStatus{
+			{Name: "n1", Address: "10.0.0.1", Status: "online", Role: "member", Gossip: "alive", Dataplane: "kernel"},
+			{Name: "n2", Address: "10.0.0.2", Status: "online", Role: "DC", Gossip: "alive", Dataplane: "kernel"},
+			{Name: "n3", Address: "10.0.0.3", Status: "offline", Role: "member", Gossip: "gone"},
+		},
+		VIPs: []cluster.VIPStatus{{Address: "172.95.69.100", Interface: "eth0", HeldBy: "n2"}},
+		Services: []cluster.ServiceStatus{{
+			Name: "squid", VIP: "172.95.69.100", Port: 3128, Protocol: "tcp", Scheduler: "rr",
+			Forwarding: "route", Persistence: "20s", Fallback: "127.0.0.1:3128", HealthCheck: "tcp",
+			RealServers: []cluster.RealServerStatus{
+				{Address: "10.0.0.1", Port: 3128, Weight: 1, Node: "n1"},
+				{Address: "10.0.0.2", Port: 3128, Weight: 1, Node: "n2"},
+			},
+		}},
+		Policy: fsm.Policy{NoQuorum: "stop"},
+	}
+}
+
+func render(t *testing.T, st cluster.Status) string {
+	t.Helper()
+	var b strings.Builder
+	if err := RenderStatus(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// lineWith returns the first line containing all the fragments, in order.
+func lineWith(out string, fragments ...string) (string, bool) {
+	for _, line := range strings.Split(out, "\n") {
+		rest, ok := line, true
+		for _, f := range fragments {
+			i := strings.Index(rest, f)
+			if i < 0 {
+				ok = false
+				break
+			}
+			rest = rest[i+len(f):]
+		}
+		if ok {
+			return line, true
+		}
+	}
+	return "", false
+}
+
+func TestRenderStatusWithQuorum(t *testing.T) {
+	out := render(t, sampleStatus())
+	for _, want := range []string{
+		"Cluster Summary:\n",
+		"  * Time: 2025-03-04 05:06:07 UTC (as seen from n1)\n",
+		"  * Current DC: n2 (term 7) - partition with quorum\n",
+		"  * Spec version: 4\n",
+		"  * 3 nodes configured, 1 virtual services\n",
+		"  * no-quorum-policy: stop, fencing: disabled\n",
+		"\nNode List:\n",
+		"\nVirtual IPs:\n",
+		"  * 172.95.69.100 on eth0: held by n2\n",
+		"\nVirtual Services:\n",
+		"  TCP  172.95.69.100:3128",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status view lacks %q:\n%s", want, out)
+		}
+	}
+	for _, n := range [][]string{
+		{"  * n1", "10.0.0.1", "Online", "member", "dataplane kernel"},
+		{"  * n2", "10.0.0.2", "Online", "DC", "dataplane kernel"},
+		{"  * n3", "10.0.0.3", "Offline", "member"},
+	} {
+		if _, ok := lineWith(out, n...); !ok {
+			t.Errorf("no node line with %q:\n%s", n, out)
+		}
+	}
+	if line, ok := lineWith(out, "  * n3"); ok && strings.Contains(line, "dataplane") {
+		t.Errorf("node line %q names a dataplane the node did not report", line)
+	}
+	for _, want := range [][]string{
+		{"  TCP  172.95.69.100:3128", "rr", "persistent 20s", "check tcp", "(squid)"},
+		{"    -> RemoteAddress:Port", "Forward", "Weight", "Node"},
+		{"    -> 10.0.0.1:3128", "Route", "1", "n1"},
+		{"    -> 10.0.0.2:3128", "Route", "1", "n2"},
+		{"    fallback 127.0.0.1:3128"},
+	} {
+		if _, ok := lineWith(out, want...); !ok {
+			t.Errorf("no service line with %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "WARNING") || strings.Contains(out, "NONE") {
+		t.Errorf("a healthy cluster's view has a warning:\n%s", out)
+	}
+	// Columns line up: both real servers' Forward column starts at the same offset.
+	l1, _ := lineWith(out, "-> 10.0.0.1:3128")
+	l2, _ := lineWith(out, "-> 10.0.0.2:3128")
+	if strings.Index(l1, "Route") != strings.Index(l2, "Route") {
+		t.Errorf("real server columns are not aligned:\n%s\n%s", l1, l2)
+	}
+}
+
+func TestRenderStatusWithoutQuorum(t *testing.T) {
+	st := sampleStatus()
+	st.DC = ""
+	st.Quorum = false
+	st.Stale = true
+	st.Warning = "this node has lost contact with the DC (last contact 3s ago)"
+	st.VIPs[0].HeldBy = ""
+	st.Nodes[1].Role = "member"
+	st.Nodes[1].Status = "offline"
+	out := render(t, st)
+	for _, want := range []string{
+		"  * Current DC: NONE (term 7) - partition WITHOUT quorum\n",
+		"  * WARNING: this node has lost contact with the DC (last contact 3s ago)\n",
+		"  * 172.95.69.100 on eth0: held by nobody (no DC)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status view lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "with quorum") {
+		t.Errorf("a view without a DC claims quorum:\n%s", out)
+	}
+	// The warning comes right after the DC line, where it is seen first.
+	if i, j := strings.Index(out, "Current DC"), strings.Index(out, "WARNING"); j < i {
+		t.Errorf("the warning comes before the DC line:\n%s", out)
+	}
+}
+
+func TestRenderStatusIPv6(t *testing.T) {
+	st := sampleStatus()
+	st.VIPs = []cluster.VIPStatus{{Address: "fd00::100", HeldBy: "n2"}}
+	st.Services = []cluster.ServiceStatus{{
+		VIP: "fd00::100", Port: 53, Protocol: "udp", Scheduler: "wlc", Forwarding: "route",
+		Fallback:    "[::1]:53",
+		RealServers: []cluster.RealServerStatus{{Address: "fd00::1", Port: 53, Weight: 2}},
+	}}
+	out := render(t, st)
+	for _, want := range [][]string{
+		{"  UDP  [fd00::100]:53", "wlc"},
+		{"    -> [fd00::1]:53", "Route", "2"},
+		{"    fallback [::1]:53"},
+		{"  * fd00::100: held by n2"},
+	} {
+		if _, ok := lineWith(out, want...); !ok {
+			t.Errorf("no line with %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestRenderStatusEmpty(t *testing.T) {
+	st := cluster.Status{
+		Time:  time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
+		Node:  "n1",
+		Nodes: []cluster.NodeStatus{{Name: "n1", Status: "online", Role: "joining"}},
+		Policy: fsm.Policy{
+			Fencing: true,
+		},
+	}
+	out := render(t, st)
+	for _, want := range []string{
+		"  * 0 nodes configured, 0 virtual services\n",
+		// An empty policy is shown as its default.
+		"  * no-quorum-policy: stop, fencing: enabled\n",
+		"\nVirtual IPs:\n  (none)\n",
+		"\nVirtual Services:\n  (none)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status view lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestRenderStatusNoRealServers(t *testing.T) {
+	st := sampleStatus()
+	st.Services[0].RealServers = nil
+	st.Services[0].Forwarding = "masq"
+	out := render(t, st)
+	if _, ok := lineWith(out, "    -> (no real server online)"); !ok {
+		t.Errorf("a service without real servers does not say so:\n%s", out)
+	}
+	st = sampleStatus()
+	st.Services[0].Forwarding = "tunnel"
+	if _, ok := lineWith(render(t, st), "    -> 10.0.0.1:3128", "Tunnel"); !ok {
+		t.Errorf("tunnel forwarding is not shown as Tunnel")
+	}
+}
+
+// The view is rendered from JSON sent by an agent, possibly of another
+// version: missing fields must not crash the CLI.
+func TestRenderStatusToleratesMissingFields(t *testing.T) {
+	st := sampleStatus()
+	st.Nodes = append(st.Nodes, cluster.NodeStatus{Name: "n4"}, cluster.NodeStatus{Name: "n5", Status: "éveillé"})
+	out := render(t, st)
+	if _, ok := lineWith(out, "  * n4"); !ok {
+		t.Errorf("node without a status is not listed:\n%s", out)
+	}
+	if _, ok := lineWith(out, "  * n5", "Éveillé"); !ok {
+		t.Errorf("a non-ASCII status is not capitalised whole:\n%s", out)
+	}
+}

@@ -1,0 +1,606 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// fakeAgent implements Agent, records every call and answers what the test
+// told it to.
+type fakeAgent struct {
+	mu sync.Mutex
+
+	status cluster.Status
+
+	applyResult cluster.ApplyResult
+	applyErr    error
+	applied     []appliedSpec
+
+	joinContacted int
+	joinErr       error
+	joined        [][]string
+
+	leaveErr error
+	leaves   int
+}
+
+type appliedSpec struct {
+	spec   fsm.Spec
+	expect uint64
+}
+
+func (a *fakeAgent) Status() cluster.Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status
+}
+
+func (a *fakeAgent) ApplySpec(_ context.Context, spec fsm.Spec, expectVersion uint64) (cluster.ApplyResult, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.applied = append(a.applied, appliedSpec{spec, expectVersion})
+	return a.applyResult, a.applyErr
+}
+
+func (a *fakeAgent) Join(_ context.Context, addrs []string) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.joined = append(a.joined, slices.Clone(addrs))
+	return a.joinContacted, a.joinErr
+}
+
+func (a *fakeAgent) Leave(context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.leaves++
+	return a.leaveErr
+}
+
+func (a *fakeAgent) appliedSpecs() []appliedSpec {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.applied)
+}
+
+func (a *fakeAgent) joins() [][]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.joined)
+}
+
+func (a *fakeAgent) leaveCalls() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.leaves
+}
+
+// testServer is a Server on a unix socket with a Client pointed at it.
+type testServer struct {
+	agent  *fakeAgent
+	client *Client
+	raw    *http.Client // for requests the Client cannot make
+	addr   string
+	left   chan struct{} // receives once per call of the left callback
+	srv    *Server
+}
+
+func startServer(t *testing.T, agent *fakeAgent) *testServer {
+	t.Helper()
+	path := socketPath(t)
+	ln, err := Listen(Addr{Unix: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{agent: agent, addr: "unix://" + path, left: make(chan struct{}, 8)}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ts.srv = NewServer(agent, func() { ts.left <- struct{}{} }, logger)
+	served := make(chan error, 1)
+	go func() { served <- ts.srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := ts.srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	if ts.client, err = NewClient(ts.addr); err != nil {
+		t.Fatal(err)
+	}
+	ts.raw = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
+	return ts
+}
+
+// do sends a raw request and returns the status code and decoded body.
+func (ts *testServer) do(t *testing.T, method, path, ctype string, body []byte) (int, ErrorResponse) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://raftlb"+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := ts.raw.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var er ErrorResponse
+	// 404 and 405 come from the mux, in plain text; every handler error is JSON.
+	if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+		if err := json.Unmarshal(data, &er); err != nil {
+			t.Fatalf("%s %s: %s answer is not JSON: %v: %q", method, path, resp.Status, err, data)
+		}
+		if er.Error == "" {
+			t.Errorf("%s %s: %s answer has no error message: %q", method, path, resp.Status, data)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s: Content-Type %q, want application/json", method, path, ct)
+		}
+	}
+	return resp.StatusCode, er
+}
+
+// apiError asserts that err is an *Error with the given code.
+func apiError(t *testing.T, err error, code int) *Error {
+	t.Helper()
+	var ae *Error
+	if !errors.As(err, &ae) {
+		t.Fatalf("error %v (%T): want an *api.Error with code %d", err, err, code)
+	}
+	if ae.Code != code {
+		t.Fatalf("error code %d (%v), want %d", ae.Code, ae, code)
+	}
+	if ae.Message == "" {
+		t.Errorf("error with code %d has no message", code)
+	}
+	return ae
+}
+
+const validServices = `vips:
+  - address: 172.95.69.100
+services:
+  - name: squid
+    vip: 172.95.69.100
+    port: 3128
+    scheduler: rr
+`
+
+func TestStatusJSONKeys(t *testing.T) {
+	agent := &fakeAgent{status: sampleStatus()}
+	ts := startServer(t, agent)
+
+	req, _ := http.NewRequest(http.MethodGet, "http://raftlb/v1/status", nil)
+	resp, err := ts.raw.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/status: %s", resp.Status)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q, want application/json", ct)
+	}
+	var doc map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	// These keys are the CLI's contract with scripts (status --json).
+	for _, k := range []string{"dc", "term", "quorum", "spec_version", "nodes", "vips", "services"} {
+		if _, ok := doc[k]; !ok {
+			t.Errorf("status JSON has no key %q: %v", k, doc)
+		}
+	}
+	if doc["dc"] != "n2" || doc["term"] != 7.0 || doc["quorum"] != true || doc["spec_version"] != 4.0 {
+		t.Errorf("status JSON values: dc=%v term=%v quorum=%v spec_version=%v", doc["dc"], doc["term"], doc["quorum"], doc["spec_version"])
+	}
+	nodes, _ := doc["nodes"].([]any)
+	if len(nodes) != 3 {
+		t.Fatalf("nodes = %v, want 3 entries", doc["nodes"])
+	}
+	for i, n := range nodes {
+		m, _ := n.(map[string]any)
+		for _, k := range []string{"name", "status", "role"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("nodes[%d] has no key %q: %v", i, k, m)
+			}
+		}
+	}
+	if m, _ := nodes[1].(map[string]any); m["name"] != "n2" || m["status"] != "online" || m["role"] != "DC" {
+		t.Errorf("nodes[1] = %v, want n2 online DC", m)
+	}
+	if vips, _ := doc["vips"].([]any); len(vips) != 1 {
+		t.Errorf("vips = %v, want 1 entry", doc["vips"])
+	}
+	if svcs, _ := doc["services"].([]any); len(svcs) != 1 {
+		t.Errorf("services = %v, want 1 entry", doc["services"])
+	}
+}
+
+func TestStatusThroughClient(t *testing.T) {
+	want := sampleStatus()
+	ts := startServer(t, &fakeAgent{status: want})
+	got, err := ts.client.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Time.Equal(want.Time) {
+		t.Errorf("time %v, want %v", got.Time, want.Time)
+	}
+	got.Time = want.Time
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("status did not survive the round trip:\ngot  %+v\nwant %+v", got, want)
+	}
+}
+
+func TestApplyValidFile(t *testing.T) {
+	agent := &fakeAgent{applyResult: cluster.ApplyResult{Version: 5, Changed: true}}
+	ts := startServer(t, agent)
+
+	r, err := ts.client.Apply(context.Background(), []byte(validServices))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r != (ApplyResponse{SpecVersion: 5, Changed: true}) {
+		t.Errorf("apply answered %+v, want version 5 changed", r)
+	}
+	want, err := fsm.ParseServices([]byte(validServices))
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := agent.appliedSpecs()
+	if len(applied) != 1 {
+		t.Fatalf("ApplySpec called %d times, want once", len(applied))
+	}
+	if !reflect.DeepEqual(applied[0].spec, want) {
+		t.Errorf("ApplySpec got\n%+v\nwant\n%+v", applied[0].spec, want)
+	}
+	if applied[0].expect != 0 {
+		t.Errorf("expect version %d, want 0 when none was asked", applied[0].expect)
+	}
+}
+
+func TestApplyUnchanged(t *testing.T) {
+	agent := &fakeAgent{applyResult: cluster.ApplyResult{Version: 9, Changed: false}}
+	ts := startServer(t, agent)
+	r, err := ts.client.Apply(context.Background(), []byte(validServices))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r != (ApplyResponse{SpecVersion: 9}) {
+		t.Errorf("apply answered %+v, want version 9 unchanged", r)
+	}
+}
+
+func TestApplyExpectVersion(t *testing.T) {
+	agent := &fakeAgent{applyResult: cluster.ApplyResult{Version: 6, Changed: true}}
+	ts := startServer(t, agent)
+
+	code, _ := ts.do(t, http.MethodPost, "/v1/apply?expect_version=5", "application/yaml", []byte(validServices))
+	if code != http.StatusOK {
+		t.Fatalf("expect_version=5: status %d, want 200", code)
+	}
+	if applied := agent.appliedSpecs(); len(applied) != 1 || applied[0].expect != 5 {
+		t.Fatalf("ApplySpec calls %+v, want one with expect version 5", applied)
+	}
+
+	for _, v := range []string{"abc", "-1", "1.5", "18446744073709551616"} {
+		code, er := ts.do(t, http.MethodPost, "/v1/apply?expect_version="+v, "application/yaml", []byte(validServices))
+		if code != http.StatusBadRequest {
+			t.Errorf("expect_version=%s: status %d, want 400", v, code)
+		}
+		if !strings.Contains(er.Error, "expect_version") {
+			t.Errorf("expect_version=%s: error %q does not name expect_version", v, er.Error)
+		}
+	}
+	if n := len(agent.appliedSpecs()); n != 1 {
+		t.Errorf("ApplySpec called %d times, want only the valid request to reach it", n)
+	}
+}
+
+func TestApplyRejectsBadFile(t *testing.T) {
+	cases := []struct {
+		name, file string
+		paths      []string // problem paths the answer must list
+		message    string   // fragment of the error message when there are no problems
+	}{
+		{
+			name:    "invalid YAML",
+			file:    "vips: [\n",
+			message: "services file: yaml: line",
+		},
+		{
+			name:    "unknown field",
+			file:    "vips: []\nservise: []\n",
+			message: `unknown field "servise"`,
+		},
+		{
+			name:    "two documents",
+			file:    validServices + "---\n" + validServices,
+			message: "second YAML document",
+		},
+		{
+			name:  "invalid spec",
+			file:  "vips: [{address: 10.0.0.1}]\nservices:\n  - vip: 10.0.0.2\n    port: 0\n",
+			paths: []string{"services[0] (10.0.0.2:0/tcp).vip", "services[0] (10.0.0.2:0/tcp).port"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			agent := &fakeAgent{}
+			ts := startServer(t, agent)
+			_, err := ts.client.Apply(context.Background(), []byte(tc.file))
+			ae := apiError(t, err, http.StatusBadRequest)
+			var got []string
+			for _, p := range ae.Problems {
+				got = append(got, p.Path)
+				if p.Message == "" || p.Line == 0 {
+					t.Errorf("problem %+v lacks a message or a line", p)
+				}
+			}
+			if !slices.Equal(got, tc.paths) {
+				t.Errorf("problem paths %q, want %q", got, tc.paths)
+			}
+			if len(tc.paths) > 0 {
+				if !strings.Contains(ae.Message, "nothing was changed") {
+					t.Errorf("message %q: want it to say nothing was changed", ae.Message)
+				}
+				// The Client's error lists every problem for the operator.
+				for _, p := range tc.paths {
+					if !strings.Contains(ae.Error(), p) {
+						t.Errorf("Error() %q does not list %q", ae.Error(), p)
+					}
+				}
+			} else if !strings.Contains(ae.Message, tc.message) {
+				t.Errorf("message %q, want it to contain %q", ae.Message, tc.message)
+			}
+			if n := len(agent.appliedSpecs()); n != 0 {
+				t.Errorf("ApplySpec called %d times for a rejected file", n)
+			}
+		})
+	}
+}
+
+func TestApplyOversizedBody(t *testing.T) {
+	agent := &fakeAgent{}
+	ts := startServer(t, agent)
+	// A valid file padded with a comment past the 1 MiB limit.
+	body := []byte(validServices + "# " + strings.Repeat("x", maxBody) + "\n")
+	_, err := ts.client.Apply(context.Background(), body)
+	ae := apiError(t, err, http.StatusRequestEntityTooLarge)
+	if !strings.Contains(ae.Message, "too large") {
+		t.Errorf("message %q: want it to say the file is too large", ae.Message)
+	}
+	if n := len(agent.appliedSpecs()); n != 0 {
+		t.Errorf("ApplySpec called %d times for an oversized body", n)
+	}
+
+	// Exactly at the limit is still accepted.
+	body = []byte(validServices + "#")
+	body = append(body, bytes.Repeat([]byte("x"), maxBody-len(body))...)
+	if _, err := ts.client.Apply(context.Background(), body); err != nil {
+		t.Errorf("a body of exactly %d bytes: %v", maxBody, err)
+	}
+	if n := len(agent.appliedSpecs()); n != 1 {
+		t.Errorf("ApplySpec called %d times, want once for the body at the limit", n)
+	}
+}
+
+func TestApplyAgentErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		code int
+	}{
+		{"conflict", fmt.Errorf("%w: spec is at version 8, not 7", cluster.ErrConflict), http.StatusConflict},
+		{"no DC", fmt.Errorf("forward: %w", cluster.ErrNoDC), http.StatusServiceUnavailable},
+		{"validation on the DC", &fsm.ValidationError{Problems: []fsm.Problem{{Path: "services[0].port", Message: "taken"}}}, http.StatusBadRequest},
+		{"other", errors.New("disk on fire"), http.StatusInternalServerError},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			agent := &fakeAgent{applyErr: tc.err}
+			ts := startServer(t, agent)
+			_, err := ts.client.Apply(context.Background(), []byte(validServices))
+			ae := apiError(t, err, tc.code)
+			var ve *fsm.ValidationError
+			if errors.As(tc.err, &ve) {
+				if !reflect.DeepEqual(ae.Problems, ve.Problems) {
+					t.Errorf("problems %+v, want %+v", ae.Problems, ve.Problems)
+				}
+			} else if ae.Message != tc.err.Error() {
+				t.Errorf("message %q, want the agent's %q", ae.Message, tc.err.Error())
+			}
+			if n := len(agent.appliedSpecs()); n != 1 {
+				t.Errorf("ApplySpec called %d times, want once", n)
+			}
+		})
+	}
+}
+
+func TestJoin(t *testing.T) {
+	agent := &fakeAgent{joinContacted: 2}
+	ts := startServer(t, agent)
+	addrs := []string{"10.0.0.1:7946", "[fd00::2]:7946", "m40.example:7946"}
+	r, err := ts.client.Join(context.Background(), addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Contacted != 2 {
+		t.Errorf("contacted %d, want 2", r.Contacted)
+	}
+	if got := agent.joins(); len(got) != 1 || !slices.Equal(got[0], addrs) {
+		t.Errorf("Join calls %q, want one with %q", got, addrs)
+	}
+}
+
+func TestJoinAgentError(t *testing.T) {
+	agent := &fakeAgent{joinErr: errors.New("no node answered")}
+	ts := startServer(t, agent)
+	_, err := ts.client.Join(context.Background(), []string{"10.0.0.1:7946"})
+	ae := apiError(t, err, http.StatusBadGateway)
+	if ae.Message != "no node answered" {
+		t.Errorf("message %q, want the agent's error", ae.Message)
+	}
+}
+
+func TestJoinRejectsBadRequest(t *testing.T) {
+	cases := []struct {
+		name, body, want string
+	}{
+		{"garbage", `{"addresses": [`, "join request"},
+		{"not JSON", `hello`, "join request"},
+		{"unknown field", `{"addresses": ["10.0.0.1:7946"], "force": true}`, "unknown field"},
+		{"empty list", `{"addresses": []}`, "no addresses"},
+		{"no list", `{}`, "no addresses"},
+		{"address without port", `{"addresses": ["10.0.0.1:7946", "10.0.0.2"]}`, `"10.0.0.2"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			agent := &fakeAgent{}
+			ts := startServer(t, agent)
+			code, er := ts.do(t, http.MethodPost, "/v1/join", "application/json", []byte(tc.body))
+			if code != http.StatusBadRequest {
+				t.Errorf("status %d, want 400", code)
+			}
+			if !strings.Contains(er.Error, tc.want) {
+				t.Errorf("error %q, want it to contain %q", er.Error, tc.want)
+			}
+			if got := agent.joins(); len(got) != 0 {
+				t.Errorf("Join called with %q for a bad request", got)
+			}
+		})
+	}
+	// Through the Client as well: it reports the code.
+	agent := &fakeAgent{}
+	ts := startServer(t, agent)
+	_, err := ts.client.Join(context.Background(), []string{"10.0.0.2"})
+	apiError(t, err, http.StatusBadRequest)
+	if got := agent.joins(); len(got) != 0 {
+		t.Errorf("Join called with %q for an address without port", got)
+	}
+}
+
+func TestLeave(t *testing.T) {
+	agent := &fakeAgent{}
+	ts := startServer(t, agent)
+	if err := ts.client.Leave(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := agent.leaveCalls(); n != 1 {
+		t.Errorf("Leave called %d times, want once", n)
+	}
+	select {
+	case <-ts.left:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the left callback did not fire after a successful leave")
+	}
+	// Shutdown waits for the handler, which starts the callback before it
+	// returns; a second call would have been queued by then or soon after.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ts.left:
+		t.Error("the left callback fired twice")
+	default:
+	}
+}
+
+func TestLeaveFailureDoesNotStopTheAgent(t *testing.T) {
+	agent := &fakeAgent{leaveErr: fmt.Errorf("hand over: %w", cluster.ErrNoDC)}
+	ts := startServer(t, agent)
+	err := ts.client.Leave(context.Background())
+	apiError(t, err, http.StatusServiceUnavailable)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ts.left:
+		t.Error("the left callback fired after a failed leave")
+	default:
+	}
+}
+
+func TestWrongMethods(t *testing.T) {
+	agent := &fakeAgent{status: sampleStatus()}
+	ts := startServer(t, agent)
+	cases := []struct{ method, path string }{
+		{http.MethodPost, "/v1/status"},
+		{http.MethodDelete, "/v1/status"},
+		{http.MethodGet, "/v1/apply"},
+		{http.MethodPut, "/v1/apply"},
+		{http.MethodGet, "/v1/join"},
+		{http.MethodGet, "/v1/leave"},
+		{http.MethodDelete, "/v1/leave"},
+	}
+	for _, tc := range cases {
+		code, _ := ts.do(t, tc.method, tc.path, "", []byte(validServices))
+		if code != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s: status %d, want 405", tc.method, tc.path, code)
+		}
+	}
+	if code, _ := ts.do(t, http.MethodGet, "/v1/nope", "", nil); code != http.StatusNotFound {
+		t.Errorf("GET /v1/nope: status %d, want 404", code)
+	}
+	if len(agent.appliedSpecs()) != 0 || len(agent.joins()) != 0 || agent.leaveCalls() != 0 {
+		t.Error("a request with the wrong method reached the agent")
+	}
+}
+
+func TestClientCannotReachAgent(t *testing.T) {
+	c, err := NewClient("unix://" + socketPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Status(context.Background())
+	if err == nil {
+		t.Fatal("Status with no agent listening succeeded")
+	}
+	var ae *Error
+	if errors.As(err, &ae) {
+		t.Errorf("got an agent answer %v, want a connection error", ae)
+	}
+	if !strings.Contains(err.Error(), "cannot reach the agent") {
+		t.Errorf("error %q: want it to say it cannot reach the agent", err)
+	}
+}
+
+func TestNewClientRejectsBadAddr(t *testing.T) {
+	if _, err := NewClient("unix://relative.sock"); err == nil {
+		t.Error("NewClient accepted a relative socket path")
+	}
+}

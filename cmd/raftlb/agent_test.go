@@ -1,0 +1,295 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// agentDirs is where an agent under test would put its state and socket;
+// neither may exist after a refused start.
+type agentDirs struct {
+	data, sock string
+}
+
+func newAgentDirs(t *testing.T) agentDirs {
+	dir := shortDir(t)
+	return agentDirs{data: filepath.Join(dir, "data"), sock: filepath.Join(dir, "api.sock")}
+}
+
+// args is a complete, valid command line for a control-plane-only trial
+// agent on ephemeral ports; tests append the one mistake they check (the
+// last value of a flag wins).
+func (d agentDirs) args(extra ...string) []string {
+	return append([]string{
+		"agent", "--name", "n1", "--data-dir", d.data, "--bind", "127.0.0.1",
+		"--api", "unix://" + d.sock, "--insecure", "--dataplane", "none",
+		"--raft-port", "0", "--gossip-port", "0",
+	}, extra...)
+}
+
+// nothingStarted checks that the agent created neither its data directory
+// nor its socket.
+func (d agentDirs) nothingStarted(t *testing.T) {
+	t.Helper()
+	for _, p := range []string{d.data, d.sock} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s exists after a refused start (%v): something was started", p, err)
+		}
+	}
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestAgentRefusesBadInput(t *testing.T) {
+	cases := []struct {
+		name  string
+		extra []string
+		want  []string // fragments of the message
+	}{
+		{"unknown flag", []string{"--frobnicate"}, []string{"flag provided but not defined: -frobnicate"}},
+		{"bind not an IP", []string{"--bind", "10.0.0"}, []string{`--bind "10.0.0"`}},
+		{"bind a host name", []string{"--bind", "m30.example"}, []string{`--bind "m30.example"`}},
+		{"bind unspecified", []string{"--bind", "0.0.0.0"}, []string{"must be a specific IP address"}},
+		{"bad dataplane", []string{"--dataplane", "xdp"}, []string{`--dataplane "xdp": want kernel or none`}},
+		{"relative api socket", []string{"--api", "unix://run/raftlb.sock"}, []string{"--api", "must be absolute"}},
+		{"api port 0", []string{"--api", "127.0.0.1:0"}, []string{"--api", "port 0"}},
+		{"api garbage", []string{"--api", "garbage"}, []string{"--api", "want unix:///path or IP:PORT"}},
+		{"positional arguments", []string{"n2"}, []string{"agent takes no arguments", `"n2"`}},
+		{"no secrets without insecure", []string{"--insecure=false"}, []string{"--key-file and --tls-dir are required", "--insecure"}},
+		{"key file but no tls dir", []string{"--insecure=false", "--key-file", "/nonexistent/key"}, []string{"--key-file and --tls-dir are required"}},
+		{"bad log level", []string{"--log-level", "loud"}, []string{`--log-level "loud"`}},
+		{"join without port", []string{"--join", "10.0.0.2:7946", "--join", "10.0.0.3"}, []string{`--join "10.0.0.3": want HOST:GOSSIPPORT`}},
+		{"lease not below heartbeat", []string{"--raft-leader-lease", "1s"}, []string{"leader lease 1s must be shorter than the heartbeat timeout"}},
+		{"bad duration", []string{"--raft-heartbeat-timeout", "soon"}, []string{"raft-heartbeat-timeout", "soon"}},
+		{"bad name", []string{"--name", "n1/../x"}, []string{"node name", "may only contain"}},
+		{"no name", []string{"--name", ""}, []string{"node name"}},
+		{"no data dir", []string{"--data-dir", ""}, []string{"a data directory is required"}},
+		{"same ports", []string{"--raft-port", "7000", "--gossip-port", "7000"}, []string{"both 7000"}},
+		{"missing config file", []string{"--config", "/nonexistent/raftlb.yaml"}, []string{"/nonexistent/raftlb.yaml"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newAgentDirs(t)
+			stdout, _ := wantExit(t, 2, d.args(tc.extra...), append([]string{"raftlb: usage: "}, tc.want...)...)
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+			d.nothingStarted(t)
+		})
+	}
+}
+
+func TestAgentRefusesBadConfigFile(t *testing.T) {
+	cases := []struct {
+		name, file string
+		want       []string
+	}{
+		{"unknown key", "name: n1\nbnid: 10.0.0.1\n", []string{`line 2: unknown setting "bnid"`}},
+		{"config in config", "config: /etc/other.yaml\n", []string{`unknown setting "config"`}},
+		{"list for a scalar", "bind:\n  - 10.0.0.1\n  - 10.0.0.2\n", []string{`"bind" takes one value, not a list`}},
+		{"mapping for a value", "bind: {ip: 10.0.0.1}\n", []string{`"bind": want a value or a list of values`}},
+		{"bad duration", "raft-heartbeat-timeout: soon\n", []string{"raft-heartbeat-timeout", `"soon"`}},
+		{"bad number", "max-voters: seven\n", []string{"max-voters", `"seven"`}},
+		{"two documents", "name: n1\n---\nname: n2\n", []string{"exactly one YAML document"}},
+		{"not a mapping", "- name: n1\n", []string{"want a mapping"}},
+		{"set twice", "name: n1\nname: n2\n", []string{`"name" is set twice`}},
+		{"broken YAML", "name: [n1\n", []string{"config file"}},
+		{"lease from the file", "raft-leader-lease: 1s\n", []string{"leader lease 1s must be shorter"}},
+		{"join without port from the file", "join: [10.0.0.2]\n", []string{`--join "10.0.0.2"`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newAgentDirs(t)
+			cfg := writeFile(t, "raftlb.yaml", tc.file)
+			wantExit(t, 2, d.args("--config", cfg), tc.want...)
+			d.nothingStarted(t)
+		})
+	}
+}
+
+func TestAgentWithoutIPVS(t *testing.T) {
+	if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
+		t.Skip("this kernel has IPVS; the agent would start")
+	}
+	d := newAgentDirs(t)
+	wantExit(t, 1, d.args("--dataplane", "kernel"), "modprobe ip_vs", "--dataplane none")
+	d.nothingStarted(t)
+}
+
+func TestConfigFileFlagsOverride(t *testing.T) {
+	cfg := writeFile(t, "raftlb.yaml", `# keys are the flag names
+name: from-file
+data-dir: /var/lib/raftlb
+bind: 10.0.0.1
+bootstrap-expect: 3
+insecure: true
+raft-heartbeat-timeout: 1s
+raft-election-timeout: 1s
+raft-leader-lease: 500ms
+join:
+  - 10.0.0.2:7946
+  - m50.example:7946
+`)
+	f, err := parseAgentArgs([]string{"--config", cfg, "--name", "from-flag", "--raft-leader-lease", "200ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.name != "from-flag" {
+		t.Errorf("name %q: the flag must override the file", f.name)
+	}
+	if f.timing.RaftLeaderLease != 200*time.Millisecond {
+		t.Errorf("leader lease %s: the flag must override the file", f.timing.RaftLeaderLease)
+	}
+	if f.dataDir != "/var/lib/raftlb" || f.bind != "10.0.0.1" || f.bootstrapExpect != 3 || !f.insecure {
+		t.Errorf("file settings not applied: data-dir %q bind %q bootstrap-expect %d insecure %v", f.dataDir, f.bind, f.bootstrapExpect, f.insecure)
+	}
+	if f.timing.RaftHeartbeatTimeout != time.Second || f.timing.RaftElectionTimeout != time.Second {
+		t.Errorf("timings from the file not applied: %+v", f.timing)
+	}
+	if want := []string{"10.0.0.2:7946", "m50.example:7946"}; !slices.Equal(f.join, want) {
+		t.Errorf("join %q, want the file's list %q", f.join, want)
+	}
+	// Defaults the file does not mention stay.
+	if f.raftPort != 7947 || f.gossipPort != 7946 || f.dataplane != "kernel" {
+		t.Errorf("defaults changed: raft-port %d gossip-port %d dataplane %q", f.raftPort, f.gossipPort, f.dataplane)
+	}
+}
+
+func TestConfigFileJoinFlagReplacesList(t *testing.T) {
+	cfg := writeFile(t, "raftlb.yaml", "join: [10.0.0.2:7946, 10.0.0.3:7946]\n")
+	f, err := parseAgentArgs([]string{"--config", cfg, "--join", "10.0.0.9:7946"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"10.0.0.9:7946"}; !slices.Equal(f.join, want) {
+		t.Errorf("join %q, want only the command line's %q", f.join, want)
+	}
+
+	// A single join address may be written as a scalar.
+	cfg = writeFile(t, "raftlb.yaml", "join: 10.0.0.2:7946\n")
+	if f, err = parseAgentArgs([]string{"--config", cfg}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"10.0.0.2:7946"}; !slices.Equal(f.join, want) {
+		t.Errorf("join %q, want %q", f.join, want)
+	}
+}
+
+func TestConfigFileEmpty(t *testing.T) {
+	for _, content := range []string{"", "# nothing set yet\n", "---\n"} {
+		cfg := writeFile(t, "raftlb.yaml", content)
+		f, err := parseAgentArgs([]string{"--config", cfg, "--name", "n1"}, io.Discard)
+		if err != nil {
+			t.Errorf("config %q: %v", content, err)
+			continue
+		}
+		if f.name != "n1" || f.raftPort != 7947 {
+			t.Errorf("config %q changed settings: %+v", content, f)
+		}
+	}
+}
+
+// lockedWriter collects the agent's log, written from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestAgentRunsAndLeaves starts a real single-node agent (control plane
+// only, loopback, ephemeral ports), drives it with the client commands and
+// checks that leave stops it and removes its socket.
+func TestAgentRunsAndLeaves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real agent")
+	}
+	d := newAgentDirs(t)
+	logs := &lockedWriter{}
+	exited := make(chan int, 1)
+	go func() {
+		exited <- run(d.args("--bootstrap-expect", "1"), io.Discard, logs)
+	}()
+	defer func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", logs.String())
+		}
+	}()
+	apiAddr := "unix://" + d.sock
+
+	// Wait until the agent answers and has elected itself DC.
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		code, stdout, _ := raftlb(t, "status", "--api", apiAddr, "--json")
+		var st struct {
+			DC     string `json:"dc"`
+			Quorum bool   `json:"quorum"`
+		}
+		if code == 0 && json.Unmarshal([]byte(stdout), &st) == nil && st.DC == "n1" && st.Quorum {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not become DC: last status exit %d: %s", code, stdout)
+		}
+		select {
+		case code := <-exited:
+			t.Fatalf("the agent exited early with %d", code)
+		case <-tick.C:
+		}
+	}
+	if fi, err := os.Lstat(d.sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin socket: %v, %v; want mode 0600", fi, err)
+	}
+
+	services := writeFile(t, "services.yaml", servicesFile)
+	stdout, _ := wantExit(t, 0, []string{"apply", "--api", apiAddr, "-f", services})
+	if stdout != "applied: spec version 1\n" {
+		t.Errorf("apply: %q", stdout)
+	}
+	stdout, _ = wantExit(t, 0, []string{"status", "--api", apiAddr})
+	for _, want := range []string{"Current DC: n1", "Spec version: 1", "TCP  172.95.69.100:3128"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, stdout)
+		}
+	}
+
+	wantExit(t, 0, []string{"leave", "--api", apiAddr})
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("the agent exited with %d after leave, want 0", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent did not stop after leave")
+	}
+	if _, err := os.Lstat(d.sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the admin socket is still there after the agent stopped: %v", err)
+	}
+}
