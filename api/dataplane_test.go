@@ -1,0 +1,71 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftlb/raftlb/director"
+	"github.com/raftlb/raftlb/fsm"
+)
+
+type fakeDataplane struct {
+	table  []director.Service
+	writes uint64
+}
+
+func (f *fakeDataplane) Table() ([]director.Service, error) { return f.table, nil }
+func (f *fakeDataplane) Writes() uint64                     { return f.writes }
+
+func TestIPVSWithoutDataplaneSaysSo(t *testing.T) {
+	ts := startServer(t, &fakeAgent{})
+	_, err := ts.client.IPVS(context.Background())
+	e := apiError(t, err, 404)
+	if !strings.Contains(e.Message, "--dataplane none") {
+		t.Fatalf("message %q does not explain why there is no table", e.Message)
+	}
+}
+
+func TestIPVSTableThroughClientAndRendering(t *testing.T) {
+	ts := startServer(t, &fakeAgent{})
+	vip := netip.MustParseAddr("172.95.69.100")
+	ts.srv.SetDataplane(&fakeDataplane{writes: 4, table: []director.Service{{
+		Key: fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Scheduler: "rr", Persistence: 20 * time.Second,
+		Dests: []director.Dest{
+			{Addr: netip.MustParseAddr("172.95.69.30"), Port: 3128, Weight: 1, Forward: "local", ActiveConns: 2},
+			{Addr: netip.MustParseAddr("172.95.69.40"), Port: 3128, Weight: 1, Forward: "route", InactiveConns: 7},
+		},
+	}}})
+	r, err := ts.client.IPVS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.WritesTotal != 4 || len(r.Services) != 1 || len(r.Services[0].Dests) != 2 {
+		t.Fatalf("IPVS response %+v", r)
+	}
+	var b bytes.Buffer
+	if err := RenderIPVS(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"TCP  172.95.69.100:3128 rr persistent 20",
+		"-> 172.95.69.30:3128",
+		"Local",
+		"-> 172.95.69.40:3128",
+		"Route",
+		"4 IPVS writes",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rendered table lacks %q:\n%s", want, out)
+		}
+	}
+	var empty bytes.Buffer
+	_ = RenderIPVS(&empty, IPVSResponse{Node: "m40"})
+	if !strings.Contains(empty.String(), "only the DC") {
+		t.Errorf("an empty table should explain itself:\n%s", empty.String())
+	}
+}
