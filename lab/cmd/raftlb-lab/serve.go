@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	name := fs.String("name", "", "the answer, normally the node's name (required)")
+	port := fs.Int("port", 0, "TCP port to listen on (required)")
+	// 0.0.0.0 rather than the VIP: in LVS-DR the VIP sits on lo of every
+	// real server, and a wildcard listener accepts connections to it
+	// whether or not it has been added yet.
+	addr := fs.String("addr", "0.0.0.0", "address to listen on")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *name == "" {
+		return fmt.Errorf("%w: --name is required", errUsage)
+	}
+	if *port <= 0 || *port > 65535 {
+		return fmt.Errorf("%w: --port must be 1-65535, got %d", errUsage, *port)
+	}
+	if net.ParseIP(*addr) == nil {
+		return fmt.Errorf("%w: --addr %q is not an IP address", errUsage, *addr)
+	}
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(*addr, strconv.Itoa(*port)))
+	if err != nil {
+		return err
+	}
+	// Lab tests wait for this line before they send traffic.
+	fmt.Fprintf(stdout, "serving %s on %s\n", *name, ln.Addr())
+	return serve(ctx, ln, *name)
+}
+
+// serve answers every connection on ln with name and a newline, then closes
+// it, until ctx is done. Closing first puts TIME_WAIT on the server, so the
+// probing client can open thousands of connections without running out of
+// ports.
+func serve(ctx context.Context, ln net.Listener, name string) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	answer := []byte(name + "\n")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Transient (e.g. EMFILE): keep serving, as a real service would.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go func() {
+			defer c.Close()
+			c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			c.Write(answer)
+		}()
+	}
+}

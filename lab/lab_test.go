@@ -1,0 +1,103 @@
+//go:build lab
+
+package lab_test
+
+import (
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/raftlb/raftlb/lab"
+)
+
+// TestMain refuses to run outside the VM: on a kernel without IPVS every
+// scenario would fail in a confusing way, and on a real machine the tests
+// would rewire the host's network.
+func TestMain(m *testing.M) {
+	if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
+		fmt.Fprintln(os.Stderr, "lab: not inside the kernel lab (no /proc/net/ip_vs). "+
+			"These tests run in a VM: use lab/run.sh [test flags].")
+		os.Exit(1)
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "lab: the lab tests need root (they create namespaces and IPVS services)")
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// TestLabSmokeManualDR proves the lab itself, without raftlb: LVS direct
+// routing set up by hand as LAB.md describes. m30 is the director with the
+// VIP on eth0 and an IPVS rr service; m40 and m50 are real servers with
+// the VIP on lo, ARP-silenced, serving their names on port 80. If this
+// fails, a raftlb scenario's failure says nothing about raftlb.
+func TestLabSmokeManualDR(t *testing.T) {
+	l := lab.New(t)
+	vipPort := lab.VIP + ":80"
+
+	l.Run(lab.M30, "ip", "addr", "add", lab.VIP+"/32", "dev", "eth0")
+	l.Run(lab.M30, "ipvsadm", "-A", "-t", vipPort, "-s", "rr")
+	for _, rs := range []string{lab.M40, lab.M50} {
+		l.Run(lab.M30, "ipvsadm", "-a", "-t", vipPort, "-r", lab.IP(rs)+":80", "-g")
+
+		if err := l.SilenceARP(rs); err != nil {
+			t.Fatal(err)
+		}
+		l.Run(rs, "ip", "addr", "add", lab.VIP+"/32", "dev", "lo")
+		p, err := l.Start(rs, "serve-"+rs, l.Bin("raftlb-lab"), "serve", "--name", rs, "--port", "80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.WaitOutput("serving", 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	probe, err := l.StartProbe("probe", vipPort, "--interval", "20ms", "--timeout", "1s", "--duration", "1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := probe.Wait(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("probe: %d attempts, %d failures, answers %v, errors %v", r.Attempts, r.Failures, r.Answers, r.Errors)
+	fmt.Printf("figure: lab_smoke_requests = %d count\n", r.Successes)
+
+	// Round robin over two real servers: both answered, and nothing failed.
+	if r.Answers[lab.M40] == 0 || r.Answers[lab.M50] == 0 {
+		t.Errorf("answers %v: want both %s and %s", r.Answers, lab.M40, lab.M50)
+	}
+	if r.Failures != 0 {
+		t.Errorf("%d of %d requests failed (%v)", r.Failures, r.Attempts, r.Errors)
+	}
+
+	// Only the director answered ARP for the VIP.
+	dirMAC, err := l.MAC(lab.M30, "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.ClientARP(lab.VIP); err != nil || got != dirMAC {
+		t.Errorf("client's ARP entry for the VIP = %q (%v); want the director's %s", got, err, dirMAC)
+	}
+
+	// Direct routing: requests went through the director, replies did not.
+	svcs, err := l.IPVS(lab.M30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, ok := lab.FindService(svcs, "TCP "+vipPort)
+	if !ok {
+		t.Fatalf("director's IPVS table has no TCP %s: %+v", vipPort, svcs)
+	}
+	if svc.InPkts == 0 || svc.OutPkts != 0 {
+		t.Errorf("director's counters InPkts=%d OutPkts=%d; want InPkts > 0 and OutPkts 0 (DR)", svc.InPkts, svc.OutPkts)
+	}
+	for _, rs := range []string{lab.M40, lab.M50} {
+		d, ok := svc.Dest(lab.IP(rs) + ":80")
+		if !ok || d.Forward != "Route" || d.Conns == 0 {
+			t.Errorf("real server %s in the director's table: %+v (found %v); want Route with connections", rs, d, ok)
+		}
+	}
+}

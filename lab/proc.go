@@ -1,0 +1,251 @@
+//go:build lab
+
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Proc is a long-running process started in a namespace with Lab.Start:
+// an agent, a service, a probe. Its stdout and stderr go to a log file in
+// the test's LogDir, which reaches the host; the lab kills it when the
+// test ends.
+type Proc struct {
+	Name string // the log's name: LogDir/NAME.log
+	NS   string
+	Log  string
+
+	cmd    *exec.Cmd
+	offset int64 // where this run's output starts in Log
+	done   chan struct{}
+	err    error // the exit status, once done is closed
+}
+
+// Start runs args in namespace ns in the background. Starting the same
+// name again (an agent restarted in a scenario) appends to the same log,
+// after a header line.
+func (l *Lab) Start(ns, name string, args ...string) (*Proc, error) {
+	if len(args) == 0 {
+		return nil, errors.New("lab: Start: no command")
+	}
+	path := filepath.Join(l.logDir, name+".log")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // the child has its own copy
+	argv := nsArgv(ns, args)
+	fmt.Fprintf(f, "=== %s start in %s: %s\n", time.Now().Format("15:04:05.000"), nsName(ns), strings.Join(args, " "))
+	off, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// Its own process group, so that Kill also gets whatever it spawned
+	// (fencing scripts, health-check commands). `ip netns exec` execs the
+	// command, so the pid is the command's own.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+	}
+	p := &Proc{Name: name, NS: ns, Log: path, cmd: cmd, offset: off, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	l.mu.Lock()
+	l.procs = append(l.procs, p)
+	l.mu.Unlock()
+	return p, nil
+}
+
+func nsName(ns string) string {
+	if ns == "" {
+		return "the VM's namespace"
+	}
+	return ns
+}
+
+// Pid is the process id, for scenarios that kill -9 an agent by hand.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Err is the exit status once Done is closed (nil for exit 0).
+func (p *Proc) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return errors.New("still running")
+	}
+}
+
+// Signal sends sig to the process's group.
+func (p *Proc) Signal(sig syscall.Signal) error {
+	return syscall.Kill(-p.cmd.Process.Pid, sig)
+}
+
+// Wait waits up to timeout for the process to exit and returns its exit
+// status.
+func (p *Proc) Wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		return fmt.Errorf("%s: still running after %v", p.Name, timeout)
+	}
+}
+
+// Stop asks the process to exit (SIGTERM), as systemd would, and kills it
+// if it has not after timeout. It returns the exit status; dying of the
+// SIGTERM itself counts as a clean stop.
+func (p *Proc) Stop(timeout time.Duration) error {
+	p.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.Kill()
+		return fmt.Errorf("%s: did not exit within %v of SIGTERM; killed", p.Name, timeout)
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
+			return nil
+		}
+	}
+	return p.err
+}
+
+// Kill kills the process's group with SIGKILL, as a crash or kill -9
+// would, and waits for the process to be gone. The group is signalled even
+// if the process has exited: what it spawned may still run.
+func (p *Proc) Kill() {
+	p.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Output is what this run of the process has written so far.
+func (p *Proc) Output() (string, error) {
+	f, err := os.Open(p.Log)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if _, err := f.Seek(p.offset, io.SeekStart); err != nil {
+		return "", err
+	}
+	out, err := io.ReadAll(f)
+	return string(out), err
+}
+
+// WaitOutput waits until the process has written s (a readiness line such
+// as raftlb-lab's "serving"), failing early if it exits first.
+func (p *Proc) WaitOutput(s string, timeout time.Duration) error {
+	return Eventually(timeout, func() (bool, error) {
+		out, err := p.Output()
+		if err != nil {
+			return false, err
+		}
+		if strings.Contains(out, s) {
+			return true, nil
+		}
+		select {
+		case <-p.done:
+			return false, fmt.Errorf("%s exited (%v) before writing %q; its log:\n%s", p.Name, p.err, s, out)
+		default:
+			return false, fmt.Errorf("%s has not written %q; its log:\n%s", p.Name, s, out)
+		}
+	})
+}
+
+// ProbeReport is the part of raftlb-lab probe's JSON report that
+// scenarios assert on (the file has every attempt too).
+type ProbeReport struct {
+	Target                 string         `json:"target"`
+	Attempts               int            `json:"attempts"`
+	Successes              int            `json:"successes"`
+	Failures               int            `json:"failures"`
+	Answers                map[string]int `json:"answers"`
+	Errors                 map[string]int `json:"errors"`
+	Outages                int            `json:"outages"`
+	LongestOutageMS        float64        `json:"longest_outage_ms"`
+	LongestOutageRecovered bool           `json:"longest_outage_recovered"`
+	FirstFailure           *time.Time     `json:"first_failure"`
+	LastFailure            *time.Time     `json:"last_failure"`
+}
+
+// Probe is a raftlb-lab probe running in the client namespace.
+type Probe struct {
+	*Proc
+	Out string // the JSON report, in LogDir
+}
+
+// StartProbe starts raftlb-lab probe against target from the client
+// namespace. flags are probe's (--interval, --timeout, --duration, …);
+// without --duration it probes until Stop. The report is LogDir/NAME.json.
+func (l *Lab) StartProbe(name, target string, flags ...string) (*Probe, error) {
+	out := filepath.Join(l.logDir, name+".json")
+	args := []string{l.Bin("raftlb-lab"), "probe", "--target", target, "--out", out}
+	if !hasFlag(flags, "duration") {
+		args = append(args, "--until-signal")
+	}
+	p, err := l.Start(Client, name, append(args, flags...)...)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.WaitOutput("probing", 30*time.Second); err != nil {
+		return nil, err
+	}
+	return &Probe{Proc: p, Out: out}, nil
+}
+
+// Wait waits for a probe with a --duration to finish and reads its report.
+func (p *Probe) Wait(timeout time.Duration) (ProbeReport, error) {
+	if err := p.Proc.Wait(timeout); err != nil {
+		return ProbeReport{}, err
+	}
+	return p.Report()
+}
+
+// Stop ends a probe (it writes its report on SIGTERM) and reads the report.
+func (p *Probe) Stop(timeout time.Duration) (ProbeReport, error) {
+	if err := p.Proc.Stop(timeout); err != nil {
+		return ProbeReport{}, err
+	}
+	return p.Report()
+}
+
+// Report reads the finished probe's report.
+func (p *Probe) Report() (ProbeReport, error) {
+	var r ProbeReport
+	data, err := os.ReadFile(p.Out)
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, fmt.Errorf("%s: %w", p.Out, err)
+	}
+	return r, nil
+}
+
+func hasFlag(flags []string, name string) bool {
+	for _, f := range flags {
+		f = strings.TrimLeft(f, "-")
+		if f == name || strings.HasPrefix(f, name+"=") {
+			return true
+		}
+	}
+	return false
+}
