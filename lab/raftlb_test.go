@@ -1,0 +1,328 @@
+//go:build lab
+
+package lab_test
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftlb/raftlb/lab"
+)
+
+// The raftlb scenarios run three real agents (with the kernel data plane)
+// in the node namespaces, each node also serving its name on the service
+// port, and judge them by kernel and wire state: addresses, IPVS tables,
+// the client's ARP cache and what the client's connections get.
+
+var vip = netip.MustParseAddr(lab.VIP)
+
+const port = "3128"
+
+// labSpec is the squid-style spec of deploy/examples/services.yaml without
+// persistence: the lab has one client, and persistence would pin all its
+// connections to one node.
+const labSpec = `vips:
+  - address: 172.95.69.100
+    interface: eth0
+services:
+  - name: proxy
+    vip: 172.95.69.100
+    port: 3128
+    protocol: tcp
+    scheduler: rr
+    real_servers: all-nodes
+    fallback: 127.0.0.1:3128
+`
+
+type rcluster struct {
+	t      *testing.T
+	l      *lab.Lab
+	dir    string
+	agents map[string]*lab.Proc
+	starts map[string]int
+	ns     map[string]*lab.NS
+}
+
+type status struct {
+	DC     string `json:"dc"`
+	Term   uint64 `json:"term"`
+	Quorum bool   `json:"quorum"`
+	Stale  bool   `json:"stale"`
+	Nodes  []struct {
+		Name   string `json:"name"`
+		Status string `json:"status"`
+		Role   string `json:"role"`
+	} `json:"nodes"`
+	SpecVersion uint64 `json:"spec_version"`
+}
+
+func newRaftlbCluster(t *testing.T) *rcluster {
+	t.Helper()
+	c := &rcluster{t: t, l: lab.New(t), dir: t.TempDir(), agents: map[string]*lab.Proc{}, starts: map[string]int{}, ns: map[string]*lab.NS{}}
+	r := c.l.Bin("raftlb")
+	c.l.Run("", r, "keygen", "-o", filepath.Join(c.dir, "key"))
+	c.l.Run("", r, "tls", "init", "--dir", filepath.Join(c.dir, "tls"))
+	for _, n := range append(lab.Nodes(), lab.Client) {
+		h, err := lab.OpenNS(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(h.Close)
+		c.ns[n] = h
+	}
+	for _, n := range lab.Nodes() {
+		c.l.Run("", r, "tls", "cert", "--dir", filepath.Join(c.dir, "tls"), "--name", n, "--ip", lab.IP(n))
+		p, err := c.l.Start(n, "serve-"+n, c.l.Bin("raftlb-lab"), "serve", "--name", n, "--port", port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.WaitOutput("serving", 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range lab.Nodes() {
+		c.startAgent(n)
+	}
+	for _, n := range lab.Nodes() {
+		c.eventually("admin socket of "+n, 30*time.Second, func() (bool, error) {
+			_, err := os.Stat(c.sock(n))
+			return err == nil, nil
+		})
+	}
+	for _, n := range []string{lab.M40, lab.M50} {
+		c.cli(n, "join", lab.IP(lab.M30)+":7946")
+	}
+	c.apply(labSpec)
+	c.waitHealthy(lab.Nodes())
+	return c
+}
+
+func (c *rcluster) sock(n string) string { return filepath.Join(c.dir, n+".sock") }
+
+// startAgent starts (or restarts) the agent of node n on its data dir.
+func (c *rcluster) startAgent(n string) {
+	c.t.Helper()
+	c.starts[n]++
+	p, err := c.l.Start(n, fmt.Sprintf("agent-%s-%d", n, c.starts[n]), c.l.Bin("raftlb"), "agent",
+		"--name", n, "--bind", lab.IP(n), "--data-dir", filepath.Join(c.dir, n),
+		"--api", "unix://"+c.sock(n), "--bootstrap-expect", "3", "--interface", "eth0",
+		"--key-file", filepath.Join(c.dir, "key"), "--tls-dir", filepath.Join(c.dir, "tls"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.agents[n] = p
+}
+
+// cli runs `raftlb CMD --api <n's socket> ARGS...` from the VM's root
+// namespace (the socket is a file, reachable from anywhere).
+func (c *rcluster) cli(n, cmd string, args ...string) string {
+	c.t.Helper()
+	return c.l.Run("", append([]string{c.l.Bin("raftlb"), cmd, "--api", "unix://" + c.sock(n)}, args...)...)
+}
+
+func (c *rcluster) status(n string) (status, error) {
+	out, err := c.l.Exec("", c.l.Bin("raftlb"), "status", "--api", "unix://"+c.sock(n), "--json")
+	if err != nil {
+		return status{}, err
+	}
+	var st status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return status{}, fmt.Errorf("status of %s: %w", n, err)
+	}
+	return st, nil
+}
+
+func (c *rcluster) apply(spec string) string {
+	c.t.Helper()
+	f := filepath.Join(c.dir, fmt.Sprintf("spec-%d.yaml", time.Now().UnixNano()))
+	if err := os.WriteFile(f, []byte(spec), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return c.cli(lab.M30, "apply", "-f", f)
+}
+
+func (c *rcluster) eventually(what string, timeout time.Duration, cond func() (bool, error)) {
+	c.t.Helper()
+	if err := lab.Eventually(timeout, cond); err != nil {
+		c.t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// dc returns the DC that the given nodes agree on, with quorum.
+func (c *rcluster) dc(nodes []string) string {
+	c.t.Helper()
+	var dc string
+	c.eventually("a DC agreed on by "+strings.Join(nodes, ","), 30*time.Second, func() (bool, error) {
+		dc = ""
+		for _, n := range nodes {
+			st, err := c.status(n)
+			if err != nil || !st.Quorum || st.Stale || st.DC == "" || (dc != "" && st.DC != dc) {
+				return false, nil
+			}
+			dc = st.DC
+		}
+		return true, nil
+	})
+	return dc
+}
+
+// table returns the IPVS service for the VIP in namespace n, if any.
+func (c *rcluster) table(n string) (lab.Service, bool, error) {
+	svcs, err := c.l.IPVS(n)
+	if err != nil {
+		return lab.Service{}, false, err
+	}
+	for _, s := range svcs {
+		if s.Addr.Addr() == vip && s.Addr.Port() == 3128 {
+			return s, true, nil
+		}
+	}
+	return lab.Service{}, false, nil
+}
+
+func destIPs(s lab.Service) []string {
+	var out []string
+	for _, d := range s.Dests {
+		out = append(out, d.Addr.Addr().String())
+	}
+	sort.Strings(out)
+	return out
+}
+
+// waitHealthy waits until nodes agree on a DC among them whose kernel
+// table has exactly nodes as real servers, and returns the DC.
+func (c *rcluster) waitHealthy(nodes []string) string {
+	c.t.Helper()
+	dc := c.dc(nodes)
+	var want []string
+	for _, n := range nodes {
+		want = append(want, lab.IP(n))
+	}
+	sort.Strings(want)
+	c.eventually("the DC's IPVS table to list "+strings.Join(want, ","), 30*time.Second, func() (bool, error) {
+		s, ok, err := c.table(dc)
+		return ok && slices.Equal(destIPs(s), want), err
+	})
+	return dc
+}
+
+func (c *rcluster) has(n, dev string) bool {
+	c.t.Helper()
+	ok, err := c.ns[n].HasAddr(dev, vip)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return ok
+}
+
+// waitVIPOnInterface polls (every 5 ms, through netlink) until one of
+// nodes carries the VIP on eth0, and returns it and when.
+func (c *rcluster) waitVIPOnInterface(nodes []string, timeout time.Duration) (string, time.Time) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for _, n := range nodes {
+			if c.has(n, "eth0") {
+				return n, time.Now()
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.t.Fatalf("no node of %v took the VIP within %s", nodes, timeout)
+	return "", time.Time{}
+}
+
+// waitClientARP polls until the client's ARP entry for the VIP is mac.
+func (c *rcluster) waitClientARP(mac string, timeout time.Duration) time.Time {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		got, err := c.ns[lab.Client].NeighMAC("eth0", vip)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if got == mac {
+			return time.Now()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	got, _ := c.ns[lab.Client].NeighMAC("eth0", vip)
+	c.t.Fatalf("the client's ARP entry for the VIP is %q, want %q after %s", got, mac, timeout)
+	return time.Time{}
+}
+
+func (c *rcluster) mac(n string) string {
+	c.t.Helper()
+	m, err := c.l.MAC(n, "eth0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return m
+}
+
+func others(n string) []string {
+	var out []string
+	for _, x := range lab.Nodes() {
+		if x != n {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func figure(name string, v float64, unit string) {
+	fmt.Printf("figure: %s = %.1f %s\n", name, v, unit)
+}
+
+func figures(name string, runs []float64, unit string) {
+	figure(name+"_median", median(runs), unit)
+	figure(name+"_max", slices.Max(runs), unit)
+	parts := make([]string, len(runs))
+	for i, r := range runs {
+		parts[i] = fmt.Sprintf("%.0f", r)
+	}
+	fmt.Printf("# %s runs: %s %s\n", name, strings.Join(parts, " "), unit)
+}
+
+// startProbe opens a new TCP connection to the VIP every 20 ms from the
+// client until stopped, and waits for a baseline of answers.
+func (c *rcluster) startProbe(name string) *lab.Probe {
+	c.t.Helper()
+	p, err := c.l.StartProbe(name, lab.VIP+":"+port, "--interval", "20ms", "--timeout", "1s")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	// A baseline of healthy traffic before the fault, so the client has
+	// the old DC's MAC in its ARP cache, as a real client would.
+	time.Sleep(300 * time.Millisecond)
+	return p
+}
+
+// labRuns is how many times each failover scenario repeats; the figures
+// are medians over the runs. Pass -lab.runs=N through lab/run.sh.
+var labRuns = flag.Int("lab.runs", 5, "repetitions of each failover scenario")
+
+func runs() int { return max(*labRuns, 1) }

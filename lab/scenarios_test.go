@@ -1,0 +1,339 @@
+//go:build lab
+
+package lab_test
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/raftlb/raftlb/lab"
+)
+
+// TestRaftlbBalance: 30 connections to the VIP are answered by all three
+// nodes; the client's ARP entry is the DC's MAC; only the DC balances the
+// VIP; the others carry it on lo only.
+func TestRaftlbBalance(t *testing.T) {
+	c := newRaftlbCluster(t)
+	dc := c.waitHealthy(lab.Nodes())
+
+	p, err := c.l.StartProbe("probe-balance", lab.VIP+":"+port, "--interval", "20ms", "--timeout", "1s", "--duration", "1500ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Wait(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Successes < 30 || r.Failures != 0 {
+		t.Errorf("%d answers and %d failures (%v), want ≥ 30 answers and none failed", r.Successes, r.Failures, r.Errors)
+	}
+	for _, n := range lab.Nodes() {
+		if r.Answers[n] == 0 {
+			t.Errorf("node %s answered none of %d connections (answers %v)", n, r.Successes, r.Answers)
+		}
+		figure("lab_balance_answers_"+n, float64(r.Answers[n]), "count")
+	}
+
+	arp, err := c.ns[lab.Client].NeighMAC("eth0", vip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := c.mac(dc); arp != want {
+		t.Errorf("client ARP entry for the VIP is %s, want the DC's (%s) %s", arp, dc, want)
+	}
+	for _, n := range lab.Nodes() {
+		svc, ok, err := c.table(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		onIface, onLo := c.has(n, "eth0"), c.has(n, "lo")
+		if n == dc {
+			if !ok || len(svc.Dests) != 3 || svc.Scheduler != "rr" {
+				t.Errorf("DC %s IPVS service %+v (present %v), want rr over three real servers", n, svc, ok)
+			}
+			for _, d := range svc.Dests {
+				if d.Forward != "Route" && d.Forward != "Local" {
+					t.Errorf("DC real server %s forwards by %s, want Route (or Local for itself)", d.Addr, d.Forward)
+				}
+				// Direct routing: replies of the other real servers bypass
+				// the DC. (The DC's own entry is local delivery, whose
+				// replies do pass IPVS.)
+				if d.Addr.Addr().String() != lab.IP(dc) && (d.OutPkts != 0 || d.InPkts == 0) {
+					t.Errorf("real server %s: InPkts %d OutPkts %d, want traffic in and no replies through the DC", d.Addr, d.InPkts, d.OutPkts)
+				}
+			}
+			t.Logf("DC %s table:\n%s", dc, c.cli(dc, "ipvs"))
+			if !onIface || onLo {
+				t.Errorf("DC %s: VIP on eth0=%v lo=%v, want eth0 only", n, onIface, onLo)
+			}
+			continue
+		}
+		if ok {
+			t.Errorf("non-DC %s has an IPVS service for the VIP: %+v", n, svc)
+		}
+		if onIface || !onLo {
+			t.Errorf("real server %s: VIP on eth0=%v lo=%v, want lo only", n, onIface, onLo)
+		}
+	}
+}
+
+// TestRaftlbCablePull: the DC's cable is pulled (its veth down on the
+// bridge). A new DC holds the VIP, the client's ARP entry moves to its MAC
+// (gratuitous ARP), the dead node leaves the table, the survivors serve,
+// and the cut-off node gives up the VIP on its own.
+func TestRaftlbCablePull(t *testing.T) {
+	c := newRaftlbCluster(t)
+	var outage, takeover, arpSwitch []float64
+	for run := 1; run <= runs(); run++ {
+		dc := c.waitHealthy(lab.Nodes())
+		survivors := others(dc)
+		probe := c.startProbe("probe-cable-" + dc)
+		t0 := time.Now()
+		if err := c.l.CablePull(dc); err != nil {
+			t.Fatal(err)
+		}
+		newDC, t1 := c.waitVIPOnInterface(survivors, 30*time.Second)
+		t2 := c.waitClientARP(c.mac(newDC), 30*time.Second)
+		// Invariant 3: the cut-off DC loses quorum and releases the VIP.
+		c.eventually("the cut-off DC to release the VIP", 10*time.Second, func() (bool, error) {
+			return !c.has(dc, "eth0"), nil
+		})
+		want := []string{lab.IP(survivors[0]), lab.IP(survivors[1])}
+		c.eventually("the dead node to leave the new DC's table", 30*time.Second, func() (bool, error) {
+			s, ok, err := c.table(newDC)
+			return ok && slices.Equal(destIPs(s), want), err
+		})
+		r, err := probe.Stop(30 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := c.probeBriefly(t, "probe-cable-after-"+dc)
+		if after.Answers[dc] != 0 || after.Answers[survivors[0]] == 0 || after.Answers[survivors[1]] == 0 || after.Failures != 0 {
+			t.Errorf("after the cable pull answers %v (failures %d): want only and both of %v", after.Answers, after.Failures, survivors)
+		}
+		t.Logf("run %d: DC %s pulled; %s took the VIP after %s, client ARP after %s; outage %.0f ms (%d failures %v)",
+			run, dc, newDC, t1.Sub(t0), t2.Sub(t0), r.LongestOutageMS, r.Failures, r.Errors)
+		outage = append(outage, r.LongestOutageMS)
+		takeover = append(takeover, ms(t1.Sub(t0)))
+		arpSwitch = append(arpSwitch, ms(t2.Sub(t0)))
+		if err := c.l.CablePlug(dc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitHealthy(lab.Nodes())
+	figures("lab_cable_pull_outage", outage, "ms")
+	figures("lab_cable_pull_vip_takeover", takeover, "ms")
+	figures("lab_cable_pull_client_arp_switch", arpSwitch, "ms")
+}
+
+// probeBriefly sends 20 connections and returns the report.
+func (c *rcluster) probeBriefly(t *testing.T, name string) lab.ProbeReport {
+	t.Helper()
+	p, err := c.l.StartProbe(name, lab.VIP+":"+port, "--interval", "20ms", "--timeout", "1s", "--duration", "400ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Wait(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestRaftlbGracefulStop: SIGTERM to the DC's agent hands leadership
+// over; the VIP moves with no failed client request.
+func TestRaftlbGracefulStop(t *testing.T) {
+	c := newRaftlbCluster(t)
+	var outage, takeover []float64
+	failed := 0
+	for run := 1; run <= runs(); run++ {
+		dc := c.waitHealthy(lab.Nodes())
+		probe := c.startProbe("probe-graceful-" + dc)
+		t0 := time.Now()
+		if err := c.agents[dc].Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		newDC, t1 := c.waitVIPOnInterface(others(dc), 30*time.Second)
+		c.waitClientARP(c.mac(newDC), 30*time.Second)
+		if err := c.agents[dc].Wait(30 * time.Second); err != nil {
+			t.Fatalf("the stopped agent did not exit cleanly: %v", err)
+		}
+		c.eventually("the stopped node to leave the new DC's table", 30*time.Second, func() (bool, error) {
+			s, ok, err := c.table(newDC)
+			return ok && !slices.Contains(destIPs(s), lab.IP(dc)), err
+		})
+		r, err := probe.Stop(30 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.has(dc, "eth0") || c.has(dc, "lo") {
+			t.Errorf("the stopped node %s still carries the VIP (eth0=%v lo=%v)", dc, c.has(dc, "eth0"), c.has(dc, "lo"))
+		}
+		t.Logf("run %d: DC %s stopped; %s took the VIP after %s; %d of %d requests failed %v, longest outage %.0f ms",
+			run, dc, newDC, t1.Sub(t0), r.Failures, r.Attempts, r.Errors, r.LongestOutageMS)
+		failed += r.Failures
+		outage = append(outage, r.LongestOutageMS)
+		takeover = append(takeover, ms(t1.Sub(t0)))
+		c.startAgent(dc) // rejoins from its data dir, without a join
+	}
+	c.waitHealthy(lab.Nodes())
+	figures("lab_graceful_stop_outage", outage, "ms")
+	figures("lab_graceful_stop_vip_takeover", takeover, "ms")
+	figure("lab_graceful_stop_failed_requests", float64(failed), "count")
+	if failed != 0 {
+		t.Errorf("%d client requests failed across %d graceful stops, want none", failed, runs())
+	}
+}
+
+// TestRaftlbCrashRestart: kill -9 of the DC's agent while its kernel stays
+// up: the VIP and the IPVS rules stay behind in that kernel. A new DC
+// takes over; the agent is restarted (as a supervisor would) and gives the
+// VIP back to lo at start-up. Reports how long two nodes carried the VIP on
+// their interface — both answer ARP for it during that window.
+func TestRaftlbCrashRestart(t *testing.T) {
+	c := newRaftlbCluster(t)
+	var outage, takeover, twoMACs []float64
+	for run := 1; run <= runs(); run++ {
+		dc := c.waitHealthy(lab.Nodes())
+		probe := c.startProbe("probe-crash-" + dc)
+		t0 := time.Now()
+		c.agents[dc].Kill()
+		newDC, t1 := c.waitVIPOnInterface(others(dc), 30*time.Second)
+		if !c.has(dc, "eth0") {
+			t.Logf("run %d: the crashed agent's VIP was already gone from %s", run, dc)
+		}
+		c.startAgent(dc)
+		c.eventually("the restarted agent to take the VIP off eth0", 30*time.Second, func() (bool, error) {
+			return !c.has(dc, "eth0"), nil
+		})
+		t2 := time.Now()
+		c.waitClientARP(c.mac(newDC), 30*time.Second)
+		c.eventually("the restarted node to carry the VIP on lo and no IPVS service", 30*time.Second, func() (bool, error) {
+			_, ok, err := c.table(dc)
+			return c.has(dc, "lo") && !ok, err
+		})
+		r, err := probe.Stop(30 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("run %d: DC %s killed; %s took the VIP after %s; two nodes carried it for %s; outage %.0f ms (%d failures %v)",
+			run, dc, newDC, t1.Sub(t0), t2.Sub(t1), r.LongestOutageMS, r.Failures, r.Errors)
+		outage = append(outage, r.LongestOutageMS)
+		takeover = append(takeover, ms(t1.Sub(t0)))
+		twoMACs = append(twoMACs, ms(t2.Sub(t1)))
+	}
+	c.waitHealthy(lab.Nodes())
+	figures("lab_crash_outage", outage, "ms")
+	figures("lab_crash_vip_takeover", takeover, "ms")
+	figures("lab_crash_two_macs_window", twoMACs, "ms")
+}
+
+// TestRaftlbRuntimeChanges: an apply that adds a service and changes a
+// scheduler reaches the DC's kernel without disturbing the other service,
+// and a no-op apply makes zero IPVS writes.
+func TestRaftlbRuntimeChanges(t *testing.T) {
+	c := newRaftlbCluster(t)
+	for _, n := range lab.Nodes() {
+		p, err := c.l.Start(n, "serve8080-"+n, c.l.Bin("raftlb-lab"), "serve", "--name", n, "--port", "8080")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.WaitOutput("serving", 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	two := labSpec + `  - name: web
+    vip: 172.95.69.100
+    port: 8080
+    scheduler: rr
+`
+	c.apply(two)
+	dc := c.waitHealthy(lab.Nodes())
+	web := func() lab.Service {
+		t.Helper()
+		svcs, err := c.l.IPVS(dc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range svcs {
+			if s.Addr.Port() == 8080 {
+				return s
+			}
+		}
+		t.Fatalf("no 8080 service on the DC %s: %+v", dc, svcs)
+		return lab.Service{}
+	}
+	c.eventually("the 8080 service on the DC", 30*time.Second, func() (bool, error) {
+		svcs, err := c.l.IPVS(dc)
+		for _, s := range svcs {
+			if s.Addr.Port() == 8080 && len(s.Dests) == 3 {
+				return true, err
+			}
+		}
+		return false, err
+	})
+	p, err := c.l.StartProbe("probe-web", lab.VIP+":8080", "--interval", "20ms", "--duration", "400ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Wait(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	before := web()
+
+	changed := strings.Replace(two, "scheduler: rr\n    real_servers", "scheduler: wlc\n    real_servers", 1) + `  - name: extra
+    vip: 172.95.69.100
+    port: 9090
+    scheduler: wrr
+`
+	if out := c.apply(changed); !strings.Contains(out, "applied") {
+		t.Fatalf("apply said %q", out)
+	}
+	c.eventually("3128 on wlc and 9090 added", 30*time.Second, func() (bool, error) {
+		svcs, err := c.l.IPVS(dc)
+		var sched3128 string
+		has9090 := false
+		for _, s := range svcs {
+			switch s.Addr.Port() {
+			case 3128:
+				sched3128 = s.Scheduler
+			case 9090:
+				has9090 = s.Scheduler == "wrr" && len(s.Dests) == 3
+			}
+		}
+		return sched3128 == "wlc" && has9090, err
+	})
+	after := web()
+	// Undisturbed: same real servers, and the cumulative counters were not
+	// reset (the service was neither deleted nor re-created).
+	if !slices.Equal(destIPs(before), destIPs(after)) || after.Conns < before.Conns || before.Conns == 0 {
+		t.Errorf("the 8080 service was disturbed: before %+v, after %+v", before, after)
+	}
+
+	writes := func() uint64 {
+		t.Helper()
+		var r struct {
+			WritesTotal uint64 `json:"writes_total"`
+		}
+		if err := json.Unmarshal([]byte(c.cli(dc, "ipvs", "--json")), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.WritesTotal
+	}
+	w0 := writes()
+	if out := c.apply(changed); !strings.Contains(out, "unchanged") {
+		t.Fatalf("re-applying the same file said %q, want unchanged", out)
+	}
+	// Wait past the director's periodic reconcile (5 s), which must also
+	// find nothing to write.
+	time.Sleep(6 * time.Second)
+	if w1 := writes(); w1 != w0 {
+		t.Errorf("a no-op apply made %d IPVS writes, want 0", w1-w0)
+	}
+	figure("lab_noop_apply_ipvs_writes", float64(writes()-w0), "count")
+	t.Logf("the DC's table:\n%s", c.cli(dc, "ipvs"))
+}
