@@ -37,7 +37,9 @@ func NewClient(addr string) (*Client, error) {
 		}
 		base = "http://raftlb"
 	}
-	return &Client{addr: a, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: base}, nil
+	// Requests are bounded by their contexts; a join may be asked to
+	// retry for minutes.
+	return &Client{addr: a, http: &http.Client{Transport: tr}, base: base}, nil
 }
 
 // Error is a non-2xx answer from the agent.
@@ -105,9 +107,14 @@ func (c *Client) Apply(ctx context.Context, servicesYAML []byte) (ApplyResponse,
 	return r, err
 }
 
-// Join asks the agent to join the given gossip addresses.
+// Join asks the agent to join the given gossip addresses, retrying for as
+// long as ctx allows (less a margin for the answer to come back).
 func (c *Client) Join(ctx context.Context, addrs []string) (JoinResponse, error) {
-	body, _ := json.Marshal(JoinRequest{Addresses: addrs})
+	req := JoinRequest{Addresses: addrs}
+	if dl, ok := ctx.Deadline(); ok {
+		req.TimeoutMS = max(time.Until(dl)-time.Second, 100*time.Millisecond).Milliseconds()
+	}
+	body, _ := json.Marshal(req)
 	var r JoinResponse
 	err := c.do(ctx, http.MethodPost, "/v1/join", "application/json", body, &r)
 	return r, err

@@ -30,6 +30,9 @@ const maxBody = 1 << 20
 // requestTimeout bounds apply, join and leave.
 const requestTimeout = 15 * time.Second
 
+// maxJoinTimeout caps what a join request may ask for.
+const maxJoinTimeout = 10 * time.Minute
+
 // ApplyResponse answers POST /v1/apply.
 type ApplyResponse struct {
 	SpecVersion uint64 `json:"spec_version"`
@@ -39,6 +42,8 @@ type ApplyResponse struct {
 // JoinRequest is the body of POST /v1/join.
 type JoinRequest struct {
 	Addresses []string `json:"addresses"`
+	// TimeoutMS bounds the join (retries included); 0 means 15 s.
+	TimeoutMS int64 `json:"timeout_ms,omitempty"`
 }
 
 // JoinResponse answers POST /v1/join.
@@ -143,7 +148,15 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	timeout := requestTimeout
+	if req.TimeoutMS < 0 || req.TimeoutMS > maxJoinTimeout.Milliseconds() {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("join request: timeout_ms %d out of range 0..%d", req.TimeoutMS, maxJoinTimeout.Milliseconds()))
+		return
+	}
+	if req.TimeoutMS > 0 {
+		timeout = time.Duration(req.TimeoutMS) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	n, err := s.agent.Join(ctx, req.Addresses)
 	if err != nil {

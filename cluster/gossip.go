@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -172,6 +173,9 @@ func (n *Node) newMemberlist() (*memberlist.Memberlist, error) {
 	c.ProbeTimeout = t.GossipProbeTimeout
 	c.GossipInterval = t.GossipInterval
 	c.SuspicionMult = t.GossipSuspicionMult
+	// On a LAN a peer that does not accept a TCP connection within a
+	// second is down; the default (10 s) would stall joins and reconnects.
+	c.TCPTimeout = time.Second
 	// A node that restarts with a new address may reclaim its name quickly.
 	c.DeadNodeReclaimTime = 10 * t.GossipProbeInterval
 	if len(n.cfg.GossipKey) > 0 {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -37,6 +38,10 @@ func (n *Node) Join(ctx context.Context, addrs []string) (int, error) {
 		if joined > 0 {
 			break
 		}
+		if keyMismatch(err) {
+			// Retrying cannot help: the peers use another key.
+			return 0, fmt.Errorf("join %v: the gossip key differs from the cluster's (every node needs the same --key-file): %w", addrs, err)
+		}
 		select {
 		case <-ctx.Done():
 			return 0, fmt.Errorf("join %v: %w (check the address, that the gossip port is reachable and that every node uses the same gossip key)", addrs, err)
@@ -52,6 +57,21 @@ func (n *Node) Join(ctx context.Context, addrs []string) (int, error) {
 	}
 	n.savePeers()
 	return joined, nil
+}
+
+// keyMismatch recognises memberlist's errors for a gossip key that does
+// not match, or encryption on one side only.
+func keyMismatch(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	for _, s := range []string{"No installed keys could decrypt", "Encryption is configured but remote state is not encrypted", "remote state is encrypted and encryption is not configured"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkPeerTLS pings one peer over the Raft port. Success means both
@@ -132,21 +152,60 @@ func (n *Node) loadPeers() []string {
 	return peers
 }
 
-// memberDuties runs on every node: it keeps the peers file current and
-// publishes "has state" once this node is part of a Raft cluster.
+// memberDuties runs on every node: it keeps the peers file current,
+// publishes "has state" once this node is part of a Raft cluster, and
+// reconnects to configured nodes gossip has lost.
 func (n *Node) memberDuties(ctx context.Context) {
 	t := time.NewTicker(reconcileInterval)
 	defer t.Stop()
+	reconnecting := make(chan struct{}, 1)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-n.peersDirty:
+			n.savePeers()
+			continue
 		case <-t.C:
 		}
 		if n.raft.LastIndex() > 0 {
 			n.markHasState()
 		}
 		n.savePeers()
+		select {
+		case reconnecting <- struct{}{}:
+			go func() {
+				defer func() { <-reconnecting }()
+				n.reconnect()
+			}()
+		default: // the previous attempt is still dialling
+		}
+	}
+}
+
+// reconnect tries to join the registered nodes gossip does not list as
+// live. memberlist never contacts a node it has declared dead again, so
+// after a partition heals both sides would go on seeing each other dead;
+// like Serf's reconnect, this brings them back together.
+func (n *Node) reconnect() {
+	live := map[string]bool{n.cfg.Name: true}
+	for _, m := range n.members() {
+		live[m.Name] = true
+	}
+	var addrs []string
+	for name, nd := range n.fsm.State().Nodes {
+		if !live[name] && !n.gossip.hasLeft(name) && nd.GossipAddr.IsValid() {
+			addrs = append(addrs, nd.GossipAddr.String())
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	sort.Strings(addrs)
+	if joined, err := n.ml.Join(addrs); joined > 0 {
+		n.logger.Info("reconnected to nodes gossip had lost", "contacted", joined)
+	} else if err != nil {
+		n.logger.Debug("reconnect failed", "nodes", addrs, "err", err)
 	}
 }
 

@@ -52,6 +52,10 @@ type Node struct {
 	notifyCh   chan bool
 	leaders    *leadership
 	membership notifier
+	// peersDirty asks memberDuties to save the peers file now rather than
+	// at its next tick, so a node killed right after a join still finds
+	// its cluster when it restarts.
+	peersDirty chan struct{}
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -77,14 +81,15 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		cfg:      cfg,
-		logger:   cfg.Logger.With("component", "cluster", "node", cfg.Name),
-		fsm:      f,
-		wakeCh:   make(chan struct{}, 1),
-		notifyCh: make(chan bool, 16),
-		leaders:  newLeadership(),
-		ctx:      ctx,
-		cancel:   cancel,
+		cfg:        cfg,
+		logger:     cfg.Logger.With("component", "cluster", "node", cfg.Name),
+		fsm:        f,
+		wakeCh:     make(chan struct{}, 1),
+		peersDirty: make(chan struct{}, 1),
+		notifyCh:   make(chan bool, 16),
+		leaders:    newLeadership(),
+		ctx:        ctx,
+		cancel:     cancel,
 	}
 	n.gossip = &gossipDelegate{wake: n.wake, departed: map[string]bool{}, live: map[string]member{}, left: map[string]bool{}}
 	if cfg.Insecure {
@@ -284,6 +289,10 @@ func (n *Node) wake() {
 	default:
 	}
 	n.membership.notify()
+	select {
+	case n.peersDirty <- struct{}{}:
+	default:
+	}
 }
 
 // IsLeader reports whether this node currently believes it is the DC.

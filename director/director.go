@@ -290,6 +290,7 @@ func (d *Director) lead(ctx context.Context, term uint64) {
 			}
 		case <-burst.C:
 			if burstLeft > 0 && d.sendGARP(log, term) {
+				log.Info("gratuitous ARP sent", "burst_left", burstLeft-1)
 				burstLeft--
 				if burstLeft > 0 {
 					burst.Reset(d.cfg.GARPSpacing)

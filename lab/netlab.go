@@ -167,6 +167,11 @@ func (l *Lab) Teardown() {
 	}
 	var cmds []string
 	for _, ns := range Namespaces() {
+		// Delete the veth pair explicitly: a deleted namespace releases
+		// its devices asynchronously, and the next test would race it.
+		if _, err := os.Stat("/sys/class/net/" + BridgePort(ns)); err == nil {
+			cmds = append(cmds, "link del "+BridgePort(ns))
+		}
 		if _, err := os.Stat("/run/netns/" + ns); err == nil {
 			cmds = append(cmds, "netns del "+ns)
 		}

@@ -283,7 +283,13 @@ func TestRaftlbRuntimeChanges(t *testing.T) {
 	if _, err := p.Wait(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	before := web()
+	// The kernel folds per-CPU counters into the totals every couple of
+	// seconds: wait until the probe's connections show.
+	var before lab.Service
+	c.eventually("the 8080 counters to show the probe", 30*time.Second, func() (bool, error) {
+		before = web()
+		return before.Conns > 0, nil
+	})
 
 	changed := strings.Replace(two, "scheduler: rr\n    real_servers", "scheduler: wlc\n    real_servers", 1) + `  - name: extra
     vip: 172.95.69.100

@@ -61,7 +61,9 @@ func runLeave(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	if err := c.Leave(context.Background()); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Leave(ctx); err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
 	fmt.Fprintln(stdout, "left the cluster; the agent is stopping")
@@ -97,7 +99,9 @@ func runApply(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	r, err := c.Apply(context.Background(), data)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := c.Apply(ctx, data)
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
