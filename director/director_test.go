@@ -68,8 +68,8 @@ func (c *fakeCluster) apply(t fsm.CommandType, payload any) {
 func (c *fakeCluster) setSpec(s fsm.Spec) { c.apply(fsm.CmdSetSpec, fsm.SetSpec{Spec: s}) }
 
 func (c *fakeCluster) Leadership() (<-chan cluster.LeaderEvent, func()) { return c.leaders, func() {} }
-func (c *fakeCluster) Barrier(time.Duration) error                     { return nil }
-func (c *fakeCluster) FSM() *fsm.FSM                                   { return c.fsm }
+func (c *fakeCluster) Barrier(time.Duration) error                      { return nil }
+func (c *fakeCluster) FSM() *fsm.FSM                                    { return c.fsm }
 func (c *fakeCluster) SubscribeMembership() (<-chan struct{}, func())   { return c.members, func() {} }
 
 func (c *fakeCluster) VerifyLeader(uint64) error {

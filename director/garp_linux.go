@@ -24,7 +24,7 @@ type RawARP struct{}
 func gratuitousFrame(mac net.HardwareAddr, ip netip.Addr) []byte {
 	f := make([]byte, 42)
 	copy(f[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) // destination: broadcast
-	copy(f[6:12], mac)                                        // source
+	copy(f[6:12], mac)                                       // source
 	binary.BigEndian.PutUint16(f[12:14], unix.ETH_P_ARP)
 	binary.BigEndian.PutUint16(f[14:16], 1)      // hardware type: Ethernet
 	binary.BigEndian.PutUint16(f[16:18], 0x0800) // protocol type: IPv4
