@@ -115,8 +115,8 @@ func TestRaftlbCablePull(t *testing.T) {
 		if after.Answers[dc] != 0 || after.Answers[survivors[0]] == 0 || after.Answers[survivors[1]] == 0 || after.Failures != 0 {
 			t.Errorf("after the cable pull answers %v (failures %d): want only and both of %v", after.Answers, after.Failures, survivors)
 		}
-		t.Logf("run %d: DC %s pulled; %s took the VIP after %s, client ARP after %s; outage %.0f ms (%d failures %v)",
-			run, dc, newDC, t1.Sub(t0), t2.Sub(t0), r.LongestOutageMS, r.Failures, r.Errors)
+		t.Logf("run %d: DC %s pulled at %s; %s took the VIP after %s, client ARP after %s; outage %.0f ms (%d failures %v)",
+			run, dc, t0.UTC().Format("15:04:05.000"), newDC, t1.Sub(t0), t2.Sub(t0), r.LongestOutageMS, r.Failures, r.Errors)
 		outage = append(outage, r.LongestOutageMS)
 		takeover = append(takeover, ms(t1.Sub(t0)))
 		arpSwitch = append(arpSwitch, ms(t2.Sub(t0)))

@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
 		err = runServe(ctx, rest, stdout, stderr)
+	case "garp":
+		err = runGARP(rest, stdout, stderr)
 	case "probe":
 		err = runProbe(ctx, rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":
