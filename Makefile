@@ -3,25 +3,37 @@ GO      ?= go
 BIN     := bin/raftlb
 FUZZTIME ?= 30s
 
-.PHONY: all build demo test unit e2e vet fuzz bench clean
+.PHONY: all build demo demo-local test e2e vet fuzz bench clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/raftlb
 
-# The README's first command: a three-node cluster, a failover, figures.
+# The README's first command: boots the kernel lab (qemu, a Debian kernel
+# with IPVS), runs three agents with real traffic, pulls the DC's cable.
 demo:
+	lab/run.sh --exec lab/demo.sh
+
+# The control plane alone on loopback, without the VM.
+demo-local:
 	./scripts/demo-local.sh
 
-# The README's second command, and what CI runs: vet, then every test
-# (unit, in-process clusters, real agent processes, fuzz seed corpora).
+# The README's second command, and what CI runs: vet, every Go test (unit,
+# in-process clusters, real agent processes, fuzz seed corpora), then the
+# kernel-lab scenarios.
 test: vet
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
 	$(GO) test -count=1 ./e2e/...
+	lab/run.sh -test.v
+
+# The kernel-lab scenarios alone (LVS-DR on a real kernel, in qemu).
+e2e:
+	lab/run.sh -test.v
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags lab ./lab/...
 
 # Run each fuzzer for FUZZTIME; findings land in testdata/fuzz and then
 # run as ordinary tests.

@@ -6,6 +6,7 @@
 # therefore runs inside the VM unchanged.
 #
 # Usage: lab/run.sh [flags for the in-VM test binary, e.g. -test.v -test.run Smoke]
+#        lab/run.sh --exec SCRIPT [ARGS]   run a script of the repo in the VM instead
 #
 # Environment:
 #   LAB_TIMEOUT     wall-clock limit for the VM (default 15m, timeout(1) syntax)
@@ -147,7 +148,13 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 # One argument per line; lab/init reads them back verbatim. The path is the
 # same inside the VM because the VM's root is the host's root.
-printf '%s\n' "$LAB/lab.test" "$@" >"$OUT/cmd"
+if [[ "${1:-}" == --exec ]]; then
+	shift
+	[[ $# -gt 0 && -x "$1" ]] || die "--exec needs an executable script of the repo, e.g. lab/demo.sh"
+	printf '%s\n' "$@" >"$OUT/cmd"
+else
+	printf '%s\n' "$LAB/lab.test" "$@" >"$OUT/cmd"
+fi
 
 # --- (f) boot -----------------------------------------------------------------
 # Plain TCG: /dev/kvm exists on these machines but qemu fails setting MSRs.
