@@ -192,8 +192,8 @@ fi
 rc="$(cat "$OUT/exit")"
 [[ "$rc" =~ ^[0-9]+$ ]] || die "the VM reported a malformed result '$rc'; see .lab/out/console.log"
 if ((rc != 0)); then
-	say "in-VM tests FAILED (exit $rc); logs in .lab/out/"
+	say "in-VM run FAILED (exit $rc); logs in .lab/out/"
 else
-	say "in-VM tests passed; logs in .lab/out/"
+	say "in-VM run passed; logs in .lab/out/"
 fi
 exit "$rc"
