@@ -11,7 +11,7 @@ L="$PWD/bin/raftlb-lab"
 VIP=172.95.69.100
 PORT=3128
 NODES=(m30 m40 m50)
-D=/tmp/demo
+D="${TMPDIR:-/tmp}/demo"
 OUT=/run/labout/demo
 mkdir -p "$D" "$OUT"
 

@@ -83,13 +83,23 @@ func TestLabSmokeManualDR(t *testing.T) {
 	}
 
 	// Direct routing: requests went through the director, replies did not.
-	svcs, err := l.IPVS(lab.M30)
+	// The kernel folds per-CPU counters into the totals every couple of
+	// seconds, so wait until the probe's connections show.
+	var svc lab.Service
+	err = lab.Eventually(30*time.Second, func() (bool, error) {
+		svcs, err := l.IPVS(lab.M30)
+		if err != nil {
+			return false, err
+		}
+		var ok bool
+		svc, ok = lab.FindService(svcs, "TCP "+vipPort)
+		if !ok {
+			return false, fmt.Errorf("director's IPVS table has no TCP %s: %+v", vipPort, svcs)
+		}
+		return svc.Conns >= uint64(r.Successes), nil
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	svc, ok := lab.FindService(svcs, "TCP "+vipPort)
-	if !ok {
-		t.Fatalf("director's IPVS table has no TCP %s: %+v", vipPort, svcs)
+		t.Fatalf("waiting for the director's counters: %v (last %+v)", err, svc)
 	}
 	if svc.InPkts == 0 || svc.OutPkts != 0 {
 		t.Errorf("director's counters InPkts=%d OutPkts=%d; want InPkts > 0 and OutPkts 0 (DR)", svc.InPkts, svc.OutPkts)

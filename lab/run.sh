@@ -14,7 +14,7 @@
 #   LAB_MEM, LAB_SMP  VM memory (MiB) and CPUs (default 1024 and 2)
 #
 # Everything it makes lives in .lab/ at the top of the repository (gitignored).
-# Not under /tmp: inside the VM a tmpfs covers /tmp and would hide it.
+# A tmpfs covers /tmp inside the VM; lab/init keeps a checkout under /tmp visible.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

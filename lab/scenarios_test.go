@@ -45,6 +45,12 @@ func TestRaftlbBalance(t *testing.T) {
 	if want := c.mac(dc); arp != want {
 		t.Errorf("client ARP entry for the VIP is %s, want the DC's (%s) %s", arp, dc, want)
 	}
+	// The kernel folds per-CPU IPVS counters into the totals every couple
+	// of seconds: wait until the DC's show the probe's connections.
+	c.eventually("the DC's IPVS counters", 30*time.Second, func() (bool, error) {
+		svc, ok, err := c.table(dc)
+		return ok && svc.Conns >= uint64(r.Successes), err
+	})
 	for _, n := range lab.Nodes() {
 		svc, ok, err := c.table(n)
 		if err != nil {
