@@ -170,21 +170,8 @@ func (p *Proc) WaitOutput(s string, timeout time.Duration) error {
 	})
 }
 
-// ProbeReport is the part of raftlb-lab probe's JSON report that
-// scenarios assert on (the file has every attempt too).
-type ProbeReport struct {
-	Target                 string         `json:"target"`
-	Attempts               int            `json:"attempts"`
-	Successes              int            `json:"successes"`
-	Failures               int            `json:"failures"`
-	Answers                map[string]int `json:"answers"`
-	Errors                 map[string]int `json:"errors"`
-	Outages                int            `json:"outages"`
-	LongestOutageMS        float64        `json:"longest_outage_ms"`
-	LongestOutageRecovered bool           `json:"longest_outage_recovered"`
-	FirstFailure           *time.Time     `json:"first_failure"`
-	LastFailure            *time.Time     `json:"last_failure"`
-}
+// ProbeReport is the probe's report (see report.go).
+type ProbeReport = Report
 
 // Probe is a raftlb-lab probe running in the client namespace.
 type Probe struct {
