@@ -22,6 +22,7 @@ Usage:
   raftlb status  [--api ADDR] [--json]                           show the cluster status
   raftlb ipvs    [--api ADDR] [--json]                           show this node's IPVS table (ipvsadm -Ln)
   raftlb keygen  [-o FILE]                                       create a gossip encryption key
+  raftlb genhash [--server-name NAME] [--verify-tls] URL         print a page's MD5/SHA-256 digests for an http(s) health check
   raftlb tls init --dir DIR                                      create the cluster CA
   raftlb tls cert --dir DIR --name NODE [--ip IP]...             create a node certificate
 
@@ -56,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runIPVS(rest, stdout, stderr)
 	case "keygen":
 		err = runKeygen(rest, stdout, stderr)
+	case "genhash":
+		err = runGenhash(rest, stdout, stderr)
 	case "tls":
 		err = runTLS(rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":

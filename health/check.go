@@ -1,0 +1,83 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// Target is what one probe is aimed at.
+type Target struct {
+	Addr netip.AddrPort // the real server
+	VIP  netip.AddrPort // the virtual service it backs
+}
+
+// Checker probes a target once. A nil error means healthy; otherwise the
+// error says what failed, briefly enough to show in the status view.
+type Checker interface {
+	Check(ctx context.Context, t Target) error
+}
+
+// NewChecker returns the checker for a health-check spec. Everything that
+// can be prepared once (the regular expression, the digests, the HTTP
+// transport) is prepared here rather than on every probe. The spec has
+// been validated by fsm; an error here means it was not.
+func NewChecker(hc fsm.HealthCheck) (Checker, error) {
+	switch hc.Type {
+	case fsm.CheckTCP:
+		return tcpChecker{}, nil
+	case fsm.CheckHTTP, fsm.CheckHTTPS:
+		return newHTTPChecker(hc)
+	case fsm.CheckExec:
+		return newExecChecker(hc.Command)
+	default:
+		return nil, fmt.Errorf("unknown health check type %q", hc.Type)
+	}
+}
+
+// tcpChecker connects and closes: ldirectord's checktype=connect,
+// keepalived's TCP_CHECK.
+type tcpChecker struct{}
+
+func (tcpChecker) Check(ctx context.Context, t Target) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", t.Addr.String())
+	if err != nil {
+		return netError(err)
+	}
+	return conn.Close()
+}
+
+// netError shortens an error of net or net/http to what failed, e.g.
+// "connect: connection refused" rather than
+// `Get "http://10.0.0.1:80/": dial tcp 10.0.0.1:80: connect: connection refused`:
+// the status view already names the server. The chain is kept, so
+// errors.Is(err, syscall.ECONNREFUSED) still holds.
+func netError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("timed out: %w", err)
+		}
+		return err
+	}
+	var sc *os.SyscallError
+	if errors.As(op.Err, &sc) {
+		return fmt.Errorf("%s: %w", sc.Syscall, sc.Err)
+	}
+	stage := op.Op
+	if stage == "dial" {
+		stage = "connect"
+	}
+	return fmt.Errorf("%s: %w", stage, op.Err)
+}
