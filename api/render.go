@@ -80,15 +80,15 @@ func RenderStatus(w io.Writer, st cluster.Status) error {
 			extra += " check " + s.HealthCheck
 		}
 		fmt.Fprintf(tw, "  %s  %s\t%s%s%s\n", strings.ToUpper(s.Protocol), hostPort(s.VIP, s.Port), s.Scheduler, extra, name)
-		fmt.Fprintf(tw, "    -> RemoteAddress:Port\tForward\tWeight\tNode\n")
+		fmt.Fprintf(tw, "    -> RemoteAddress:Port\tForward\tWeight\tNode\tHealth\n")
 		if len(s.RealServers) == 0 {
-			fmt.Fprintf(tw, "    -> (no real server online)\t\t\t\n")
+			fmt.Fprintf(tw, "    -> (no real server online)\t\t\t\t\n")
 		}
 		for _, rs := range s.RealServers {
-			fmt.Fprintf(tw, "    -> %s\t%s\t%d\t%s\n", hostPort(rs.Address, rs.Port), forwardName(s.Forwarding), rs.Weight, rs.Node)
+			fmt.Fprintf(tw, "    -> %s\t%s\t%d\t%s\t%s\n", hostPort(rs.Address, rs.Port), forwardName(s.Forwarding), rs.Weight, rs.Node, healthText(rs))
 		}
 		if s.Fallback != "" {
-			fmt.Fprintf(tw, "    fallback %s\t\t\t\n", s.Fallback)
+			fmt.Fprintf(tw, "    fallback %s\t\t\t\t\n", s.Fallback)
 		}
 	}
 	tw.Flush()
@@ -104,6 +104,22 @@ func capitalize(s string) string {
 		return s
 	}
 	return string(unicode.ToUpper(r)) + s[size:]
+}
+
+// healthText shows a checked real server's state, since when, and why
+// it is down.
+func healthText(rs cluster.RealServerStatus) string {
+	if rs.Health == "" {
+		return "-"
+	}
+	out := rs.Health
+	if rs.Since != nil {
+		out += " since " + rs.Since.UTC().Format(time.TimeOnly)
+	}
+	if rs.Health == "down" && rs.LastError != "" {
+		out += " (" + rs.LastError + ")"
+	}
+	return out
 }
 
 func onOff(b bool) string {

@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/health"
 )
 
 // Errors a caller can test for with errors.Is.
@@ -44,6 +45,9 @@ type Node struct {
 	// hadState records whether Raft state existed at start: such a node
 	// never bootstraps again.
 	hadState bool
+	// healthSource gives the DC's health-check results; set by the agent
+	// when it runs a data plane.
+	healthSource atomic.Pointer[func() map[health.Key]health.State]
 	// caughtUp turns true once this node has applied its whole local log
 	// since start; until then status calls its data stale.
 	caughtUp atomic.Bool
@@ -293,6 +297,20 @@ func (n *Node) wake() {
 	case n.peersDirty <- struct{}{}:
 	default:
 	}
+}
+
+// SetHealthSource tells the node where this node's health-check results
+// come from (the director), for the status view and for peers that ask
+// the DC.
+func (n *Node) SetHealthSource(f func() map[health.Key]health.State) {
+	n.healthSource.Store(&f)
+}
+
+func (n *Node) localHealth() map[health.Key]health.State {
+	if f := n.healthSource.Load(); f != nil {
+		return (*f)()
+	}
+	return nil
 }
 
 // IsLeader reports whether this node currently believes it is the DC.

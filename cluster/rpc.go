@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/health"
 )
 
 // The RPC channel shares the Raft port and its mutual TLS. It carries the
@@ -20,10 +22,18 @@ import (
 // admits it to Raft. One JSON request, one JSON response per connection.
 
 const (
-	opPing  = "ping"
-	opApply = "apply"
-	opLeave = "leave"
+	opPing   = "ping"
+	opApply  = "apply"
+	opLeave  = "leave"
+	opHealth = "health"
 )
+
+// healthEntry is one real server's health on the wire.
+type healthEntry struct {
+	Service fsm.ServiceKey `json:"service"`
+	Server  netip.AddrPort `json:"server"`
+	State   health.State   `json:"state"`
+}
 
 // maxRPCSize bounds a request so a peer cannot make us buffer without limit.
 const maxRPCSize = 8 << 20
@@ -43,6 +53,7 @@ type rpcResponse struct {
 	NotDC    bool          `json:"not_dc,omitempty"`
 	Problems []fsm.Problem `json:"problems,omitempty"`
 	Conflict bool          `json:"conflict,omitempty"`
+	Health   []healthEntry `json:"health,omitempty"`
 }
 
 // handleRPC serves one RPC connection; it is the muxLayer's rpc callback.
@@ -85,6 +96,15 @@ func (n *Node) serveRPC(ctx context.Context, req rpcRequest) rpcResponse {
 			return rpcResponse{NotDC: true, Error: err.Error()}
 		}
 		return resultToWire(res, err)
+	case opHealth:
+		if !n.IsLeader() {
+			return rpcResponse{NotDC: true, Error: "not the DC"}
+		}
+		var out []healthEntry
+		for k, st := range n.localHealth() {
+			out = append(out, healthEntry{Service: k.Service, Server: k.Server, State: st})
+		}
+		return rpcResponse{Health: out}
 	case opLeave:
 		if !n.IsLeader() {
 			return rpcResponse{NotDC: true, Error: "not the DC"}

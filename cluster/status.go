@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -10,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/quorum"
 )
 
@@ -69,6 +71,11 @@ type RealServerStatus struct {
 	Port    uint16 `json:"port"`
 	Weight  int    `json:"weight"`
 	Node    string `json:"node,omitempty"` // set when the backend is a cluster node
+	// Health is "up" or "down" from the DC's checks, "unknown" when the DC
+	// cannot be asked, and empty when the service has no check.
+	Health    string     `json:"health,omitempty"`
+	Since     *time.Time `json:"since,omitempty"`
+	LastError string     `json:"last_error,omitempty"`
 }
 
 // contactTimeout is how long a follower may go without hearing from the DC
@@ -212,13 +219,44 @@ func (n *Node) Status() Status {
 	for _, v := range state.Spec.VIPs {
 		st.VIPs = append(st.VIPs, VIPStatus{Address: v.Address.String(), Interface: v.Interface, HeldBy: st.DC})
 	}
+	checks := n.healthView(isLeader, state)
 	for _, svc := range state.Spec.Services {
-		st.Services = append(st.Services, serviceStatus(svc, state, online))
+		st.Services = append(st.Services, serviceStatus(svc, state, online, checks))
 	}
 	return st
 }
 
-func serviceStatus(svc fsm.Service, state fsm.State, online func(string) bool) ServiceStatus {
+// healthView returns the DC's health-check results: this node's own when it
+// is DC, otherwise asked from the DC. nil means "unknown".
+func (n *Node) healthView(isLeader bool, state fsm.State) map[health.Key]health.State {
+	hasChecks := false
+	for _, svc := range state.Spec.Services {
+		hasChecks = hasChecks || svc.HealthCheck != nil
+	}
+	if !hasChecks {
+		return nil
+	}
+	if isLeader {
+		return n.localHealth()
+	}
+	addr, _ := n.raft.LeaderWithID()
+	if addr == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := n.call(ctx, string(addr), rpcRequest{Op: opHealth})
+	if err != nil || resp.Error != "" {
+		return nil
+	}
+	out := make(map[health.Key]health.State, len(resp.Health))
+	for _, h := range resp.Health {
+		out[health.Key{Service: h.Service, Server: h.Server}] = h.State
+	}
+	return out
+}
+
+func serviceStatus(svc fsm.Service, state fsm.State, online func(string) bool, checks map[health.Key]health.State) ServiceStatus {
 	ss := ServiceStatus{
 		Name: svc.Name, VIP: svc.VIP.String(), Port: svc.Port, Protocol: svc.Protocol,
 		Scheduler: svc.Scheduler, Forwarding: svc.Forwarding,
@@ -236,7 +274,29 @@ func serviceStatus(svc fsm.Service, state fsm.State, online func(string) bool) S
 		ss.HealthCheck = svc.HealthCheck.Type
 	}
 	for _, b := range Backends(svc, state, online) {
-		ss.RealServers = append(ss.RealServers, RealServerStatus{Address: b.Address.String(), Port: b.Port, Weight: b.Weight, Node: b.Node})
+		rs := RealServerStatus{Address: b.Address.String(), Port: b.Port, Weight: b.Weight, Node: b.Node}
+		if svc.HealthCheck != nil {
+			rs.Health = "unknown"
+			if checks != nil {
+				h, ok := checks[health.Key{Service: svc.Key(), Server: netip.AddrPortFrom(b.Address, b.Port)}]
+				switch {
+				case !ok || !h.Checked:
+					rs.Health = "up" // not probed yet: counted as up
+				case h.Up:
+					rs.Health = "up"
+				default:
+					rs.Health = "down"
+				}
+				if ok && !h.Since.IsZero() {
+					since := h.Since
+					rs.Since = &since
+				}
+				if ok {
+					rs.LastError = h.LastError
+				}
+			}
+		}
+		ss.RealServers = append(ss.RealServers, rs)
 	}
 	return ss
 }

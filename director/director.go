@@ -10,6 +10,7 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/realserver"
 )
 
@@ -68,6 +69,18 @@ type Director struct {
 	logger *slog.Logger
 
 	writes atomic.Uint64 // IPVS writes since start
+
+	// monitor runs the health checks while this node is DC; nil otherwise.
+	monitor atomic.Pointer[health.Monitor]
+}
+
+// Health returns the health of every checked real server while this node
+// is DC, and nil otherwise.
+func (d *Director) Health() map[health.Key]health.State {
+	if m := d.monitor.Load(); m != nil {
+		return m.States()
+	}
+	return nil
 }
 
 // New returns a Director.
@@ -225,6 +238,21 @@ func (d *Director) lead(ctx context.Context, term uint64) {
 	// them and cannot be proven dead is fenced (STONITH), and the takeover
 	// waits for the fence to succeed. The fencing issue adds that step.
 
+	// Health checks run while this node is DC. A server not yet probed
+	// counts as up, so a new DC keeps the healthy servers it inherits.
+	healthChanged := make(chan struct{}, 1)
+	mon := health.NewMonitor(d.logger, func(health.Key, health.State) {
+		select {
+		case healthChanged <- struct{}{}:
+		default:
+		}
+	})
+	d.monitor.Store(mon)
+	defer func() {
+		d.monitor.Store(nil)
+		mon.Stop()
+	}()
+
 	membership, cancelMembership := d.c.SubscribeMembership()
 	defer cancelMembership()
 	specs, cancelSpecs := d.c.FSM().Subscribe()
@@ -284,6 +312,10 @@ func (d *Director) lead(ctx context.Context, term uint64) {
 			if d.c.VerifyLeader(term) == nil {
 				d.reconcile(log, d.c.FSM().Spec())
 			}
+		case <-healthChanged:
+			if d.c.VerifyLeader(term) == nil {
+				d.reconcile(log, d.c.FSM().Spec())
+			}
 		case <-reconcile.C:
 			if d.c.VerifyLeader(term) == nil {
 				d.reconcile(log, d.c.FSM().Spec())
@@ -328,7 +360,17 @@ func (d *Director) sendGARP(log *slog.Logger, term uint64) bool {
 func (d *Director) reconcile(log *slog.Logger, spec fsm.Spec) {
 	state := d.c.FSM().State()
 	online := d.c.OnlineNodes()
-	desired := Desired(state, func(n string) bool { return online[n] })
+	isOnline := func(n string) bool { return online[n] }
+	var healthOf func(fsm.ServiceKey, netip.AddrPort) bool
+	if mon := d.monitor.Load(); mon != nil {
+		mon.Set(checkTargets(state, isOnline))
+		states := mon.States()
+		healthOf = func(k fsm.ServiceKey, a netip.AddrPort) bool {
+			st, ok := states[health.Key{Service: k, Server: a}]
+			return !ok || st.Up
+		}
+	}
+	desired := Desired(state, isOnline, healthOf)
 	current, err := d.ipvs.Services()
 	if err != nil {
 		log.Error("reading IPVS table failed", "err", err)
@@ -346,6 +388,26 @@ func (d *Director) reconcile(log *slog.Logger, spec fsm.Spec) {
 	if err != nil {
 		log.Error("IPVS reconcile failed", "err", err)
 	}
+}
+
+// checkTargets lists the real servers to health-check: every backend of
+// every service that has a check. The fallback server is not checked, as
+// with ldirectord.
+func checkTargets(state fsm.State, online func(string) bool) map[health.Key]health.Spec {
+	out := map[health.Key]health.Spec{}
+	for _, svc := range state.Spec.Services {
+		if svc.HealthCheck == nil {
+			continue
+		}
+		for _, b := range cluster.Backends(svc, state, online) {
+			a := netip.AddrPortFrom(b.Address, b.Port)
+			out[health.Key{Service: svc.Key(), Server: a}] = health.Spec{
+				Check:  *svc.HealthCheck,
+				Target: health.Target{Addr: a, VIP: netip.AddrPortFrom(svc.VIP, svc.Port)},
+			}
+		}
+	}
+	return out
 }
 
 func destString(d Dest) string {

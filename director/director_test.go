@@ -3,6 +3,7 @@ package director
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -133,7 +134,7 @@ func squid(scheduler string) fsm.Spec {
 func TestPlanIsEmptyWhenTheTableMatches(t *testing.T) {
 	c := newFakeCluster(t)
 	c.setSpec(squid("rr"))
-	desired := Desired(c.fsm.State(), func(string) bool { return true })
+	desired := Desired(c.fsm.State(), func(string) bool { return true }, nil)
 	current := slices.Clone(desired)
 	// The kernel reports the DC's own entry as Local: still a match.
 	current[0].Dests = slices.Clone(current[0].Dests)
@@ -180,7 +181,7 @@ func TestPlanWritesOnlyTheDifference(t *testing.T) {
 func TestDesiredUsesOnlineNodesThenFallback(t *testing.T) {
 	c := newFakeCluster(t)
 	c.setSpec(squid("rr"))
-	d := Desired(c.fsm.State(), func(n string) bool { return n != "m40" })
+	d := Desired(c.fsm.State(), func(n string) bool { return n != "m40" }, nil)
 	var addrs []string
 	for _, dst := range d[0].Dests {
 		addrs = append(addrs, dst.id().String())
@@ -191,7 +192,7 @@ func TestDesiredUsesOnlineNodesThenFallback(t *testing.T) {
 	if d[0].Persistence != 20*time.Second || d[0].Scheduler != "rr" {
 		t.Errorf("service options %+v", d[0])
 	}
-	none := Desired(c.fsm.State(), func(string) bool { return false })
+	none := Desired(c.fsm.State(), func(string) bool { return false }, nil)
 	if len(none[0].Dests) != 1 || none[0].Dests[0].id().String() != "127.0.0.1:3128" {
 		t.Fatalf("with no node online want the fallback only, got %+v", none[0].Dests)
 	}
@@ -337,4 +338,56 @@ func TestStartRemovesStaleIPVSRulesForOurVIPs(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+func withCheck(s fsm.Spec, onFail string) fsm.Spec {
+	s.Services[0].HealthCheck = &fsm.HealthCheck{Type: "tcp", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2, OnFail: onFail}
+	return s
+}
+
+func destsOf(s Service) map[string]int {
+	out := map[string]int{}
+	for _, d := range s.Dests {
+		out[d.id().String()] = d.Weight
+	}
+	return out
+}
+
+func TestDesiredAppliesHealth(t *testing.T) {
+	all := func(string) bool { return true }
+	down := func(bad ...string) func(fsm.ServiceKey, netip.AddrPort) bool {
+		return func(_ fsm.ServiceKey, a netip.AddrPort) bool { return !slices.Contains(bad, a.String()) }
+	}
+	for _, tc := range []struct {
+		name   string
+		onFail string
+		bad    []string
+		want   map[string]int
+	}{
+		{"all healthy", "remove", nil,
+			map[string]int{"172.95.69.30:3128": 1, "172.95.69.40:3128": 1, "172.95.69.50:3128": 1}},
+		{"one down, removed", "remove", []string{"172.95.69.40:3128"},
+			map[string]int{"172.95.69.30:3128": 1, "172.95.69.50:3128": 1}},
+		{"one down, quiescent", "quiescent", []string{"172.95.69.40:3128"},
+			map[string]int{"172.95.69.30:3128": 1, "172.95.69.40:3128": 0, "172.95.69.50:3128": 1}},
+		{"all down: the fallback takes over", "remove", []string{"172.95.69.30:3128", "172.95.69.40:3128", "172.95.69.50:3128"},
+			map[string]int{"127.0.0.1:3128": 1}},
+		{"all down, quiescent: weight 0 plus the fallback", "quiescent", []string{"172.95.69.30:3128", "172.95.69.40:3128", "172.95.69.50:3128"},
+			map[string]int{"172.95.69.30:3128": 0, "172.95.69.40:3128": 0, "172.95.69.50:3128": 0, "127.0.0.1:3128": 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newFakeCluster(t)
+			c.setSpec(withCheck(squid("rr"), tc.onFail))
+			got := destsOf(Desired(c.fsm.State(), all, down(tc.bad...))[0])
+			if !maps.Equal(got, tc.want) {
+				t.Fatalf("real servers %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// A service without a check ignores health results.
+	c := newFakeCluster(t)
+	c.setSpec(squid("rr"))
+	if got := destsOf(Desired(c.fsm.State(), all, down("172.95.69.40:3128"))[0]); len(got) != 3 {
+		t.Fatalf("unchecked service: real servers %v, want all three", got)
+	}
 }

@@ -54,20 +54,37 @@ type IPVS interface {
 }
 
 // Desired computes the IPVS table the spec asks for, given which nodes are
-// online. When no real server of a service is left, the fallback (sorry)
-// server takes the traffic, as with ldirectord's fallback=.
-func Desired(state fsm.State, online func(string) bool) []Service {
+// online and the health of each real server (nil: all healthy). A server
+// that fails its checks is left out, or kept at weight 0 when the service
+// is quiescent (existing connections drain, like ldirectord's quiescent=yes
+// and keepalived's inhibit_on_failure). When no real server of a service
+// is healthy, the fallback (sorry) server takes the traffic, as with
+// ldirectord's fallback=, and leaves again when one recovers.
+func Desired(state fsm.State, online func(string) bool, healthOf func(fsm.ServiceKey, netip.AddrPort) (up bool)) []Service {
 	out := make([]Service, 0, len(state.Spec.Services))
 	for _, svc := range state.Spec.Services {
 		s := Service{Key: svc.Key(), Scheduler: svc.Scheduler, Persistence: svc.Persistence.Timeout}
 		if svc.Persistence.Timeout > 0 {
 			s.Netmask = svc.Persistence.Netmask
 		}
+		healthy := 0
 		for _, b := range cluster.Backends(svc, state, online) {
-			s.Dests = append(s.Dests, Dest{Addr: b.Address, Port: b.Port, Weight: b.Weight, Forward: svc.Forwarding})
+			d := Dest{Addr: b.Address, Port: b.Port, Weight: b.Weight, Forward: svc.Forwarding}
+			if svc.HealthCheck != nil && healthOf != nil && !healthOf(s.Key, d.id()) {
+				if svc.HealthCheck.OnFail != fsm.OnFailQuiescent {
+					continue
+				}
+				d.Weight = 0
+			} else if d.Weight > 0 {
+				healthy++
+			}
+			s.Dests = append(s.Dests, d)
 		}
-		if len(s.Dests) == 0 && svc.Fallback != nil {
-			s.Dests = []Dest{{Addr: svc.Fallback.Address, Port: svc.Fallback.Port, Weight: max(svc.Fallback.Weight, 1), Forward: svc.Forwarding}}
+		if healthy == 0 && svc.Fallback != nil {
+			fb := Dest{Addr: svc.Fallback.Address, Port: svc.Fallback.Port, Weight: max(svc.Fallback.Weight, 1), Forward: svc.Forwarding}
+			if !slices.ContainsFunc(s.Dests, func(d Dest) bool { return d.id() == fb.id() }) {
+				s.Dests = append(s.Dests, fb)
+			}
 		}
 		out = append(out, s)
 	}

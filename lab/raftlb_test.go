@@ -48,6 +48,7 @@ type rcluster struct {
 	l      *lab.Lab
 	dir    string
 	agents map[string]*lab.Proc
+	serves map[string]*lab.Proc
 	starts map[string]int
 	ns     map[string]*lab.NS
 }
@@ -67,7 +68,7 @@ type status struct {
 
 func newRaftlbCluster(t *testing.T) *rcluster {
 	t.Helper()
-	c := &rcluster{t: t, l: lab.New(t), dir: t.TempDir(), agents: map[string]*lab.Proc{}, starts: map[string]int{}, ns: map[string]*lab.NS{}}
+	c := &rcluster{t: t, l: lab.New(t), dir: t.TempDir(), agents: map[string]*lab.Proc{}, serves: map[string]*lab.Proc{}, starts: map[string]int{}, ns: map[string]*lab.NS{}}
 	r := c.l.Bin("raftlb")
 	c.l.Run("", r, "keygen", "-o", filepath.Join(c.dir, "key"))
 	c.l.Run("", r, "tls", "init", "--dir", filepath.Join(c.dir, "tls"))
@@ -81,13 +82,7 @@ func newRaftlbCluster(t *testing.T) *rcluster {
 	}
 	for _, n := range lab.Nodes() {
 		c.l.Run("", r, "tls", "cert", "--dir", filepath.Join(c.dir, "tls"), "--name", n, "--ip", lab.IP(n))
-		p, err := c.l.Start(n, "serve-"+n, c.l.Bin("raftlb-lab"), "serve", "--name", n, "--port", port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.WaitOutput("serving", 30*time.Second); err != nil {
-			t.Fatal(err)
-		}
+		c.startServe(n)
 	}
 	for _, n := range lab.Nodes() {
 		c.startAgent(n)
@@ -107,6 +102,20 @@ func newRaftlbCluster(t *testing.T) *rcluster {
 }
 
 func (c *rcluster) sock(n string) string { return filepath.Join(c.dir, n+".sock") }
+
+// startServe starts (or restarts) node n's service on the VIP port.
+func (c *rcluster) startServe(n string) {
+	c.t.Helper()
+	c.starts["serve-"+n]++
+	p, err := c.l.Start(n, fmt.Sprintf("serve-%s-%d", n, c.starts["serve-"+n]), c.l.Bin("raftlb-lab"), "serve", "--name", n, "--port", port)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := p.WaitOutput("serving", 30*time.Second); err != nil {
+		c.t.Fatal(err)
+	}
+	c.serves[n] = p
+}
 
 // startAgent starts (or restarts) the agent of node n on its data dir.
 func (c *rcluster) startAgent(n string) {

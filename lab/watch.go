@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -77,4 +78,37 @@ func (n *NS) NeighMAC(dev string, ip netip.Addr) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// IPVSDests returns the real servers (address:port → weight) of the IPVS
+// service vip:port/tcp in namespace ns, read through netlink: cheap enough
+// to poll every few milliseconds. ok is false when there is no such
+// service.
+func IPVSDests(ns string, vip netip.Addr, port uint16) (dests map[netip.AddrPort]int, ok bool, err error) {
+	h, err := ipvs.New("/run/netns/" + ns)
+	if err != nil {
+		return nil, false, fmt.Errorf("ipvs in %s: %w", ns, err)
+	}
+	defer h.Close()
+	svcs, err := h.GetServices()
+	if err != nil {
+		return nil, false, fmt.Errorf("ipvs services in %s: %w", ns, err)
+	}
+	for _, s := range svcs {
+		a, _ := netip.AddrFromSlice(s.Address)
+		if a.Unmap() != vip || s.Port != port || s.FWMark != 0 {
+			continue
+		}
+		ds, err := h.GetDestinations(s)
+		if err != nil {
+			return nil, false, fmt.Errorf("ipvs destinations in %s: %w", ns, err)
+		}
+		out := map[netip.AddrPort]int{}
+		for _, d := range ds {
+			da, _ := netip.AddrFromSlice(d.Address)
+			out[netip.AddrPortFrom(da.Unmap(), d.Port)] = d.Weight
+		}
+		return out, true, nil
+	}
+	return nil, false, nil
 }

@@ -210,6 +210,7 @@ func runAgent(args []string, stderr io.Writer) error {
 		dir = director.New(node, rs, ipvs, director.RawARP{}, director.Config{
 			GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Logger: logger,
 		})
+		node.SetHealthSource(dir.Health)
 		go func() {
 			defer close(dirDone)
 			_ = dir.Run(dirCtx)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os"
 	"strconv"
 	"time"
 )
@@ -18,6 +20,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// real server, and a wildcard listener accepts connections to it
 	// whether or not it has been added yet.
 	addr := fs.String("addr", "0.0.0.0", "address to listen on")
+	// --http answers HTTP GETs with the content of --body-file, read anew
+	// for every request, so a scenario can change it under a running
+	// health check (a digest that stops matching).
+	httpMode := fs.Bool("http", false, "answer HTTP requests instead of writing the name")
+	bodyFile := fs.String("body-file", "", "with --http: file whose content is the response body")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -37,7 +44,35 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// Lab tests wait for this line before they send traffic.
 	fmt.Fprintf(stdout, "serving %s on %s\n", *name, ln.Addr())
+	if *httpMode {
+		if *bodyFile == "" {
+			return fmt.Errorf("%w: --http needs --body-file", errUsage)
+		}
+		return serveHTTP(ctx, ln, *bodyFile)
+	}
 	return serve(ctx, ln, *name)
+}
+
+// serveHTTP answers every GET with the current content of bodyFile.
+func serveHTTP(ctx context.Context, ln net.Listener, bodyFile string) error {
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, err := os.ReadFile(bodyFile)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.Write(body)
+		}),
+		ReadHeaderTimeout: 2 * time.Second,
+	}
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // serve answers every connection on ln with name and a newline, then closes

@@ -1,0 +1,313 @@
+//go:build lab
+
+package lab_test
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/lab"
+)
+
+// Health-check settings of the scenarios below, printed with the figures:
+// a probe every 200 ms with a 150 ms timeout; two failures take a server
+// out, two successes bring it back.
+const (
+	checkInterval = "200ms"
+	checkTimeout  = "150ms"
+	checkRise     = 2
+	checkFall     = 2
+)
+
+func healthSpec(onFail string) string {
+	return fmt.Sprintf(`vips:
+  - address: 172.95.69.100
+    interface: eth0
+services:
+  - name: proxy
+    vip: 172.95.69.100
+    port: 3128
+    scheduler: rr
+    real_servers: all-nodes
+    fallback: 127.0.0.1:3128
+    health_check:
+      type: tcp
+      interval: %s
+      timeout: %s
+      rise: %d
+      fall: %d
+      on_fail: %s
+`, checkInterval, checkTimeout, checkRise, checkFall, onFail)
+}
+
+// dests reads the DC's real servers for vip:port through netlink.
+func (c *rcluster) dests(dc string, p uint16) map[netip.AddrPort]int {
+	c.t.Helper()
+	d, _, err := lab.IPVSDests(dc, vip, p)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return d
+}
+
+// waitDest polls (every 5 ms) until cond holds for the DC's entry of
+// server (present, weight) and returns when.
+func (c *rcluster) waitDest(dc, server string, p uint16, what string, cond func(present bool, weight int) bool) time.Time {
+	c.t.Helper()
+	key := netip.AddrPortFrom(netip.MustParseAddr(lab.IP(server)), p)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		w, ok := c.dests(dc, p)[key]
+		if cond(ok, w) {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out waiting for %s (DC %s table %v)", what, dc, c.dests(dc, p))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func present(ok bool, _ int) bool { return ok }
+func absent(ok bool, _ int) bool  { return !ok }
+
+// startHealthCluster is a cluster whose service is health-checked.
+func startHealthCluster(t *testing.T, onFail string) (*rcluster, string) {
+	c := newRaftlbCluster(t)
+	c.apply(healthSpec(onFail))
+	dc := c.waitHealthy(lab.Nodes())
+	return c, dc
+}
+
+// TestHealthStoppedServiceLeavesAndReturns: the service on one node stops
+// (the node stays up and in the cluster): the DC takes it out of the
+// kernel table after `fall` refused checks, the others keep serving, and it
+// comes back after `rise` successes once the service restarts.
+func TestHealthStoppedServiceLeavesAndReturns(t *testing.T) {
+	c, dc := startHealthCluster(t, "remove")
+	var removal, back []float64
+	for run := 1; run <= runs(); run++ {
+		n := others(dc)[run%2]
+		t0 := time.Now()
+		c.serves[n].Kill()
+		t1 := c.waitDest(dc, n, 3128, n+" out of the table", absent)
+		r := c.probeBriefly(t, fmt.Sprintf("probe-stopped-%d", run))
+		if r.Failures != 0 || r.Answers[n] != 0 {
+			t.Errorf("run %d: with %s's service stopped: %d failures %v, answers %v; want the others to answer everything", run, n, r.Failures, r.Errors, r.Answers)
+		}
+		if st, err := c.status(dc); err != nil || !nodeOnline(st, n) {
+			t.Errorf("run %d: %s must stay an online cluster member (status %+v, %v)", run, n, st, err)
+		}
+		t2 := time.Now()
+		c.startServe(n)
+		t3 := c.waitDest(dc, n, 3128, n+" back in the table", present)
+		t.Logf("run %d: %s's service stopped: out of the table after %s; restarted: back after %s", run, n, t1.Sub(t0), t3.Sub(t2))
+		removal = append(removal, ms(t1.Sub(t0)))
+		back = append(back, ms(t3.Sub(t2)))
+	}
+	fmt.Printf("# health checks: tcp, interval %s, timeout %s, rise %d, fall %d\n", checkInterval, checkTimeout, checkRise, checkFall)
+	figures("lab_health_refused_removal", removal, "ms")
+	figures("lab_health_recovered_return", back, "ms")
+}
+
+func nodeOnline(st status, n string) bool {
+	for _, nd := range st.Nodes {
+		if nd.Name == n {
+			return nd.Status == "online"
+		}
+	}
+	return false
+}
+
+// TestHealthBlackholedServerLeaves: packets to one node's service are
+// dropped silently (nftables, no RST): the DC's checks time out and the
+// server leaves the table after `fall` timeouts.
+func TestHealthBlackholedServerLeaves(t *testing.T) {
+	c, dc := startHealthCluster(t, "remove")
+	var removal []float64
+	for run := 1; run <= runs(); run++ {
+		n := others(dc)[run%2]
+		rules := "add table inet blackhole\nadd chain inet blackhole input { type filter hook input priority 0 ; }\nadd rule inet blackhole input tcp dport 3128 drop\n"
+		f := filepath.Join(c.dir, "blackhole.nft")
+		if err := os.WriteFile(f, []byte(rules), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		c.l.Run(n, "nft", "-f", f)
+		t1 := c.waitDest(dc, n, 3128, n+" out of the table", absent)
+		c.l.Run(n, "nft", "delete", "table", "inet", "blackhole")
+		c.waitDest(dc, n, 3128, n+" back in the table", present)
+		t.Logf("run %d: %s black-holed: out of the table after %s", run, n, t1.Sub(t0))
+		removal = append(removal, ms(t1.Sub(t0)))
+	}
+	fmt.Printf("# health checks: tcp, interval %s, timeout %s, rise %d, fall %d\n", checkInterval, checkTimeout, checkRise, checkFall)
+	figures("lab_health_blackhole_removal", removal, "ms")
+}
+
+// TestHealthQuiescentKeepsWeightZero: with on_fail quiescent a failed
+// server stays in the table at weight 0 (existing connections drain) and
+// gets its weight back when it recovers.
+func TestHealthQuiescentKeepsWeightZero(t *testing.T) {
+	c, dc := startHealthCluster(t, "quiescent")
+	n := others(dc)[0]
+	c.serves[n].Kill()
+	c.waitDest(dc, n, 3128, n+" at weight 0", func(ok bool, w int) bool { return ok && w == 0 })
+	r := c.probeBriefly(t, "probe-quiescent")
+	if r.Failures != 0 || r.Answers[n] != 0 {
+		t.Errorf("with %s quiescent: %d failures %v, answers %v; want the others to answer everything", n, r.Failures, r.Errors, r.Answers)
+	}
+	c.startServe(n)
+	c.waitDest(dc, n, 3128, n+" back at weight 1", func(ok bool, w int) bool { return ok && w == 1 })
+}
+
+// TestHealthFallbackWhenAllDown: with every node's service down, the
+// fallback (sorry) server takes the traffic; it leaves again as soon as
+// one real server recovers.
+func TestHealthFallbackWhenAllDown(t *testing.T) {
+	c, dc := startHealthCluster(t, "remove")
+	for _, n := range lab.Nodes() {
+		c.serves[n].Kill()
+	}
+	// The sorry server on the DC listens on the VIP only: the health
+	// checks (to the node's own address) still fail, and the fallback
+	// 127.0.0.1:3128 — local delivery on the DC — reaches it.
+	sorry, err := c.l.Start(dc, "sorry", c.l.Bin("raftlb-lab"), "serve", "--name", "sorry", "--port", port, "--addr", lab.VIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sorry.WaitOutput("serving", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	fallback := netip.MustParseAddrPort("127.0.0.1:3128")
+	c.eventually("only the fallback in the table", 30*time.Second, func() (bool, error) {
+		d := c.dests(dc, 3128)
+		_, ok := d[fallback]
+		return ok && len(d) == 1, nil
+	})
+	r := c.probeBriefly(t, "probe-sorry")
+	if r.Answers["sorry"] == 0 || r.Failures != 0 {
+		t.Errorf("with all services down: answers %v, %d failures %v; want the sorry server", r.Answers, r.Failures, r.Errors)
+	}
+	sorry.Kill()
+	back := others(dc)[0]
+	c.startServe(back)
+	c.eventually("the fallback to leave once "+back+" recovers", 30*time.Second, func() (bool, error) {
+		d := c.dests(dc, 3128)
+		_, fb := d[fallback]
+		return !fb && len(d) == 1, nil
+	})
+	if r := c.probeBriefly(t, "probe-recovered"); r.Answers[back] == 0 || r.Failures != 0 {
+		t.Errorf("after %s recovered: answers %v, %d failures %v", back, r.Answers, r.Failures, r.Errors)
+	}
+}
+
+// TestHealthDigestMismatchLeaves: an HTTP check with keepalived's MD5
+// digest: the node whose page changes leaves the table, and returns when
+// the page is restored.
+func TestHealthDigestMismatchLeaves(t *testing.T) {
+	c := newRaftlbCluster(t)
+	good := []byte("proxy ok\n")
+	sum := md5.Sum(good)
+	for _, n := range lab.Nodes() {
+		f := filepath.Join(c.dir, "page-"+n)
+		if err := os.WriteFile(f, good, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.l.Start(n, "http-"+n, c.l.Bin("raftlb-lab"), "serve", "--name", n, "--port", "8080", "--http", "--body-file", f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.WaitOutput("serving", 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := labSpec + fmt.Sprintf(`  - name: web
+    vip: 172.95.69.100
+    port: 8080
+    scheduler: rr
+    health_check:
+      type: http
+      path: /
+      digest_md5: %s
+      interval: %s
+      timeout: %s
+      rise: %d
+      fall: %d
+`, hex.EncodeToString(sum[:]), checkInterval, checkTimeout, checkRise, checkFall)
+	c.apply(spec)
+	dc := c.waitHealthy(lab.Nodes())
+	c.eventually("three real servers on 8080", 30*time.Second, func() (bool, error) { return len(c.dests(dc, 8080)) == 3, nil })
+	n := others(dc)[0]
+	page := filepath.Join(c.dir, "page-"+n)
+	if err := os.WriteFile(page, []byte("proxy DEFACED\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.waitDest(dc, n, 8080, n+" out of the 8080 table", absent)
+	st := c.cli(dc, "status")
+	if !strings.Contains(st, "digest") {
+		t.Errorf("status does not show why %s is down:\n%s", n, st)
+	}
+	if err := os.WriteFile(page, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.waitDest(dc, n, 8080, n+" back in the 8080 table", present)
+}
+
+// TestHealthNoSpuriousChanges: two minutes without faults produce no
+// health state change and no IPVS write.
+func TestHealthNoSpuriousChanges(t *testing.T) {
+	c, dc := startHealthCluster(t, "remove")
+	writes := func() string { return c.cli(dc, "ipvs", "--json") }
+	before := writes()
+	start := time.Now()
+	time.Sleep(2 * time.Minute)
+	after := writes()
+	changes := 0
+	for _, n := range lab.Nodes() {
+		for i := 1; i <= c.starts[n]; i++ {
+			data, err := os.ReadFile(filepath.Join(c.l.LogDir(), fmt.Sprintf("agent-%s-%d.log", n, i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			changes += countChanges(string(data), start)
+		}
+	}
+	figure("lab_health_spurious_changes_2min", float64(changes), "count")
+	if changes != 0 || writesTotal(before) != writesTotal(after) {
+		t.Errorf("in %s without faults: %d health state changes, IPVS writes %s → %s; want none",
+			time.Since(start).Round(time.Second), changes, writesTotal(before), writesTotal(after))
+	}
+}
+
+// countChanges counts the health state changes an agent logged after
+// since (slog text lines: time=... msg="...").
+func countChanges(log string, since time.Time) int {
+	n := 0
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, `msg="`+health.ChangeLogMessage+`"`) {
+			continue
+		}
+		ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil && !t.Before(since) {
+			n++
+		}
+	}
+	return n
+}
+
+func writesTotal(ipvsJSON string) string {
+	for _, line := range strings.Split(ipvsJSON, "\n") {
+		if strings.Contains(line, `"writes_total"`) {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
+}
