@@ -391,3 +391,40 @@ func TestDesiredAppliesHealth(t *testing.T) {
 		t.Fatalf("unchecked service: real servers %v, want all three", got)
 	}
 }
+
+// TestNewDCKeepsServersItHasNotProbed: a new DC starts its checks at once
+// but does not drop a real server before `fall` checks have failed — here
+// none has had the chance (one probe, an hour apart).
+func TestNewDCKeepsServersItHasNotProbed(t *testing.T) {
+	h := newHarness(t)
+	s := withCheck(squid("rr"), "remove")
+	s.Services[0].HealthCheck.Interval = time.Hour
+	s.Services[0].HealthCheck.Timeout = 50 * time.Millisecond
+	h.c.setSpec(s)
+	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 4}
+	h.waitFor(t, "the service with its three real servers", func() bool {
+		tab := h.table()
+		return len(tab) == 1 && len(tab[0].Dests) == 3
+	})
+	h.waitFor(t, "the first probe of every server", func() bool {
+		st := h.d.Health()
+		if len(st) != 3 {
+			return false
+		}
+		for _, s := range st {
+			if !s.Checked {
+				return false
+			}
+		}
+		return true
+	})
+	// One failed probe each (nothing listens there), fall is 2: all stay.
+	if n := len(h.table()[0].Dests); n != 3 {
+		t.Fatalf("after one failed probe each the table has %d real servers, want 3", n)
+	}
+	for k, s := range h.d.Health() {
+		if !s.Up {
+			t.Errorf("%v marked down after a single probe", k)
+		}
+	}
+}

@@ -140,8 +140,10 @@ func TestHealthBlackholedServerLeaves(t *testing.T) {
 		if err := os.WriteFile(f, []byte(rules), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		t0 := time.Now()
+		// Timed from when nft returns, the rule certainly in place:
+		// starting a program in the VM takes 0.2–0.4 s under TCG.
 		c.l.Run(n, "nft", "-f", f)
+		t0 := time.Now()
 		t1 := c.waitDest(dc, n, 3128, n+" out of the table", absent)
 		c.l.Run(n, "nft", "delete", "table", "inet", "blackhole")
 		c.waitDest(dc, n, 3128, n+" back in the table", present)
