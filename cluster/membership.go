@@ -403,10 +403,8 @@ func (n *Node) removeServer(ctx context.Context, name string) error {
 // seeing this node as a live member to admit); then the DC removes it from
 // Raft and the registry. The caller shuts the node down afterwards.
 func (n *Node) Leave(ctx context.Context) error {
-	if n.IsLeader() && n.otherVoters() > 0 {
-		if err := n.raft.LeadershipTransfer().Error(); err != nil {
-			n.logger.Warn("leadership transfer failed; removing ourselves as DC", "err", err)
-		}
+	if n.IsLeader() && n.otherVoters() > 0 && !n.transfer() {
+		n.logger.Warn("removing ourselves as DC instead")
 	}
 	if err := n.ml.Leave(2 * time.Second); err != nil {
 		n.logger.Warn("gossip leave did not complete", "err", err)

@@ -48,6 +48,7 @@ type Node struct {
 	// healthSource gives the DC's health-check results; set by the agent
 	// when it runs a data plane.
 	healthSource atomic.Pointer[func() map[health.Key]health.State]
+	handingOver  atomic.Bool
 	// caughtUp turns true once this node has applied its whole local log
 	// since start; until then status calls its data stale.
 	caughtUp atomic.Bool
@@ -188,6 +189,12 @@ func (n *Node) startRaft() error {
 		Stream:  mux,
 		MaxPool: 3,
 		Timeout: 2 * time.Second,
+		// No pipelined replication: its two goroutines can deadlock when a
+		// follower's answer ends replication (seen here: a DC handing over
+		// hung in raft.Shutdown; grafana/pyroscope#5518 describes the same
+		// stall). A handful of voters on a LAN with a tiny log gains
+		// nothing from pipelining.
+		MaxRPCsInFlight: 1,
 	})
 
 	rc := raft.DefaultConfig()
@@ -223,12 +230,26 @@ func (n *Node) HandOver() {
 	if n.raft.State() != raft.Leader || n.otherVoters() == 0 {
 		return
 	}
+	n.transfer()
+}
+
+// transfer hands leadership to another voter. While it runs, HandingOver
+// is true: the director then keeps its VIPs for a short grace after
+// losing leadership, so the successor can claim them first.
+func (n *Node) transfer() bool {
+	n.handingOver.Store(true)
 	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		n.handingOver.Store(false)
 		n.logger.Warn("leadership transfer failed", "err", err)
-		return
+		return false
 	}
 	n.logger.Info("handed DC duties to another node")
+	return true
 }
+
+// HandingOver reports that this node is handing its DC duties to another
+// voter on purpose (graceful stop or leave), as opposed to losing them.
+func (n *Node) HandingOver() bool { return n.handingOver.Load() }
 
 // LeaveGossip announces that this node is going away, so the DC stops
 // sending it traffic at once instead of waiting for failure detection. The

@@ -22,6 +22,9 @@ type Cluster interface {
 	FSM() *fsm.FSM
 	OnlineNodes() map[string]bool
 	SubscribeMembership() (<-chan struct{}, func())
+	// HandingOver is true while this node gives its DC duties away on
+	// purpose; a node that loses them (quorum lost) is not handing over.
+	HandingOver() bool
 }
 
 // Config tunes the director. Zero fields take the defaults.
@@ -37,7 +40,12 @@ type Config struct {
 	// ReconcileInterval re-reads the kernel table even without a change,
 	// repairing anything edited behind raftlb's back.
 	ReconcileInterval time.Duration
-	Logger            *slog.Logger
+	// HandOverGrace is how long a DC that hands its duties over on purpose
+	// keeps the VIPs and its IPVS table after losing leadership, so the
+	// successor claims and announces them before it lets go: clients never
+	// find nobody holding the VIP. A DC that loses quorum releases at once.
+	HandOverGrace time.Duration
+	Logger        *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -52,6 +60,9 @@ func (c *Config) defaults() {
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = 5 * time.Second
+	}
+	if c.HandOverGrace == 0 {
+		c.HandOverGrace = 500 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -219,6 +230,19 @@ func (d *Director) flush(spec fsm.Spec) {
 func (d *Director) lead(ctx context.Context, term uint64) {
 	log := d.logger.With("term", term)
 	defer func() {
+		if d.c.HandingOver() && d.cfg.HandOverGrace > 0 {
+			// The successor is being elected on our request. Stop
+			// balancing at once — two directors would forward packets to
+			// each other (invariant 6) — but keep the VIPs on the
+			// interface until the successor has claimed them, so clients
+			// whose ARP caches still point here are answered (by this
+			// node's own service) instead of finding nobody. Two nodes
+			// answer ARP for this bounded window; the successor's
+			// gratuitous ARP moves the clients.
+			d.flush(d.c.FSM().Spec())
+			log.Info("handing over: keeping the VIPs until the successor claims them", "grace", d.cfg.HandOverGrace)
+			time.Sleep(d.cfg.HandOverGrace)
+		}
 		d.follow()
 		log.Info("DC duties released: VIPs back on lo, IPVS services removed")
 	}()

@@ -3,6 +3,7 @@ package director
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
@@ -33,10 +34,11 @@ type fakeCluster struct {
 	leaders chan cluster.LeaderEvent
 	members chan struct{}
 
-	mu        sync.Mutex
-	online    map[string]bool
-	verifyErr error
-	verified  int
+	mu          sync.Mutex
+	online      map[string]bool
+	verifyErr   error
+	verified    int
+	handingOver bool
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -72,6 +74,11 @@ func (c *fakeCluster) Leadership() (<-chan cluster.LeaderEvent, func()) { return
 func (c *fakeCluster) Barrier(time.Duration) error                      { return nil }
 func (c *fakeCluster) FSM() *fsm.FSM                                    { return c.fsm }
 func (c *fakeCluster) SubscribeMembership() (<-chan struct{}, func())   { return c.members, func() {} }
+func (c *fakeCluster) HandingOver() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.handingOver
+}
 
 func (c *fakeCluster) VerifyLeader(uint64) error {
 	c.mu.Lock()
@@ -208,14 +215,16 @@ type harness struct {
 	stop func()
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWithLog(t, discard()) }
+
+func newHarnessWithLog(t *testing.T, logger *slog.Logger) *harness {
 	h := &harness{c: newFakeCluster(t), k: realserver.NewFake("eth0"), ipvs: NewFakeIPVS(), arp: &fakeARP{}}
 	h.rs = realserver.New(h.k, "eth0", t.TempDir()+"/vips.json", discard())
 	if err := h.rs.Start(); err != nil {
 		t.Fatal(err)
 	}
 	h.c.setSpec(squid("rr"))
-	h.d = New(h.c, h.rs, h.ipvs, h.arp, Config{GARPSpacing: time.Millisecond, GARPRefresh: -1, ReconcileInterval: time.Hour, Logger: discard()})
+	h.d = New(h.c, h.rs, h.ipvs, h.arp, Config{GARPSpacing: time.Millisecond, GARPRefresh: -1, ReconcileInterval: time.Hour, HandOverGrace: 20 * time.Millisecond, Logger: logger})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -426,5 +435,53 @@ func TestNewDCKeepsServersItHasNotProbed(t *testing.T) {
 		if !s.Up {
 			t.Errorf("%v marked down after a single probe", k)
 		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestHandOverKeepsVIPsUntilTheGraceEnds: a DC that hands its duties over
+// on purpose keeps the VIPs for the grace period before it releases them;
+// one that loses them releases at once, without a grace.
+func TestHandOverKeepsVIPsUntilTheGraceEnds(t *testing.T) {
+	for _, handingOver := range []bool{true, false} {
+		var logs syncBuffer
+		h := newHarnessWithLog(t, slog.New(slog.NewTextHandler(&logs, nil)))
+		h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 5}
+		h.waitFor(t, "VIP claimed", func() bool { return h.has("eth0") && len(h.table()) == 1 })
+		h.c.mu.Lock()
+		h.c.handingOver = handingOver
+		h.c.mu.Unlock()
+		h.c.leaders <- cluster.LeaderEvent{IsLeader: false}
+		if handingOver {
+			// Balancing stops at once; the VIP stays for the grace.
+			h.waitFor(t, "IPVS flushed", func() bool { return len(h.table()) == 0 })
+		}
+		h.waitFor(t, "VIP released", func() bool { return h.has("lo") && !h.has("eth0") && len(h.table()) == 0 })
+		out := logs.String()
+		grace := strings.Index(out, "keeping the VIPs until the successor claims them")
+		released := strings.Index(out, "DC duties released")
+		switch {
+		case handingOver && (grace < 0 || grace > released):
+			t.Errorf("hand-over: want the grace before the release, logs:\n%s", out)
+		case !handingOver && grace >= 0:
+			t.Errorf("lost leadership: want no grace, logs:\n%s", out)
+		}
+		h.stop()
 	}
 }

@@ -4,9 +4,12 @@ package lab_test
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/raftlb/raftlb/lab"
 )
@@ -24,6 +27,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "lab: the lab tests need root (they create namespaces and IPVS services)")
 		os.Exit(1)
 	}
+	// moby/ipvs (read through netlink by the scenarios) logs a failed
+	// modprobe through logrus; the modules are loaded by lab/init.
+	logrus.SetOutput(io.Discard)
 	os.Exit(m.Run())
 }
 

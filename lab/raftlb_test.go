@@ -68,7 +68,15 @@ type status struct {
 
 func newRaftlbCluster(t *testing.T) *rcluster {
 	t.Helper()
-	c := &rcluster{t: t, l: lab.New(t), dir: t.TempDir(), agents: map[string]*lab.Proc{}, serves: map[string]*lab.Proc{}, starts: map[string]int{}, ns: map[string]*lab.NS{}}
+	// The cluster's directory is removed after the lab's teardown has
+	// killed the agents (cleanups run last-in first-out): t.TempDir would
+	// be removed first, while agents still write to their data dirs.
+	dir, err := os.MkdirTemp("", "raftlb-lab-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	c := &rcluster{t: t, l: lab.New(t), dir: dir, agents: map[string]*lab.Proc{}, serves: map[string]*lab.Proc{}, starts: map[string]int{}, ns: map[string]*lab.NS{}}
 	r := c.l.Bin("raftlb")
 	c.l.Run("", r, "keygen", "-o", filepath.Join(c.dir, "key"))
 	c.l.Run("", r, "tls", "init", "--dir", filepath.Join(c.dir, "tls"))

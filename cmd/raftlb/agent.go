@@ -12,9 +12,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/cluster"
@@ -187,6 +190,9 @@ func runAgent(args []string, stderr io.Writer) error {
 		if err := rs.Start(); err != nil {
 			return err
 		}
+		// moby/ipvs logs through logrus (a modprobe it tries itself, for
+		// one); the agent reports IPVS problems through its own errors.
+		logrus.SetOutput(io.Discard)
 		if ipvs, err = director.NewKernelIPVS(); err != nil {
 			_ = rs.Shutdown()
 			return err
@@ -260,24 +266,45 @@ func runAgent(args []string, stderr io.Writer) error {
 	//  6. stop Raft and gossip, then remove the socket.
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go shutdownWatchdog(stopped, stderr, logger)
 	_ = srv.Shutdown(shutCtx)
 	node.HandOver()
 	stopDirector()
 	<-dirDone
+	logger.Info("stopping: director stopped; leaving gossip")
 	node.LeaveGossip()
 	if rs != nil {
 		time.Sleep(drainDelay)
 		if rerr := rs.Shutdown(); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
+		logger.Info("stopping: VIPs removed, ARP sysctls restored")
 	}
 	if nerr := node.Shutdown(); nerr != nil {
 		err = errors.Join(err, nerr)
 	}
+	logger.Info("stopped")
 	if apiAddr.Unix != "" {
 		_ = os.Remove(apiAddr.Unix)
 	}
 	return err
+}
+
+// shutdownTimeout bounds a graceful stop. Past it the agent logs every
+// goroutine's stack — so the step that hung can be found — and exits, as
+// systemd would kill it after TimeoutStopSec anyway.
+const shutdownTimeout = 15 * time.Second
+
+func shutdownWatchdog(stopped <-chan struct{}, stderr io.Writer, logger *slog.Logger) {
+	select {
+	case <-stopped:
+	case <-time.After(shutdownTimeout):
+		logger.Error("graceful stop did not finish; exiting anyway (goroutine stacks follow)", "timeout", shutdownTimeout)
+		_ = pprof.Lookup("goroutine").WriteTo(stderr, 1)
+		os.Exit(1)
+	}
 }
 
 // drainDelay is how long a stopping node keeps the VIP on lo after leaving
