@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,9 +19,13 @@ const (
 	svcFlagPersistent = 0x0001
 )
 
-// KernelIPVS is the real IPVS, over generic netlink.
+// KernelIPVS is the real IPVS, over generic netlink. A moby/ipvs handle is
+// one netlink socket, and concurrent requests on it can take each other's
+// replies (seen: the API reading the table while the director wrote it
+// hung), so every call holds mu.
 type KernelIPVS struct {
-	h *ipvs.Handle
+	mu sync.Mutex
+	h  *ipvs.Handle
 }
 
 // NewKernelIPVS opens a netlink handle in the current network namespace.
@@ -33,7 +38,11 @@ func NewKernelIPVS() (*KernelIPVS, error) {
 }
 
 // Close releases the netlink socket.
-func (k *KernelIPVS) Close() { k.h.Close() }
+func (k *KernelIPVS) Close() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.h.Close()
+}
 
 func protoNum(p string) uint16 {
 	if p == fsm.ProtocolUDP {
@@ -116,6 +125,8 @@ func fromIP(ip net.IP) netip.Addr {
 
 // Services implements IPVS.
 func (k *KernelIPVS) Services() ([]Service, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	list, err := k.h.GetServices()
 	if err != nil {
 		return nil, fmt.Errorf("list IPVS services: %w", err)
@@ -154,27 +165,43 @@ func (k *KernelIPVS) Services() ([]Service, error) {
 }
 
 // AddService implements IPVS.
-func (k *KernelIPVS) AddService(s Service) error { return k.h.NewService(toKernelService(s)) }
+func (k *KernelIPVS) AddService(s Service) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.NewService(toKernelService(s))
+}
 
 // UpdateService implements IPVS.
-func (k *KernelIPVS) UpdateService(s Service) error { return k.h.UpdateService(toKernelService(s)) }
+func (k *KernelIPVS) UpdateService(s Service) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.h.UpdateService(toKernelService(s))
+}
 
 // DelService implements IPVS.
 func (k *KernelIPVS) DelService(key fsm.ServiceKey) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	return k.h.DelService(toKernelService(Service{Key: key}))
 }
 
 // AddDest implements IPVS.
 func (k *KernelIPVS) AddDest(key fsm.ServiceKey, d Dest) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	return k.h.NewDestination(toKernelService(Service{Key: key}), toKernelDest(d))
 }
 
 // UpdateDest implements IPVS.
 func (k *KernelIPVS) UpdateDest(key fsm.ServiceKey, d Dest) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	return k.h.UpdateDestination(toKernelService(Service{Key: key}), toKernelDest(d))
 }
 
 // DelDest implements IPVS.
 func (k *KernelIPVS) DelDest(key fsm.ServiceKey, d Dest) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	return k.h.DelDestination(toKernelService(Service{Key: key}), toKernelDest(d))
 }
