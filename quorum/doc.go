@@ -1,8 +1,6 @@
 // Package quorum decides whether this node may act on the cluster's behalf:
 // whether it has quorum (a majority of Raft voters for a leader, recent
-// contact with a known leader for a follower), what the no-quorum policy
-// (stop, freeze, ignore) says to do with the VIPs it holds, and the lease
-// arithmetic that lets a cut-off DC release its VIP before anyone else can
+// contact with a known leader for a follower), and the lease arithmetic that lets a cut-off DC release its VIP before anyone else can
 // be elected (DESIGN invariant 3).
 //
 // It is pure on purpose: no I/O, no goroutines, no timers and no clock.

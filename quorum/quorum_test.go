@@ -6,41 +6,6 @@ import (
 	"time"
 )
 
-func TestParsePolicy(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    NoQuorumPolicy
-		wantErr bool
-	}{
-		{"", Stop, false},
-		{"stop", Stop, false},
-		{"freeze", Freeze, false},
-		{"ignore", Ignore, false},
-		{"  Freeze\n", Freeze, false},
-		{"IGNORE", Ignore, false},
-		{"   ", Stop, false},
-		{"demote", "", true},
-		{"suicide", "", true},
-		{"stopp", "", true},
-	}
-	for _, tt := range tests {
-		got, err := ParsePolicy(tt.in)
-		if (err != nil) != tt.wantErr {
-			t.Errorf("ParsePolicy(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
-			continue
-		}
-		if err != nil {
-			if !strings.Contains(err.Error(), "stop") || !strings.Contains(err.Error(), tt.in) {
-				t.Errorf("ParsePolicy(%q) error %q should name the input and the valid policies", tt.in, err)
-			}
-			continue
-		}
-		if got != tt.want {
-			t.Errorf("ParsePolicy(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestHasMajority(t *testing.T) {
 	tests := []struct {
 		voters, reachable int
@@ -107,63 +72,6 @@ func TestHas(t *testing.T) {
 	}
 }
 
-func TestDecide(t *testing.T) {
-	tests := []struct {
-		policy      NoQuorumPolicy
-		quorum      bool
-		holding     bool
-		action      Action
-		mayTake     bool
-		mustRelease bool
-		reason      string // substring of Reason
-	}{
-		{Stop, true, true, Hold, true, false, "quorum present"},
-		{Stop, true, false, Hold, true, false, "quorum present"},
-		{Freeze, true, true, Hold, true, false, "quorum present"},
-		{Freeze, true, false, Hold, true, false, "quorum present"},
-		{Ignore, true, true, Hold, true, false, "quorum present"},
-		{Ignore, true, false, Hold, true, false, "quorum present"},
-
-		{Stop, false, true, Release, false, true, "stop"},
-		{Stop, false, false, Abstain, false, false, "stop"},
-		{Freeze, false, true, Keep, false, false, "freeze"},
-		{Freeze, false, false, Abstain, false, false, "freeze"},
-		{Ignore, false, true, Hold, true, false, "NO QUORUM"},
-		{Ignore, false, false, Hold, true, false, "split brain"},
-
-		{"", false, true, Release, false, true, "unknown"},
-		{"bogus", false, false, Abstain, false, false, "bogus"},
-		{"bogus", true, true, Hold, true, false, "quorum present"},
-	}
-	for _, tt := range tests {
-		got := Decide(tt.policy, tt.quorum, tt.holding)
-		if got.Action != tt.action || got.MayTake != tt.mayTake || got.MustRelease != tt.mustRelease {
-			t.Errorf("Decide(%q, quorum=%v, holding=%v) = %+v, want action %s mayTake %v mustRelease %v",
-				tt.policy, tt.quorum, tt.holding, got, tt.action, tt.mayTake, tt.mustRelease)
-		}
-		if got.MayTake && got.MustRelease {
-			t.Errorf("Decide(%q, %v, %v): MayTake and MustRelease both true", tt.policy, tt.quorum, tt.holding)
-		}
-		if !strings.Contains(got.Reason, tt.reason) {
-			t.Errorf("Decide(%q, %v, %v).Reason = %q, want it to mention %q", tt.policy, tt.quorum, tt.holding, got.Reason, tt.reason)
-		}
-	}
-}
-
-func TestActionString(t *testing.T) {
-	tests := []struct {
-		a    Action
-		want string
-	}{
-		{Hold, "hold"}, {Keep, "keep"}, {Release, "release"}, {Abstain, "abstain"}, {Action(42), "Action(42)"},
-	}
-	for _, tt := range tests {
-		if got := tt.a.String(); got != tt.want {
-			t.Errorf("Action(%d).String() = %q, want %q", int(tt.a), got, tt.want)
-		}
-	}
-}
-
 func TestValidateTimings(t *testing.T) {
 	const ms = time.Millisecond
 	tests := []struct {
@@ -202,33 +110,5 @@ func TestValidateTimings(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestReleaseDeadline(t *testing.T) {
-	base := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		last  time.Time
-		lease time.Duration
-		want  time.Time
-	}{
-		{base, 125 * time.Millisecond, base.Add(125 * time.Millisecond)},
-		{base, 0, base},
-		{base, time.Nanosecond, base.Add(time.Nanosecond)},
-	}
-	for _, tt := range tests {
-		if got := ReleaseDeadline(tt.last, tt.lease); !got.Equal(tt.want) {
-			t.Errorf("ReleaseDeadline(%s, %s) = %s, want %s", tt.last, tt.lease, got, tt.want)
-		}
-	}
-
-	// With valid timings, the deadline falls before the earliest moment a
-	// follower that heard the same last contact could stand for election.
-	lease, hb, el := 125*time.Millisecond, 250*time.Millisecond, 250*time.Millisecond
-	if err := ValidateTimings(lease, hb, el); err != nil {
-		t.Fatal(err)
-	}
-	if d := ReleaseDeadline(base, lease); !d.Before(base.Add(hb)) {
-		t.Errorf("release deadline %s is not before the earliest election %s", d, base.Add(hb))
 	}
 }
