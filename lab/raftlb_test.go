@@ -325,17 +325,28 @@ func figures(name string, runs []float64, unit string) {
 }
 
 // startProbe opens a new TCP connection to the VIP every 20 ms from the
-// client until stopped, and waits for a baseline of answers.
-func (c *rcluster) startProbe(name string) *lab.Probe {
+// client until stopped, and waits until the client's ARP cache holds the
+// DC's MAC, as a real client's would before the fault.
+func (c *rcluster) startProbe(name, dc string) *lab.Probe {
 	c.t.Helper()
 	p, err := c.l.StartProbe(name, lab.VIP+":"+port, "--interval", "20ms", "--timeout", "1s")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	// A baseline of healthy traffic before the fault, so the client has
-	// the old DC's MAC in its ARP cache, as a real client would.
-	time.Sleep(300 * time.Millisecond)
+	c.waitClientARP(c.mac(dc), 30*time.Second)
 	return p
+}
+
+// ipvsWrites is the number of IPVS writes node n's agent has made.
+func (c *rcluster) ipvsWrites(n string) uint64 {
+	c.t.Helper()
+	var r struct {
+		WritesTotal uint64 `json:"writes_total"`
+	}
+	if err := json.Unmarshal([]byte(c.cli(n, "ipvs", "--json")), &r); err != nil {
+		c.t.Fatal(err)
+	}
+	return r.WritesTotal
 }
 
 // labRuns is how many times each failover scenario repeats; the figures

@@ -3,7 +3,6 @@
 package lab_test
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 	"syscall"
@@ -97,7 +96,7 @@ func TestRaftlbCablePull(t *testing.T) {
 	for run := 1; run <= runs(); run++ {
 		dc := c.waitHealthy(lab.Nodes())
 		survivors := others(dc)
-		probe := c.startProbe("probe-cable-" + dc)
+		probe := c.startProbe("probe-cable-"+dc, dc)
 		t0 := time.Now()
 		if err := c.l.CablePull(dc); err != nil {
 			t.Fatal(err)
@@ -163,7 +162,7 @@ func TestRaftlbGracefulStop(t *testing.T) {
 	failed, resets := 0, 0
 	for run := 1; run <= runs(); run++ {
 		dc := c.waitHealthy(lab.Nodes())
-		probe := c.startProbe("probe-graceful-" + dc)
+		probe := c.startProbe("probe-graceful-"+dc, dc)
 		t0 := time.Now()
 		if err := c.agents[dc].Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
@@ -213,7 +212,7 @@ func TestRaftlbCrashRestart(t *testing.T) {
 	var outage, takeover, twoMACs []float64
 	for run := 1; run <= runs(); run++ {
 		dc := c.waitHealthy(lab.Nodes())
-		probe := c.startProbe("probe-crash-" + dc)
+		probe := c.startProbe("probe-crash-"+dc, dc)
 		t0 := time.Now()
 		c.agents[dc].Kill()
 		newDC, t1 := c.waitVIPOnInterface(others(dc), 30*time.Second)
@@ -334,26 +333,16 @@ func TestRaftlbRuntimeChanges(t *testing.T) {
 		t.Errorf("the 8080 service was disturbed: before %+v, after %+v", before, after)
 	}
 
-	writes := func() uint64 {
-		t.Helper()
-		var r struct {
-			WritesTotal uint64 `json:"writes_total"`
-		}
-		if err := json.Unmarshal([]byte(c.cli(dc, "ipvs", "--json")), &r); err != nil {
-			t.Fatal(err)
-		}
-		return r.WritesTotal
-	}
-	w0 := writes()
+	w0 := c.ipvsWrites(dc)
 	if out := c.apply(changed); !strings.Contains(out, "unchanged") {
 		t.Fatalf("re-applying the same file said %q, want unchanged", out)
 	}
 	// Wait past the director's periodic reconcile (5 s), which must also
 	// find nothing to write.
 	time.Sleep(6 * time.Second)
-	if w1 := writes(); w1 != w0 {
+	if w1 := c.ipvsWrites(dc); w1 != w0 {
 		t.Errorf("a no-op apply made %d IPVS writes, want 0", w1-w0)
 	}
-	figure("lab_noop_apply_ipvs_writes", float64(writes()-w0), "count")
+	figure("lab_noop_apply_ipvs_writes", float64(c.ipvsWrites(dc)-w0), "count")
 	t.Logf("the DC's table:\n%s", c.cli(dc, "ipvs"))
 }
