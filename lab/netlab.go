@@ -206,6 +206,9 @@ func (l *Lab) exec(stdin string, argv []string) (string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdin = strings.NewReader(stdin)
+	// Once the command is killed, stop waiting for output pipes that a
+	// leftover child may still hold open.
+	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	l.logCommand(argv, stdin, out, err)
 	if err != nil {

@@ -130,10 +130,28 @@ func (p *Proc) Stop(timeout time.Duration) error {
 
 // Kill kills the process's group with SIGKILL, as a crash or kill -9
 // would, and waits for the process to be gone. The group is signalled even
-// if the process has exited: what it spawned may still run.
+// if the process has exited: what it spawned may still run. A process that
+// outlives SIGKILL (stuck in the kernel) is reported, not waited on forever.
 func (p *Proc) Kill() {
 	p.Signal(syscall.SIGKILL)
-	<-p.done
+	select {
+	case <-p.done:
+	case <-time.After(killWait):
+		fmt.Fprintf(os.Stderr, "lab: %s (pid %d) still alive %v after SIGKILL; its kernel stack:\n%s\n",
+			p.Name, p.Pid(), killWait, kernelStack(p.Pid()))
+	}
+}
+
+// killWait bounds how long Kill waits for a SIGKILLed process to go.
+const killWait = 30 * time.Second
+
+// kernelStack is where in the kernel pid is stuck, for a report.
+func kernelStack(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stack", pid))
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
 
 // Output is what this run of the process has written so far.

@@ -9,7 +9,9 @@
 #        lab/run.sh --exec SCRIPT [ARGS]   run a script of the repo in the VM instead
 #
 # Environment:
-#   LAB_TIMEOUT     wall-clock limit for the VM (default 15m, timeout(1) syntax)
+#   LAB_TIMEOUT     wall-clock limit for the VM (default 15m; seconds, or with s, m or h).
+#                   The in-VM tests get one minute less, so a hung test panics
+#                   with its name and stacks instead of being cut off silently.
 #   LAB_KERNEL_PKG  kernel package to use instead of what linux-image-amd64 names
 #   LAB_MEM, LAB_SMP  VM memory (MiB) and CPUs (default 1024 and 2)
 #
@@ -36,6 +38,15 @@ command -v go >/dev/null || die "go is not installed (or not on PATH)"
 for a in "$@"; do
 	[[ "$a" != *$'\n'* ]] || die "test arguments must not contain newlines"
 done
+LAB_TIMEOUT="${LAB_TIMEOUT:-15m}"
+[[ "$LAB_TIMEOUT" =~ ^([0-9]+)([smh]?)$ ]] ||
+	die "LAB_TIMEOUT=$LAB_TIMEOUT: want a whole number of seconds, or of minutes (m) or hours (h)"
+case "${BASH_REMATCH[2]}" in
+h) timeout_s=$((BASH_REMATCH[1] * 3600)) ;;
+m) timeout_s=$((BASH_REMATCH[1] * 60)) ;;
+*) timeout_s=$((BASH_REMATCH[1])) ;;
+esac
+((timeout_s >= 120)) || die "LAB_TIMEOUT=$LAB_TIMEOUT: the lab needs at least 2m"
 # The repo path reaches the VM unquoted, in qemu's comma-separated -virtfs
 # option and in the shell variables lab/init sources: keep it plain.
 [[ "$REPO" =~ ^[A-Za-z0-9/._+-]+$ ]] || die "unsupported characters in repo path: $REPO"
@@ -153,7 +164,7 @@ if [[ "${1:-}" == --exec ]]; then
 	[[ $# -gt 0 && -x "$1" ]] || die "--exec needs an executable script of the repo, e.g. lab/demo.sh"
 	printf '%s\n' "$@" >"$OUT/cmd"
 else
-	printf '%s\n' "$LAB/lab.test" "$@" >"$OUT/cmd"
+	printf '%s\n' "$LAB/lab.test" "-test.timeout=$((timeout_s - 60))s" "$@" >"$OUT/cmd"
 fi
 
 # --- (f) boot -----------------------------------------------------------------
@@ -163,7 +174,7 @@ fi
 say "booting kernel $KVER (TCG; console also in .lab/out/console.log)"
 start=$SECONDS
 set +e
-timeout --foreground -k 10s "${LAB_TIMEOUT:-15m}" \
+timeout --foreground -k 10s "${timeout_s}s" \
 	qemu-system-x86_64 -accel tcg -nodefaults -display none -no-reboot \
 	-m "${LAB_MEM:-1024}" -smp "${LAB_SMP:-2}" \
 	-serial stdio \
@@ -177,6 +188,25 @@ set -e
 say "VM ran for $((SECONDS - start)) s"
 
 # --- (g) result ---------------------------------------------------------------
+# failures prints, last (a CI log may show only its tail), which tests
+# failed with their own lines and, for a test that hung, where it waited.
+failures() {
+	local log="$OUT/console.clean.log"
+	tr -d '\r' <"$OUT/console.log" >"$log"
+	grep -q -E '^(--- FAIL|panic: )' "$log" || return 0
+	echo "--- failures (whole console in .lab/out/console.log, per-test logs in .lab/out/Test*/)"
+	# A failed test's report: its --- FAIL line and the indented lines after it.
+	awk '/^ *--- FAIL/ { on = 1; print; next } on && /^    / { print; next } { on = 0 }' "$log" | head -n 80
+	# A test that hit -test.timeout: the panic names it; the test's own
+	# goroutine shows which wait in which scenario never returned.
+	if grep -q '^panic: test timed out' "$log"; then
+		awk '/^panic: test timed out/ { on = 1 } on && /^$/ { exit } on' "$log"
+		awk '/^goroutine [0-9]+ / { g = $0; keep = 0; buf = ""; next }
+			/^$/ { if (keep) print g "\n" buf; keep = 0; buf = ""; next }
+			{ buf = buf $0 "\n"; if ($0 ~ /lab\/[a-z_]+_test\.go:/) keep = 1 }
+			END { if (keep) print g "\n" buf }' "$log" | head -n 60
+	fi
+}
 # Figures may come with the serial console's \r; strip it.
 tr -d '\r' <"$OUT/console.log" | grep '^figure: ' >"$OUT/figures.txt" || true
 if [[ -s "$OUT/figures.txt" ]]; then
@@ -184,7 +214,8 @@ if [[ -s "$OUT/figures.txt" ]]; then
 	cat "$OUT/figures.txt"
 fi
 if ((qemu_rc == 124 || qemu_rc == 137)); then
-	die "the VM did not finish within ${LAB_TIMEOUT:-15m}; see .lab/out/console.log"
+	failures
+	die "the VM did not finish within ${LAB_TIMEOUT}; see .lab/out/console.log"
 fi
 if [[ ! -s "$OUT/exit" ]]; then
 	die "the VM did not report a result (qemu exit $qemu_rc); see .lab/out/console.log"
@@ -192,6 +223,7 @@ fi
 rc="$(cat "$OUT/exit")"
 [[ "$rc" =~ ^[0-9]+$ ]] || die "the VM reported a malformed result '$rc'; see .lab/out/console.log"
 if ((rc != 0)); then
+	failures
 	say "in-VM run FAILED (exit $rc); logs in .lab/out/"
 else
 	say "in-VM run passed; logs in .lab/out/"

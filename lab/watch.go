@@ -3,10 +3,12 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
@@ -33,11 +35,22 @@ func OpenNS(name string) (*NS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink in %s: %w", name, err)
 	}
+	// A lost reply must fail the poll, not hang the test until the VM's
+	// wall-clock limit kills everything without a word.
+	if err := h.SetSocketTimeout(5 * time.Second); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("netlink in %s: %w", name, err)
+	}
 	return &NS{name: name, h: h}, nil
 }
 
 // Close releases the handle.
 func (n *NS) Close() { n.h.Close() }
+
+// dumpTries bounds the re-dumps of a netlink dump the kernel marks as
+// interrupted (it raced a change, such as the VIP moving): the poll that
+// watches a failover must not fail because the failover happened.
+const dumpTries = 5
 
 // HasAddr reports whether ip is configured on dev.
 func (n *NS) HasAddr(dev string, ip netip.Addr) (bool, error) {
@@ -47,7 +60,13 @@ func (n *NS) HasAddr(dev string, ip netip.Addr) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%s: %s: %w", n.name, dev, err)
 	}
-	addrs, err := n.h.AddrList(l, netlink.FAMILY_ALL)
+	var addrs []netlink.Addr
+	for try := 1; ; try++ {
+		addrs, err = n.h.AddrList(l, netlink.FAMILY_ALL)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || try == dumpTries {
+			break
+		}
+	}
 	if err != nil {
 		return false, fmt.Errorf("%s: addresses of %s: %w", n.name, dev, err)
 	}
@@ -68,7 +87,13 @@ func (n *NS) NeighMAC(dev string, ip netip.Addr) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %s: %w", n.name, dev, err)
 	}
-	list, err := n.h.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+	var list []netlink.Neigh
+	for try := 1; ; try++ {
+		list, err = n.h.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || try == dumpTries {
+			break
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("%s: neighbours: %w", n.name, err)
 	}

@@ -65,7 +65,15 @@ func (n Netlink) Addrs(dev string) ([]netip.Prefix, error) {
 	if err != nil {
 		return nil, err
 	}
-	list, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	var list []netlink.Addr
+	// The kernel marks a dump that raced an address change as
+	// interrupted (possibly inconsistent); dump again, as iproute2 does.
+	for try := 1; ; try++ {
+		list, err = netlink.AddrList(l, netlink.FAMILY_ALL)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || try == dumpTries {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list addresses on %s: %w", dev, err)
 	}
@@ -80,6 +88,9 @@ func (n Netlink) Addrs(dev string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// dumpTries bounds the re-dumps of an interrupted address dump.
+const dumpTries = 5
 
 func sysctlPath(key string) (string, error) {
 	if strings.Contains(key, "..") || strings.HasPrefix(key, "/") {
