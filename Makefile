@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cmd/raftlb -run '^$$' -fuzz '^FuzzParseConfigFile$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./director -run '^$$' -fuzz '^FuzzARPSender$$' -fuzztime $(FUZZTIME)
 
 # Kill the DC 20 times on loopback; prints `figure: NAME = VALUE UNIT`.
 bench:

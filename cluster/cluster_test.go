@@ -3,10 +3,13 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -394,4 +397,41 @@ func TestWrongCACannotJoin(t *testing.T) {
 	if _, ok := raftServers(dc)["n4"]; ok {
 		t.Error("node with a certificate from another CA is in Raft")
 	}
+}
+
+// TestHandOverHooksAndFlag: a hand-over runs the hooks (true) before the
+// transfer, HandingOver stays true after it, and is cleared once the node
+// leads again in a later term.
+func TestHandOverHooksAndFlag(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	dc := c.waitDC()
+	var mu sync.Mutex
+	var calls []string
+	dc.OnHandOver(func(begun bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		// The hook runs while this node still leads and already counts
+		// as handing over.
+		calls = append(calls, fmt.Sprintf("begun=%v leader=%v handing=%v", begun, dc.IsLeader(), dc.HandingOver()))
+	})
+	if dc.HandingOver() {
+		t.Fatal("HandingOver before any hand-over")
+	}
+	dc.HandOver()
+	mu.Lock()
+	got := slices.Clone(calls)
+	mu.Unlock()
+	if want := []string{"begun=true leader=true handing=true"}; !slices.Equal(got, want) {
+		t.Fatalf("hook calls %q, want %q", got, want)
+	}
+	if !dc.HandingOver() || dc.IsLeader() {
+		t.Fatalf("after the hand-over: HandingOver=%v IsLeader=%v, want true, false", dc.HandingOver(), dc.IsLeader())
+	}
+	next := c.waitDC()
+	if err := next.raft.LeadershipTransferToServer(raft.ServerID(dc.Name()), raft.ServerAddress(dc.raftAddr())).Error(); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("the old DC to lead again and stop handing over", 10*time.Second, func() bool {
+		return dc.IsLeader() && !dc.HandingOver()
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +49,11 @@ type Node struct {
 	// healthSource gives the DC's health-check results; set by the agent
 	// when it runs a data plane.
 	healthSource atomic.Pointer[func() map[health.Key]health.State]
-	handingOver  atomic.Bool
+	// handOverTerm is the term in which this node began handing its DC
+	// duties over on purpose, or 0.
+	handOverTerm atomic.Uint64
+	hooksMu      sync.Mutex
+	onHandOver   []func(begun bool)
 	// caughtUp turns true once this node has applied its whole local log
 	// since start; until then status calls its data stale.
 	caughtUp atomic.Bool
@@ -234,12 +239,27 @@ func (n *Node) HandOver() {
 }
 
 // transfer hands leadership to another voter. While it runs, HandingOver
-// is true: the director then keeps its VIPs for a short grace after
-// losing leadership, so the successor can claim them first.
+// is true (and stays so after a successful transfer, until this node leads
+// again): the director stops balancing before the transfer begins, and
+// keeps its VIPs after losing leadership until it has seen the successor
+// announce them.
 func (n *Node) transfer() bool {
-	n.handingOver.Store(true)
+	term := max(n.raft.CurrentTerm(), 1)
+	n.handOverTerm.Store(term)
+	n.handOverHooks(true)
 	if err := n.raft.LeadershipTransfer().Error(); err != nil {
-		n.handingOver.Store(false)
+		if n.raft.State() != raft.Leader && n.raft.CurrentTerm() > term {
+			// The transfer timed out, but a successor was elected in a
+			// later term all the same (a slow election): the hand-over
+			// happened.
+			n.logger.Info("leadership transfer reported an error, but another node leads now", "err", err)
+			return true
+		}
+		// Still DC, or stepped down without a successor (quorum lost):
+		// no hand-over; whatever the director held it gives up or keeps
+		// as a DC without one would.
+		n.handOverTerm.Store(0)
+		n.handOverHooks(false)
 		n.logger.Warn("leadership transfer failed", "err", err)
 		return false
 	}
@@ -247,9 +267,28 @@ func (n *Node) transfer() bool {
 	return true
 }
 
+// OnHandOver registers fn, called with true just before this node hands
+// its DC duties over on purpose, and with false when such a hand-over
+// failed and the node is still DC. fn runs on the caller's goroutine and
+// must not block for long.
+func (n *Node) OnHandOver(fn func(begun bool)) {
+	n.hooksMu.Lock()
+	defer n.hooksMu.Unlock()
+	n.onHandOver = append(n.onHandOver, fn)
+}
+
+func (n *Node) handOverHooks(begun bool) {
+	n.hooksMu.Lock()
+	hooks := slices.Clone(n.onHandOver)
+	n.hooksMu.Unlock()
+	for _, fn := range hooks {
+		fn(begun)
+	}
+}
+
 // HandingOver reports that this node is handing its DC duties to another
 // voter on purpose (graceful stop or leave), as opposed to losing them.
-func (n *Node) HandingOver() bool { return n.handingOver.Load() }
+func (n *Node) HandingOver() bool { return n.handOverTerm.Load() != 0 }
 
 // LeaveGossip announces that this node is going away, so the DC stops
 // sending it traffic at once instead of waiting for failure detection. The

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,9 @@ type Cluster interface {
 	// HandingOver is true while this node gives its DC duties away on
 	// purpose; a node that loses them (quorum lost) is not handing over.
 	HandingOver() bool
+	// OnHandOver registers a function called with true just before a
+	// hand-over begins and with false if it failed.
+	OnHandOver(fn func(begun bool))
 }
 
 // Config tunes the director. Zero fields take the defaults.
@@ -40,10 +44,11 @@ type Config struct {
 	// ReconcileInterval re-reads the kernel table even without a change,
 	// repairing anything edited behind raftlb's back.
 	ReconcileInterval time.Duration
-	// HandOverGrace is how long a DC that hands its duties over on purpose
-	// keeps the VIPs and its IPVS table after losing leadership, so the
-	// successor claims and announces them before it lets go: clients never
-	// find nobody holding the VIP. A DC that loses quorum releases at once.
+	// HandOverGrace bounds how long a DC that hands its duties over on
+	// purpose keeps the VIPs after losing leadership: it lets go as soon
+	// as it has seen the successor announce every VIP (gratuitous ARP), so
+	// clients never find nobody holding a VIP. Balancing stops at once. A
+	// DC that loses quorum releases at once, without a grace.
 	HandOverGrace time.Duration
 	Logger        *slog.Logger
 }
@@ -62,7 +67,7 @@ func (c *Config) defaults() {
 		c.ReconcileInterval = 5 * time.Second
 	}
 	if c.HandOverGrace == 0 {
-		c.HandOverGrace = 500 * time.Millisecond
+		c.HandOverGrace = 3 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -80,6 +85,11 @@ type Director struct {
 	logger *slog.Logger
 
 	writes atomic.Uint64 // IPVS writes since start
+	// ipvsMu orders IPVS writes: a reconcile and the flush that begins a
+	// hand-over never interleave.
+	ipvsMu sync.Mutex
+	// resume asks the DC loop to reconcile after a failed hand-over.
+	resume chan struct{}
 
 	// monitor runs the health checks while this node is DC; nil otherwise.
 	monitor atomic.Pointer[health.Monitor]
@@ -97,7 +107,27 @@ func (d *Director) Health() map[health.Key]health.State {
 // New returns a Director.
 func New(c Cluster, rs *realserver.Manager, ipvs IPVS, arp ARP, cfg Config) *Director {
 	cfg.defaults()
-	return &Director{c: c, rs: rs, ipvs: ipvs, arp: arp, cfg: cfg, logger: cfg.Logger.With("component", "director")}
+	d := &Director{c: c, rs: rs, ipvs: ipvs, arp: arp, cfg: cfg, logger: cfg.Logger.With("component", "director"), resume: make(chan struct{}, 1)}
+	c.OnHandOver(d.handOver)
+	return d
+}
+
+// handOver runs on the goroutine that hands DC duties over. Balancing
+// stops before the successor can be elected, so no instant has two
+// directors forwarding to each other (invariant 6); the VIPs stay until
+// the successor announces them (see lead). If the hand-over fails, the DC
+// loop rebuilds its table.
+func (d *Director) handOver(begun bool) {
+	if begun {
+		d.logger.Info("handing over: balancing stops; this node's own service answers until the successor takes the VIPs")
+		d.flush(d.c.FSM().Spec())
+		return
+	}
+	d.logger.Warn("hand-over failed: balancing again")
+	select {
+	case d.resume <- struct{}{}:
+	default:
+	}
 }
 
 // Writes returns the number of IPVS writes made since start.
@@ -207,6 +237,8 @@ func (d *Director) owned(spec fsm.Spec) map[netip.Addr]bool {
 // flush deletes the IPVS services of our VIPs. Deleting never claims
 // anything, so it needs no leadership.
 func (d *Director) flush(spec fsm.Spec) {
+	d.ipvsMu.Lock()
+	defer d.ipvsMu.Unlock()
 	cur, err := d.ipvs.Services()
 	if err != nil {
 		d.logger.Error("reading IPVS table failed", "err", err)
@@ -229,22 +261,29 @@ func (d *Director) flush(spec fsm.Spec) {
 // lead is the DC's loop for one term.
 func (d *Director) lead(ctx context.Context, term uint64) {
 	log := d.logger.With("term", term)
+	ann := newAnnouncements(d.arp, log, d.c.HandingOver)
 	defer func() {
 		if d.c.HandingOver() && d.cfg.HandOverGrace > 0 {
-			// The successor is being elected on our request. Stop
-			// balancing at once — two directors would forward packets to
-			// each other (invariant 6) — but keep the VIPs on the
-			// interface until the successor has claimed them, so clients
-			// whose ARP caches still point here are answered (by this
-			// node's own service) instead of finding nobody. Two nodes
-			// answer ARP for this bounded window; the successor's
-			// gratuitous ARP moves the clients.
-			d.flush(d.c.FSM().Spec())
-			log.Info("handing over: keeping the VIPs until the successor claims them", "grace", d.cfg.HandOverGrace)
-			time.Sleep(d.cfg.HandOverGrace)
+			// The successor was elected on our request; balancing
+			// stopped before that (handOver). Keep the VIPs on the
+			// interface until the successor has announced them, so
+			// clients whose ARP caches still point here are answered (by
+			// this node's own service) instead of finding nobody. Two
+			// nodes answer ARP for this bounded window.
+			log.Info("handing over: keeping the VIPs until the successor announces them", "at_most", d.cfg.HandOverGrace)
+			start := time.Now()
+			switch {
+			case ann.waitSuccessor(d.cfg.HandOverGrace):
+				log.Info("the successor announced every VIP", "after", time.Since(start).Round(time.Millisecond))
+			case !d.c.HandingOver():
+				log.Warn("hand-over called off without a successor: releasing the VIPs at once")
+			default:
+				log.Warn("no successor announced every VIP within the grace; releasing them anyway", "grace", d.cfg.HandOverGrace)
+			}
 		}
 		d.follow()
 		log.Info("DC duties released: VIPs back on lo, IPVS services removed")
+		ann.stop()
 	}()
 	// Barrier: act on everything committed before this term.
 	for {
@@ -315,6 +354,11 @@ func (d *Director) lead(ctx context.Context, term uint64) {
 			}
 		}
 		held = now
+		ifaces := map[netip.Addr]string{}
+		for _, v := range spec.VIPs {
+			ifaces[v.Address] = d.ifaceOf(v)
+		}
+		ann.hold(ifaces)
 		if fresh {
 			burstLeft = d.cfg.GARPCount
 			burst.Reset(0)
@@ -341,6 +385,10 @@ func (d *Director) lead(ctx context.Context, term uint64) {
 				d.reconcile(log, d.c.FSM().Spec())
 			}
 		case <-reconcile.C:
+			if d.c.VerifyLeader(term) == nil {
+				d.reconcile(log, d.c.FSM().Spec())
+			}
+		case <-d.resume:
 			if d.c.VerifyLeader(term) == nil {
 				d.reconcile(log, d.c.FSM().Spec())
 			}
@@ -382,6 +430,11 @@ func (d *Director) sendGARP(log *slog.Logger, term uint64) bool {
 // reconcile brings the kernel table in line with the spec by diff. The
 // caller has verified leadership for this term.
 func (d *Director) reconcile(log *slog.Logger, spec fsm.Spec) {
+	d.ipvsMu.Lock()
+	defer d.ipvsMu.Unlock()
+	if d.c.HandingOver() {
+		return // balancing stopped for the hand-over
+	}
 	state := d.c.FSM().State()
 	online := d.c.OnlineNodes()
 	isOnline := func(n string) bool { return online[n] }

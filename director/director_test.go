@@ -39,6 +39,25 @@ type fakeCluster struct {
 	verifyErr   error
 	verified    int
 	handingOver bool
+	hooks       []func(bool)
+}
+
+func (c *fakeCluster) OnHandOver(fn func(bool)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hooks = append(c.hooks, fn)
+}
+
+// setHandingOver does what the real node does around a leadership
+// transfer: the flag first, then the hooks.
+func (c *fakeCluster) setHandingOver(on bool) {
+	c.mu.Lock()
+	c.handingOver = on
+	hooks := slices.Clone(c.hooks)
+	c.mu.Unlock()
+	for _, fn := range hooks {
+		fn(on)
+	}
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -108,8 +127,40 @@ func (c *fakeCluster) setOnline(name string, up bool) {
 }
 
 type fakeARP struct {
-	mu   sync.Mutex
-	sent []string
+	mu       sync.Mutex
+	sent     []string
+	watchers map[string]func(netip.Addr)
+}
+
+func (a *fakeARP) Watch(ctx context.Context, iface string, fn func(netip.Addr)) error {
+	a.mu.Lock()
+	if a.watchers == nil {
+		a.watchers = map[string]func(netip.Addr){}
+	}
+	a.watchers[iface] = fn
+	a.mu.Unlock()
+	<-ctx.Done()
+	a.mu.Lock()
+	delete(a.watchers, iface)
+	a.mu.Unlock()
+	return nil
+}
+
+// watching reports whether iface is watched.
+func (a *fakeARP) watching(iface string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.watchers[iface] != nil
+}
+
+// announce delivers an ARP packet from another host with sender ip on iface.
+func (a *fakeARP) announce(iface string, ip netip.Addr) {
+	a.mu.Lock()
+	fn := a.watchers[iface]
+	a.mu.Unlock()
+	if fn != nil {
+		fn(ip)
+	}
 }
 
 func (a *fakeARP) Gratuitous(iface string, ip netip.Addr) error {
@@ -218,13 +269,17 @@ type harness struct {
 func newHarness(t *testing.T) *harness { return newHarnessWithLog(t, discard()) }
 
 func newHarnessWithLog(t *testing.T, logger *slog.Logger) *harness {
+	return newHarnessWith(t, logger, 20*time.Millisecond)
+}
+
+func newHarnessWith(t *testing.T, logger *slog.Logger, grace time.Duration) *harness {
 	h := &harness{c: newFakeCluster(t), k: realserver.NewFake("eth0"), ipvs: NewFakeIPVS(), arp: &fakeARP{}}
 	h.rs = realserver.New(h.k, "eth0", t.TempDir()+"/vips.json", discard())
 	if err := h.rs.Start(); err != nil {
 		t.Fatal(err)
 	}
 	h.c.setSpec(squid("rr"))
-	h.d = New(h.c, h.rs, h.ipvs, h.arp, Config{GARPSpacing: time.Millisecond, GARPRefresh: -1, ReconcileInterval: time.Hour, HandOverGrace: 20 * time.Millisecond, Logger: logger})
+	h.d = New(h.c, h.rs, h.ipvs, h.arp, Config{GARPSpacing: time.Millisecond, GARPRefresh: -1, ReconcileInterval: time.Hour, HandOverGrace: grace, Logger: logger})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -455,33 +510,118 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestHandOverKeepsVIPsUntilTheGraceEnds: a DC that hands its duties over
-// on purpose keeps the VIPs for the grace period before it releases them;
-// one that loses them releases at once, without a grace.
-func TestHandOverKeepsVIPsUntilTheGraceEnds(t *testing.T) {
+// TestHandOverKeepsVIPsUntilTheSuccessorAnnounces: a DC that hands its
+// duties over on purpose stops balancing at once but keeps the VIP until
+// another host announces it over ARP; an announcement of some other
+// address does not count.
+func TestHandOverKeepsVIPsUntilTheSuccessorAnnounces(t *testing.T) {
+	var logs syncBuffer
+	h := newHarnessWith(t, slog.New(slog.NewTextHandler(&logs, nil)), time.Hour)
+	// If the test stops early, end the hour-long grace so the harness can stop.
+	t.Cleanup(func() { h.arp.announce("eth0", vip) })
+	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 5}
+	h.waitFor(t, "VIP claimed and watched", func() bool { return h.has("eth0") && len(h.table()) == 1 && h.arp.watching("eth0") })
+	// Balancing stops before the transfer, while this node still leads.
+	h.c.setHandingOver(true)
+	if len(h.table()) != 0 || !h.has("eth0") {
+		t.Fatalf("hand-over begun: want no IPVS service and the VIP kept, got %d services, VIP on eth0 %v", len(h.table()), h.has("eth0"))
+	}
+	h.c.members <- struct{}{} // a membership change must not rebuild the table
+	h.c.leaders <- cluster.LeaderEvent{IsLeader: false}
+	h.waitFor(t, "the grace to begin", func() bool { return strings.Contains(logs.String(), "until the successor announces them") })
+	if len(h.table()) != 0 {
+		t.Fatalf("the table was rebuilt during the hand-over: %+v", h.table())
+	}
+	h.arp.announce("eth0", m40) // a real server's own address: not a successor
+	if !h.has("eth0") {
+		t.Fatal("the VIP left the interface before any successor announced it")
+	}
+	h.arp.announce("eth0", vip)
+	h.waitFor(t, "VIP released", func() bool { return h.has("lo") && !h.has("eth0") })
+	h.waitFor(t, "the watch to end", func() bool { return !h.arp.watching("eth0") })
+	if out := logs.String(); !strings.Contains(out, "the successor announced every VIP") {
+		t.Errorf("want the successor's announcement logged, logs:\n%s", out)
+	}
+}
+
+// TestFailedHandOverBalancesAgain: a hand-over that fails leaves this node
+// DC; it rebuilds its table at once.
+func TestFailedHandOverBalancesAgain(t *testing.T) {
+	h := newHarness(t)
+	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 5}
+	h.waitFor(t, "VIP claimed", func() bool { return h.has("eth0") && len(h.table()) == 1 })
+	h.c.setHandingOver(true)
+	if len(h.table()) != 0 {
+		t.Fatal("hand-over begun: want balancing stopped")
+	}
+	h.c.setHandingOver(false)
+	h.waitFor(t, "the table rebuilt", func() bool { return len(h.table()) == 1 && len(h.table()[0].Dests) == 3 })
+	if !h.has("eth0") {
+		t.Error("the VIP left the interface")
+	}
+}
+
+// TestHandOverCalledOffEndsTheGrace: when the hand-over is called off
+// after leadership was lost (the transfer failed and no successor was
+// elected: quorum lost), the VIP is released at once, not at the end of
+// the grace.
+func TestHandOverCalledOffEndsTheGrace(t *testing.T) {
+	var logs syncBuffer
+	h := newHarnessWith(t, slog.New(slog.NewTextHandler(&logs, nil)), time.Hour)
+	t.Cleanup(func() { h.arp.announce("eth0", vip) })
+	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 5}
+	h.waitFor(t, "VIP claimed", func() bool { return h.has("eth0") && len(h.table()) == 1 })
+	h.c.setHandingOver(true)
+	h.c.leaders <- cluster.LeaderEvent{IsLeader: false}
+	h.waitFor(t, "the grace to begin", func() bool { return strings.Contains(logs.String(), "until the successor announces them") })
+	h.c.setHandingOver(false)
+	h.waitFor(t, "VIP released", func() bool { return h.has("lo") && !h.has("eth0") })
+	if !strings.Contains(logs.String(), "hand-over called off") {
+		t.Errorf("want the call-off logged, logs:\n%s", logs.String())
+	}
+}
+
+// TestHandOverGraceEndsWithoutSuccessor: with no announcement the VIP is
+// released when the grace ends; a DC that loses leadership (not handing
+// over) releases at once, without a grace.
+func TestHandOverGraceEndsWithoutSuccessor(t *testing.T) {
 	for _, handingOver := range []bool{true, false} {
 		var logs syncBuffer
 		h := newHarnessWithLog(t, slog.New(slog.NewTextHandler(&logs, nil)))
 		h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 5}
 		h.waitFor(t, "VIP claimed", func() bool { return h.has("eth0") && len(h.table()) == 1 })
-		h.c.mu.Lock()
-		h.c.handingOver = handingOver
-		h.c.mu.Unlock()
-		h.c.leaders <- cluster.LeaderEvent{IsLeader: false}
 		if handingOver {
-			// Balancing stops at once; the VIP stays for the grace.
-			h.waitFor(t, "IPVS flushed", func() bool { return len(h.table()) == 0 })
+			h.c.setHandingOver(true)
 		}
+		h.c.leaders <- cluster.LeaderEvent{IsLeader: false}
 		h.waitFor(t, "VIP released", func() bool { return h.has("lo") && !h.has("eth0") && len(h.table()) == 0 })
 		out := logs.String()
-		grace := strings.Index(out, "keeping the VIPs until the successor claims them")
+		grace := strings.Index(out, "no successor announced every VIP within the grace")
 		released := strings.Index(out, "DC duties released")
 		switch {
 		case handingOver && (grace < 0 || grace > released):
-			t.Errorf("hand-over: want the grace before the release, logs:\n%s", out)
-		case !handingOver && grace >= 0:
+			t.Errorf("hand-over: want the grace to end before the release, logs:\n%s", out)
+		case !handingOver && strings.Contains(out, "handing over"):
 			t.Errorf("lost leadership: want no grace, logs:\n%s", out)
 		}
 		h.stop()
+	}
+}
+
+// TestAnnouncementOfHeldVIPIsAConflict: another host announcing a VIP the
+// DC holds, outside a hand-over, is logged once as a conflict and changes
+// nothing.
+func TestAnnouncementOfHeldVIPIsAConflict(t *testing.T) {
+	var logs syncBuffer
+	h := newHarnessWithLog(t, slog.New(slog.NewTextHandler(&logs, nil)))
+	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 5}
+	h.waitFor(t, "VIP claimed and watched", func() bool { return h.has("eth0") && len(h.table()) == 1 && h.arp.watching("eth0") })
+	h.arp.announce("eth0", vip)
+	h.arp.announce("eth0", vip)
+	if n := strings.Count(logs.String(), "address conflict"); n != 1 {
+		t.Errorf("want one conflict warning, got %d; logs:\n%s", n, logs.String())
+	}
+	if !h.has("eth0") || len(h.table()) != 1 {
+		t.Error("a conflicting announcement changed what the DC holds")
 	}
 }

@@ -1,21 +1,29 @@
 package director
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// ARP sends gratuitous ARP. The real implementation writes raw Ethernet
-// frames on an AF_PACKET socket; tests record the calls.
+// ARP sends gratuitous ARP and watches other hosts' ARP. The real
+// implementation uses AF_PACKET sockets; tests record the calls.
 type ARP interface {
 	Gratuitous(iface string, ip netip.Addr) error
+	// Watch calls fn with the sender address of every ARP packet that
+	// another host sends on iface (a neighbour announcing or answering
+	// for that address), until ctx ends.
+	Watch(ctx context.Context, iface string, fn func(sender netip.Addr)) error
 }
 
-// RawARP is the real ARP sender.
+// RawARP is the real ARP sender and watcher.
 type RawARP struct{}
 
 // gratuitousFrame builds a broadcast ARP request for ip from mac with
@@ -38,7 +46,44 @@ func gratuitousFrame(mac net.HardwareAddr, ip netip.Addr) []byte {
 	return f
 }
 
+// arpSender returns the sender protocol address of an Ethernet frame
+// carrying an IPv4-over-Ethernet ARP request or reply whose sender
+// hardware address is not own. Anything else — short, other protocols,
+// other address types, probes with no sender address, our own frames —
+// is ignored: the frame comes from the network.
+func arpSender(frame []byte, own net.HardwareAddr) (netip.Addr, bool) {
+	if len(frame) < 42 ||
+		binary.BigEndian.Uint16(frame[12:14]) != unix.ETH_P_ARP ||
+		binary.BigEndian.Uint16(frame[14:16]) != 1 || // Ethernet
+		binary.BigEndian.Uint16(frame[16:18]) != 0x0800 || // IPv4
+		frame[18] != 6 || frame[19] != 4 {
+		return netip.Addr{}, false
+	}
+	if op := binary.BigEndian.Uint16(frame[20:22]); op != 1 && op != 2 {
+		return netip.Addr{}, false
+	}
+	if bytes.Equal(frame[22:28], own) {
+		return netip.Addr{}, false
+	}
+	ip := netip.AddrFrom4([4]byte(frame[28:32]))
+	if ip.IsUnspecified() {
+		return netip.Addr{}, false
+	}
+	return ip, true
+}
+
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func ethernet(iface string) (*net.Interface, error) {
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return nil, err
+	}
+	if len(ifi.HardwareAddr) != 6 {
+		return nil, fmt.Errorf("%s has no Ethernet address", iface)
+	}
+	return ifi, nil
+}
 
 // Gratuitous implements ARP. IPv6 VIPs are skipped: they need unsolicited
 // neighbour advertisements, which raftlb does not send yet.
@@ -46,12 +91,9 @@ func (RawARP) Gratuitous(iface string, ip netip.Addr) error {
 	if !ip.Is4() {
 		return nil
 	}
-	ifi, err := net.InterfaceByName(iface)
+	ifi, err := ethernet(iface)
 	if err != nil {
 		return fmt.Errorf("gratuitous ARP: %w", err)
-	}
-	if len(ifi.HardwareAddr) != 6 {
-		return fmt.Errorf("gratuitous ARP: %s has no Ethernet address", iface)
 	}
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ARP)))
 	if err != nil {
@@ -64,6 +106,49 @@ func (RawARP) Gratuitous(iface string, ip netip.Addr) error {
 	}
 	if err := unix.Sendto(fd, gratuitousFrame(ifi.HardwareAddr, ip), 0, addr); err != nil {
 		return fmt.Errorf("gratuitous ARP on %s for %s: %w", iface, ip, err)
+	}
+	return nil
+}
+
+// watchPoll is how often a blocked ARP read wakes up to check its context.
+const watchPoll = 200 * time.Millisecond
+
+// Watch implements ARP with an AF_PACKET socket bound to iface. It holds
+// one OS thread while it runs; the director runs it only while DC.
+func (RawARP) Watch(ctx context.Context, iface string, fn func(sender netip.Addr)) error {
+	ifi, err := ethernet(iface)
+	if err != nil {
+		return fmt.Errorf("watching ARP: %w", err)
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ARP)))
+	if err != nil {
+		return fmt.Errorf("watching ARP: raw socket: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifi.Index}); err != nil {
+		return fmt.Errorf("watching ARP on %s: %w", iface, err)
+	}
+	tv := unix.NsecToTimeval(watchPoll.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fmt.Errorf("watching ARP on %s: %w", iface, err)
+	}
+	buf := make([]byte, 256)
+	for ctx.Err() == nil {
+		n, from, err := unix.Recvfrom(fd, buf, 0)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("watching ARP on %s: %w", iface, err)
+		}
+		// Frames queued before the bind may come from other interfaces;
+		// our own sends come back as outgoing.
+		if ll, ok := from.(*unix.SockaddrLinklayer); !ok || ll.Ifindex != ifi.Index || ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		if ip, ok := arpSender(buf[:n], ifi.HardwareAddr); ok {
+			fn(ip)
+		}
 	}
 	return nil
 }

@@ -179,16 +179,22 @@ func (c *rcluster) dc(nodes []string) string {
 	c.t.Helper()
 	var dc string
 	c.eventually("a DC agreed on by "+strings.Join(nodes, ","), 30*time.Second, func() (bool, error) {
-		dc = ""
-		for _, n := range nodes {
-			st, err := c.status(n)
-			if err != nil || !st.Quorum || st.Stale || st.DC == "" || (dc != "" && st.DC != dc) {
-				return false, nil
-			}
-			dc = st.DC
-		}
-		return true, nil
+		dc = c.agreedDC(nodes)
+		return dc != "", nil
 	})
+	return dc
+}
+
+// agreedDC is the DC that nodes agree on with quorum right now, or "".
+func (c *rcluster) agreedDC(nodes []string) string {
+	dc := ""
+	for _, n := range nodes {
+		st, err := c.status(n)
+		if err != nil || !st.Quorum || st.Stale || st.DC == "" || (dc != "" && st.DC != dc) {
+			return ""
+		}
+		dc = st.DC
+	}
 	return dc
 }
 
@@ -219,13 +225,18 @@ func destIPs(s lab.Service) []string {
 // table has exactly nodes as real servers, and returns the DC.
 func (c *rcluster) waitHealthy(nodes []string) string {
 	c.t.Helper()
-	dc := c.dc(nodes)
 	var want []string
 	for _, n := range nodes {
 		want = append(want, lab.IP(n))
 	}
 	sort.Strings(want)
-	c.eventually("the DC's IPVS table to list "+strings.Join(want, ","), 30*time.Second, func() (bool, error) {
+	// The DC is asked again on every poll: right after a node rejoins,
+	// the DC they agreed on a moment ago may step down.
+	var dc string
+	c.eventually("a DC agreed on by "+strings.Join(nodes, ",")+" whose IPVS table lists "+strings.Join(want, ","), 30*time.Second, func() (bool, error) {
+		if dc = c.agreedDC(nodes); dc == "" {
+			return false, nil
+		}
 		s, ok, err := c.table(dc)
 		return ok && slices.Equal(destIPs(s), want), err
 	})

@@ -195,8 +195,15 @@ failures() {
 	tr -d '\r' <"$OUT/console.log" >"$log"
 	grep -q -E '^(--- FAIL|panic: )' "$log" || return 0
 	echo "--- failures (whole console in .lab/out/console.log, per-test logs in .lab/out/Test*/)"
-	# A failed test's report: its --- FAIL line and the indented lines after it.
-	awk '/^ *--- FAIL/ { on = 1; print; next } on && /^    / { print; next } { on = 0 }' "$log" | head -n 80
+	# A failed test's report: the lines it logged (with -test.v they come
+	# before its --- FAIL line; without, after it), at most 30 per test.
+	awk '/^=== (RUN|CONT) / { t = $3; n[t] = 0; next }
+		/^    / && t != "" { b[t, n[t]++ % 30] = $0; next }
+		/^--- FAIL: / { f = $3; k = n[f] < 30 ? 0 : n[f] - 30
+			for (i = k; i < n[f]; i++) print b[f, i % 30]
+			print; t = ""; on = 1; next }
+		on && /^    / { print; next }
+		{ on = 0 }' "$log" | head -n 120
 	# A test that hit -test.timeout: the panic names it; the test's own
 	# goroutine shows which wait in which scenario never returned.
 	if grep -q '^panic: test timed out' "$log"; then
