@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/lab"
 )
 
@@ -129,10 +130,11 @@ func (c *rcluster) startServe(n string) {
 func (c *rcluster) startAgent(n string) {
 	c.t.Helper()
 	c.starts[n]++
-	p, err := c.l.Start(n, fmt.Sprintf("agent-%s-%d", n, c.starts[n]), c.l.Bin("raftlb"), "agent",
+	args := []string{c.l.Bin("raftlb"), "agent",
 		"--name", n, "--bind", lab.IP(n), "--data-dir", filepath.Join(c.dir, n),
-		"--api", "unix://"+c.sock(n), "--bootstrap-expect", "3", "--interface", "eth0",
-		"--key-file", filepath.Join(c.dir, "key"), "--tls-dir", filepath.Join(c.dir, "tls"))
+		"--api", "unix://" + c.sock(n), "--bootstrap-expect", "3", "--interface", "eth0",
+		"--key-file", filepath.Join(c.dir, "key"), "--tls-dir", filepath.Join(c.dir, "tls")}
+	p, err := c.l.Start(n, fmt.Sprintf("agent-%s-%d", n, c.starts[n]), append(args, raftTiming()...)...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -365,3 +367,25 @@ func (c *rcluster) ipvsWrites(n string) uint64 {
 var labRuns = flag.Int("lab.runs", 5, "repetitions of each failover scenario")
 
 func runs() int { return max(*labRuns, 1) }
+
+// labRaftScale multiplies the agents' Raft timings. The emulated VM runs
+// many times slower than hardware and stalls a process for about 200 ms
+// now and then (seen: 201–218 ms without contact); at the defaults (leader
+// lease 125 ms) that made a healthy DC step down about once per scenario.
+// The failover figures are for the scaled timings; BenchmarkFailover
+// measures the defaults on a real CPU.
+var labRaftScale = flag.Float64("lab.raft-scale", 2, "multiply the agents' Raft heartbeat, election and lease timings (1: the defaults)")
+
+// raftTiming is the agent flags for -lab.raft-scale.
+func raftTiming() []string {
+	if *labRaftScale == 1 {
+		return nil
+	}
+	d := cluster.DefaultTiming()
+	scale := func(v time.Duration) string { return time.Duration(float64(v) * *labRaftScale).String() }
+	return []string{
+		"--raft-heartbeat-timeout", scale(d.RaftHeartbeatTimeout),
+		"--raft-election-timeout", scale(d.RaftElectionTimeout),
+		"--raft-leader-lease", scale(d.RaftLeaderLease),
+	}
+}
