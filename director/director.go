@@ -331,7 +331,7 @@ func (d *Director) lead(ctx context.Context, term uint64) {
 	burst := time.NewTimer(0)
 	defer burst.Stop()
 	burstLeft := 0
-	held := map[netip.Addr]bool{}
+	held := map[netip.Addr]string{} // VIP → interface
 
 	claim := func() bool {
 		if err := d.c.VerifyLeader(term); err != nil {
@@ -345,20 +345,16 @@ func (d *Director) lead(ctx context.Context, term uint64) {
 			return false
 		}
 		fresh := false
-		now := map[netip.Addr]bool{}
+		now := map[netip.Addr]string{}
 		for _, v := range spec.VIPs {
-			now[v.Address] = true
-			if !held[v.Address] {
+			now[v.Address] = d.ifaceOf(v)
+			if _, ok := held[v.Address]; !ok {
 				fresh = true
-				log.Info("VIP claimed", "vip", v.Address, "interface", d.ifaceOf(v))
+				log.Info("VIP claimed", "vip", v.Address, "interface", now[v.Address])
 			}
 		}
 		held = now
-		ifaces := map[netip.Addr]string{}
-		for _, v := range spec.VIPs {
-			ifaces[v.Address] = d.ifaceOf(v)
-		}
-		ann.hold(ifaces)
+		ann.hold(held)
 		if fresh {
 			burstLeft = d.cfg.GARPCount
 			burst.Reset(0)
