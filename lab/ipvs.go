@@ -271,3 +271,70 @@ func atoiAll(f []string) ([]int, error) {
 	}
 	return n, nil
 }
+
+// Conn is one entry of the IPVS connection table, /proc/net/ip_vs_conn:
+// what the director remembers of a client connection so that its later
+// packets follow the first to the same real server.
+type Conn struct {
+	Proto   string // TCP, UDP, SCTP; IP for a persistence template
+	Client  netip.AddrPort
+	VIP     netip.AddrPort
+	Dest    netip.AddrPort
+	State   string // ESTABLISHED, FIN_WAIT, TIME_WAIT, …
+	Expires time.Duration
+}
+
+// parseIPVSConns parses /proc/net/ip_vs_conn. IPv4 addresses are 8 hex
+// digits in network order, ports 4 hex digits, Expires whole seconds; an
+// IPv6 address is printed in its text form.
+//
+//	Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData
+//	TCP AC5F4564 4E20 AC5F4564 0C38 AC5F451E 0C38 FIN_WAIT        119
+func parseIPVSConns(out string) ([]Conn, error) {
+	var conns []Conn
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for n := 1; sc.Scan(); n++ {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || f[0] == "Pro" {
+			continue
+		}
+		if len(f) < 9 {
+			return nil, fmt.Errorf("ip_vs_conn line %d %q: want at least 9 fields", n, sc.Text())
+		}
+		c := Conn{Proto: f[0], State: f[7]}
+		var err error
+		for i, dst := range []*netip.AddrPort{&c.Client, &c.VIP, &c.Dest} {
+			if *dst, err = parseConnAddrPort(f[1+2*i], f[2+2*i]); err != nil {
+				return nil, fmt.Errorf("ip_vs_conn line %d %q: %w", n, sc.Text(), err)
+			}
+		}
+		secs, err := strconv.ParseUint(f[8], 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("ip_vs_conn line %d %q: expires: %w", n, sc.Text(), err)
+		}
+		c.Expires = time.Duration(secs) * time.Second
+		conns = append(conns, c)
+	}
+	return conns, sc.Err()
+}
+
+func parseConnAddrPort(addr, port string) (netip.AddrPort, error) {
+	var a netip.Addr
+	if strings.Contains(addr, ":") {
+		var err error
+		if a, err = netip.ParseAddr(addr); err != nil {
+			return netip.AddrPort{}, err
+		}
+	} else {
+		v, err := strconv.ParseUint(addr, 16, 32)
+		if err != nil || len(addr) != 8 {
+			return netip.AddrPort{}, fmt.Errorf("address %q: want 8 hex digits", addr)
+		}
+		a = netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	}
+	p, err := strconv.ParseUint(port, 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("port %q: %w", port, err)
+	}
+	return netip.AddrPortFrom(a, uint16(p)), nil
+}

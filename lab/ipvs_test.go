@@ -108,3 +108,37 @@ func TestParseIPVSErrors(t *testing.T) {
 		t.Error("stats without --exact: want an error")
 	}
 }
+
+// The layout of the 6.1 kernel's ip_vs_conn_seq_show, with a persistence
+// template (protocol IP, client port 0) and an IPv6 connection.
+const ipvsConns = `Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData
+TCP AC5F450A 4E20 AC5F4564 0C38 AC5F451E 0C38 FIN_WAIT        119
+IP  AC5F450A 0000 AC5F4564 0C38 AC5F4528 0C38 NONE            299
+TCP 2001:0db8:0000:0000:0000:0000:0000:0064 A000 2001:0db8:0000:0000:0000:0000:0000:0001 0050 2001:0db8:0000:0000:0000:0000:0000:0028 0050 ESTABLISHED     899
+`
+
+func TestParseIPVSConns(t *testing.T) {
+	got, err := parseIPVSConns(ipvsConns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.MustParseAddrPort
+	want := []Conn{
+		{"TCP", ap("172.95.69.10:20000"), ap("172.95.69.100:3128"), ap("172.95.69.30:3128"), "FIN_WAIT", 119 * time.Second},
+		{"IP", ap("172.95.69.10:0"), ap("172.95.69.100:3128"), ap("172.95.69.40:3128"), "NONE", 299 * time.Second},
+		{"TCP", ap("[2001:db8::64]:40960"), ap("[2001:db8::1]:80"), ap("[2001:db8::28]:80"), "ESTABLISHED", 899 * time.Second},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+	for _, bad := range []string{
+		"TCP AC5F4564 4E20 AC5F4564 0C38 AC5F451E 0C38 FIN_WAIT\n",
+		"TCP AC5F45 4E20 AC5F4564 0C38 AC5F451E 0C38 FIN_WAIT 1\n",
+		"TCP AC5F4564 4E2000 AC5F4564 0C38 AC5F451E 0C38 FIN_WAIT 1\n",
+		"TCP AC5F4564 4E20 AC5F4564 0C38 AC5F451E 0C38 FIN_WAIT soon\n",
+	} {
+		if _, err := parseIPVSConns(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}

@@ -395,6 +395,20 @@ func (l *Lab) IPVS(ns string) ([]Service, error) {
 	return svcs, nil
 }
 
+// IPVSConns is the IPVS connection table of ns. (/proc/net is the reading
+// process's namespace's, hence the exec.)
+func (l *Lab) IPVSConns(ns string) ([]Conn, error) {
+	out, err := l.Exec(ns, "cat", "/proc/net/ip_vs_conn")
+	if err != nil {
+		return nil, err
+	}
+	conns, err := parseIPVSConns(out)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ns, err)
+	}
+	return conns, nil
+}
+
 // execJSON runs `ip -n NS ARGS` (ip's own namespace switch: one exec
 // instead of two) and decodes its JSON output into v.
 func (l *Lab) execJSON(ns string, v any, args ...string) error {

@@ -12,8 +12,11 @@ type Attempt struct {
 	AtMS float64 `json:"at_ms"`
 	// TookMS is how long the attempt ran until it got its answer or failed.
 	TookMS float64 `json:"took_ms"`
-	OK     bool    `json:"ok"`
-	Answer string  `json:"answer,omitempty"`
+	// SourcePort is the local port the attempt was bound to (probe
+	// --source-port); 0 when the kernel picked one.
+	SourcePort int    `json:"source_port,omitempty"`
+	OK         bool   `json:"ok"`
+	Answer     string `json:"answer,omitempty"`
 	// Error is the class of failure (refused, timeout, reset, unreachable, eof, other), Detail the error text.
 	Error  string `json:"error,omitempty"`
 	Detail string `json:"detail,omitempty"`

@@ -3,7 +3,9 @@
 package lab_test
 
 import (
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -258,6 +260,120 @@ func TestRaftlbCrashRestart(t *testing.T) {
 	figures("lab_crash_outage", outage, "ms")
 	figures("lab_crash_vip_takeover", takeover, "ms")
 	figures("lab_crash_two_macs_window", twoMACs, "ms")
+}
+
+// TestRaftlbPortReuse: a client that reuses its source ports, as a busy
+// one does, is served after the real server an earlier connection went to
+// died, and after the DC changed. IPVS remembers every connection; in
+// direct routing it sees only the client's half, so a closed connection
+// stays in FIN_WAIT for two minutes. A SYN that matches an entry whose
+// real server has been removed is dropped without a word until the entry
+// expires — unless the kernel expires such entries (expire_nodest_conn),
+// which the agent turns on.
+func TestRaftlbPortReuse(t *testing.T) {
+	const sport, n = 20000, 30 // below the ephemeral range: no other probe uses them
+	c := newRaftlbCluster(t)
+	dc := c.waitHealthy(lab.Nodes())
+	vipPort := netip.AddrPortFrom(vip, 3128)
+	// vipConns is the entries of ns's connection table for the probe's
+	// connections to the VIP.
+	vipConns := func(ns string) ([]lab.Conn, error) {
+		all, err := c.l.IPVSConns(ns)
+		var out []lab.Conn
+		for _, cn := range all {
+			if cn.VIP == vipPort && cn.Client.Port() >= sport && cn.Client.Port() < sport+n {
+				out = append(out, cn)
+			}
+		}
+		return out, err
+	}
+
+	first := c.probePorts(t, "probe-ports-first", sport, n)
+	if first.Successes != n {
+		t.Fatalf("first pass: %d of %d answered (%v)", first.Successes, n, first.Errors)
+	}
+	conns, err := vipConns(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conns) != n {
+		t.Fatalf("the DC's connection table holds %d of the probe's %d connections: %+v", len(conns), n, conns)
+	}
+	t.Logf("DC %s remembers the first pass: %d entries, e.g. %+v", dc, len(conns), conns[0])
+
+	// A real server dies. Its entries in the DC's table go with it.
+	dead := others(dc)[0]
+	if first.Answers[dead] == 0 {
+		t.Fatalf("the first pass never reached %s (answers %v)", dead, first.Answers)
+	}
+	if err := c.l.CablePull(dead); err != nil {
+		t.Fatal(err)
+	}
+	live := []string{lab.IP(dc), lab.IP(others(dc)[1])}
+	slices.Sort(live)
+	c.eventually("the dead real server to leave the DC's table", 30*time.Second, func() (bool, error) {
+		s, ok, err := c.table(dc)
+		return ok && slices.Equal(destIPs(s), live), err
+	})
+	second := c.probePorts(t, "probe-ports-after-death", sport, n)
+	if second.Successes != n || second.Answers[dead] != 0 {
+		t.Errorf("reusing the ports after %s died: %d of %d answered, answers %v, errors %v; want all answered by the survivors",
+			dead, second.Successes, n, second.Answers, second.Errors)
+	}
+	c.eventually("the DC's kernel to forget the connections to the dead real server", 30*time.Second, func() (bool, error) {
+		conns, err := vipConns(dc)
+		return !slices.ContainsFunc(conns, func(cn lab.Conn) bool { return cn.Dest.Addr().String() == lab.IP(dead) }), err
+	})
+	if err := c.l.CablePlug(dead); err != nil {
+		t.Fatal(err)
+	}
+	dc = c.waitHealthy(lab.Nodes())
+
+	// The DC changes. The old DC removes its services; its kernel must not
+	// keep their connections either: one would catch a reused port once
+	// this node is DC again.
+	c.probePorts(t, "probe-ports-before-release", sport, n)
+	if conns, err := vipConns(dc); err != nil || len(conns) == 0 {
+		t.Fatalf("the DC's connection table holds none of the probe's connections (%v)", err)
+	}
+	if err := c.l.CablePull(dc); err != nil {
+		t.Fatal(err)
+	}
+	newDC, _ := c.waitVIPOnInterface(others(dc), 30*time.Second)
+	c.waitClientARP(c.mac(newDC), 30*time.Second)
+	c.eventually("the cut-off DC to release the VIP", 30*time.Second, func() (bool, error) {
+		_, ok, err := c.table(dc)
+		return !c.has(dc, "eth0") && !ok, err
+	})
+	c.eventually("the cut-off DC's kernel to forget the VIP's connections", 30*time.Second, func() (bool, error) {
+		conns, err := vipConns(dc)
+		return len(conns) == 0, err
+	})
+	third := c.probePorts(t, "probe-ports-new-dc", sport, n)
+	if third.Successes != n || third.Answers[dc] != 0 {
+		t.Errorf("reusing the ports after the DC changed: %d of %d answered, answers %v, errors %v; want all answered by the survivors",
+			third.Successes, n, third.Answers, third.Errors)
+	}
+	if err := c.l.CablePlug(dc); err != nil {
+		t.Fatal(err)
+	}
+	c.waitHealthy(lab.Nodes())
+}
+
+// probePorts opens n connections to the VIP, every 20 ms, from client ports
+// sport … sport+n-1, and returns the report.
+func (c *rcluster) probePorts(t *testing.T, name string, sport, n int) lab.ProbeReport {
+	t.Helper()
+	p, err := c.l.StartProbe(name, lab.VIP+":"+port, "--interval", "20ms", "--timeout", "2s",
+		"--count", strconv.Itoa(n), "--source-port", strconv.Itoa(sport), "--duration", "1m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Wait(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // TestRaftlbRuntimeChanges: an apply that adds a service and changes a

@@ -48,7 +48,7 @@ type stateFileVIP struct {
 	Interface string     `json:"interface"`
 }
 
-// Start sets the ARP sysctls and takes every VIP the last run managed off
+// Start sets the sysctls (ARP and IPVS) and takes every VIP the last run managed off
 // its interface and onto lo. It runs before the node joins the cluster.
 func (m *Manager) Start() error {
 	m.mu.Lock()
@@ -198,7 +198,7 @@ func (m *Manager) ifaces() []string {
 // applySysctls sets the table, remembering each previous value once so
 // Shutdown restores what the operator had.
 func (m *Manager) applySysctls() error {
-	for _, s := range arpSysctls(m.ifaces()) {
+	for _, s := range nodeSysctls(m.ifaces()) {
 		cur, err := m.k.Sysctl(s.key)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", s.key, err)

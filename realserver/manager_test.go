@@ -54,6 +54,11 @@ func TestStartSetsARPSysctlsAndTakesBackOldVIPs(t *testing.T) {
 			t.Errorf("%s = %s, want 2", key, v)
 		}
 	}
+	for _, key := range []string{"net/ipv4/vs/expire_nodest_conn", "net/ipv4/vs/expire_quiescent_template"} {
+		if v, _ := k.Sysctl(key); v != "1" {
+			t.Errorf("%s = %s, want 1", key, v)
+		}
+	}
 }
 
 func TestApplyMovesVIPBetweenLoAndInterface(t *testing.T) {
@@ -136,6 +141,9 @@ func TestShutdownRemovesVIPsBeforeRestoringSysctls(t *testing.T) {
 	}
 	if v, _ := k.Sysctl("net/ipv4/conf/all/arp_ignore"); v != "0" {
 		t.Errorf("arp_ignore restored to %s, want 0", v)
+	}
+	if v, _ := k.Sysctl("net/ipv4/vs/expire_nodest_conn"); v != "0" {
+		t.Errorf("expire_nodest_conn restored to %s, want 0", v)
 	}
 }
 

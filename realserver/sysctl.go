@@ -9,6 +9,32 @@ type sysctl struct {
 	why   string
 }
 
+// nodeSysctls is every kernel setting the agent makes on a node with the
+// kernel data plane: the ARP table below and the IPVS connection handling.
+func nodeSysctls(ifaces []string) []sysctl {
+	return append(arpSysctls(ifaces), ipvsSysctls...)
+}
+
+// ipvsSysctls make IPVS forget connections whose real server is gone.
+// IPVS keeps an entry per client connection so that later packets follow
+// the first; in direct routing it sees only the client's half, and a closed
+// connection sits in FIN_WAIT for two minutes (an open one for fifteen). By
+// default a new SYN that reuses such an entry's client port, as a busy
+// client does, follows it, and if that real server has been removed (dead,
+// failed its checks, or the whole service removed when this node stopped
+// being DC) the kernel drops it without a word until the entry expires.
+// The lab's port-reuse scenario shows exactly that: every reused port whose
+// earlier connection went to a dead node timed out. Every node sets these,
+// not only the DC: a former DC's table still holds entries of its term, and
+// they would catch its next term's connections. kube-proxy's IPVS mode sets
+// the same two.
+var ipvsSysctls = []sysctl{
+	{"net/ipv4/vs/expire_nodest_conn", "1",
+		"expire the connections of a removed real server (kernel 5.9 and later at once, older ones on their next packet) so a reused client port is scheduled afresh instead of dropped"},
+	{"net/ipv4/vs/expire_quiescent_template", "1",
+		"expire persistence templates of a real server at weight 0 (on_fail: quiescent) so persistent clients move on with their next connection"},
+}
+
 // arpSysctls is the declarative table of the ARP settings LVS direct
 // routing needs on every node ("the ARP problem"). The kernel applies the
 // larger of the "all" and the per-interface value, so both are set: the

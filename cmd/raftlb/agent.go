@@ -262,7 +262,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	//     IPVS services;
 	//  4. leave gossip, so the new DC drops this node from its table at
 	//     once, and give it a moment to do so;
-	//  5. take the VIPs off lo and restore the ARP sysctls;
+	//  5. take the VIPs off lo and restore the sysctls;
 	//  6. stop Raft and gossip, then remove the socket.
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -280,7 +280,7 @@ func runAgent(args []string, stderr io.Writer) error {
 		if rerr := rs.Shutdown(); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
-		logger.Info("stopping: VIPs removed, ARP sysctls restored")
+		logger.Info("stopping: VIPs removed, sysctls restored")
 	}
 	if nerr := node.Shutdown(); nerr != nil {
 		err = errors.Join(err, nerr)

@@ -22,6 +22,10 @@ type probeConfig struct {
 	timeout  time.Duration
 	duration time.Duration // 0: until ctx is done
 	count    int           // 0: no limit
+	// sport, when set, is the local port of the first attempt; attempt n
+	// uses sport+n-1. A scenario can then reuse the source ports of an
+	// earlier probe, as a busy client reuses its ephemeral ports.
+	sport int
 }
 
 func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -32,6 +36,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&c.timeout, "timeout", 200*time.Millisecond, "limit for one attempt: connect and read the answer")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to probe")
 	fs.IntVar(&c.count, "count", 0, "stop after this many attempts (0: no limit)")
+	fs.IntVar(&c.sport, "source-port", 0, "bind attempt N to local port source-port+N-1 (needs --count; 0: the kernel picks)")
 	untilSignal := fs.Bool("until-signal", false, "probe until SIGTERM or SIGINT instead of for --duration")
 	out := fs.String("out", "", "write the JSON report to this file instead of stdout")
 	if err := parseFlags(fs, args); err != nil {
@@ -45,6 +50,9 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if c.count < 0 {
 		return fmt.Errorf("%w: --count must not be negative", errUsage)
+	}
+	if c.sport != 0 && (c.count == 0 || c.sport < 1 || c.sport+c.count-1 > 65535) {
+		return fmt.Errorf("%w: --source-port needs --count, and ports source-port … source-port+count-1 must lie in 1…65535", errUsage)
 	}
 	if *untilSignal {
 		c.duration = 0
@@ -91,10 +99,14 @@ func probe(ctx context.Context, c probeConfig) Report {
 	defer tick.Stop()
 probing:
 	for n := 1; ; n++ {
+		sport := 0
+		if c.sport != 0 {
+			sport = c.sport + n - 1
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a := attempt(c.target, c.timeout)
+			a := attempt(c.target, sport, c.timeout)
 			mu.Lock()
 			attempts = append(attempts, a)
 			mu.Unlock()
@@ -114,14 +126,29 @@ probing:
 	return summarize(c.target, c.interval, c.timeout, start, time.Now(), attempts)
 }
 
-// attempt opens one new connection to target and reads the one-line answer
-// that raftlb-lab serve sends before closing.
-func attempt(target string, timeout time.Duration) Attempt {
+// attempt opens one new connection to target, from local port sport
+// unless it is 0, and reads the one-line answer that raftlb-lab serve sends
+// before closing.
+func attempt(target string, sport int, timeout time.Duration) Attempt {
 	start := time.Now()
-	a := Attempt{Start: start}
+	a := Attempt{Start: start, SourcePort: sport}
 	deadline := start.Add(timeout)
 	answer, err := func() (string, error) {
 		d := net.Dialer{Deadline: deadline}
+		if sport != 0 {
+			d.LocalAddr = &net.TCPAddr{Port: sport}
+			// The server closes first, so this side keeps no TIME_WAIT;
+			// SO_REUSEADDR covers a previous attempt still closing.
+			d.Control = func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				if err := rc.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+				}); err != nil {
+					return err
+				}
+				return serr
+			}
+		}
 		conn, err := d.Dial("tcp", target)
 		if err != nil {
 			return "", err

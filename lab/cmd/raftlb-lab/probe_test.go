@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,14 +46,14 @@ func closedPort(t *testing.T) string {
 }
 
 func TestAttemptAnswer(t *testing.T) {
-	a := attempt(startServe(t, "m40"), time.Second)
+	a := attempt(startServe(t, "m40"), 0, time.Second)
 	if !a.OK || a.Answer != "m40" || a.Error != "" {
 		t.Fatalf("attempt = %+v, want OK with answer m40", a)
 	}
 }
 
 func TestAttemptRefused(t *testing.T) {
-	a := attempt(closedPort(t), time.Second)
+	a := attempt(closedPort(t), 0, time.Second)
 	if a.OK || a.Error != "refused" {
 		t.Fatalf("attempt = %+v, want a refused failure", a)
 	}
@@ -65,7 +67,7 @@ func TestAttemptTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	a := attempt(ln.Addr().String(), 50*time.Millisecond)
+	a := attempt(ln.Addr().String(), 0, 50*time.Millisecond)
 	if a.OK || a.Error != "timeout" {
 		t.Fatalf("attempt = %+v, want a timeout failure", a)
 	}
@@ -82,6 +84,69 @@ func TestProbeCount(t *testing.T) {
 	if r.Attempts != 5 || r.Successes != 5 || r.Answers["m50"] != 5 || r.Outages != 0 {
 		t.Fatalf("report = %+v, want 5 answers from m50 and no outage", r)
 	}
+}
+
+// With a source port, attempt n comes from port sport+n-1, and a second
+// probe can reuse the ports of the first: the server sees them.
+func TestProbeSourcePorts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	seen := make(chan int, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			seen <- c.RemoteAddr().(*net.TCPAddr).Port
+			c.Write([]byte("m30\n"))
+			c.Close()
+		}
+	}()
+	sport := closedPortNumber(t)
+	for pass := 1; pass <= 2; pass++ {
+		r := probe(context.Background(), probeConfig{
+			target: ln.Addr().String(), interval: 50 * time.Millisecond, timeout: time.Second,
+			duration: time.Minute, count: 2, sport: sport,
+		})
+		if r.Successes != 2 {
+			t.Fatalf("pass %d: report = %+v, want 2 answers", pass, r)
+		}
+		got := []int{<-seen, <-seen}
+		slices.Sort(got)
+		if want := []int{sport, sport + 1}; !slices.Equal(got, want) {
+			t.Fatalf("pass %d: server saw source ports %v, want %v", pass, got, want)
+		}
+		for _, a := range r.Records {
+			if a.SourcePort != sport && a.SourcePort != sport+1 {
+				t.Errorf("pass %d: record source port %d", pass, a.SourcePort)
+			}
+		}
+	}
+}
+
+// closedPortNumber is a local port with nothing bound to it, and its
+// successor likewise (best effort: both were free a moment ago).
+func closedPortNumber(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		a, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := a.Addr().(*net.TCPAddr).Port
+		b, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
+		a.Close()
+		if err == nil {
+			b.Close()
+			return p
+		}
+	}
+	t.Fatal("no two free adjacent ports")
+	return 0
 }
 
 // Cancelling the context (what SIGTERM does in --until-signal mode) stops
@@ -141,6 +206,9 @@ func TestRunUsageErrors(t *testing.T) {
 		{"probe", "--target", "172.95.69.100:80", "--duration", "0s"},
 		{"probe", "--target", "172.95.69.100:80", "--count", "-1"},
 		{"probe", "--target", "172.95.69.100:80", "--nope"},
+		{"probe", "--target", "172.95.69.100:80", "--source-port", "20000"},
+		{"probe", "--target", "172.95.69.100:80", "--source-port", "65535", "--count", "2"},
+		{"probe", "--target", "172.95.69.100:80", "--source-port", "-1", "--count", "2"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), args, &stdout, &stderr); code != 2 {
