@@ -390,7 +390,7 @@ func (d *Director) lead(ctx context.Context, term uint64) {
 			}
 		case <-burst.C:
 			if burstLeft > 0 && d.sendGARP(log, term) {
-				log.Info("gratuitous ARP sent", "burst_left", burstLeft-1)
+				log.Info("VIPs announced (gratuitous ARP, or unsolicited neighbour advertisement for IPv6)", "burst_left", burstLeft-1)
 				burstLeft--
 				if burstLeft > 0 {
 					burst.Reset(d.cfg.GARPSpacing)

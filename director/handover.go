@@ -91,8 +91,8 @@ func (a *announcements) seen(sender netip.Addr) {
 // waitSuccessor waits until every held IPv4 VIP has been announced by
 // another host since the hand-over began, or until max, or until the
 // hand-over is called off (a transfer that failed without a successor). It
-// reports whether all were announced. IPv6 VIPs have no ARP: they keep the
-// whole grace.
+// reports whether all were announced. Only ARP is watched: a DC holding
+// an IPv6 VIP keeps the whole grace.
 func (a *announcements) waitSuccessor(max time.Duration) bool {
 	deadline := time.NewTimer(max)
 	defer deadline.Stop()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +22,10 @@ import (
 // each plugged into the bridge with a veth pair ("v-NS" on the bridge,
 // "eth0" inside the namespace).
 const (
-	VIP    = "172.95.69.100"
+	VIP = "172.95.69.100"
+	// VIP6 is the IPv6 VIP; the LAN also carries fd95:69::/64, each
+	// machine at the host part of its IPv4 address (IP6).
+	VIP6   = "fd95:69::100"
 	Bridge = "br0"
 	M30    = "m30"
 	M40    = "m40"
@@ -51,6 +55,13 @@ func IP(ns string) string {
 		return "172.95.69.10"
 	}
 	panic(fmt.Sprintf("lab: no machine %q", ns))
+}
+
+// IP6 is the LAN's IPv6 address of a machine: fd95:69::30 for m30, and
+// so on.
+func IP6(ns string) string {
+	v4 := netip.MustParseAddr(IP(ns)).As4()
+	return fmt.Sprintf("fd95:69::%d", v4[3])
 }
 
 // mac is a machine's fixed MAC, derived from its address (02: = locally
@@ -134,6 +145,9 @@ func (l *Lab) build() error {
 		if err := l.ipBatch(ns,
 			"link set lo up",
 			fmt.Sprintf("addr add %s/%d dev eth0", IP(ns), PrefixLen),
+			// No duplicate address detection: the address is usable at
+			// once, not tentative for a second.
+			fmt.Sprintf("addr add %s/64 dev eth0 nodad", IP6(ns)),
 			"link set eth0 up",
 		); err != nil {
 			return err
@@ -164,6 +178,18 @@ func (l *Lab) Teardown() {
 	l.mu.Unlock()
 	for _, p := range procs {
 		p.Kill()
+	}
+	// lo goes down first. A director's IPVS keeps a cached route per real
+	// server; for an IPv6 real server on the node itself that route's
+	// device is lo while it pins eth0, and IPVS drops a cached route only
+	// when its own device goes down. Deleting eth0 first waited forever
+	// ("unregister_netdevice: waiting for eth0 to become free").
+	for _, ns := range Nodes() {
+		if _, err := os.Stat("/run/netns/" + ns); err == nil {
+			if err := l.ipBatch(ns, "link set lo down"); err != nil {
+				l.t.Errorf("teardown: %v", err)
+			}
+		}
 	}
 	var cmds []string
 	for _, ns := range Namespaces() {

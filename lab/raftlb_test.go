@@ -112,11 +112,12 @@ func newRaftlbCluster(t *testing.T) *rcluster {
 
 func (c *rcluster) sock(n string) string { return filepath.Join(c.dir, n+".sock") }
 
-// startServe starts (or restarts) node n's service on the VIP port.
+// startServe starts (or restarts) node n's service on the VIP port, over
+// IPv4 and IPv6 ("::" takes both).
 func (c *rcluster) startServe(n string) {
 	c.t.Helper()
 	c.starts["serve-"+n]++
-	p, err := c.l.Start(n, fmt.Sprintf("serve-%s-%d", n, c.starts["serve-"+n]), c.l.Bin("raftlb-lab"), "serve", "--name", n, "--port", port)
+	p, err := c.l.Start(n, fmt.Sprintf("serve-%s-%d", n, c.starts["serve-"+n]), c.l.Bin("raftlb-lab"), "serve", "--name", n, "--port", port, "--addr", "::")
 	if err != nil {
 		c.t.Fatal(err)
 	}

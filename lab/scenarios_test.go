@@ -376,6 +376,140 @@ func (c *rcluster) probePorts(t *testing.T, name string, sport, n int) lab.Probe
 	return r
 }
 
+// labSpec6 is labSpec with an IPv6 VIP added. Its service balances over
+// the nodes' IPv6 addresses: an IPVS service forwards within one address
+// family, so all-nodes (the nodes' IPv4 --bind addresses) cannot serve it.
+// A quick TCP check takes a dead node out of its table.
+const labSpec6 = `vips:
+  - address: 172.95.69.100
+    interface: eth0
+  - address: fd95:69::100
+    interface: eth0
+services:
+  - name: proxy
+    vip: 172.95.69.100
+    port: 3128
+    protocol: tcp
+    scheduler: rr
+    real_servers: all-nodes
+    fallback: 127.0.0.1:3128
+  - name: proxy6
+    vip: fd95:69::100
+    port: 3128
+    protocol: tcp
+    scheduler: rr
+    real_servers:
+      - address: fd95:69::30
+      - address: fd95:69::40
+      - address: fd95:69::50
+    health_check:
+      type: tcp
+      interval: 200ms
+      timeout: 150ms
+      rise: 2
+      fall: 2
+`
+
+// TestRaftlbIPv6: an IPv6 VIP is balanced over the three nodes by the DC
+// alone, and when the DC's cable is pulled it moves to the new DC, whose
+// unsolicited neighbour advertisement moves the client's neighbour entry
+// to its MAC. The client sends nothing between the pull and that check,
+// so nothing but the advertisement could have changed the entry.
+func TestRaftlbIPv6(t *testing.T) {
+	c := newRaftlbCluster(t)
+	c.apply(labSpec6)
+	dc := c.waitHealthy(lab.Nodes())
+	vip6 := netip.MustParseAddr(lab.VIP6)
+	target := "[" + lab.VIP6 + "]:" + port
+	ip6s := func(nodes ...string) []string {
+		var out []string
+		for _, n := range nodes {
+			out = append(out, lab.IP6(n))
+		}
+		slices.Sort(out)
+		return out
+	}
+	table6 := func(n string) ([]string, bool, error) {
+		dests, ok, err := lab.IPVSDests(n, vip6, 3128)
+		var out []string
+		for d := range dests {
+			out = append(out, d.Addr().String())
+		}
+		slices.Sort(out)
+		return out, ok, err
+	}
+	c.eventually("the DC's IPv6 service over the three nodes", 30*time.Second, func() (bool, error) {
+		got, ok, err := table6(dc)
+		return ok && slices.Equal(got, ip6s(lab.Nodes()...)), err
+	})
+	probe6 := func(name string) lab.ProbeReport {
+		p, err := c.l.StartProbe(name, target, "--interval", "20ms", "--timeout", "2s", "--count", "30", "--duration", "1m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := p.Wait(30 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	r := probe6("probe6-balance")
+	for _, n := range lab.Nodes() {
+		if r.Answers[n] == 0 || r.Failures != 0 {
+			t.Errorf("IPv6 VIP: answers %v, failures %d (%v); want all three nodes and no failure", r.Answers, r.Failures, r.Errors)
+			break
+		}
+	}
+	if got, err := c.ns[lab.Client].NeighMAC("eth0", vip6); err != nil || got != c.mac(dc) {
+		t.Errorf("the client's neighbour entry for %s is %q (%v), want the DC's (%s) %s", vip6, got, err, dc, c.mac(dc))
+	}
+	for _, n := range lab.Nodes() {
+		onIface, onLo := c.has6(n, "eth0"), c.has6(n, "lo")
+		_, ok, err := table6(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == dc && (!onIface || onLo || !ok) || n != dc && (onIface || !onLo || ok) {
+			t.Errorf("%s (DC %s): IPv6 VIP on eth0=%v lo=%v, IPVS service %v", n, dc, onIface, onLo, ok)
+		}
+	}
+
+	if err := c.l.CablePull(dc); err != nil {
+		t.Fatal(err)
+	}
+	newDC, _ := c.waitVIPOnInterface(others(dc), 30*time.Second)
+	c.eventually("the new DC to carry the IPv6 VIP on eth0", 30*time.Second, func() (bool, error) {
+		return c.has6(newDC, "eth0"), nil
+	})
+	c.eventually("the client's neighbour entry for the IPv6 VIP to move to the new DC's MAC", 10*time.Second, func() (bool, error) {
+		got, err := c.ns[lab.Client].NeighMAC("eth0", vip6)
+		return got == c.mac(newDC), err
+	})
+	c.eventually("the dead node to leave the new DC's IPv6 table", 30*time.Second, func() (bool, error) {
+		got, ok, err := table6(newDC)
+		return ok && slices.Equal(got, ip6s(others(dc)...)), err
+	})
+	after := probe6("probe6-after-" + dc)
+	if after.Failures != 0 || after.Answers[dc] != 0 {
+		t.Errorf("IPv6 VIP after the cable pull: answers %v, failures %d (%v); want only %v", after.Answers, after.Failures, after.Errors, others(dc))
+	}
+	if err := c.l.CablePlug(dc); err != nil {
+		t.Fatal(err)
+	}
+	c.waitHealthy(lab.Nodes())
+}
+
+// has6 reports whether node n carries the IPv6 VIP on dev.
+func (c *rcluster) has6(n, dev string) bool {
+	c.t.Helper()
+	ok, err := c.ns[n].HasAddr(dev, netip.MustParseAddr(lab.VIP6))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return ok
+}
+
 // TestRaftlbRuntimeChanges: an apply that adds a service and changes a
 // scheduler reaches the DC's kernel without disturbing the other service,
 // and a no-op apply makes zero IPVS writes.

@@ -89,7 +89,7 @@ func (n *NS) NeighMAC(dev string, ip netip.Addr) (string, error) {
 	}
 	var list []netlink.Neigh
 	for try := 1; ; try++ {
-		list, err = n.h.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+		list, err = n.h.NeighList(l.Attrs().Index, netlink.FAMILY_ALL)
 		if !errors.Is(err, netlink.ErrDumpInterrupted) || try == dumpTries {
 			break
 		}

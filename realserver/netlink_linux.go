@@ -3,6 +3,7 @@ package realserver
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Netlink is the real Kernel: addresses through netlink, sysctls through
@@ -38,8 +40,29 @@ func (n Netlink) AddrAdd(dev string, p netip.Prefix) error {
 	a := toNetlinkAddr(p)
 	if dev == loopback {
 		// Host scope: the VIP on lo is for accepting packets, never a
-		// source address for traffic leaving the node.
+		// source address for traffic leaving the node. (IPv6 ignores
+		// the scope; see below.)
 		a.Scope = int(netlink.SCOPE_HOST)
+	}
+	if p.Addr().Is6() {
+		// Deprecated (preferred lifetime 0, valid forever): it still
+		// accepts connections and answers neighbour solicitations, but
+		// the kernel never picks it as a source address. Otherwise the
+		// DC's own connections to the LAN (health checks, for one) would
+		// leave from the /128 VIP — source selection prefers the longest
+		// matching prefix, capped at the address's own length — and the
+		// answers would go to a real server, which carries the VIP too.
+		// keepalived adds IPv6 VIPs the same way.
+		a.PreferedLft, a.ValidLft = 0, math.MaxUint32
+		if dev != loopback {
+			// No duplicate address detection: during a hand-over the
+			// old DC still carries the VIP on its interface and would
+			// answer the probe, which marks the new DC's copy
+			// "dadfailed" (unusable); and a VIP waiting out DAD is
+			// tentative for a second. The VIP is meant to be shared; the
+			// cluster decides who holds it.
+			a.Flags = unix.IFA_F_NODAD
+		}
 	}
 	if err := netlink.AddrAdd(l, a); err != nil && !errors.Is(err, syscall.EEXIST) {
 		return err

@@ -68,8 +68,8 @@ func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs.DurationVar(&f.timing.GossipInterval, "gossip-interval", f.timing.GossipInterval, "gossip interval")
 	fs.IntVar(&f.timing.GossipSuspicionMult, "gossip-suspicion-mult", f.timing.GossipSuspicionMult, "suspicion timeout multiplier")
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default)")
-	fs.IntVar(&f.garpCount, "garp-count", 3, "gratuitous ARPs per VIP when this node becomes DC")
-	fs.DurationVar(&f.garpRefresh, "garp-refresh", 5*time.Second, "repeat a gratuitous ARP per VIP this often while DC (negative: never)")
+	fs.IntVar(&f.garpCount, "garp-count", 3, "gratuitous ARPs (for IPv6: unsolicited neighbour advertisements) per VIP when this node becomes DC")
+	fs.DurationVar(&f.garpRefresh, "garp-refresh", 5*time.Second, "repeat a gratuitous ARP (IPv6: neighbour advertisement) per VIP this often while DC (negative: never)")
 	return fs, f
 }
 
