@@ -179,11 +179,12 @@ func (l *Lab) Teardown() {
 	for _, p := range procs {
 		p.Kill()
 	}
-	// lo goes down first. A director's IPVS keeps a cached route per real
-	// server; for an IPv6 real server on the node itself that route's
-	// device is lo while it pins eth0, and IPVS drops a cached route only
-	// when its own device goes down. Deleting eth0 first waited forever
-	// ("unregister_netdevice: waiting for eth0 to become free").
+	// lo goes down first. After an IPv6 IPVS service with the node itself
+	// among its real servers, deleting eth0 first waited forever
+	// ("unregister_netdevice: waiting for eth0 to become free"), even with
+	// the IPVS table flushed. Most likely IPVS's cached route to the local
+	// real server: its device is lo, IPVS drops it only when lo goes down,
+	// and it still holds eth0.
 	for _, ns := range Nodes() {
 		if _, err := os.Stat("/run/netns/" + ns); err == nil {
 			if err := l.ipBatch(ns, "link set lo down"); err != nil {
