@@ -140,7 +140,14 @@ func TestRaftlbCablePull(t *testing.T) {
 // probeBriefly sends 20 connections and returns the report.
 func (c *rcluster) probeBriefly(t *testing.T, name string) lab.ProbeReport {
 	t.Helper()
-	p, err := c.l.StartProbe(name, lab.VIP+":"+port, "--interval", "20ms", "--timeout", "1s", "--duration", "400ms")
+	return c.probe(t, name, lab.VIP+":"+port, "--interval", "20ms", "--timeout", "1s", "--duration", "400ms")
+}
+
+// probe runs a probe with a --duration or --count against target and
+// returns its report.
+func (c *rcluster) probe(t *testing.T, name, target string, flags ...string) lab.ProbeReport {
+	t.Helper()
+	p, err := c.l.StartProbe(name, target, flags...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,36 +371,18 @@ func TestRaftlbPortReuse(t *testing.T) {
 // sport … sport+n-1, and returns the report.
 func (c *rcluster) probePorts(t *testing.T, name string, sport, n int) lab.ProbeReport {
 	t.Helper()
-	p, err := c.l.StartProbe(name, lab.VIP+":"+port, "--interval", "20ms", "--timeout", "2s",
+	return c.probe(t, name, lab.VIP+":"+port, "--interval", "20ms", "--timeout", "2s",
 		"--count", strconv.Itoa(n), "--source-port", strconv.Itoa(sport), "--duration", "1m")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := p.Wait(30 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
 }
 
 // labSpec6 is labSpec with an IPv6 VIP added. Its service balances over
 // the nodes' IPv6 addresses: an IPVS service forwards within one address
 // family, so all-nodes (the nodes' IPv4 --bind addresses) cannot serve it.
 // A quick TCP check takes a dead node out of its table.
-const labSpec6 = `vips:
-  - address: 172.95.69.100
-    interface: eth0
-  - address: fd95:69::100
+var labSpec6 = strings.Replace(labSpec, "services:\n", `  - address: fd95:69::100
     interface: eth0
 services:
-  - name: proxy
-    vip: 172.95.69.100
-    port: 3128
-    protocol: tcp
-    scheduler: rr
-    real_servers: all-nodes
-    fallback: 127.0.0.1:3128
-  - name: proxy6
+`, 1) + `  - name: proxy6
     vip: fd95:69::100
     port: 3128
     protocol: tcp
@@ -443,15 +432,7 @@ func TestRaftlbIPv6(t *testing.T) {
 		return ok && slices.Equal(got, ip6s(lab.Nodes()...)), err
 	})
 	probe6 := func(name string) lab.ProbeReport {
-		p, err := c.l.StartProbe(name, target, "--interval", "20ms", "--timeout", "2s", "--count", "30", "--duration", "1m")
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := p.Wait(30 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
+		return c.probe(t, name, target, "--interval", "20ms", "--timeout", "2s", "--count", "30", "--duration", "1m")
 	}
 
 	r := probe6("probe6-balance")
