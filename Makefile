@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/raftlb
 FUZZTIME ?= 30s
 
-.PHONY: all build demo demo-local test e2e vet fuzz bench clean
+.PHONY: all build demo demo-local test e2e vet fuzz bench mutate clean
 
 all: build
 
@@ -47,6 +47,11 @@ fuzz:
 # Kill the DC 20 times on loopback; prints `figure: NAME = VALUE UNIT`.
 bench:
 	$(GO) test ./e2e -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 1x -timeout 20m
+
+# Break the code on purpose, one mutation of mutations.yaml at a time, and
+# print which breakages no test notices. Not part of `make test`.
+mutate:
+	$(GO) run ./scripts/mutate
 
 clean:
 	rm -rf bin
