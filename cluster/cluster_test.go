@@ -343,27 +343,63 @@ func TestDCLeaveHandsOverLeadership(t *testing.T) {
 	})
 }
 
+// TestWrongGossipKeyCannotJoin: a node with another gossip key, or with
+// none, is told at once that the key differs (not after the join's
+// deadline with a generic message) and never reaches Raft.
 func TestWrongGossipKeyCannotJoin(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	dc := c.waitDC()
-	cfg := c.config(4, 0)
 	other, err := GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.GossipKey = other
-	intruder := c.start(cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_, err = intruder.Join(ctx, []string{dc.GossipAddr()})
-	if err == nil {
-		t.Fatal("a node with the wrong gossip key joined")
+	for i, tc := range []struct {
+		name string
+		mod  func(*Config)
+	}{
+		{"another key", func(cfg *Config) { cfg.GossipKey = other }},
+		{"no key", func(cfg *Config) { cfg.GossipKey, cfg.TLS, cfg.Insecure = nil, nil, true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := c.config(4+i, 0)
+			tc.mod(&cfg)
+			intruder := c.start(cfg)
+			// The deadline is generous: the key mismatch must be
+			// recognised from memberlist's answer, not by running out
+			// of time.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := intruder.Join(ctx, []string{dc.GossipAddr()})
+			if !errors.Is(err, ErrGossipKey) {
+				t.Fatalf("join error %v, want ErrGossipKey (%q)", err, ErrGossipKey)
+			}
+			if ctx.Err() != nil {
+				t.Errorf("the join ran into its deadline: the mismatch was not recognised from memberlist's answer")
+			}
+			if _, ok := raftServers(dc)[cfg.Name]; ok {
+				t.Errorf("node %s with the wrong gossip key is in Raft", cfg.Name)
+			}
+		})
 	}
-	if !strings.Contains(err.Error(), "gossip key") {
-		t.Errorf("join error %q does not point at the gossip key", err)
+}
+
+// TestKeyMismatchRecognisesMemberlistErrors: memberlist's own words, in
+// the case this version writes them and in the case an older one did.
+func TestKeyMismatchRecognisesMemberlistErrors(t *testing.T) {
+	for _, msg := range []string{
+		"1 error occurred:\n\t* failed to join 127.0.0.1:7946: no installed keys could decrypt the message",
+		"No installed keys could decrypt the message",
+		"failed to join 127.0.0.1:7946: encryption is configured but remote state is not encrypted",
+		"failed to join 127.0.0.1:7946: remote state is encrypted and encryption is not configured",
+	} {
+		if !keyMismatch(errors.New(msg)) {
+			t.Errorf("keyMismatch(%q) = false, want true", msg)
+		}
 	}
-	if _, ok := raftServers(dc)["n4"]; ok {
-		t.Error("node with the wrong gossip key is in Raft")
+	for _, err := range []error{nil, errors.New("failed to join 127.0.0.1:7946: dial tcp 127.0.0.1:7946: connect: connection refused")} {
+		if keyMismatch(err) {
+			t.Errorf("keyMismatch(%v) = true, want false", err)
+		}
 	}
 }
 

@@ -40,7 +40,7 @@ func (n *Node) Join(ctx context.Context, addrs []string) (int, error) {
 		}
 		if keyMismatch(err) {
 			// Retrying cannot help: the peers use another key.
-			return 0, fmt.Errorf("join %v: the gossip key differs from the cluster's (every node needs the same --key-file): %w", addrs, err)
+			return 0, fmt.Errorf("join %v: %w (every node needs the same --key-file): %w", addrs, ErrGossipKey, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -60,13 +60,20 @@ func (n *Node) Join(ctx context.Context, addrs []string) (int, error) {
 }
 
 // keyMismatch recognises memberlist's errors for a gossip key that does
-// not match, or encryption on one side only.
+// not match, or encryption on one side only. memberlist has no typed
+// errors for them, so its words (v0.5.4, security.go and net.go) are
+// compared, without regard to case: they have changed case between
+// releases, and an exact match once silently stopped working.
 func keyMismatch(err error) bool {
 	if err == nil {
 		return false
 	}
-	msg := err.Error()
-	for _, s := range []string{"No installed keys could decrypt", "Encryption is configured but remote state is not encrypted", "remote state is encrypted and encryption is not configured"} {
+	msg := strings.ToLower(err.Error())
+	for _, s := range []string{
+		"no installed keys could decrypt",
+		"encryption is configured but remote state is not encrypted",
+		"remote state is encrypted and encryption is not configured",
+	} {
 		if strings.Contains(msg, s) {
 			return true
 		}

@@ -28,6 +28,8 @@ var (
 	ErrNoDC     = errors.New("no DC is elected (the cluster has no quorum or is still electing)")
 	ErrConflict = errors.New("the spec changed since it was read")
 	ErrShutdown = errors.New("the node is shutting down")
+	// ErrGossipKey: the peers could not read our gossip, or we theirs.
+	ErrGossipKey = errors.New("the gossip key differs from the cluster's")
 )
 
 // Node is one cluster member: gossip, Raft and the replicated FSM.

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftlb/raftlb/internal/testkit"
 )
 
 const testValidity = 24 * time.Hour
@@ -415,7 +417,7 @@ func exchange(t *testing.T, server, client *tls.Config) (serverErr, clientErr er
 		done <- result{peer: tc.ConnectionState().PeerCertificates[0].Subject.CommonName}
 	}()
 
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := testkit.Dial(t, "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,10 @@ type Config struct {
 	// clients never find nobody holding a VIP. Balancing stops at once. A
 	// DC that loses quorum releases at once, without a grace.
 	HandOverGrace time.Duration
-	Logger        *slog.Logger
+	// HealthDial opens the health checks' connections (nil: a plain
+	// net.Dialer); tests confine them to loopback.
+	HealthDial health.DialFunc
+	Logger     *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -304,12 +307,12 @@ func (d *Director) lead(ctx context.Context, term uint64) {
 	// Health checks run while this node is DC. A server not yet probed
 	// counts as up, so a new DC keeps the healthy servers it inherits.
 	healthChanged := make(chan struct{}, 1)
-	mon := health.NewMonitor(d.logger, func(health.Key, health.State) {
+	mon := health.NewMonitor(health.MonitorConfig{Logger: d.logger, Dial: d.cfg.HealthDial, OnChange: func(health.Key, health.State) {
 		select {
 		case healthChanged <- struct{}{}:
 		default:
 		}
-	})
+	}})
 	d.monitor.Store(mon)
 	defer func() {
 		d.monitor.Store(nil)

@@ -87,6 +87,24 @@ func toKernelService(s Service) *ipvs.Service {
 	return ks
 }
 
+// fromKernelService is toKernelService read back: what the kernel holds,
+// without its real servers.
+func fromKernelService(ks *ipvs.Service) Service {
+	s := Service{
+		Key:       fsm.ServiceKey{VIP: fromIP(ks.Address), Port: ks.Port, Protocol: protoName(ks.Protocol)},
+		Scheduler: ks.SchedName,
+	}
+	if ks.Flags&svcFlagPersistent != 0 {
+		s.Persistence = time.Duration(ks.Timeout) * time.Second
+		if s.Key.VIP.Is4() {
+			var b [4]byte
+			binary.NativeEndian.PutUint32(b[:], ks.Netmask)
+			s.Netmask = netip.AddrFrom4(b)
+		}
+	}
+	return s
+}
+
 func fwdFlag(f string) uint32 {
 	switch f {
 	case fsm.ForwardMasq:
@@ -136,18 +154,7 @@ func (k *KernelIPVS) Services() ([]Service, error) {
 		if ks.FWMark != 0 {
 			continue // firewall-mark services are not raftlb's
 		}
-		s := Service{
-			Key:       fsm.ServiceKey{VIP: fromIP(ks.Address), Port: ks.Port, Protocol: protoName(ks.Protocol)},
-			Scheduler: ks.SchedName,
-		}
-		if ks.Flags&svcFlagPersistent != 0 {
-			s.Persistence = time.Duration(ks.Timeout) * time.Second
-			if s.Key.VIP.Is4() {
-				var b [4]byte
-				binary.NativeEndian.PutUint32(b[:], ks.Netmask)
-				s.Netmask = netip.AddrFrom4(b)
-			}
-		}
+		s := fromKernelService(ks)
 		dests, err := k.h.GetDestinations(ks)
 		if err != nil {
 			return nil, fmt.Errorf("list real servers of %s: %w", s.Key, err)

@@ -24,16 +24,31 @@ type Checker interface {
 	Check(ctx context.Context, t Target) error
 }
 
+// DialFunc opens a connection, as net.Dialer's DialContext does. The
+// checkers dial through one, so a test can confine their probes to
+// loopback.
+type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
+
+// defaultDial is dial, or a plain net.Dialer when dial is nil.
+func defaultDial(dial DialFunc) DialFunc {
+	if dial != nil {
+		return dial
+	}
+	var d net.Dialer
+	return d.DialContext
+}
+
 // NewChecker returns the checker for a health-check spec. Everything that
 // can be prepared once (the regular expression, the digests, the HTTP
 // transport) is prepared here rather than on every probe. The spec has
-// been validated by fsm; an error here means it was not.
-func NewChecker(hc fsm.HealthCheck) (Checker, error) {
+// been validated by fsm; an error here means it was not. dial opens the
+// tcp and http(s) checks' connections; nil means a plain net.Dialer.
+func NewChecker(hc fsm.HealthCheck, dial DialFunc) (Checker, error) {
 	switch hc.Type {
 	case fsm.CheckTCP:
-		return tcpChecker{}, nil
+		return tcpChecker{dial: defaultDial(dial)}, nil
 	case fsm.CheckHTTP, fsm.CheckHTTPS:
-		return newHTTPChecker(hc)
+		return newHTTPChecker(hc, defaultDial(dial))
 	case fsm.CheckExec:
 		return newExecChecker(hc.Command)
 	default:
@@ -43,11 +58,10 @@ func NewChecker(hc fsm.HealthCheck) (Checker, error) {
 
 // tcpChecker connects and closes: ldirectord's checktype=connect,
 // keepalived's TCP_CHECK.
-type tcpChecker struct{}
+type tcpChecker struct{ dial DialFunc }
 
-func (tcpChecker) Check(ctx context.Context, t Target) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", t.Addr.String())
+func (c tcpChecker) Check(ctx context.Context, t Target) error {
+	conn, err := c.dial(ctx, "tcp", t.Addr.String())
 	if err != nil {
 		return netError(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testkit"
 )
 
 // probeTimeout bounds one probe in tests. It is generous: a test asserts
@@ -19,7 +20,7 @@ const probeTimeout = 10 * time.Second
 
 func check(t *testing.T, hc fsm.HealthCheck, target Target) error {
 	t.Helper()
-	c, err := NewChecker(hc)
+	c, err := NewChecker(hc, testkit.DialContext(t))
 	if err != nil {
 		t.Fatalf("NewChecker(%+v): %v", hc, err)
 	}
@@ -84,7 +85,7 @@ func TestTCPCheck(t *testing.T) {
 }
 
 func TestTCPCheckHonoursDeadline(t *testing.T) {
-	c, err := NewChecker(fsm.HealthCheck{Type: fsm.CheckTCP})
+	c, err := NewChecker(fsm.HealthCheck{Type: fsm.CheckTCP}, testkit.DialContext(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func TestNewCheckerRejects(t *testing.T) {
 		{Type: fsm.CheckHTTP, Path: "/", DigestSHA256: strings.Repeat("0", 32)},
 		{Type: fsm.CheckExec},
 	} {
-		if _, err := NewChecker(hc); err == nil {
+		if _, err := NewChecker(hc, testkit.DialContext(t)); err == nil {
 			t.Errorf("NewChecker(%+v): no error", hc)
 		}
 	}

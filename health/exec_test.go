@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testkit"
 )
 
 // script writes an executable shell script into a fresh directory.
@@ -102,7 +103,7 @@ sleep 300 &
 echo $! > "$1"
 wait
 `)
-	c, err := NewChecker(execCheck(s, pidFile))
+	c, err := NewChecker(execCheck(s, pidFile), testkit.DialContext(t))
 	if err != nil {
 		t.Fatal(err)
 	}

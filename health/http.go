@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -69,7 +68,7 @@ func Genhash(ctx context.Context, rawURL, serverName string, verifyTLS bool) (st
 	if u.Host == "" {
 		return 0, "", "", fmt.Errorf("%w: %q has no host", ErrBadURL, rawURL)
 	}
-	client := newHTTPClient(serverName, verifyTLS)
+	client := newHTTPClient(serverName, verifyTLS, defaultDial(nil))
 	status, body, err := fetch(ctx, client, u.String(), serverName, true)
 	if err != nil {
 		return status, "", "", err
@@ -85,14 +84,13 @@ func Genhash(ctx context.Context, rawURL, serverName string, verifyTLS bool) (st
 // server itself), never follows redirects (a 301 is the answer, not a
 // hop to somewhere else) and asks for no compression (the digest is of
 // the body as served, as keepalived sees it).
-func newHTTPClient(serverName string, verifyTLS bool) *http.Client {
+func newHTTPClient(serverName string, verifyTLS bool, dial DialFunc) *http.Client {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	dialer := &net.Dialer{}
 	return &http.Client{
 		Transport: &http.Transport{
 			Proxy:       nil,
-			DialContext: dialer.DialContext,
+			DialContext: dial,
 			TLSClientConfig: &tls.Config{
 				// Empty: no SNI for an IP address, and verification
 				// against the address the URL names.
@@ -157,13 +155,13 @@ type httpChecker struct {
 	wantCodes string // for the error message
 }
 
-func newHTTPChecker(hc fsm.HealthCheck) (*httpChecker, error) {
+func newHTTPChecker(hc fsm.HealthCheck, dial DialFunc) (*httpChecker, error) {
 	c := &httpChecker{
 		scheme: "http",
 		path:   hc.Path,
 		host:   hc.ServerName,
 		expect: slices.Clone(hc.ExpectStatus),
-		client: newHTTPClient(hc.ServerName, hc.VerifyTLS),
+		client: newHTTPClient(hc.ServerName, hc.VerifyTLS, dial),
 	}
 	if hc.Type == fsm.CheckHTTPS {
 		c.scheme = "https"

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testkit"
 )
 
 const page = "<html><body>raftlb ok</body></html>\n"
@@ -124,7 +125,7 @@ func TestHTTPCheckFreshConnectionPerProbe(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	c, err := NewChecker(httpCheck(nil))
+	c, err := NewChecker(httpCheck(nil), testkit.DialContext(t))
 	if err != nil {
 		t.Fatal(err)
 	}

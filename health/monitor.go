@@ -54,22 +54,32 @@ type probeLoop struct {
 	done   chan struct{}
 }
 
-// NewMonitor returns a monitor with no targets. onChange is called from a
-// probe goroutine, never with the monitor's lock held, each time a
-// server's Up changes; it must return promptly and must not call Set or
-// Stop. It may be nil.
-func NewMonitor(logger *slog.Logger, onChange func(Key, State)) *Monitor {
+// MonitorConfig sets up a Monitor. Every field may be left zero.
+type MonitorConfig struct {
+	Logger *slog.Logger
+	// OnChange is called from a probe goroutine, never with the monitor's
+	// lock held, each time a server's Up changes; it must return promptly
+	// and must not call Set or Stop.
+	OnChange func(Key, State)
+	// Dial opens the probes' connections (nil: a plain net.Dialer).
+	Dial DialFunc
+}
+
+// NewMonitor returns a monitor with no targets.
+func NewMonitor(cfg MonitorConfig) *Monitor {
+	logger, onChange := cfg.Logger, cfg.OnChange
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if onChange == nil {
 		onChange = func(Key, State) {}
 	}
+	dial := cfg.Dial
 	return &Monitor{
 		logger:     logger,
 		onChange:   onChange,
 		now:        time.Now,
-		newChecker: NewChecker,
+		newChecker: func(hc fsm.HealthCheck) (Checker, error) { return NewChecker(hc, dial) },
 		probes:     map[Key]*probeLoop{},
 		states:     map[Key]State{},
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testkit"
 )
 
 // waitTimeout bounds every wait on a condition; the conditions are met in
@@ -120,10 +121,10 @@ func (r *recorder) logText() string {
 
 func (r *recorder) monitor(t *testing.T) *Monitor {
 	logger := slog.New(slog.NewTextHandler(r, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	m := NewMonitor(logger, func(k Key, st State) {
+	m := NewMonitor(MonitorConfig{Logger: logger, Dial: testkit.DialContext(t), OnChange: func(k Key, st State) {
 		b := r.backends[k]
 		r.events <- event{key: k, state: st, ok: b.ok.Load(), bad: b.bad.Load()}
-	})
+	}})
 	t.Cleanup(m.Stop)
 	return m
 }

@@ -201,14 +201,14 @@ func TestRunUsageErrors(t *testing.T) {
 		{"serve", "--name", "m40", "--port", "80", "--addr", "vip"},
 		{"serve", "--name", "m40", "--port", "80", "extra"},
 		{"probe"},
-		{"probe", "--target", "172.95.69.100"},
-		{"probe", "--target", "172.95.69.100:80", "--interval", "0s"},
-		{"probe", "--target", "172.95.69.100:80", "--duration", "0s"},
-		{"probe", "--target", "172.95.69.100:80", "--count", "-1"},
-		{"probe", "--target", "172.95.69.100:80", "--nope"},
-		{"probe", "--target", "172.95.69.100:80", "--source-port", "20000"},
-		{"probe", "--target", "172.95.69.100:80", "--source-port", "65535", "--count", "2"},
-		{"probe", "--target", "172.95.69.100:80", "--source-port", "-1", "--count", "2"},
+		{"probe", "--target", "127.0.0.1"},
+		{"probe", "--target", "127.0.0.1:80", "--interval", "0s"},
+		{"probe", "--target", "127.0.0.1:80", "--duration", "0s"},
+		{"probe", "--target", "127.0.0.1:80", "--count", "-1"},
+		{"probe", "--target", "127.0.0.1:80", "--nope"},
+		{"probe", "--target", "127.0.0.1:80", "--source-port", "20000"},
+		{"probe", "--target", "127.0.0.1:80", "--source-port", "65535", "--count", "2"},
+		{"probe", "--target", "127.0.0.1:80", "--source-port", "-1", "--count", "2"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), args, &stdout, &stderr); code != 2 {
