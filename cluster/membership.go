@@ -216,57 +216,17 @@ func (n *Node) reconnect() {
 	}
 }
 
-// leaderDuties follows leadership events and, while this node is DC, runs
-// the membership reconciler for that term.
-func (n *Node) leaderDuties(ctx context.Context) {
-	events, cancel := n.Leadership()
-	defer cancel()
-	var stop context.CancelFunc = func() {}
-	defer func() { stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev := <-events:
-			stop()
-			stop = func() {}
-			if ev.IsLeader {
-				tctx, tcancel := context.WithCancel(ctx)
-				stop = tcancel
-				go n.establish(tctx, ev.Term)
-			}
-		}
-	}
-}
-
-// establish is the DC's membership loop for one term: Barrier first, so the
-// FSM reflects everything committed before this term, then reconcile on
-// every gossip change and on a ticker.
-func (n *Node) establish(ctx context.Context, term uint64) {
-	if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
-		n.logger.Warn("barrier after gaining leadership failed", "term", term, "err", err)
-		return
-	}
-	t := time.NewTicker(reconcileInterval)
-	defer t.Stop()
-	rejected := map[string]string{}
-	for {
-		n.reconcile(ctx, rejected)
-		select {
-		case <-ctx.Done():
-			return
-		case <-n.wakeCh:
-		case <-t.C:
-		}
-	}
-}
-
-// reconcile brings the Raft configuration and the node registry in line
-// with gossip: live nodes are admitted (voters up to MaxVoters, then
+// ReconcileMembers brings the Raft configuration and the node registry in
+// line with gossip: live nodes are admitted (voters up to MaxVoters, then
 // non-voters) and live non-voters are promoted when a voter slot is free.
 // Failed nodes stay configured (offline) so quorum arithmetic does not
-// shrink under a partition; only `raftlb leave` removes a node.
-func (n *Node) reconcile(ctx context.Context, rejected map[string]string) {
+// shrink under a partition; only `raftlb leave` removes a node. It is one
+// step of the DC's term (the director runs it); on a node that is not
+// leader every change it tries fails and nothing changes.
+func (n *Node) ReconcileMembers(ctx context.Context) {
+	n.rejectedMu.Lock()
+	defer n.rejectedMu.Unlock()
+	rejected := n.rejected
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return

@@ -60,7 +60,11 @@ type Node struct {
 	// since start; until then status calls its data stale.
 	caughtUp atomic.Bool
 
-	wakeCh     chan struct{}
+	// rejected remembers, per node, why the last admission attempt
+	// refused it, so the same refusal is logged once.
+	rejectedMu sync.Mutex
+	rejected   map[string]string
+
 	notifyCh   chan bool
 	leaders    *leadership
 	membership notifier
@@ -96,7 +100,7 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 		cfg:        cfg,
 		logger:     cfg.Logger.With("component", "cluster", "node", cfg.Name),
 		fsm:        f,
-		wakeCh:     make(chan struct{}, 1),
+		rejected:   map[string]string{},
 		peersDirty: make(chan struct{}, 1),
 		notifyCh:   make(chan bool, 16),
 		leaders:    newLeadership(),
@@ -129,7 +133,6 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 		"existing_state", n.hadState, "bootstrap_expect", cfg.BootstrapExpect)
 
 	n.goLoop(n.watchLeadership)
-	n.goLoop(n.leaderDuties)
 	n.goLoop(n.memberDuties)
 	if cfg.BootstrapExpect > 0 && !n.hadState {
 		n.goLoop(n.bootstrapLoop)
@@ -269,6 +272,23 @@ func (n *Node) transfer() bool {
 	return true
 }
 
+// TransferLeadership gives the DC role to another voter because this node
+// cannot carry out its duties; reason is logged. Unlike a hand-over it
+// keeps nothing for a grace: the director has nothing placed.
+func (n *Node) TransferLeadership(reason string) error {
+	if n.raft.State() != raft.Leader {
+		return nil
+	}
+	if n.otherVoters() == 0 {
+		return errors.New("no other voter to take over")
+	}
+	n.logger.Warn("transferring leadership", "reason", reason)
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("leadership transfer: %w", err)
+	}
+	return nil
+}
+
 // OnHandOver registers fn, called with true just before this node hands
 // its DC duties over on purpose, and with false when such a hand-over
 // failed and the node is still DC. fn runs on the caller's goroutine and
@@ -347,13 +367,9 @@ func (n *Node) closeAll() error {
 	return errors.Join(errs...)
 }
 
-// wake is called on every gossip membership change: it nudges the DC's
-// reconciler and tells membership subscribers.
+// wake is called on every gossip membership change: it tells membership
+// subscribers (the DC's membership step among them).
 func (n *Node) wake() {
-	select {
-	case n.wakeCh <- struct{}{}:
-	default:
-	}
 	n.membership.notify()
 	select {
 	case n.peersDirty <- struct{}{}:

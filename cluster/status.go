@@ -273,7 +273,7 @@ func serviceStatus(svc fsm.Service, state fsm.State, online func(string) bool, c
 	if svc.HealthCheck != nil {
 		ss.HealthCheck = svc.HealthCheck.Type
 	}
-	for _, b := range Backends(svc, state, online) {
+	for _, b := range state.Backends(svc, online) {
 		rs := RealServerStatus{Address: b.Address.String(), Port: b.Port, Weight: b.Weight, Node: b.Node}
 		if svc.HealthCheck != nil {
 			rs.Health = "unknown"
@@ -299,45 +299,4 @@ func serviceStatus(svc fsm.Service, state fsm.State, online func(string) bool, c
 		ss.RealServers = append(ss.RealServers, rs)
 	}
 	return ss
-}
-
-// Backend is one real server of a service, resolved against the registry.
-type Backend struct {
-	Address netip.Addr
-	Port    uint16
-	Weight  int
-	Node    string // the cluster node behind the address, if any
-}
-
-// Backends resolves a service's real servers: with all-nodes, every
-// registered node that online reports as up, at its bind address; otherwise
-// the explicit list. Sorted by address and port.
-func Backends(svc fsm.Service, state fsm.State, online func(string) bool) []Backend {
-	byAddr := map[netip.Addr]string{}
-	for name, nd := range state.Nodes {
-		byAddr[nd.Address] = name
-	}
-	var out []Backend
-	if svc.RealServers.AllNodes {
-		port := svc.RealServers.NodePort
-		if port == 0 {
-			port = svc.Port
-		}
-		for name, nd := range state.Nodes {
-			if online(name) {
-				out = append(out, Backend{Address: nd.Address, Port: port, Weight: svc.RealServers.NodeWeight, Node: name})
-			}
-		}
-	} else {
-		for _, rs := range svc.RealServers.Servers {
-			out = append(out, Backend{Address: rs.Address, Port: rs.Port, Weight: rs.Weight, Node: byAddr[rs.Address]})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if c := out[i].Address.Compare(out[j].Address); c != 0 {
-			return c < 0
-		}
-		return out[i].Port < out[j].Port
-	})
-	return out
 }

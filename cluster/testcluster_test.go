@@ -112,11 +112,56 @@ func (c *testCluster) start(cfg Config) *Node {
 	if err != nil {
 		c.t.Fatalf("start %s: %v", cfg.Name, err)
 	}
+	go dcDuties(nd)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.nodes[cfg.Name] = nd
 	c.cfgs[cfg.Name] = nd.cfg // resolved ports, for restarts
 	return nd
+}
+
+// dcDuties stands in, in this package's tests, for the DC's term that the
+// director owns (director/term.go): while the node leads, a barrier, then
+// the membership step on every gossip change and every second.
+func dcDuties(n *Node) {
+	events, cancel := n.Leadership()
+	defer cancel()
+	stop := func() {}
+	defer func() { stop() }()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case ev := <-events:
+			stop()
+			stop = func() {}
+			if !ev.IsLeader {
+				continue
+			}
+			ctx, cancelTerm := context.WithCancel(n.ctx)
+			done := make(chan struct{})
+			stop = func() { cancelTerm(); <-done }
+			go func() {
+				defer close(done)
+				if n.Barrier(5*time.Second) != nil {
+					return
+				}
+				changes, unsubscribe := n.SubscribeMembership()
+				defer unsubscribe()
+				tick := time.NewTicker(reconcileInterval)
+				defer tick.Stop()
+				for {
+					n.ReconcileMembers(ctx)
+					select {
+					case <-ctx.Done():
+						return
+					case <-changes:
+					case <-tick.C:
+					}
+				}
+			}()
+		}
+	}
 }
 
 func (c *testCluster) node(name string) *Node {

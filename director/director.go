@@ -23,12 +23,27 @@ type Cluster interface {
 	FSM() *fsm.FSM
 	OnlineNodes() map[string]bool
 	SubscribeMembership() (<-chan struct{}, func())
+	// ReconcileMembers admits live nodes to Raft and promotes non-voters;
+	// only the DC calls it.
+	ReconcileMembers(ctx context.Context)
+	// TransferLeadership gives the DC role to another voter because this
+	// node cannot carry out its duties (reason says why).
+	TransferLeadership(reason string) error
 	// HandingOver is true while this node gives its DC duties away on
 	// purpose; a node that loses them (quorum lost) is not handing over.
 	HandingOver() bool
 	// OnHandOver registers a function called with true just before a
 	// hand-over begins and with false if it failed.
 	OnHandOver(fn func(begun bool))
+}
+
+// Dataplane is the kernel side a DC drives: where the VIPs live (the
+// real-server manager), the IPVS table and ARP. A node without one
+// (--dataplane none) coordinates the cluster but holds no VIP.
+type Dataplane struct {
+	RS   *realserver.Manager
+	IPVS IPVS
+	ARP  ARP
 }
 
 // Config tunes the director. Zero fields take the defaults.
@@ -44,12 +59,21 @@ type Config struct {
 	// ReconcileInterval re-reads the kernel table even without a change,
 	// repairing anything edited behind raftlb's back.
 	ReconcileInterval time.Duration
+	// MembershipInterval re-checks gossip against the Raft configuration
+	// even without a gossip event.
+	MembershipInterval time.Duration
 	// HandOverGrace bounds how long a DC that hands its duties over on
 	// purpose keeps the VIPs after losing leadership: it lets go as soon
 	// as it has seen the successor announce every VIP (gratuitous ARP), so
 	// clients never find nobody holding a VIP. Balancing stops at once. A
 	// DC that loses quorum releases at once, without a grace.
 	HandOverGrace time.Duration
+	// Retry is the pause between attempts of a step of the term's start
+	// that failed (barrier, claim); it doubles up to 2 s. After
+	// GiveUpAfter failed attempts the node hands leadership to another
+	// voter instead of retrying on.
+	Retry       time.Duration
+	GiveUpAfter int
 	// HealthDial opens the health checks' connections (nil: a plain
 	// net.Dialer); tests confine them to loopback.
 	HealthDial health.DialFunc
@@ -69,8 +93,17 @@ func (c *Config) defaults() {
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = 5 * time.Second
 	}
+	if c.MembershipInterval == 0 {
+		c.MembershipInterval = time.Second
+	}
 	if c.HandOverGrace == 0 {
 		c.HandOverGrace = 3 * time.Second
+	}
+	if c.Retry == 0 {
+		c.Retry = 100 * time.Millisecond
+	}
+	if c.GiveUpAfter == 0 {
+		c.GiveUpAfter = 5
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -78,12 +111,10 @@ func (c *Config) defaults() {
 }
 
 // Director runs on every node and acts only while the node is the
-// verified DC.
+// verified DC: each Raft term in which it leads is one term (term.go).
 type Director struct {
 	c      Cluster
-	rs     *realserver.Manager
-	ipvs   IPVS
-	arp    ARP
+	dp     *Dataplane // nil: no data plane
 	cfg    Config
 	logger *slog.Logger
 
@@ -91,11 +122,19 @@ type Director struct {
 	// ipvsMu orders IPVS writes: a reconcile and the flush that begins a
 	// hand-over never interleave.
 	ipvsMu sync.Mutex
-	// resume asks the DC loop to reconcile after a failed hand-over.
+	// resume asks the DC's term to reconcile after a failed hand-over.
 	resume chan struct{}
 
 	// monitor runs the health checks while this node is DC; nil otherwise.
 	monitor atomic.Pointer[health.Monitor]
+}
+
+// New returns a Director. dp nil means the node has no data plane.
+func New(c Cluster, dp *Dataplane, cfg Config) *Director {
+	cfg.defaults()
+	d := &Director{c: c, dp: dp, cfg: cfg, logger: cfg.Logger.With("component", "director"), resume: make(chan struct{}, 1)}
+	c.OnHandOver(d.handOver)
+	return d
 }
 
 // Health returns the health of every checked real server while this node
@@ -107,20 +146,15 @@ func (d *Director) Health() map[health.Key]health.State {
 	return nil
 }
 
-// New returns a Director.
-func New(c Cluster, rs *realserver.Manager, ipvs IPVS, arp ARP, cfg Config) *Director {
-	cfg.defaults()
-	d := &Director{c: c, rs: rs, ipvs: ipvs, arp: arp, cfg: cfg, logger: cfg.Logger.With("component", "director"), resume: make(chan struct{}, 1)}
-	c.OnHandOver(d.handOver)
-	return d
-}
-
 // handOver runs on the goroutine that hands DC duties over. Balancing
 // stops before the successor can be elected, so no instant has two
 // directors forwarding to each other (invariant 6); the VIPs stay until
-// the successor announces them (see lead). If the hand-over fails, the DC
-// loop rebuilds its table.
+// the successor announces them (term.revoke). If the hand-over fails, the
+// term rebuilds its table.
 func (d *Director) handOver(begun bool) {
+	if d.dp == nil {
+		return
+	}
 	if begun {
 		d.logger.Info("handing over: balancing stops; this node's own service answers until the successor takes the VIPs")
 		d.flush(d.c.FSM().Spec())
@@ -138,7 +172,10 @@ func (d *Director) Writes() uint64 { return d.writes.Load() }
 
 // Table returns the kernel's IPVS services for the VIPs this node manages.
 func (d *Director) Table() ([]Service, error) {
-	all, err := d.ipvs.Services()
+	if d.dp == nil {
+		return nil, ErrNoKernel
+	}
+	all, err := d.dp.IPVS.Services()
 	if err != nil {
 		return nil, err
 	}
@@ -152,8 +189,10 @@ func (d *Director) Table() ([]Service, error) {
 	return out, nil
 }
 
-// Run follows leadership until ctx ends. On the way out it gives back
-// whatever it held: IPVS services for its VIPs, and the VIPs to lo.
+// Run follows leadership until ctx ends: each term in which this node
+// leads runs in its own goroutine, and the next event waits until the
+// previous term has released everything. On the way out it gives back
+// whatever it held.
 func (d *Director) Run(ctx context.Context) error {
 	leaders, cancelLeaders := d.c.Leadership()
 	defer cancelLeaders()
@@ -189,23 +228,23 @@ func (d *Director) Run(ctx context.Context) error {
 	}
 }
 
-// termRun is the DC loop of one Raft term.
+// termRun is one term's goroutine.
 type termRun struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func (d *Director) startTerm(ctx context.Context, term uint64) *termRun {
-	lctx, cancel := context.WithCancel(ctx)
+func (d *Director) startTerm(ctx context.Context, n uint64) *termRun {
+	tctx, cancel := context.WithCancel(ctx)
 	r := &termRun{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		d.lead(lctx, term)
+		d.newTerm(n).run(tctx)
 	}()
 	return r
 }
 
-// stop ends the term's loop and waits until it has released what it held.
+// stop ends the term and waits until it has released what it held.
 func (r *termRun) stop() {
 	if r == nil {
 		return
@@ -217,8 +256,11 @@ func (r *termRun) stop() {
 // follow is the state of a node that is not DC: VIPs on lo, no IPVS
 // services for them.
 func (d *Director) follow() {
+	if d.dp == nil {
+		return
+	}
 	spec := d.c.FSM().Spec()
-	if err := d.rs.Apply(spec.VIPs, false); err != nil {
+	if err := d.dp.RS.Apply(spec.VIPs, false); err != nil {
 		d.logger.Error("placing VIPs on lo failed", "err", err)
 	}
 	d.flush(spec)
@@ -231,7 +273,7 @@ func (d *Director) owned(spec fsm.Spec) map[netip.Addr]bool {
 	for _, v := range spec.VIPs {
 		out[v.Address] = true
 	}
-	for _, a := range d.rs.ManagedVIPs() {
+	for _, a := range d.dp.RS.ManagedVIPs() {
 		out[a] = true
 	}
 	return out
@@ -242,7 +284,7 @@ func (d *Director) owned(spec fsm.Spec) map[netip.Addr]bool {
 func (d *Director) flush(spec fsm.Spec) {
 	d.ipvsMu.Lock()
 	defer d.ipvsMu.Unlock()
-	cur, err := d.ipvs.Services()
+	cur, err := d.dp.IPVS.Services()
 	if err != nil {
 		d.logger.Error("reading IPVS table failed", "err", err)
 		return
@@ -252,7 +294,7 @@ func (d *Director) flush(spec fsm.Spec) {
 		if !owned[s.Key.VIP] {
 			continue
 		}
-		if err := d.ipvs.DelService(s.Key); err != nil {
+		if err := d.dp.IPVS.DelService(s.Key); err != nil {
 			d.logger.Error("removing IPVS service failed", "service", s.Key.String(), "err", err)
 			continue
 		}
@@ -261,247 +303,11 @@ func (d *Director) flush(spec fsm.Spec) {
 	}
 }
 
-// lead is the DC's loop for one term.
-func (d *Director) lead(ctx context.Context, term uint64) {
-	log := d.logger.With("term", term)
-	ann := newAnnouncements(d.arp, log, d.c.HandingOver)
-	defer func() {
-		if d.c.HandingOver() && d.cfg.HandOverGrace > 0 {
-			// The successor was elected on our request; balancing
-			// stopped before that (handOver). Keep the VIPs on the
-			// interface until the successor has announced them, so
-			// clients whose ARP caches still point here are answered (by
-			// this node's own service) instead of finding nobody. Two
-			// nodes answer ARP for this bounded window.
-			log.Info("handing over: keeping the VIPs until the successor announces them", "at_most", d.cfg.HandOverGrace)
-			start := time.Now()
-			switch {
-			case ann.waitSuccessor(d.cfg.HandOverGrace):
-				log.Info("the successor announced every VIP", "after", time.Since(start).Round(time.Millisecond))
-			case !d.c.HandingOver():
-				log.Warn("hand-over called off without a successor: releasing the VIPs at once")
-			default:
-				log.Warn("no successor announced every VIP within the grace; releasing them anyway", "grace", d.cfg.HandOverGrace)
-			}
-		}
-		d.follow()
-		log.Info("DC duties released: VIPs back on lo, IPVS services removed")
-		ann.stop()
-	}()
-	// Barrier: act on everything committed before this term.
-	for {
-		err := d.c.Barrier(5 * time.Second)
-		if err == nil {
-			break
-		}
-		log.Warn("barrier failed; retrying", "err", err)
-		if !sleep(ctx, 100*time.Millisecond) {
-			return
-		}
-	}
-
-	// Fencing goes here: before taking the VIPs over, a node that holds
-	// them and cannot be proven dead is fenced (STONITH), and the takeover
-	// waits for the fence to succeed. The fencing issue adds that step.
-
-	// Health checks run while this node is DC. A server not yet probed
-	// counts as up, so a new DC keeps the healthy servers it inherits.
-	healthChanged := make(chan struct{}, 1)
-	mon := health.NewMonitor(health.MonitorConfig{Logger: d.logger, Dial: d.cfg.HealthDial, OnChange: func(health.Key, health.State) {
-		select {
-		case healthChanged <- struct{}{}:
-		default:
-		}
-	}})
-	d.monitor.Store(mon)
-	defer func() {
-		d.monitor.Store(nil)
-		mon.Stop()
-	}()
-
-	membership, cancelMembership := d.c.SubscribeMembership()
-	defer cancelMembership()
-	specs, cancelSpecs := d.c.FSM().Subscribe()
-	defer cancelSpecs()
-	reconcile := time.NewTicker(d.cfg.ReconcileInterval)
-	defer reconcile.Stop()
-	var refresh <-chan time.Time
-	if d.cfg.GARPRefresh > 0 {
-		t := time.NewTicker(d.cfg.GARPRefresh)
-		defer t.Stop()
-		refresh = t.C
-	}
-	burst := time.NewTimer(0)
-	defer burst.Stop()
-	burstLeft := 0
-	held := map[netip.Addr]string{} // VIP → interface
-
-	claim := func() bool {
-		if err := d.c.VerifyLeader(term); err != nil {
-			log.Warn("not claiming: leadership not verified", "err", err)
-			return false
-		}
-		spec := d.c.FSM().Spec()
-		d.reconcile(log, spec)
-		if err := d.rs.Apply(spec.VIPs, true); err != nil {
-			log.Error("claiming VIPs failed", "err", err)
-			return false
-		}
-		fresh := false
-		now := map[netip.Addr]string{}
-		for _, v := range spec.VIPs {
-			now[v.Address] = d.ifaceOf(v)
-			if _, ok := held[v.Address]; !ok {
-				fresh = true
-				log.Info("VIP claimed", "vip", v.Address, "interface", now[v.Address])
-			}
-		}
-		held = now
-		ann.hold(held)
-		if fresh {
-			burstLeft = d.cfg.GARPCount
-			burst.Reset(0)
-		}
-		return true
-	}
-	for !claim() {
-		if !sleep(ctx, 100*time.Millisecond) {
-			return
-		}
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-specs:
-			claim()
-		case <-membership:
-			if d.c.VerifyLeader(term) == nil {
-				d.reconcile(log, d.c.FSM().Spec())
-			}
-		case <-healthChanged:
-			if d.c.VerifyLeader(term) == nil {
-				d.reconcile(log, d.c.FSM().Spec())
-			}
-		case <-reconcile.C:
-			if d.c.VerifyLeader(term) == nil {
-				d.reconcile(log, d.c.FSM().Spec())
-			}
-		case <-d.resume:
-			if d.c.VerifyLeader(term) == nil {
-				d.reconcile(log, d.c.FSM().Spec())
-			}
-		case <-burst.C:
-			if burstLeft > 0 && d.sendGARP(log, term) {
-				log.Info("VIPs announced (gratuitous ARP, or unsolicited neighbour advertisement for IPv6)", "burst_left", burstLeft-1)
-				burstLeft--
-				if burstLeft > 0 {
-					burst.Reset(d.cfg.GARPSpacing)
-				}
-			}
-		case <-refresh:
-			d.sendGARP(log, term)
-		}
-	}
-}
-
 func (d *Director) ifaceOf(v fsm.VIP) string {
 	if v.Interface != "" {
 		return v.Interface
 	}
-	return d.rs.DefaultInterface()
-}
-
-// sendGARP announces every VIP once, after verifying leadership.
-func (d *Director) sendGARP(log *slog.Logger, term uint64) bool {
-	if err := d.c.VerifyLeader(term); err != nil {
-		log.Warn("no gratuitous ARP: leadership not verified", "err", err)
-		return false
-	}
-	for _, v := range d.c.FSM().Spec().VIPs {
-		if err := d.arp.Gratuitous(d.ifaceOf(v), v.Address); err != nil {
-			log.Error("gratuitous ARP failed", "vip", v.Address, "err", err)
-		}
-	}
-	return true
-}
-
-// reconcile brings the kernel table in line with the spec by diff. The
-// caller has verified leadership for this term.
-func (d *Director) reconcile(log *slog.Logger, spec fsm.Spec) {
-	d.ipvsMu.Lock()
-	defer d.ipvsMu.Unlock()
-	if d.c.HandingOver() {
-		return // balancing stopped for the hand-over
-	}
-	state := d.c.FSM().State()
-	online := d.c.OnlineNodes()
-	isOnline := func(n string) bool { return online[n] }
-	var healthOf func(fsm.ServiceKey, netip.AddrPort) bool
-	if mon := d.monitor.Load(); mon != nil {
-		mon.Set(checkTargets(state, isOnline))
-		states := mon.States()
-		healthOf = func(k fsm.ServiceKey, a netip.AddrPort) bool {
-			st, ok := states[health.Key{Service: k, Server: a}]
-			return !ok || st.Up
-		}
-	}
-	desired := Desired(state, isOnline, healthOf)
-	current, err := d.ipvs.Services()
-	if err != nil {
-		log.Error("reading IPVS table failed", "err", err)
-		return
-	}
-	ops := plan(current, desired, d.owned(spec))
-	if len(ops) == 0 {
-		return
-	}
-	n, err := apply(d.ipvs, ops)
-	d.writes.Add(uint64(n))
-	for _, o := range ops[:n] {
-		log.Info("IPVS "+o.kind, "service", o.svc.Key.String(), "real_server", destString(o.dest))
-	}
-	if err != nil {
-		log.Error("IPVS reconcile failed", "err", err)
-	}
-}
-
-// checkTargets lists the real servers to health-check: every backend of
-// every service that has a check. The fallback server is not checked, as
-// with ldirectord.
-func checkTargets(state fsm.State, online func(string) bool) map[health.Key]health.Spec {
-	out := map[health.Key]health.Spec{}
-	for _, svc := range state.Spec.Services {
-		if svc.HealthCheck == nil {
-			continue
-		}
-		for _, b := range cluster.Backends(svc, state, online) {
-			a := netip.AddrPortFrom(b.Address, b.Port)
-			out[health.Key{Service: svc.Key(), Server: a}] = health.Spec{
-				Check:  *svc.HealthCheck,
-				Target: health.Target{Addr: a, VIP: netip.AddrPortFrom(svc.VIP, svc.Port)},
-			}
-		}
-	}
-	return out
-}
-
-func destString(d Dest) string {
-	if !d.Addr.IsValid() {
-		return ""
-	}
-	return d.id().String()
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return d.dp.RS.DefaultInterface()
 }
 
 // ErrNoKernel is returned by callers that need a kernel data plane when the

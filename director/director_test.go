@@ -1,193 +1,22 @@
 package director
 
 import (
-	"context"
-	"errors"
-	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testkit"
 	"github.com/raftlb/raftlb/realserver"
 )
 
-var (
-	vip = netip.MustParseAddr("172.95.69.100")
-	m30 = netip.MustParseAddr("172.95.69.30")
-	m40 = netip.MustParseAddr("172.95.69.40")
-	m50 = netip.MustParseAddr("172.95.69.50")
-)
+func leader(term uint64) cluster.LeaderEvent { return cluster.LeaderEvent{IsLeader: true, Term: term} }
 
-// fakeCluster drives the director the way cluster.Node would.
-type fakeCluster struct {
-	t       *testing.T
-	fsm     *fsm.FSM
-	index   uint64
-	leaders chan cluster.LeaderEvent
-	members chan struct{}
-
-	mu          sync.Mutex
-	online      map[string]bool
-	verifyErr   error
-	verified    int
-	handingOver bool
-	hooks       []func(bool)
-}
-
-func (c *fakeCluster) OnHandOver(fn func(bool)) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.hooks = append(c.hooks, fn)
-}
-
-// setHandingOver does what the real node does around a leadership
-// transfer: the flag first, then the hooks.
-func (c *fakeCluster) setHandingOver(on bool) {
-	c.mu.Lock()
-	c.handingOver = on
-	hooks := slices.Clone(c.hooks)
-	c.mu.Unlock()
-	for _, fn := range hooks {
-		fn(on)
-	}
-}
-
-func newFakeCluster(t *testing.T) *fakeCluster {
-	c := &fakeCluster{
-		t: t, fsm: fsm.New(),
-		leaders: make(chan cluster.LeaderEvent, 1),
-		members: make(chan struct{}, 1),
-		online:  map[string]bool{"m30": true, "m40": true, "m50": true},
-	}
-	for name, a := range map[string]netip.Addr{"m30": m30, "m40": m40, "m50": m50} {
-		c.apply(fsm.CmdRegisterNode, fsm.Node{
-			Name: name, Address: a,
-			RaftAddr: netip.AddrPortFrom(a, 7947), GossipAddr: netip.AddrPortFrom(a, 7946),
-		})
-	}
-	return c
-}
-
-func (c *fakeCluster) apply(t fsm.CommandType, payload any) {
-	b, err := fsm.EncodeCommand(t, payload)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.index++
-	if r, ok := c.fsm.Apply(&raft.Log{Index: c.index, Data: b}).(*fsm.Result); ok && r.Err != nil {
-		c.t.Fatal(r.Err)
-	}
-}
-
-func (c *fakeCluster) setSpec(s fsm.Spec) { c.apply(fsm.CmdSetSpec, fsm.SetSpec{Spec: s}) }
-
-func (c *fakeCluster) Leadership() (<-chan cluster.LeaderEvent, func()) { return c.leaders, func() {} }
-func (c *fakeCluster) Barrier(time.Duration) error                      { return nil }
-func (c *fakeCluster) FSM() *fsm.FSM                                    { return c.fsm }
-func (c *fakeCluster) SubscribeMembership() (<-chan struct{}, func())   { return c.members, func() {} }
-func (c *fakeCluster) HandingOver() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.handingOver
-}
-
-func (c *fakeCluster) VerifyLeader(uint64) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.verified++
-	return c.verifyErr
-}
-
-func (c *fakeCluster) OnlineNodes() map[string]bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string]bool{}
-	for k, v := range c.online {
-		out[k] = v
-	}
-	return out
-}
-
-func (c *fakeCluster) setOnline(name string, up bool) {
-	c.mu.Lock()
-	c.online[name] = up
-	c.mu.Unlock()
-	select {
-	case c.members <- struct{}{}:
-	default:
-	}
-}
-
-type fakeARP struct {
-	mu       sync.Mutex
-	sent     []string
-	watchers map[string]func(netip.Addr)
-}
-
-func (a *fakeARP) Watch(ctx context.Context, iface string, fn func(netip.Addr)) error {
-	a.mu.Lock()
-	if a.watchers == nil {
-		a.watchers = map[string]func(netip.Addr){}
-	}
-	a.watchers[iface] = fn
-	a.mu.Unlock()
-	<-ctx.Done()
-	a.mu.Lock()
-	delete(a.watchers, iface)
-	a.mu.Unlock()
-	return nil
-}
-
-// watching reports whether iface is watched.
-func (a *fakeARP) watching(iface string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.watchers[iface] != nil
-}
-
-// announce delivers an ARP packet from another host with sender ip on iface.
-func (a *fakeARP) announce(iface string, ip netip.Addr) {
-	a.mu.Lock()
-	fn := a.watchers[iface]
-	a.mu.Unlock()
-	if fn != nil {
-		fn(ip)
-	}
-}
-
-func (a *fakeARP) Gratuitous(iface string, ip netip.Addr) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.sent = append(a.sent, iface+" "+ip.String())
-	return nil
-}
-
-func (a *fakeARP) count() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.sent)
-}
-
-func squid(scheduler string) fsm.Spec {
-	return fsm.Spec{
-		VIPs: []fsm.VIP{{Address: vip, Interface: "eth0"}},
-		Services: []fsm.Service{{
-			Name: "squid", VIP: vip, Port: 3128, Protocol: "tcp", Scheduler: scheduler, Forwarding: "route",
-			Persistence: fsm.Persistence{Timeout: 20 * time.Second},
-			RealServers: fsm.RealServers{AllNodes: true, NodePort: 3128, NodeWeight: 1},
-			Fallback:    &fsm.RealServer{Address: netip.MustParseAddr("127.0.0.1"), Port: 3128, Weight: 1},
-		}},
-		Policy: fsm.Policy{NoQuorum: "stop"},
-	}
-}
+var follower = cluster.LeaderEvent{IsLeader: false}
 
 func TestPlanIsEmptyWhenTheTableMatches(t *testing.T) {
 	c := newFakeCluster(t)
@@ -204,7 +33,7 @@ func TestPlanIsEmptyWhenTheTableMatches(t *testing.T) {
 
 func TestPlanWritesOnlyTheDifference(t *testing.T) {
 	key := fsm.ServiceKey{VIP: vip, Port: 80, Protocol: "tcp"}
-	other := fsm.ServiceKey{VIP: netip.MustParseAddr("10.9.9.9"), Port: 80, Protocol: "tcp"}
+	other := fsm.ServiceKey{VIP: netip.MustParseAddr("127.0.9.9"), Port: 80, Protocol: "tcp"}
 	gone := fsm.ServiceKey{VIP: vip, Port: 443, Protocol: "tcp"}
 	current := []Service{
 		{Key: key, Scheduler: "rr", Dests: []Dest{
@@ -218,7 +47,7 @@ func TestPlanWritesOnlyTheDifference(t *testing.T) {
 	desired := []Service{{Key: key, Scheduler: "wlc", Dests: []Dest{
 		{Addr: m30, Port: 80, Weight: 1, Forward: "route"},
 		{Addr: m40, Port: 80, Weight: 5, Forward: "route"},
-		{Addr: netip.MustParseAddr("172.95.69.60"), Port: 80, Weight: 1, Forward: "route"},
+		{Addr: netip.MustParseAddr("127.0.0.60"), Port: 80, Weight: 1, Forward: "route"},
 	}}}
 	var got []string
 	for _, o := range plan(current, desired, map[netip.Addr]bool{vip: true}) {
@@ -226,9 +55,9 @@ func TestPlanWritesOnlyTheDifference(t *testing.T) {
 	}
 	want := []string{
 		"update-service 172.95.69.100:80/tcp",
-		"update-dest 172.95.69.100:80/tcp -> 172.95.69.40:80",
-		"add-dest 172.95.69.100:80/tcp -> 172.95.69.60:80",
-		"del-dest 172.95.69.100:80/tcp -> 172.95.69.50:80",
+		"update-dest 172.95.69.100:80/tcp -> 127.0.0.40:80",
+		"add-dest 172.95.69.100:80/tcp -> 127.0.0.60:80",
+		"del-dest 172.95.69.100:80/tcp -> 127.0.0.50:80",
 		"del-service 172.95.69.100:443/tcp",
 	}
 	if !slices.Equal(got, want) {
@@ -240,12 +69,8 @@ func TestDesiredUsesOnlineNodesThenFallback(t *testing.T) {
 	c := newFakeCluster(t)
 	c.setSpec(squid("rr"))
 	d := Desired(c.fsm.State(), func(n string) bool { return n != "m40" }, nil)
-	var addrs []string
-	for _, dst := range d[0].Dests {
-		addrs = append(addrs, dst.id().String())
-	}
-	if want := []string{"172.95.69.30:3128", "172.95.69.50:3128"}; !slices.Equal(addrs, want) {
-		t.Fatalf("real servers %v, want %v", addrs, want)
+	if got, want := destsOf(d[0]), map[string]int{"127.0.0.30:3128": 1, "127.0.0.50:3128": 1}; !maps.Equal(got, want) {
+		t.Fatalf("real servers %v, want %v", got, want)
 	}
 	if d[0].Persistence != 20*time.Second || d[0].Scheduler != "rr" {
 		t.Errorf("service options %+v", d[0])
@@ -256,172 +81,12 @@ func TestDesiredUsesOnlineNodesThenFallback(t *testing.T) {
 	}
 }
 
-type harness struct {
-	c    *fakeCluster
-	k    *realserver.Fake
-	rs   *realserver.Manager
-	ipvs *FakeIPVS
-	arp  *fakeARP
-	d    *Director
-	stop func()
-}
-
-func newHarness(t *testing.T) *harness { return newHarnessWithLog(t, discard()) }
-
-func newHarnessWithLog(t *testing.T, logger *slog.Logger) *harness {
-	return newHarnessWith(t, logger, 20*time.Millisecond)
-}
-
-func newHarnessWith(t *testing.T, logger *slog.Logger, grace time.Duration) *harness {
-	h := &harness{c: newFakeCluster(t), k: realserver.NewFake("eth0"), ipvs: NewFakeIPVS(), arp: &fakeARP{}}
-	h.rs = realserver.New(h.k, "eth0", t.TempDir()+"/vips.json", discard())
-	if err := h.rs.Start(); err != nil {
-		t.Fatal(err)
-	}
-	h.c.setSpec(squid("rr"))
-	h.d = New(h.c, h.rs, h.ipvs, h.arp, Config{GARPSpacing: time.Millisecond, GARPRefresh: -1, ReconcileInterval: time.Hour, HandOverGrace: grace, Logger: logger})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = h.d.Run(ctx)
-	}()
-	h.stop = func() { cancel(); <-done }
-	t.Cleanup(h.stop)
-	return h
-}
-
-func (h *harness) waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func (h *harness) has(dev string) bool {
-	addrs, _ := h.k.Addrs(dev)
-	return slices.Contains(addrs, netip.PrefixFrom(vip, 32))
-}
-
-func (h *harness) table() []Service {
-	s, _ := h.ipvs.Services()
-	return s
-}
-
-func TestFollowerKeepsVIPOnLoAndNoIPVS(t *testing.T) {
-	h := newHarness(t)
-	h.c.leaders <- cluster.LeaderEvent{IsLeader: false}
-	h.waitFor(t, "VIP on lo", func() bool { return h.has("lo") })
-	if h.has("eth0") || len(h.table()) != 0 || h.arp.count() != 0 {
-		t.Fatalf("follower: eth0=%v ipvs=%v garp=%d", h.has("eth0"), h.table(), h.arp.count())
-	}
-}
-
-func TestDCClaimsReconcilesAndReleases(t *testing.T) {
-	h := newHarness(t)
-	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 2}
-	h.waitFor(t, "VIP on eth0, off lo", func() bool { return h.has("eth0") && !h.has("lo") })
-	h.waitFor(t, "gratuitous ARP burst", func() bool { return h.arp.count() == 3 })
-	tab := h.table()
-	if len(tab) != 1 || len(tab[0].Dests) != 3 || tab[0].Scheduler != "rr" {
-		t.Fatalf("IPVS table %+v", tab)
-	}
-	h.ipvs.TakeWrites()
-
-	// A no-op apply makes zero IPVS writes: run the reconcile step
-	// synchronously against the unchanged spec.
-	h.c.setSpec(squid("rr"))
-	h.d.reconcile(discard(), h.c.fsm.Spec())
-	if w := h.ipvs.TakeWrites(); len(w) != 0 {
-		t.Fatalf("no-op apply wrote %v", w)
-	}
-
-	// A scheduler change is one update, nothing else.
-	h.c.setSpec(squid("wlc"))
-	h.waitFor(t, "scheduler update", func() bool { return h.table()[0].Scheduler == "wlc" })
-	if w := h.ipvs.TakeWrites(); !slices.Equal(w, []string{"update-service 172.95.69.100:3128/tcp wlc"}) {
-		t.Fatalf("scheduler change wrote %v", w)
-	}
-
-	// A node that dies is removed at once.
-	h.c.setOnline("m40", false)
-	h.waitFor(t, "m40 removed", func() bool { return len(h.table()[0].Dests) == 2 })
-
-	// Losing leadership gives everything back.
-	h.c.leaders <- cluster.LeaderEvent{IsLeader: false}
-	h.waitFor(t, "VIP back on lo and IPVS empty", func() bool { return h.has("lo") && !h.has("eth0") && len(h.table()) == 0 })
-}
-
-func TestNoWritesWithoutVerifiedLeadership(t *testing.T) {
-	h := newHarness(t)
-	h.c.mu.Lock()
-	h.c.verifyErr = errors.New("node is not the leader")
-	h.c.mu.Unlock()
-	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 3}
-	h.waitFor(t, "several verification attempts", func() bool {
-		h.c.mu.Lock()
-		defer h.c.mu.Unlock()
-		return h.c.verified >= 3
-	})
-	if h.has("eth0") || len(h.table()) != 0 || h.arp.count() != 0 {
-		t.Fatalf("unverified leader acted: eth0=%v ipvs=%v garp=%d", h.has("eth0"), h.table(), h.arp.count())
-	}
-}
-
-func TestStartRemovesStaleIPVSRulesForOurVIPs(t *testing.T) {
-	c := newFakeCluster(t)
-	c.setSpec(squid("rr"))
-	k := realserver.NewFake("eth0")
-	rs := realserver.New(k, "eth0", t.TempDir()+"/vips.json", discard())
-	if err := rs.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ipvs := NewFakeIPVS()
-	stale := Service{Key: fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Scheduler: "rr"}
-	foreign := Service{Key: fsm.ServiceKey{VIP: netip.MustParseAddr("10.1.1.1"), Port: 80, Protocol: "tcp"}, Scheduler: "rr"}
-	_ = ipvs.AddService(stale)
-	_ = ipvs.AddService(foreign)
-	d := New(c, rs, ipvs, &fakeARP{}, Config{Logger: discard()})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = d.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		tab, _ := ipvs.Services()
-		if len(tab) == 1 && tab[0].Key == foreign.Key {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stale rules not removed or foreign rules touched: %+v", tab)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	<-done
-}
-
-func withCheck(s fsm.Spec, onFail string) fsm.Spec {
-	s.Services[0].HealthCheck = &fsm.HealthCheck{Type: "tcp", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2, OnFail: onFail}
-	return s
-}
-
-func destsOf(s Service) map[string]int {
-	out := map[string]int{}
-	for _, d := range s.Dests {
-		out[d.id().String()] = d.Weight
-	}
-	return out
-}
-
 func TestDesiredAppliesHealth(t *testing.T) {
 	all := func(string) bool { return true }
 	down := func(bad ...string) func(fsm.ServiceKey, netip.AddrPort) bool {
 		return func(_ fsm.ServiceKey, a netip.AddrPort) bool { return !slices.Contains(bad, a.String()) }
 	}
+	three := []string{"127.0.0.30:3128", "127.0.0.40:3128", "127.0.0.50:3128"}
 	for _, tc := range []struct {
 		name   string
 		onFail string
@@ -429,15 +94,15 @@ func TestDesiredAppliesHealth(t *testing.T) {
 		want   map[string]int
 	}{
 		{"all healthy", "remove", nil,
-			map[string]int{"172.95.69.30:3128": 1, "172.95.69.40:3128": 1, "172.95.69.50:3128": 1}},
-		{"one down, removed", "remove", []string{"172.95.69.40:3128"},
-			map[string]int{"172.95.69.30:3128": 1, "172.95.69.50:3128": 1}},
-		{"one down, quiescent", "quiescent", []string{"172.95.69.40:3128"},
-			map[string]int{"172.95.69.30:3128": 1, "172.95.69.40:3128": 0, "172.95.69.50:3128": 1}},
-		{"all down: the fallback takes over", "remove", []string{"172.95.69.30:3128", "172.95.69.40:3128", "172.95.69.50:3128"},
+			map[string]int{"127.0.0.30:3128": 1, "127.0.0.40:3128": 1, "127.0.0.50:3128": 1}},
+		{"one down, removed", "remove", three[1:2],
+			map[string]int{"127.0.0.30:3128": 1, "127.0.0.50:3128": 1}},
+		{"one down, quiescent", "quiescent", three[1:2],
+			map[string]int{"127.0.0.30:3128": 1, "127.0.0.40:3128": 0, "127.0.0.50:3128": 1}},
+		{"all down: the fallback takes over", "remove", three,
 			map[string]int{"127.0.0.1:3128": 1}},
-		{"all down, quiescent: weight 0 plus the fallback", "quiescent", []string{"172.95.69.30:3128", "172.95.69.40:3128", "172.95.69.50:3128"},
-			map[string]int{"172.95.69.30:3128": 0, "172.95.69.40:3128": 0, "172.95.69.50:3128": 0, "127.0.0.1:3128": 1}},
+		{"all down, quiescent: weight 0 plus the fallback", "quiescent", three,
+			map[string]int{"127.0.0.30:3128": 0, "127.0.0.40:3128": 0, "127.0.0.50:3128": 0, "127.0.0.1:3128": 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newFakeCluster(t)
@@ -451,63 +116,80 @@ func TestDesiredAppliesHealth(t *testing.T) {
 	// A service without a check ignores health results.
 	c := newFakeCluster(t)
 	c.setSpec(squid("rr"))
-	if got := destsOf(Desired(c.fsm.State(), all, down("172.95.69.40:3128"))[0]); len(got) != 3 {
+	if got := destsOf(Desired(c.fsm.State(), all, down(three[1]))[0]); len(got) != 3 {
 		t.Fatalf("unchecked service: real servers %v, want all three", got)
 	}
 }
 
-// TestNewDCKeepsServersItHasNotProbed: a new DC starts its checks at once
-// but does not drop a real server before `fall` checks have failed — here
-// none has had the chance (one probe, an hour apart).
-func TestNewDCKeepsServersItHasNotProbed(t *testing.T) {
-	h := newHarness(t)
-	s := withCheck(squid("rr"), "remove")
-	s.Services[0].HealthCheck.Interval = time.Hour
-	s.Services[0].HealthCheck.Timeout = 50 * time.Millisecond
-	h.c.setSpec(s)
-	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 4}
-	h.waitFor(t, "the service with its three real servers", func() bool {
-		tab := h.table()
-		return len(tab) == 1 && len(tab[0].Dests) == 3
-	})
-	h.waitFor(t, "the first probe of every server", func() bool {
-		st := h.d.Health()
-		if len(st) != 3 {
-			return false
-		}
-		for _, s := range st {
-			if !s.Checked {
-				return false
-			}
-		}
-		return true
-	})
-	// One failed probe each (nothing listens there), fall is 2: all stay.
-	if n := len(h.table()[0].Dests); n != 3 {
-		t.Fatalf("after one failed probe each the table has %d real servers, want 3", n)
-	}
-	for k, s := range h.d.Health() {
-		if !s.Up {
-			t.Errorf("%v marked down after a single probe", k)
-		}
+// The director's Run loop: leadership events in, kernel state out.
+
+func TestFollowerKeepsVIPOnLoAndNoIPVS(t *testing.T) {
+	w := newWorld(t, nil)
+	w.run()
+	w.c.leaders <- follower
+	testkit.WaitFor(t, "VIP on lo", func() bool { return w.has("lo") })
+	if w.has("eth0") || len(w.table()) != 0 || len(w.arp.Sent()) != 0 {
+		t.Fatalf("follower: eth0=%v ipvs=%v garp=%v", w.has("eth0"), w.table(), w.arp.Sent())
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
+// TestRunClaimsAndReleasesOnLeadership: leadership gained, the VIP on the
+// interface with its burst and the table; a node gone from gossip leaves
+// the table; leadership lost, everything given back.
+func TestRunClaimsAndReleasesOnLeadership(t *testing.T) {
+	w := newWorld(t, nil)
+	w.run()
+	w.c.leaders <- leader(2)
+	testkit.WaitFor(t, "VIP on eth0 with its burst, and the table", func() bool {
+		return w.has("eth0") && !w.has("lo") && len(w.arp.Sent()) == 3 && len(w.dests()) == 3
+	})
+	w.c.setOnline("m40", false)
+	testkit.WaitFor(t, "m40 out of the table", func() bool { return len(w.dests()) == 2 })
+	w.c.leaders <- follower
+	testkit.WaitFor(t, "VIP back on lo and IPVS empty", func() bool { return w.has("lo") && !w.has("eth0") && len(w.table()) == 0 })
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+// TestStoppingTheDirectorReleases: an agent stopping while DC (its Run
+// ends) gives the VIP back to lo and removes its services.
+func TestStoppingTheDirectorReleases(t *testing.T) {
+	w := newWorld(t, nil)
+	stop := w.run()
+	w.c.leaders <- leader(2)
+	testkit.WaitFor(t, "VIP claimed", func() bool { return w.has("eth0") && len(w.table()) == 1 })
+	stop()
+	if w.has("eth0") || !w.has("lo") || len(w.table()) != 0 {
+		t.Errorf("after Run ended: VIP on eth0 %v, on lo %v, IPVS %v", w.has("eth0"), w.has("lo"), w.table())
+	}
 }
 
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// TestRunRefreshesAnnouncements: while DC, one gratuitous ARP per VIP
+// every GARPRefresh, after the burst.
+func TestRunRefreshesAnnouncements(t *testing.T) {
+	w := newWorld(t, func(c *Config) { c.GARPRefresh = 5 * time.Millisecond; c.GARPCount = 1 })
+	w.run()
+	w.c.leaders <- leader(2)
+	testkit.WaitFor(t, "refreshed announcements after a burst of one", func() bool { return len(w.arp.Sent()) >= 3 })
+}
+
+func TestStartRemovesStaleIPVSRulesForOurVIPs(t *testing.T) {
+	c := newFakeCluster(t)
+	c.setSpec(squid("rr"))
+	k := realserver.NewFake("eth0")
+	rs := realserver.New(k, "eth0", t.TempDir()+"/vips.json", testkit.Discard())
+	if err := rs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ipvs := NewFakeIPVS()
+	stale := Service{Key: fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Scheduler: "rr"}
+	foreign := Service{Key: fsm.ServiceKey{VIP: netip.MustParseAddr("127.0.1.1"), Port: 80, Protocol: "tcp"}, Scheduler: "rr"}
+	_ = ipvs.AddService(stale)
+	_ = ipvs.AddService(foreign)
+	d := New(c, &Dataplane{RS: rs, IPVS: ipvs, ARP: &FakeARP{}}, testConfig(t, &testkit.LogBuffer{}))
+	// follow is Run's first step, before any leadership event.
+	d.follow()
+	if tab, _ := ipvs.Services(); len(tab) != 1 || tab[0].Key != foreign.Key {
+		t.Fatalf("stale rules not removed or foreign rules touched: %+v", tab)
+	}
 }
 
 // TestHandOverKeepsVIPsUntilTheSuccessorAnnounces: a DC that hands its
@@ -515,48 +197,75 @@ func (s *syncBuffer) String() string {
 // another host announces it over ARP; an announcement of some other
 // address does not count.
 func TestHandOverKeepsVIPsUntilTheSuccessorAnnounces(t *testing.T) {
-	var logs syncBuffer
-	h := newHarnessWith(t, slog.New(slog.NewTextHandler(&logs, nil)), time.Hour)
-	// If the test stops early, end the hour-long grace so the harness can stop.
-	t.Cleanup(func() { h.arp.announce("eth0", vip) })
-	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 5}
-	h.waitFor(t, "VIP claimed and watched", func() bool { return h.has("eth0") && len(h.table()) == 1 && h.arp.watching("eth0") })
+	w := newWorld(t, func(c *Config) { c.HandOverGrace = time.Hour })
+	w.run()
+	// If the test stops early, end the hour-long grace so Run can stop
+	// (cleanups run last first: this one before Run's).
+	t.Cleanup(func() { w.arp.Announce("eth0", vip) })
+	w.c.leaders <- leader(5)
+	testkit.WaitFor(t, "VIP claimed and watched", func() bool { return w.has("eth0") && len(w.table()) == 1 && w.arp.Watching("eth0") })
 	// Balancing stops before the transfer, while this node still leads.
-	h.c.setHandingOver(true)
-	if len(h.table()) != 0 || !h.has("eth0") {
-		t.Fatalf("hand-over begun: want no IPVS service and the VIP kept, got %d services, VIP on eth0 %v", len(h.table()), h.has("eth0"))
+	w.c.setHandingOver(true)
+	if len(w.table()) != 0 || !w.has("eth0") {
+		t.Fatalf("hand-over begun: want no IPVS service and the VIP kept, got %d services, VIP on eth0 %v", len(w.table()), w.has("eth0"))
 	}
-	h.c.members <- struct{}{} // a membership change must not rebuild the table
-	h.c.leaders <- cluster.LeaderEvent{IsLeader: false}
-	h.waitFor(t, "the grace to begin", func() bool { return strings.Contains(logs.String(), "until the successor announces them") })
-	if len(h.table()) != 0 {
-		t.Fatalf("the table was rebuilt during the hand-over: %+v", h.table())
+	w.c.setOnline("m40", true) // a membership change must not rebuild the table
+	w.c.leaders <- follower
+	testkit.WaitFor(t, "the grace to begin", func() bool { return strings.Contains(w.logs.String(), "until the successor announces them") })
+	if len(w.table()) != 0 {
+		t.Fatalf("the table was rebuilt during the hand-over: %+v", w.table())
 	}
-	h.arp.announce("eth0", m40) // a real server's own address: not a successor
-	if !h.has("eth0") {
-		t.Fatal("the VIP left the interface before any successor announced it")
+	w.arp.Announce("eth0", vip)
+	testkit.WaitFor(t, "VIP released", func() bool { return w.has("lo") && !w.has("eth0") })
+	testkit.WaitFor(t, "the watch to end", func() bool { return !w.arp.Watching("eth0") })
+	if !strings.Contains(w.logs.String(), "the successor announced every VIP") {
+		t.Errorf("want the successor's announcement logged")
 	}
-	h.arp.announce("eth0", vip)
-	h.waitFor(t, "VIP released", func() bool { return h.has("lo") && !h.has("eth0") })
-	h.waitFor(t, "the watch to end", func() bool { return !h.arp.watching("eth0") })
-	if out := logs.String(); !strings.Contains(out, "the successor announced every VIP") {
-		t.Errorf("want the successor's announcement logged, logs:\n%s", out)
+}
+
+// TestOnlyTheSuccessorsAnnouncementEndsTheGrace: during a hand-over, ARP
+// from other hosts about other addresses (a real server's own address,
+// say) does not count as the successor's announcement; the VIP's does.
+// The watcher is asked directly, so the answer does not depend on when
+// another goroutine looks.
+func TestOnlyTheSuccessorsAnnouncementEndsTheGrace(t *testing.T) {
+	arp := &FakeARP{}
+	handingOver := true
+	a := newAnnouncements(arp, testkit.Discard(), func() bool { return handingOver })
+	other := netip.MustParseAddr("172.95.69.101")
+	a.hold(map[netip.Addr]string{vip: "eth0", other: "eth0"})
+	defer a.stop()
+	a.seen(m40)
+	if a.allAnnounced() {
+		t.Fatal("an ARP packet from a real server's own address ended the grace")
+	}
+	a.seen(vip)
+	if a.allAnnounced() {
+		t.Fatal("the grace ended with one of two VIPs announced")
+	}
+	a.seen(other)
+	if !a.allAnnounced() {
+		t.Fatal("both VIPs announced, but the grace goes on")
+	}
+	if !a.waitSuccessor(time.Hour) {
+		t.Fatal("waitSuccessor: want true once every VIP is announced")
 	}
 }
 
 // TestFailedHandOverBalancesAgain: a hand-over that fails leaves this node
 // DC; it rebuilds its table at once.
 func TestFailedHandOverBalancesAgain(t *testing.T) {
-	h := newHarness(t)
-	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 5}
-	h.waitFor(t, "VIP claimed", func() bool { return h.has("eth0") && len(h.table()) == 1 })
-	h.c.setHandingOver(true)
-	if len(h.table()) != 0 {
+	w := newWorld(t, nil)
+	w.run()
+	w.c.leaders <- leader(5)
+	testkit.WaitFor(t, "VIP claimed", func() bool { return w.has("eth0") && len(w.table()) == 1 })
+	w.c.setHandingOver(true)
+	if len(w.table()) != 0 {
 		t.Fatal("hand-over begun: want balancing stopped")
 	}
-	h.c.setHandingOver(false)
-	h.waitFor(t, "the table rebuilt", func() bool { return len(h.table()) == 1 && len(h.table()[0].Dests) == 3 })
-	if !h.has("eth0") {
+	w.c.setHandingOver(false)
+	testkit.WaitFor(t, "the table rebuilt", func() bool { return len(w.dests()) == 3 })
+	if !w.has("eth0") {
 		t.Error("the VIP left the interface")
 	}
 }
@@ -566,18 +275,18 @@ func TestFailedHandOverBalancesAgain(t *testing.T) {
 // elected: quorum lost), the VIP is released at once, not at the end of
 // the grace.
 func TestHandOverCalledOffEndsTheGrace(t *testing.T) {
-	var logs syncBuffer
-	h := newHarnessWith(t, slog.New(slog.NewTextHandler(&logs, nil)), time.Hour)
-	t.Cleanup(func() { h.arp.announce("eth0", vip) })
-	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 5}
-	h.waitFor(t, "VIP claimed", func() bool { return h.has("eth0") && len(h.table()) == 1 })
-	h.c.setHandingOver(true)
-	h.c.leaders <- cluster.LeaderEvent{IsLeader: false}
-	h.waitFor(t, "the grace to begin", func() bool { return strings.Contains(logs.String(), "until the successor announces them") })
-	h.c.setHandingOver(false)
-	h.waitFor(t, "VIP released", func() bool { return h.has("lo") && !h.has("eth0") })
-	if !strings.Contains(logs.String(), "hand-over called off") {
-		t.Errorf("want the call-off logged, logs:\n%s", logs.String())
+	w := newWorld(t, func(c *Config) { c.HandOverGrace = time.Hour })
+	w.run()
+	t.Cleanup(func() { w.arp.Announce("eth0", vip) })
+	w.c.leaders <- leader(5)
+	testkit.WaitFor(t, "VIP claimed", func() bool { return w.has("eth0") && len(w.table()) == 1 })
+	w.c.setHandingOver(true)
+	w.c.leaders <- follower
+	testkit.WaitFor(t, "the grace to begin", func() bool { return strings.Contains(w.logs.String(), "until the successor announces them") })
+	w.c.setHandingOver(false)
+	testkit.WaitFor(t, "VIP released", func() bool { return w.has("lo") && !w.has("eth0") })
+	if !strings.Contains(w.logs.String(), "hand-over called off") {
+		t.Errorf("want the call-off logged")
 	}
 }
 
@@ -586,16 +295,16 @@ func TestHandOverCalledOffEndsTheGrace(t *testing.T) {
 // over) releases at once, without a grace.
 func TestHandOverGraceEndsWithoutSuccessor(t *testing.T) {
 	for _, handingOver := range []bool{true, false} {
-		var logs syncBuffer
-		h := newHarnessWithLog(t, slog.New(slog.NewTextHandler(&logs, nil)))
-		h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 5}
-		h.waitFor(t, "VIP claimed", func() bool { return h.has("eth0") && len(h.table()) == 1 })
+		w := newWorld(t, nil)
+		stop := w.run()
+		w.c.leaders <- leader(5)
+		testkit.WaitFor(t, "VIP claimed", func() bool { return w.has("eth0") && len(w.table()) == 1 })
 		if handingOver {
-			h.c.setHandingOver(true)
+			w.c.setHandingOver(true)
 		}
-		h.c.leaders <- cluster.LeaderEvent{IsLeader: false}
-		h.waitFor(t, "VIP released", func() bool { return h.has("lo") && !h.has("eth0") && len(h.table()) == 0 })
-		out := logs.String()
+		w.c.leaders <- follower
+		testkit.WaitFor(t, "VIP released", func() bool { return w.has("lo") && !w.has("eth0") && len(w.table()) == 0 })
+		out := w.logs.String()
 		grace := strings.Index(out, "no successor announced every VIP within the grace")
 		released := strings.Index(out, "DC duties released")
 		switch {
@@ -604,7 +313,7 @@ func TestHandOverGraceEndsWithoutSuccessor(t *testing.T) {
 		case !handingOver && strings.Contains(out, "handing over"):
 			t.Errorf("lost leadership: want no grace, logs:\n%s", out)
 		}
-		h.stop()
+		stop()
 	}
 }
 
@@ -612,16 +321,19 @@ func TestHandOverGraceEndsWithoutSuccessor(t *testing.T) {
 // DC holds, outside a hand-over, is logged once as a conflict and changes
 // nothing.
 func TestAnnouncementOfHeldVIPIsAConflict(t *testing.T) {
-	var logs syncBuffer
-	h := newHarnessWithLog(t, slog.New(slog.NewTextHandler(&logs, nil)))
-	h.c.leaders <- cluster.LeaderEvent{IsLeader: true, Term: 5}
-	h.waitFor(t, "VIP claimed and watched", func() bool { return h.has("eth0") && len(h.table()) == 1 && h.arp.watching("eth0") })
-	h.arp.announce("eth0", vip)
-	h.arp.announce("eth0", vip)
-	if n := strings.Count(logs.String(), "address conflict"); n != 1 {
-		t.Errorf("want one conflict warning, got %d; logs:\n%s", n, logs.String())
+	w := newWorld(t, nil)
+	tm := w.established(5)
+	testkit.WaitFor(t, "the ARP watch", func() bool { return w.arp.Watching("eth0") })
+	w.arp.Announce("eth0", m40) // a real server's ARP for its own address
+	if n := w.logs.Count("address conflict"); n != 0 {
+		t.Errorf("ARP for an address the DC does not hold logged %d conflicts", n)
 	}
-	if !h.has("eth0") || len(h.table()) != 1 {
+	w.arp.Announce("eth0", vip)
+	w.arp.Announce("eth0", vip)
+	if n := w.logs.Count("address conflict"); n != 1 {
+		t.Errorf("want one conflict warning, got %d", n)
+	}
+	if !w.has("eth0") || len(w.table()) != 1 || tm.held == nil {
 		t.Error("a conflicting announcement changed what the DC holds")
 	}
 }

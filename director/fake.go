@@ -1,7 +1,9 @@
 package director
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 
@@ -141,4 +143,60 @@ func (f *FakeIPVS) TakeWrites() []string {
 	w := f.Writes
 	f.Writes = nil
 	return w
+}
+
+// FakeARP records gratuitous ARPs and lets a test deliver other hosts'
+// ARP packets to the watchers, for tests and --dataplane fake.
+type FakeARP struct {
+	mu       sync.Mutex
+	sent     []string
+	watchers map[string]func(netip.Addr)
+}
+
+// Watch implements ARP.
+func (a *FakeARP) Watch(ctx context.Context, iface string, fn func(netip.Addr)) error {
+	a.mu.Lock()
+	if a.watchers == nil {
+		a.watchers = map[string]func(netip.Addr){}
+	}
+	a.watchers[iface] = fn
+	a.mu.Unlock()
+	<-ctx.Done()
+	a.mu.Lock()
+	delete(a.watchers, iface)
+	a.mu.Unlock()
+	return nil
+}
+
+// Watching reports whether iface is watched.
+func (a *FakeARP) Watching(iface string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.watchers[iface] != nil
+}
+
+// Announce delivers an ARP packet from another host with sender ip on
+// iface.
+func (a *FakeARP) Announce(iface string, ip netip.Addr) {
+	a.mu.Lock()
+	fn := a.watchers[iface]
+	a.mu.Unlock()
+	if fn != nil {
+		fn(ip)
+	}
+}
+
+// Gratuitous implements ARP.
+func (a *FakeARP) Gratuitous(iface string, ip netip.Addr) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sent = append(a.sent, iface+" "+ip.String())
+	return nil
+}
+
+// Sent returns the gratuitous ARPs sent so far, as "iface vip".
+func (a *FakeARP) Sent() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.sent)
 }

@@ -7,7 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 )
 
@@ -68,7 +67,7 @@ func Desired(state fsm.State, online func(string) bool, healthOf func(fsm.Servic
 			s.Netmask = svc.Persistence.Netmask
 		}
 		healthy := 0
-		for _, b := range cluster.Backends(svc, state, online) {
+		for _, b := range state.Backends(svc, online) {
 			d := Dest{Addr: b.Address, Port: b.Port, Weight: b.Weight, Forward: svc.Forwarding}
 			if svc.HealthCheck != nil && healthOf != nil && !healthOf(s.Key, d.id()) {
 				if svc.HealthCheck.OnFail != fsm.OnFailQuiescent {

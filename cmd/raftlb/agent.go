@@ -53,7 +53,7 @@ func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many servers have found each other (0: only join)")
 	fs.IntVar(&f.maxVoters, "max-voters", cluster.DefaultMaxVoters, "Raft voters; further nodes join as non-voters")
 	fs.StringVar(&f.iface, "interface", "", "interface the DC puts VIPs on when the services file names none")
-	fs.StringVar(&f.dataplane, "dataplane", "kernel", "kernel (IPVS, addresses, ARP) or none (control plane only)")
+	fs.StringVar(&f.dataplane, "dataplane", "kernel", "kernel (IPVS, addresses, ARP), fake (the director against in-memory fakes, for tests) or none (control plane only)")
 	fs.StringVar(&f.config, "config", "", "YAML file with these settings (keys are the flag names); flags override it")
 	fs.StringVar(&f.keyFile, "key-file", "", "gossip encryption key (create with: raftlb keygen -o FILE)")
 	fs.StringVar(&f.tlsDir, "tls-dir", "", "directory with ca.pem, NAME.pem and NAME-key.pem (create with: raftlb tls)")
@@ -96,8 +96,8 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 			return nil, fmt.Errorf("%w: %s: %v", errUsage, f.config, err)
 		}
 	}
-	if f.dataplane != "kernel" && f.dataplane != "none" {
-		return nil, fmt.Errorf("%w: --dataplane %q: want kernel or none", errUsage, f.dataplane)
+	if f.dataplane != "kernel" && f.dataplane != "fake" && f.dataplane != "none" {
+		return nil, fmt.Errorf("%w: --dataplane %q: want kernel, fake or none", errUsage, f.dataplane)
 	}
 	for _, j := range f.join {
 		if _, err := netip.ParseAddrPort(j); err != nil {
@@ -169,61 +169,38 @@ func runAgent(args []string, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	if f.dataplane == "kernel" {
-		if err := checkIPVS(); err != nil {
-			return err
-		}
-	}
 
 	// Start order: the real-server side first (a restarted agent takes any
 	// VIP it left on the interface back to lo before anything else), then
 	// replicated state, cluster node, director, admin API, joins.
-	var (
-		rs   *realserver.Manager
-		ipvs *director.KernelIPVS
-	)
-	if f.dataplane == "kernel" {
-		rs = realserver.New(realserver.Netlink{}, f.iface, filepath.Join(f.dataDir, "vips.json"), logger)
-		if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
-			return fmt.Errorf("create data dir: %w", err)
-		}
-		if err := rs.Start(); err != nil {
-			return err
-		}
-		// moby/ipvs logs through logrus (a modprobe it tries itself, for
-		// one); the agent reports IPVS problems through its own errors.
-		logrus.SetOutput(io.Discard)
-		if ipvs, err = director.NewKernelIPVS(); err != nil {
-			_ = rs.Shutdown()
-			return err
-		}
-		defer ipvs.Close()
+	dp, closeDataplane, err := startDataplane(f, logger)
+	if err != nil {
+		return err
 	}
+	defer closeDataplane()
 	state := fsm.New()
 	node, err := cluster.Start(cfg, state)
 	if err != nil {
-		if rs != nil {
-			_ = rs.Shutdown()
+		if dp != nil {
+			_ = dp.RS.Shutdown()
 		}
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	var dir *director.Director
+	// The director runs on every node: with a data plane it holds the VIPs
+	// and the IPVS table while DC; without one it still runs the DC's
+	// membership duties.
+	dir := director.New(node, dp, director.Config{
+		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Logger: logger,
+	})
+	node.SetHealthSource(dir.Health)
 	dirCtx, stopDirector := context.WithCancel(context.Background())
 	dirDone := make(chan struct{})
-	if rs != nil {
-		dir = director.New(node, rs, ipvs, director.RawARP{}, director.Config{
-			GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Logger: logger,
-		})
-		node.SetHealthSource(dir.Health)
-		go func() {
-			defer close(dirDone)
-			_ = dir.Run(dirCtx)
-		}()
-	} else {
-		close(dirDone)
-	}
+	go func() {
+		defer close(dirDone)
+		_ = dir.Run(dirCtx)
+	}()
 	ln, err := api.Listen(apiAddr)
 	if err != nil {
 		stopDirector()
@@ -234,7 +211,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	left := make(chan struct{})
 	var leftOnce sync.Once
 	srv := api.NewServer(node, func() { leftOnce.Do(func() { close(left) }) }, logger)
-	if dir != nil {
+	if dp != nil {
 		srv.SetDataplane(dir)
 	}
 	serveErr := make(chan error, 1)
@@ -275,9 +252,9 @@ func runAgent(args []string, stderr io.Writer) error {
 	<-dirDone
 	logger.Info("stopping: director stopped; leaving gossip")
 	node.LeaveGossip()
-	if rs != nil {
+	if dp != nil {
 		time.Sleep(drainDelay)
-		if rerr := rs.Shutdown(); rerr != nil {
+		if rerr := dp.RS.Shutdown(); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
 		logger.Info("stopping: VIPs removed, sysctls restored")
@@ -290,6 +267,55 @@ func runAgent(args []string, stderr io.Writer) error {
 		_ = os.Remove(apiAddr.Unix)
 	}
 	return err
+}
+
+// startDataplane opens the data plane --dataplane asks for: the kernel's
+// (IPVS, addresses, ARP), the recording fakes (the whole director runs,
+// nothing reaches the kernel: for tests of real agent processes), or none
+// (nil). The real-server side starts at once: a restarted agent takes any
+// VIP it left on the interface back to lo before anything else.
+func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, func(), error) {
+	switch f.dataplane {
+	case "none":
+		return nil, func() {}, nil
+	case "fake":
+		iface := f.iface
+		if iface == "" {
+			iface = "eth0"
+		}
+		dp := &director.Dataplane{
+			RS:   realserver.New(realserver.NewFake(iface), iface, filepath.Join(f.dataDir, "vips.json"), logger),
+			IPVS: director.NewFakeIPVS(),
+			ARP:  &director.FakeARP{},
+		}
+		if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("create data dir: %w", err)
+		}
+		logger.Warn("FAKE DATA PLANE: the director runs against in-memory fakes; no VIP, IPVS rule or ARP reaches the kernel", "interface", iface)
+		if err := dp.RS.Start(); err != nil {
+			return nil, nil, err
+		}
+		return dp, func() {}, nil
+	}
+	if err := checkIPVS(); err != nil {
+		return nil, nil, err
+	}
+	rs := realserver.New(realserver.Netlink{}, f.iface, filepath.Join(f.dataDir, "vips.json"), logger)
+	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if err := rs.Start(); err != nil {
+		return nil, nil, err
+	}
+	// moby/ipvs logs through logrus (a modprobe it tries itself, for
+	// one); the agent reports IPVS problems through its own errors.
+	logrus.SetOutput(io.Discard)
+	ipvs, err := director.NewKernelIPVS()
+	if err != nil {
+		_ = rs.Shutdown()
+		return nil, nil, err
+	}
+	return &director.Dataplane{RS: rs, IPVS: ipvs, ARP: director.RawARP{}}, ipvs.Close, nil
 }
 
 // shutdownTimeout bounds a graceful stop. Past it the agent logs every

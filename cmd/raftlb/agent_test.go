@@ -65,7 +65,7 @@ func TestAgentRefusesBadInput(t *testing.T) {
 		{"bind not an IP", []string{"--bind", "10.0.0"}, []string{`--bind "10.0.0"`}},
 		{"bind a host name", []string{"--bind", "m30.example"}, []string{`--bind "m30.example"`}},
 		{"bind unspecified", []string{"--bind", "0.0.0.0"}, []string{"must be a specific IP address"}},
-		{"bad dataplane", []string{"--dataplane", "xdp"}, []string{`--dataplane "xdp": want kernel or none`}},
+		{"bad dataplane", []string{"--dataplane", "xdp"}, []string{`--dataplane "xdp": want kernel, fake or none`}},
 		{"relative api socket", []string{"--api", "unix://run/raftlb.sock"}, []string{"--api", "must be absolute"}},
 		{"api port 0", []string{"--api", "127.0.0.1:0"}, []string{"--api", "port 0"}},
 		{"api garbage", []string{"--api", "garbage"}, []string{"--api", "want unix:///path or IP:PORT"}},

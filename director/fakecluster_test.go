@@ -1,0 +1,284 @@
+package director
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/realserver"
+)
+
+// The nodes and the VIP of the director's tests. Every address a health
+// check may probe is on loopback (the sandbox), and the health checks
+// dial through testkit's dialer besides.
+var (
+	vip = netip.MustParseAddr("172.95.69.100") // never dialed: a VIP lives in the fake kernel only
+	m30 = netip.MustParseAddr("127.0.0.30")
+	m40 = netip.MustParseAddr("127.0.0.40")
+	m50 = netip.MustParseAddr("127.0.0.50")
+)
+
+// fakeCluster drives the director the way cluster.Node would.
+type fakeCluster struct {
+	t       *testing.T
+	fsm     *fsm.FSM
+	index   uint64
+	leaders chan cluster.LeaderEvent
+	members chan struct{}
+
+	mu          sync.Mutex
+	online      map[string]bool
+	verifyErr   error
+	barrierErr  error
+	transferErr error
+	verified    int
+	reconciled  int      // ReconcileMembers calls
+	transfers   []string // TransferLeadership reasons
+	handingOver bool
+	hooks       []func(bool)
+	memberSubs  []chan struct{}
+}
+
+func newFakeCluster(t *testing.T) *fakeCluster {
+	c := &fakeCluster{
+		t: t, fsm: fsm.New(),
+		leaders: make(chan cluster.LeaderEvent, 1),
+		online:  map[string]bool{"m30": true, "m40": true, "m50": true},
+	}
+	for name, a := range map[string]netip.Addr{"m30": m30, "m40": m40, "m50": m50} {
+		c.apply(fsm.CmdRegisterNode, fsm.Node{
+			Name: name, Address: a,
+			RaftAddr: netip.AddrPortFrom(a, 7947), GossipAddr: netip.AddrPortFrom(a, 7946),
+		})
+	}
+	return c
+}
+
+func (c *fakeCluster) apply(t fsm.CommandType, payload any) {
+	b, err := fsm.EncodeCommand(t, payload)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.index++
+	index := c.index
+	c.mu.Unlock()
+	if r, ok := c.fsm.Apply(&raft.Log{Index: index, Data: b}).(*fsm.Result); ok && r.Err != nil {
+		c.t.Fatal(r.Err)
+	}
+}
+
+func (c *fakeCluster) setSpec(s fsm.Spec) { c.apply(fsm.CmdSetSpec, fsm.SetSpec{Spec: s}) }
+
+func (c *fakeCluster) Leadership() (<-chan cluster.LeaderEvent, func()) { return c.leaders, func() {} }
+func (c *fakeCluster) FSM() *fsm.FSM                                    { return c.fsm }
+
+func (c *fakeCluster) SubscribeMembership() (<-chan struct{}, func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan struct{}, 1)
+	c.memberSubs = append(c.memberSubs, ch)
+	return ch, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.memberSubs = slices.DeleteFunc(c.memberSubs, func(x chan struct{}) bool { return x == ch })
+	}
+}
+
+func (c *fakeCluster) Barrier(time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.barrierErr
+}
+
+func (c *fakeCluster) VerifyLeader(uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.verified++
+	return c.verifyErr
+}
+
+func (c *fakeCluster) setVerifyErr(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.verifyErr = err
+}
+
+func (c *fakeCluster) ReconcileMembers(context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reconciled++
+}
+
+func (c *fakeCluster) reconciledMembers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reconciled
+}
+
+func (c *fakeCluster) TransferLeadership(reason string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.transfers = append(c.transfers, reason)
+	return c.transferErr
+}
+
+func (c *fakeCluster) transferReasons() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.transfers)
+}
+
+func (c *fakeCluster) HandingOver() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.handingOver
+}
+
+func (c *fakeCluster) OnHandOver(fn func(bool)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hooks = append(c.hooks, fn)
+}
+
+// setHandingOver does what the real node does around a leadership
+// transfer: the flag first, then the hooks.
+func (c *fakeCluster) setHandingOver(on bool) {
+	c.mu.Lock()
+	c.handingOver = on
+	hooks := slices.Clone(c.hooks)
+	c.mu.Unlock()
+	for _, fn := range hooks {
+		fn(on)
+	}
+}
+
+func (c *fakeCluster) OnlineNodes() map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]bool{}
+	for k, v := range c.online {
+		out[k] = v
+	}
+	return out
+}
+
+// setOnline changes a node's gossip state and tells the subscribers.
+func (c *fakeCluster) setOnline(name string, up bool) {
+	c.mu.Lock()
+	c.online[name] = up
+	subs := slices.Clone(c.memberSubs)
+	c.mu.Unlock()
+	for _, ch := range subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func squid(scheduler string) fsm.Spec {
+	return fsm.Spec{
+		VIPs: []fsm.VIP{{Address: vip, Interface: "eth0"}},
+		Services: []fsm.Service{{
+			Name: "squid", VIP: vip, Port: 3128, Protocol: "tcp", Scheduler: scheduler, Forwarding: "route",
+			Persistence: fsm.Persistence{Timeout: 20 * time.Second},
+			RealServers: fsm.RealServers{AllNodes: true, NodePort: 3128, NodeWeight: 1},
+			Fallback:    &fsm.RealServer{Address: netip.MustParseAddr("127.0.0.1"), Port: 3128, Weight: 1},
+		}},
+		Policy: fsm.Policy{NoQuorum: "stop"},
+	}
+}
+
+// world is a director on the fakes: cluster, kernel addresses, IPVS, ARP.
+type world struct {
+	t    *testing.T
+	c    *fakeCluster
+	k    *realserver.Fake
+	rs   *realserver.Manager
+	ipvs *FakeIPVS
+	arp  *FakeARP
+	d    *Director
+	logs *testkit.LogBuffer
+}
+
+// testConfig is the director's configuration in tests: fast retries and
+// bursts, no timers that fire on their own (tests send those events), the
+// health checks confined to loopback.
+func testConfig(t *testing.T, logs *testkit.LogBuffer) Config {
+	return Config{
+		GARPSpacing: time.Millisecond, GARPRefresh: -1, ReconcileInterval: time.Hour, MembershipInterval: time.Hour,
+		HandOverGrace: 20 * time.Millisecond, Retry: time.Millisecond, GiveUpAfter: 2,
+		HealthDial: testkit.DialContext(t), Logger: logs.Logger(),
+	}
+}
+
+func newWorld(t *testing.T, mod func(*Config)) *world {
+	w := &world{t: t, c: newFakeCluster(t), k: realserver.NewFake("eth0"), ipvs: NewFakeIPVS(), arp: &FakeARP{}, logs: &testkit.LogBuffer{}}
+	w.rs = realserver.New(w.k, "eth0", t.TempDir()+"/vips.json", testkit.Discard())
+	if err := w.rs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.c.setSpec(squid("rr"))
+	cfg := testConfig(t, w.logs)
+	if mod != nil {
+		mod(&cfg)
+	}
+	w.d = New(w.c, &Dataplane{RS: w.rs, IPVS: w.ipvs, ARP: w.arp}, cfg)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("director logs:\n%s", w.logs.String())
+		}
+	})
+	return w
+}
+
+// run starts the director's Run loop; it stops when the test ends.
+func (w *world) run() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = w.d.Run(ctx)
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	w.t.Cleanup(stop)
+	return stop
+}
+
+// has reports whether the fake kernel carries the VIP on dev.
+func (w *world) has(dev string) bool {
+	addrs, _ := w.k.Addrs(dev)
+	return slices.Contains(addrs, netip.PrefixFrom(vip, 32))
+}
+
+func (w *world) table() []Service {
+	s, _ := w.ipvs.Services()
+	return s
+}
+
+// dests is the real servers of the first service, by address.
+func (w *world) dests() map[string]int {
+	tab := w.table()
+	if len(tab) == 0 {
+		return nil
+	}
+	return destsOf(tab[0])
+}
+
+func destsOf(s Service) map[string]int {
+	out := map[string]int{}
+	for _, d := range s.Dests {
+		out[d.id().String()] = d.Weight
+	}
+	return out
+}

@@ -1,0 +1,465 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/health"
+)
+
+// barrierTimeout bounds one Barrier at the start of a term.
+const barrierTimeout = 5 * time.Second
+
+// term is one DC term: everything this node does from gaining leadership
+// in Raft term n to losing it, in one place. run goes through the steps
+// of establish in a fixed order, then turns every event into one call of
+// handle, and revoke undoes it all in reverse, the VIPs first. Tests call
+// the steps directly.
+type term struct {
+	d   *Director
+	n   uint64
+	log *slog.Logger
+
+	// wg counts the term's own goroutines (the membership step); revoke
+	// waits for them. The health monitor and the ARP watches wait for
+	// their own.
+	wg            sync.WaitGroup
+	stopMembers   context.CancelFunc
+	mon           *health.Monitor
+	healthChanged chan struct{}
+	ann           *announcements
+
+	// held is every VIP this term has placed on an interface (VIP →
+	// interface); nil until the first claim.
+	held      map[netip.Addr]string
+	burstLeft int
+	burst     *time.Timer
+}
+
+func (d *Director) newTerm(n uint64) *term {
+	t := &term{d: d, n: n, log: d.logger.With("term", n), healthChanged: make(chan struct{}, 1), burst: time.NewTimer(time.Hour)}
+	t.burst.Stop()
+	if d.dp != nil {
+		t.ann = newAnnouncements(d.dp.ARP, t.log, d.c.HandingOver)
+	}
+	return t
+}
+
+// event is one reason for a DC to act.
+type event int
+
+const (
+	evSpec    event = iota // the spec changed: place the VIPs, reconcile
+	evMembers              // a node came or went: reconcile
+	evHealth               // a real server's health changed: reconcile
+	evTick                 // the periodic reconcile, repairing edits behind our back
+	evResume               // a hand-over failed: balance again
+	evBurst                // the next gratuitous ARP of the takeover burst
+	evRefresh              // the periodic gratuitous ARP
+)
+
+var eventNames = [...]string{"spec", "membership", "health", "tick", "resume", "burst", "refresh"}
+
+func (e event) String() string { return eventNames[e] }
+
+// run is the term's lifecycle: establish, then the event loop, and revoke
+// on the way out. A start that keeps failing hands leadership to another
+// node; if none takes it, the start is tried again.
+func (t *term) run(ctx context.Context) {
+	defer t.revoke()
+	pause := t.d.cfg.Retry
+	for {
+		err := t.establish(ctx)
+		if err == nil {
+			t.loop(ctx)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		t.giveUp(err)
+		if !sleep(ctx, pause) {
+			return
+		}
+		pause = min(2*pause, 2*time.Second)
+	}
+}
+
+// establish takes up the DC's duties, in this order:
+//
+//  1. Barrier: the FSM holds everything committed before this term, so
+//     nothing below acts on a stale spec or node registry.
+//  2. Membership: live nodes are admitted to Raft and the registry, for
+//     as long as the term lasts.
+//  3. Health checks start. A server not probed yet counts as up, so a new
+//     DC keeps the servers it inherits until they fail `fall` checks.
+//  4. Claim: verify leadership in this term, program the IPVS table,
+//     move the VIPs onto their interface, announce them.
+//
+// A node without a data plane stops after step 2. establish may be called
+// again after it failed; steps already taken are not repeated.
+func (t *term) establish(ctx context.Context) error {
+	if err := t.retry(ctx, "barrier", func() error { return t.d.c.Barrier(barrierTimeout) }); err != nil {
+		return err
+	}
+	t.startMembership(ctx)
+	if t.d.dp == nil {
+		t.log.Info("DC without a data plane: coordinating the cluster, holding no VIP")
+		return nil
+	}
+	t.startHealth()
+	return t.retry(ctx, "claim", t.claim)
+}
+
+// retry runs step until it succeeds, up to GiveUpAfter attempts, pausing
+// between them.
+func (t *term) retry(ctx context.Context, what string, step func() error) error {
+	pause := t.d.cfg.Retry
+	var err error
+	for attempt := 1; attempt <= t.d.cfg.GiveUpAfter; attempt++ {
+		if err = step(); err == nil {
+			return nil
+		}
+		t.log.Warn(what+" failed", "attempt", attempt, "of", t.d.cfg.GiveUpAfter, "err", err)
+		if !sleep(ctx, pause) {
+			return ctx.Err()
+		}
+		pause = min(2*pause, 2*time.Second)
+	}
+	return fmt.Errorf("%s failed %d times: %w", what, t.d.cfg.GiveUpAfter, err)
+}
+
+// giveUp hands leadership to another voter: this node cannot do what a DC
+// must.
+func (t *term) giveUp(err error) {
+	t.log.Error("cannot carry out the DC's duties: handing leadership to another node", "err", err)
+	if terr := t.d.c.TransferLeadership(err.Error()); terr != nil {
+		t.log.Error("leadership transfer failed: staying DC and starting over", "err", terr)
+	}
+}
+
+// loop turns every event into one call of handle until the term ends.
+func (t *term) loop(ctx context.Context) {
+	members, cancelMembers := t.d.c.SubscribeMembership()
+	defer cancelMembers()
+	specs, cancelSpecs := t.d.c.FSM().Subscribe()
+	defer cancelSpecs()
+	var tick, refresh <-chan time.Time
+	if t.d.dp != nil {
+		r := time.NewTicker(t.d.cfg.ReconcileInterval)
+		defer r.Stop()
+		tick = r.C
+		if t.d.cfg.GARPRefresh > 0 {
+			g := time.NewTicker(t.d.cfg.GARPRefresh)
+			defer g.Stop()
+			refresh = g.C
+		}
+	}
+	for {
+		var ev event
+		select {
+		case <-ctx.Done():
+			return
+		case <-specs:
+			ev = evSpec
+		case <-members:
+			ev = evMembers
+		case <-t.healthChanged:
+			ev = evHealth
+		case <-tick:
+			ev = evTick
+		case <-t.d.resume:
+			ev = evResume
+		case <-t.burst.C:
+			ev = evBurst
+		case <-refresh:
+			ev = evRefresh
+		}
+		if err := t.handle(ev); err != nil {
+			t.log.Warn("DC step failed", "event", ev.String(), "err", err)
+		}
+	}
+}
+
+// errNoDataplane: the event asks for kernel work on a node without a
+// data plane.
+var errNoDataplane = errors.New("no data plane")
+
+// handle acts on one event. Every event may lead to a write to the kernel,
+// so leadership in this term is verified first (invariant 2).
+func (t *term) handle(ev event) error {
+	if t.d.dp == nil {
+		return nil // membership runs on its own; nothing else to do
+	}
+	if err := t.verify(); err != nil {
+		return err
+	}
+	switch ev {
+	case evSpec:
+		return t.place()
+	case evMembers, evHealth, evTick, evResume:
+		return t.reconcile()
+	case evBurst:
+		return t.announceBurst()
+	case evRefresh:
+		return t.announce()
+	}
+	return fmt.Errorf("unknown event %d", ev)
+}
+
+// verify confirms, by a round of contact with a quorum, that this node
+// still leads in this term.
+func (t *term) verify() error {
+	if err := t.d.c.VerifyLeader(t.n); err != nil {
+		return fmt.Errorf("leadership not verified: %w", err)
+	}
+	return nil
+}
+
+// claim is the takeover: verify, then place. A claim that fails takes
+// back what it placed: a DC that does not hold its VIPs balances nothing.
+func (t *term) claim() error {
+	if err := t.verify(); err != nil {
+		return err
+	}
+	if err := t.place(); err != nil {
+		t.d.follow()
+		t.held = nil
+		return err
+	}
+	return nil
+}
+
+// place programs the IPVS table for the spec, then moves its VIPs onto
+// their interfaces (the table is ready when the first packet arrives) and
+// starts a burst of gratuitous ARP for any VIP new to this term. The
+// caller has verified leadership.
+func (t *term) place() error {
+	if t.d.dp == nil {
+		return errNoDataplane
+	}
+	spec := t.d.c.FSM().Spec()
+	if err := t.reconcile(); err != nil {
+		t.log.Error("IPVS reconcile failed", "err", err)
+	}
+	if err := t.d.dp.RS.Apply(spec.VIPs, true); err != nil {
+		return fmt.Errorf("claiming VIPs: %w", err)
+	}
+	fresh := false
+	now := map[netip.Addr]string{}
+	for _, v := range spec.VIPs {
+		now[v.Address] = t.d.ifaceOf(v)
+		if _, ok := t.held[v.Address]; !ok {
+			fresh = true
+			t.log.Info("VIP claimed", "vip", v.Address, "interface", now[v.Address])
+		}
+	}
+	t.held = now
+	t.ann.hold(now)
+	if fresh {
+		t.burstLeft = t.d.cfg.GARPCount
+		t.burst.Reset(0)
+	}
+	return nil
+}
+
+// announceBurst sends the next round of the takeover burst.
+func (t *term) announceBurst() error {
+	if t.burstLeft <= 0 {
+		return nil
+	}
+	if err := t.announce(); err != nil {
+		return err
+	}
+	t.burstLeft--
+	t.log.Info("VIPs announced (gratuitous ARP, or unsolicited neighbour advertisement for IPv6)", "burst_left", t.burstLeft)
+	if t.burstLeft > 0 {
+		t.burst.Reset(t.d.cfg.GARPSpacing)
+	}
+	return nil
+}
+
+// announce sends one gratuitous ARP (for IPv6, an unsolicited neighbour
+// advertisement) for every VIP this term holds. The caller has verified
+// leadership.
+func (t *term) announce() error {
+	var errs []error
+	for _, vip := range sortedVIPs(t.held) {
+		if err := t.d.dp.ARP.Gratuitous(t.held[vip], vip); err != nil {
+			errs = append(errs, fmt.Errorf("gratuitous ARP for %s: %w", vip, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// startMembership runs the membership step for the rest of the term: at
+// once, on every gossip change and every MembershipInterval.
+func (t *term) startMembership(ctx context.Context) {
+	if t.stopMembers != nil {
+		return
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	t.stopMembers = cancel
+	changes, unsubscribe := t.d.c.SubscribeMembership()
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer unsubscribe()
+		tick := time.NewTicker(t.d.cfg.MembershipInterval)
+		defer tick.Stop()
+		for {
+			t.d.c.ReconcileMembers(mctx)
+			select {
+			case <-mctx.Done():
+				return
+			case <-changes:
+			case <-tick.C:
+			}
+		}
+	}()
+}
+
+// startHealth starts the health monitor; reconcile tells it what to probe.
+func (t *term) startHealth() {
+	if t.mon != nil {
+		return
+	}
+	t.mon = health.NewMonitor(health.MonitorConfig{Logger: t.d.logger, Dial: t.d.cfg.HealthDial, OnChange: func(health.Key, health.State) {
+		select {
+		case t.healthChanged <- struct{}{}:
+		default:
+		}
+	}})
+	t.d.monitor.Store(t.mon)
+}
+
+// reconcile brings the kernel table in line with the spec, the online
+// nodes and the health checks, by diff. The caller has verified
+// leadership in this term.
+func (t *term) reconcile() error {
+	d := t.d
+	d.ipvsMu.Lock()
+	defer d.ipvsMu.Unlock()
+	if d.c.HandingOver() {
+		return nil // balancing stopped for the hand-over
+	}
+	state := d.c.FSM().State()
+	online := d.c.OnlineNodes()
+	isOnline := func(n string) bool { return online[n] }
+	var healthOf func(fsm.ServiceKey, netip.AddrPort) bool
+	if t.mon != nil {
+		t.mon.Set(checkTargets(state, isOnline))
+		states := t.mon.States()
+		healthOf = func(k fsm.ServiceKey, a netip.AddrPort) bool {
+			st, ok := states[health.Key{Service: k, Server: a}]
+			return !ok || st.Up
+		}
+	}
+	desired := Desired(state, isOnline, healthOf)
+	current, err := d.dp.IPVS.Services()
+	if err != nil {
+		return fmt.Errorf("reading IPVS table: %w", err)
+	}
+	ops := plan(current, desired, d.owned(state.Spec))
+	if len(ops) == 0 {
+		return nil
+	}
+	n, err := apply(d.dp.IPVS, ops)
+	d.writes.Add(uint64(n))
+	for _, o := range ops[:n] {
+		t.log.Info("IPVS "+o.kind, "service", o.svc.Key.String(), "real_server", destString(o.dest))
+	}
+	if err != nil {
+		return fmt.Errorf("IPVS reconcile: %w", err)
+	}
+	return nil
+}
+
+// revoke gives up the term's duties in the reverse order of establish,
+// the VIPs first: a DC that hands over on purpose keeps them until the
+// successor has announced them (clients whose ARP caches still point here
+// are answered by this node's own service meanwhile; two nodes answer ARP
+// for this bounded window); one that lost leadership lets go at once.
+// Then IPVS, the ARP watches, the health checks and the membership step
+// wind down, and revoke waits for every goroutine of the term.
+func (t *term) revoke() {
+	t.burst.Stop()
+	if t.d.dp != nil {
+		if t.held != nil && t.d.c.HandingOver() && t.d.cfg.HandOverGrace > 0 {
+			t.log.Info("handing over: keeping the VIPs until the successor announces them", "at_most", t.d.cfg.HandOverGrace)
+			start := time.Now()
+			switch {
+			case t.ann.waitSuccessor(t.d.cfg.HandOverGrace):
+				t.log.Info("the successor announced every VIP", "after", time.Since(start).Round(time.Millisecond))
+			case !t.d.c.HandingOver():
+				t.log.Warn("hand-over called off without a successor: releasing the VIPs at once")
+			default:
+				t.log.Warn("no successor announced every VIP within the grace; releasing them anyway", "grace", t.d.cfg.HandOverGrace)
+			}
+		}
+		t.d.follow()
+		t.log.Info("DC duties released: VIPs back on lo, IPVS services removed")
+		t.ann.stop()
+	}
+	if t.mon != nil {
+		t.d.monitor.Store(nil)
+		t.mon.Stop()
+	}
+	if t.stopMembers != nil {
+		t.stopMembers()
+	}
+	t.wg.Wait()
+}
+
+// checkTargets lists the real servers to health-check: every backend of
+// every service that has a check. The fallback server is not checked, as
+// with ldirectord.
+func checkTargets(state fsm.State, online func(string) bool) map[health.Key]health.Spec {
+	out := map[health.Key]health.Spec{}
+	for _, svc := range state.Spec.Services {
+		if svc.HealthCheck == nil {
+			continue
+		}
+		for _, b := range state.Backends(svc, online) {
+			out[health.Key{Service: svc.Key(), Server: b.AddrPort()}] = health.Spec{
+				Check:  *svc.HealthCheck,
+				Target: health.Target{Addr: b.AddrPort(), VIP: netip.AddrPortFrom(svc.VIP, svc.Port)},
+			}
+		}
+	}
+	return out
+}
+
+func sortedVIPs(m map[netip.Addr]string) []netip.Addr {
+	out := make([]netip.Addr, 0, len(m))
+	for a := range m {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return out
+}
+
+func destString(d Dest) string {
+	if !d.Addr.IsValid() {
+		return ""
+	}
+	return d.id().String()
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,388 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/internal/testkit"
+)
+
+// The steps of a DC's term, called one by one as the term's loop would.
+
+// established returns a term that has gone through establish with
+// leadership verified, its takeover burst not sent yet.
+func (w *world) established(n uint64) *term {
+	w.t.Helper()
+	tm := w.d.newTerm(n)
+	w.t.Cleanup(tm.revoke)
+	if err := tm.establish(context.Background()); err != nil {
+		w.t.Fatalf("establish: %v", err)
+	}
+	return tm
+}
+
+var errNotLeader = errors.New("node is not the leader")
+
+// TestClaimNeedsVerifiedLeadership: a term whose leadership cannot be
+// verified places nothing: no VIP on the interface, no IPVS service, no
+// gratuitous ARP (invariant 2), and says why.
+func TestClaimNeedsVerifiedLeadership(t *testing.T) {
+	w := newWorld(t, nil)
+	w.c.setVerifyErr(errNotLeader)
+	tm := w.d.newTerm(3)
+	defer tm.revoke()
+	err := tm.establish(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "claim failed") || !errors.Is(err, errNotLeader) {
+		t.Fatalf("establish without verified leadership: %v, want the claim to fail for want of leadership", err)
+	}
+	if w.has("eth0") || len(w.table()) != 0 || len(w.arp.Sent()) != 0 || tm.burstLeft != 0 {
+		t.Errorf("an unverified term acted: VIP on eth0 %v, IPVS %v, gratuitous ARP %v, burst %d", w.has("eth0"), w.table(), w.arp.Sent(), tm.burstLeft)
+	}
+}
+
+// TestFailedClaimPlacesNothing: a claim the kernel refuses for one VIP
+// (its interface is missing) takes back what it placed: no VIP on an
+// interface, no IPVS service — a DC that does not hold its VIPs balances
+// nothing.
+func TestFailedClaimPlacesNothing(t *testing.T) {
+	w := newWorld(t, nil)
+	s := squid("rr")
+	s.VIPs = append(s.VIPs, fsm.VIP{Address: netip.MustParseAddr("172.95.69.101"), Interface: "eth9"})
+	w.c.setSpec(s)
+	tm := w.d.newTerm(3)
+	defer tm.revoke()
+	if err := tm.claim(); err == nil || !strings.Contains(err.Error(), "eth9") {
+		t.Fatalf("claim with a VIP on a missing interface: %v, want an error naming eth9", err)
+	}
+	if w.has("eth0") || len(w.table()) != 0 {
+		t.Errorf("after a failed claim: VIP on eth0 %v, IPVS %v; want neither", w.has("eth0"), w.table())
+	}
+}
+
+// TestEveryEventNeedsVerifiedLeadership: once a term has lost its
+// leadership (a newer term elsewhere), no event makes it write: not a
+// spec change, a node going away, a health change, the periodic
+// reconcile, a failed hand-over, the burst or the refresh.
+func TestEveryEventNeedsVerifiedLeadership(t *testing.T) {
+	for _, ev := range []event{evSpec, evMembers, evHealth, evTick, evResume, evBurst, evRefresh} {
+		t.Run(ev.String(), func(t *testing.T) {
+			w := newWorld(t, nil)
+			tm := w.established(4)
+			w.ipvs.TakeWrites()
+			w.k.ResetWrites()
+			sent := len(w.arp.Sent())
+			// Something for every event to do, were it allowed to: a
+			// new scheduler, a node gone, a burst pending.
+			w.c.setSpec(squid("wlc"))
+			w.c.setOnline("m40", false)
+			w.c.setVerifyErr(errNotLeader)
+			if err := tm.handle(ev); !errors.Is(err, errNotLeader) {
+				t.Errorf("handle(%s) without leadership: %v, want the verification's error", ev, err)
+			}
+			if wr := w.ipvs.TakeWrites(); len(wr) != 0 {
+				t.Errorf("handle(%s) without leadership wrote IPVS: %v", ev, wr)
+			}
+			if wr := w.k.Writes; len(wr) != 0 {
+				t.Errorf("handle(%s) without leadership changed addresses: %v", ev, wr)
+			}
+			if n := len(w.arp.Sent()); n != sent {
+				t.Errorf("handle(%s) without leadership sent %d gratuitous ARPs", ev, n-sent)
+			}
+		})
+	}
+}
+
+// TestEstablishClaimsAndBursts: after establish the VIP is on the
+// interface (not lo), the table has the three nodes, and the burst
+// sends GARPCount rounds, one per evBurst, then stops.
+func TestEstablishClaimsAndBursts(t *testing.T) {
+	w := newWorld(t, func(c *Config) { c.GARPCount = 3 })
+	tm := w.established(2)
+	if !w.has("eth0") || w.has("lo") {
+		t.Fatalf("VIP on eth0 %v, on lo %v; want eth0 only", w.has("eth0"), w.has("lo"))
+	}
+	if got := w.dests(); len(got) != 3 || w.table()[0].Scheduler != "rr" {
+		t.Fatalf("IPVS table %+v, want rr over three real servers", w.table())
+	}
+	if tm.burstLeft != 3 {
+		t.Fatalf("burst of %d rounds scheduled, want 3", tm.burstLeft)
+	}
+	for i := 1; i <= 4; i++ {
+		if err := tm.handle(evBurst); err != nil {
+			t.Fatal(err)
+		}
+		want := min(i, 3)
+		if got := w.arp.Sent(); len(got) != want || got[0] != "eth0 "+vip.String() {
+			t.Fatalf("after %d burst events: gratuitous ARPs %v, want %d for %s on eth0", i, got, want, vip)
+		}
+	}
+}
+
+// TestRefreshAnnouncesEveryHeldVIP: the periodic refresh sends one
+// gratuitous ARP per VIP this term holds.
+func TestRefreshAnnouncesEveryHeldVIP(t *testing.T) {
+	w := newWorld(t, nil)
+	tm := w.established(2)
+	before := len(w.arp.Sent())
+	if err := tm.handle(evRefresh); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.arp.Sent()[before:]; !slices.Equal(got, []string{"eth0 " + vip.String()}) {
+		t.Errorf("refresh sent %v, want one gratuitous ARP for %s on eth0", got, vip)
+	}
+}
+
+// TestEventsReconcile: a spec change is one update; a node gone from
+// gossip leaves the table; the periodic reconcile repairs an edit made
+// behind raftlb's back; a no-op makes no write.
+func TestEventsReconcile(t *testing.T) {
+	w := newWorld(t, nil)
+	tm := w.established(2)
+	w.ipvs.TakeWrites()
+
+	if err := tm.handle(evTick); err != nil {
+		t.Fatal(err)
+	}
+	if wr := w.ipvs.TakeWrites(); len(wr) != 0 {
+		t.Fatalf("a reconcile with nothing to do wrote %v", wr)
+	}
+	w.c.setSpec(squid("wlc"))
+	if err := tm.handle(evSpec); err != nil {
+		t.Fatal(err)
+	}
+	if wr := w.ipvs.TakeWrites(); !slices.Equal(wr, []string{"update-service 172.95.69.100:3128/tcp wlc"}) {
+		t.Fatalf("a scheduler change wrote %v, want one update", wr)
+	}
+	w.c.setOnline("m40", false)
+	if err := tm.handle(evMembers); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.dests(); !maps.Equal(got, map[string]int{"127.0.0.30:3128": 1, "127.0.0.50:3128": 1}) {
+		t.Fatalf("after m40 left gossip the table has %v, want m30 and m50", got)
+	}
+	// Someone deletes a real server by hand.
+	if err := w.ipvs.DelDest(w.table()[0].Key, Dest{Addr: m30, Port: 3128}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tm.handle(evTick); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w.dests()["127.0.0.30:3128"]; !ok {
+		t.Errorf("the periodic reconcile did not repair the table: %v", w.dests())
+	}
+}
+
+// TestRevokeReleasesEverything: the end of a term puts the VIP back on lo,
+// removes the IPVS services, stops the ARP watch, the health checks and
+// the membership step.
+func TestRevokeReleasesEverything(t *testing.T) {
+	w := newWorld(t, nil)
+	w.c.setSpec(withCheck(squid("rr"), "remove"))
+	tm := w.d.newTerm(2)
+	if err := tm.establish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the ARP watch and the membership step", func() bool {
+		return w.arp.Watching("eth0") && w.c.reconciledMembers() > 0
+	})
+	if w.d.Health() == nil {
+		t.Fatal("no health checks while DC")
+	}
+	tm.revoke()
+	if w.has("eth0") || !w.has("lo") || len(w.table()) != 0 {
+		t.Errorf("after revoke: VIP on eth0 %v, on lo %v, IPVS %v; want lo only and no service", w.has("eth0"), w.has("lo"), w.table())
+	}
+	if w.arp.Watching("eth0") || w.d.Health() != nil {
+		t.Errorf("after revoke: ARP watched %v, health checks %v; want both stopped", w.arp.Watching("eth0"), w.d.Health())
+	}
+	calls := w.c.reconciledMembers()
+	w.c.setOnline("m40", false) // a membership change after the term
+	if got := w.c.reconciledMembers(); got != calls {
+		t.Errorf("the membership step ran after revoke (%d calls, then %d)", calls, got)
+	}
+}
+
+// TestEstablishThatKeepsFailingHandsOver: a barrier that never completes,
+// or a VIP the kernel refuses, ends in a leadership transfer that says why
+// — not in a silent retry loop.
+func TestEstablishThatKeepsFailingHandsOver(t *testing.T) {
+	for _, tc := range []struct {
+		name, reason string
+		breakIt      func(w *world)
+	}{
+		{"barrier", "barrier failed 2 times", func(w *world) { w.c.barrierErr = errors.New("timed out enqueuing operation") }},
+		{"claim", "claim failed 2 times", func(w *world) {
+			s := squid("rr")
+			s.VIPs[0].Interface = "eth9" // not on this node
+			w.c.setSpec(s)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, nil)
+			tc.breakIt(w)
+			w.run()
+			w.c.leaders <- leader(7)
+			testkit.WaitFor(t, "a leadership transfer", func() bool { return len(w.c.transferReasons()) > 0 })
+			if r := w.c.transferReasons()[0]; !strings.Contains(r, tc.reason) {
+				t.Errorf("transfer reason %q, want it to say %q", r, tc.reason)
+			}
+			if !strings.Contains(w.logs.String(), "cannot carry out the DC's duties") {
+				t.Errorf("the give-up is not logged:\n%s", w.logs.String())
+			}
+			// The transfer elects another node; this one follows.
+			w.c.leaders <- follower
+			testkit.WaitFor(t, "the failed term to end", func() bool { return strings.Contains(w.logs.String(), "DC duties released") })
+			if w.has("eth0") || len(w.table()) != 0 {
+				t.Errorf("a term that failed to start left VIP on eth0 %v, IPVS %v", w.has("eth0"), w.table())
+			}
+		})
+	}
+}
+
+// TestNoDataplaneCoordinatesOnly: a node without a data plane runs the
+// membership step while DC and touches nothing else.
+func TestNoDataplaneCoordinatesOnly(t *testing.T) {
+	c := newFakeCluster(t)
+	c.setSpec(squid("rr"))
+	logs := &testkit.LogBuffer{}
+	d := New(c, nil, testConfig(t, logs))
+	tm := d.newTerm(2)
+	if err := tm.establish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the membership step", func() bool { return c.reconciledMembers() > 0 })
+	for _, ev := range []event{evSpec, evMembers, evTick, evRefresh} {
+		if err := tm.handle(ev); err != nil {
+			t.Errorf("handle(%s) without a data plane: %v", ev, err)
+		}
+	}
+	tm.revoke()
+	if _, err := d.Table(); !errors.Is(err, ErrNoKernel) {
+		t.Errorf("Table without a data plane: %v, want ErrNoKernel", err)
+	}
+}
+
+func withCheck(s fsm.Spec, onFail string) fsm.Spec {
+	s.Services[0].HealthCheck = &fsm.HealthCheck{Type: "tcp", Interval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond, Rise: 2, Fall: 2, OnFail: onFail}
+	return s
+}
+
+// listenAt makes the real servers at addrs answer on port (0: any), and
+// returns the port. The others refuse: nothing listens at their loopback
+// address.
+func listenAt(t *testing.T, port int, addrs ...string) int {
+	t.Helper()
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", net.JoinHostPort(testkit.Loopback(t, a).String(), strconv.Itoa(port)))
+		if err != nil {
+			t.Fatalf("listen on %s: %v", a, err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		port = ln.Addr().(*net.TCPAddr).Port
+	}
+	return port
+}
+
+// checkedSpec is squid with a tcp check against the nodes on port.
+func checkedSpec(port int, interval time.Duration, onFail string) fsm.Spec {
+	s := withCheck(squid("rr"), onFail)
+	s.Services[0].Port = uint16(port)
+	s.Services[0].RealServers.NodePort = uint16(port)
+	s.Services[0].Fallback.Port = uint16(port)
+	s.Services[0].HealthCheck.Interval = interval
+	return s
+}
+
+// waitHealth waits until the monitor reports key's state as want (a
+// precondition: it depends on the health package, not the director).
+func waitHealth(t *testing.T, tm *term, server string, pred func(health.State) bool) {
+	t.Helper()
+	testkit.WaitFor(t, "the health state of "+server, func() bool {
+		for k, st := range tm.mon.States() {
+			if k.Server.String() == server && pred(st) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestHealthChangeReconciles: a real server that fails `fall` probes in a
+// row leaves the table on the health event; the others stay; the term is
+// told of the change.
+func TestHealthChangeReconciles(t *testing.T) {
+	w := newWorld(t, nil)
+	port := listenAt(t, 0, "127.0.0.30", "127.0.0.50") // m40 refuses
+	w.c.setSpec(checkedSpec(port, 100*time.Millisecond, "remove"))
+	tm := w.established(2)
+	m40 := "127.0.0.40:" + strconv.Itoa(port)
+	if _, ok := w.dests()[m40]; !ok {
+		t.Fatalf("a new DC dropped %s before probing it: %v", m40, w.dests())
+	}
+	waitHealth(t, tm, m40, func(st health.State) bool { return !st.Up })
+	select {
+	case <-tm.healthChanged:
+	case <-time.After(testkit.WaitTimeout):
+		t.Fatal("the health change never reached the term")
+	}
+	if err := tm.handle(evHealth); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"127.0.0.30:" + strconv.Itoa(port): 1, "127.0.0.50:" + strconv.Itoa(port): 1}
+	if got := w.dests(); !maps.Equal(got, want) {
+		t.Errorf("after %s failed its checks the table is %v, want %v", m40, got, want)
+	}
+}
+
+// TestNewDCKeepsServersItHasNotProbed: a new DC does not drop a real
+// server before `fall` probes have failed — here each has failed one
+// (nothing listens at any of them), fall is 2, and the next probe is an
+// hour away.
+func TestNewDCKeepsServersItHasNotProbed(t *testing.T) {
+	w := newWorld(t, nil)
+	port := listenAt(t, 0, "127.0.0.1") // a free port; no node listens on it
+	w.c.setSpec(checkedSpec(port, time.Hour, "remove"))
+	tm := w.established(4)
+	testkit.WaitFor(t, "the first probe of every server", func() bool {
+		st := tm.mon.States()
+		if len(st) != 3 {
+			return false
+		}
+		for _, s := range st {
+			if !s.Checked || s.LastError == "" {
+				return false
+			}
+		}
+		return true
+	})
+	if err := tm.handle(evHealth); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.dests(); len(got) != 3 {
+		t.Fatalf("after one failed probe each the table is %v, want the three nodes", got)
+	}
+	for k, s := range tm.mon.States() {
+		if !s.Up {
+			t.Errorf("%v marked down after a single failed probe", k.Server)
+		}
+	}
+}
