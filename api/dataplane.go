@@ -13,13 +13,17 @@ type Dataplane interface {
 	Table() ([]director.Service, error)
 	// Writes counts IPVS writes since the agent started.
 	Writes() uint64
+	// Reconciles counts the DC's comparisons of its table with the
+	// kernel's since the agent started, whether they wrote or not.
+	Reconciles() uint64
 }
 
 // IPVSResponse answers GET /v1/ipvs.
 type IPVSResponse struct {
-	Node        string             `json:"node"`
-	WritesTotal uint64             `json:"writes_total"`
-	Services    []director.Service `json:"services"`
+	Node            string             `json:"node"`
+	WritesTotal     uint64             `json:"writes_total"`
+	ReconcilesTotal uint64             `json:"reconciles_total"`
+	Services        []director.Service `json:"services"`
 }
 
 func (s *Server) ipvs(w http.ResponseWriter, r *http.Request) {
@@ -32,5 +36,5 @@ func (s *Server) ipvs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, IPVSResponse{Node: s.agent.Status().Node, WritesTotal: s.dataplane.Writes(), Services: table})
+	writeJSON(w, http.StatusOK, IPVSResponse{Node: s.agent.Status().Node, WritesTotal: s.dataplane.Writes(), ReconcilesTotal: s.dataplane.Reconciles(), Services: table})
 }

@@ -19,6 +19,7 @@ type fakeDataplane struct {
 
 func (f *fakeDataplane) Table() ([]director.Service, error) { return f.table, nil }
 func (f *fakeDataplane) Writes() uint64                     { return f.writes }
+func (f *fakeDataplane) Reconciles() uint64                 { return 2 * f.writes }
 
 func TestIPVSWithoutDataplaneSaysSo(t *testing.T) {
 	ts := startServer(t, &fakeAgent{})
@@ -43,7 +44,7 @@ func TestIPVSTableThroughClientAndRendering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.WritesTotal != 4 || len(r.Services) != 1 || len(r.Services[0].Dests) != 2 {
+	if r.WritesTotal != 4 || r.ReconcilesTotal != 8 || len(r.Services) != 1 || len(r.Services[0].Dests) != 2 {
 		t.Fatalf("IPVS response %+v", r)
 	}
 	var b bytes.Buffer

@@ -118,7 +118,8 @@ type Director struct {
 	cfg    Config
 	logger *slog.Logger
 
-	writes atomic.Uint64 // IPVS writes since start
+	writes     atomic.Uint64 // IPVS writes since start
+	reconciles atomic.Uint64 // table comparisons since start
 	// ipvsMu orders IPVS writes: a reconcile and the flush that begins a
 	// hand-over never interleave.
 	ipvsMu sync.Mutex
@@ -169,6 +170,10 @@ func (d *Director) handOver(begun bool) {
 
 // Writes returns the number of IPVS writes made since start.
 func (d *Director) Writes() uint64 { return d.writes.Load() }
+
+// Reconciles returns how many times the DC compared its table with the
+// kernel's since start, whether that wrote anything or not.
+func (d *Director) Reconciles() uint64 { return d.reconciles.Load() }
 
 // Table returns the kernel's IPVS services for the VIPs this node manages.
 func (d *Director) Table() ([]Service, error) {

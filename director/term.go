@@ -368,6 +368,7 @@ func (t *term) reconcile() error {
 		return fmt.Errorf("reading IPVS table: %w", err)
 	}
 	ops := plan(current, desired, d.owned(state.Spec))
+	d.reconciles.Add(1)
 	if len(ops) == 0 {
 		return nil
 	}

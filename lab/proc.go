@@ -245,6 +245,59 @@ func (p *Probe) Report() (ProbeReport, error) {
 	return r, nil
 }
 
+// ARPWatch is a raftlb-lab arpwatch running in the client namespace: the
+// client-side judge of who answers ARP for the VIP.
+type ARPWatch struct {
+	*Proc
+	Out string
+}
+
+// StartARPWatch starts the ARP judge for vip in the client namespace,
+// asking every 20 ms until Stop (or for --duration, then Wait). The
+// report is LogDir/NAME.json.
+func (l *Lab) StartARPWatch(name, vip string, flags ...string) (*ARPWatch, error) {
+	out := filepath.Join(l.logDir, name+".json")
+	args := append([]string{l.Bin("raftlb-lab"), "arpwatch", "--vip", vip, "--interval", "20ms", "--out", out}, flags...)
+	p, err := l.Start(Client, name, args...)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.WaitOutput("watching ARP", 30*time.Second); err != nil {
+		return nil, err
+	}
+	return &ARPWatch{Proc: p, Out: out}, nil
+}
+
+// Stop ends the watch (it writes its report on SIGTERM) and reads the
+// report.
+func (w *ARPWatch) Stop(timeout time.Duration) (ARPReport, error) {
+	if err := w.Proc.Stop(timeout); err != nil {
+		return ARPReport{}, err
+	}
+	return w.Report()
+}
+
+// Wait waits for a watch with a --duration to end and reads its report.
+func (w *ARPWatch) Wait(timeout time.Duration) (ARPReport, error) {
+	if err := w.Proc.Wait(timeout); err != nil {
+		return ARPReport{}, err
+	}
+	return w.Report()
+}
+
+// Report reads the finished watch's report.
+func (w *ARPWatch) Report() (ARPReport, error) {
+	var r ARPReport
+	data, err := os.ReadFile(w.Out)
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, fmt.Errorf("%s: %w", w.Out, err)
+	}
+	return r, nil
+}
+
 func hasFlag(flags []string, name string) bool {
 	for _, f := range flags {
 		f = strings.TrimLeft(f, "-")

@@ -52,6 +52,8 @@ type rcluster struct {
 	serves map[string]*lab.Proc
 	starts map[string]int
 	ns     map[string]*lab.NS
+	// sysctls0 is each node's settings before its agent first started.
+	sysctls0 map[string]map[string]string
 }
 
 type status struct {
@@ -77,7 +79,7 @@ func newRaftlbCluster(t *testing.T) *rcluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	c := &rcluster{t: t, l: lab.New(t), dir: dir, agents: map[string]*lab.Proc{}, serves: map[string]*lab.Proc{}, starts: map[string]int{}, ns: map[string]*lab.NS{}}
+	c := &rcluster{t: t, l: lab.New(t), dir: dir, agents: map[string]*lab.Proc{}, serves: map[string]*lab.Proc{}, starts: map[string]int{}, ns: map[string]*lab.NS{}, sysctls0: map[string]map[string]string{}}
 	r := c.l.Bin("raftlb")
 	c.l.Run("", r, "keygen", "-o", filepath.Join(c.dir, "key"))
 	c.l.Run("", r, "tls", "init", "--dir", filepath.Join(c.dir, "tls"))
@@ -92,6 +94,7 @@ func newRaftlbCluster(t *testing.T) *rcluster {
 	for _, n := range lab.Nodes() {
 		c.l.Run("", r, "tls", "cert", "--dir", filepath.Join(c.dir, "tls"), "--name", n, "--ip", lab.IP(n))
 		c.startServe(n)
+		c.sysctls0[n] = c.sysctls(n, nodeSysctls("eth0")...)
 	}
 	for _, n := range lab.Nodes() {
 		c.startAgent(n)
@@ -351,16 +354,18 @@ func (c *rcluster) startProbe(name, dc string) *lab.Probe {
 	return p
 }
 
-// ipvsWrites is the number of IPVS writes node n's agent has made.
-func (c *rcluster) ipvsWrites(n string) uint64 {
+// ipvsCounts is the number of IPVS writes node n's agent has made, and of
+// its comparisons of its table with the kernel's.
+func (c *rcluster) ipvsCounts(n string) (writes, reconciles uint64) {
 	c.t.Helper()
 	var r struct {
-		WritesTotal uint64 `json:"writes_total"`
+		WritesTotal     uint64 `json:"writes_total"`
+		ReconcilesTotal uint64 `json:"reconciles_total"`
 	}
 	if err := json.Unmarshal([]byte(c.cli(n, "ipvs", "--json")), &r); err != nil {
 		c.t.Fatal(err)
 	}
-	return r.WritesTotal
+	return r.WritesTotal, r.ReconcilesTotal
 }
 
 // labRuns is how many times each failover scenario repeats; the figures
@@ -389,4 +394,76 @@ func raftTiming() []string {
 		"--raft-election-timeout", scale(d.RaftElectionTimeout),
 		"--raft-leader-lease", scale(d.RaftLeaderLease),
 	}
+}
+
+// nodeNS is the netlink handles of the cluster's nodes.
+func (c *rcluster) nodeNS() map[string]*lab.NS {
+	out := map[string]*lab.NS{}
+	for _, n := range lab.Nodes() {
+		out[n] = c.ns[n]
+	}
+	return out
+}
+
+// judges starts both judges of invariant 1 for a fault: the nodes' own
+// kernels (who carries the VIP on eth0, polled every 5 ms) and the wire
+// (who answers the client's who-has every 20 ms).
+func (c *rcluster) judges(name string) (*lab.HolderWatch, *lab.ARPWatch) {
+	c.t.Helper()
+	aw, err := c.l.StartARPWatch(name, lab.VIP)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return lab.WatchHolders(c.nodeNS(), "eth0", vip), aw
+}
+
+// verdicts stops both judges.
+func (c *rcluster) verdicts(hw *lab.HolderWatch, aw *lab.ARPWatch) (map[string][]lab.Holding, lab.ARPReport) {
+	c.t.Helper()
+	spans, errs := hw.Stop()
+	for _, err := range errs {
+		c.t.Errorf("watching the VIP holders: %v", err)
+	}
+	r, err := aw.Stop(30 * time.Second)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return spans, r
+}
+
+// overlaps is the total time any two nodes both carried the VIP.
+func overlaps(spans map[string][]lab.Holding) time.Duration {
+	var d time.Duration
+	nodes := lab.Nodes()
+	for i, a := range nodes {
+		for _, b := range nodes[i+1:] {
+			d += lab.Overlap(spans[a], spans[b])
+		}
+	}
+	return d
+}
+
+// brokenAcross checks the probe's failures: every one must be a connection
+// that broke (reset, or closed before its answer) while in flight during
+// [from, to] — one the old DC had forwarded when the VIP moved, which only
+// IPVS connection sync would carry over. Anything else (a timeout, a
+// refusal, an unreachable VIP, or a reset outside the window) is an
+// unanswered request and fails the test. It returns the broken count.
+func brokenAcross(t *testing.T, run int, r lab.ProbeReport, from, to time.Time) int {
+	t.Helper()
+	broken := 0
+	for _, a := range r.Records {
+		if a.OK {
+			continue
+		}
+		end := a.Start.Add(time.Duration(a.TookMS * float64(time.Millisecond)))
+		inFlight := !a.Start.After(to) && !end.Before(from)
+		if (a.Error == "reset" || a.Error == "eof") && inFlight {
+			broken++
+			continue
+		}
+		t.Errorf("run %d: a request at %s failed (%s: %s), in flight during the move %v: want every request answered, or broken only in flight across the move",
+			run, a.Start.UTC().Format("15:04:05.000"), a.Error, a.Detail, inFlight)
+	}
+	return broken
 }

@@ -53,3 +53,68 @@ type Report struct {
 
 	Records []Attempt `json:"records"`
 }
+
+// The JSON report that `raftlb-lab arpwatch` writes: the wire's view of
+// who answers ARP for a VIP, the client-side judge of invariant 1.
+
+// ARPReport is the judge's verdict over its whole run. Every interval the
+// client asks who-has VIP; a round is one question and the answers to it
+// (told apart from other rounds' by the asking address, so a late answer
+// is never counted in the wrong round).
+type ARPReport struct {
+	VIP        string    `json:"vip"`
+	IntervalMS float64   `json:"interval_ms"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	Rounds     int       `json:"rounds"`
+	// Answers counts, per MAC, the rounds it answered in.
+	Answers map[string]int `json:"answers"`
+	// TwoMACRounds counts rounds in which two or more MACs answered;
+	// TwoMACWindows merges consecutive such rounds.
+	TwoMACRounds  int         `json:"two_mac_rounds"`
+	TwoMACWindows []ARPWindow `json:"two_mac_windows"`
+	// SilentRounds counts rounds nobody answered; SilentWindows merges
+	// consecutive ones.
+	SilentRounds  int         `json:"silent_rounds"`
+	SilentWindows []ARPWindow `json:"silent_windows"`
+	// Changes is the story: every change of the set of answering MACs,
+	// from one round to the next.
+	Changes []ARPChange `json:"changes"`
+	// Announcements are the gratuitous ARPs for the VIP the client saw.
+	Announcements []ARPAnnouncement `json:"announcements"`
+}
+
+// ARPWindow is a run of consecutive rounds alike: from the first one's
+// question to one interval after the last one's.
+type ARPWindow struct {
+	Start      time.Time `json:"start"`
+	DurationMS float64   `json:"duration_ms"`
+	Rounds     int       `json:"rounds"`
+	MACs       []string  `json:"macs,omitempty"`
+}
+
+// ARPChange is the round at which the answering MACs changed.
+type ARPChange struct {
+	At   time.Time `json:"at"`
+	MACs []string  `json:"macs"`
+}
+
+// ARPAnnouncement is one gratuitous ARP for the VIP.
+type ARPAnnouncement struct {
+	At  time.Time `json:"at"`
+	MAC string    `json:"mac"`
+}
+
+// LongestTwoMACMS is the longest two-MAC window, or 0.
+func (r ARPReport) LongestTwoMACMS() float64 { return longest(r.TwoMACWindows) }
+
+// LongestSilentMS is the longest window nobody answered in, or 0.
+func (r ARPReport) LongestSilentMS() float64 { return longest(r.SilentWindows) }
+
+func longest(ws []ARPWindow) float64 {
+	m := 0.0
+	for _, w := range ws {
+		m = max(m, w.DurationMS)
+	}
+	return m
+}

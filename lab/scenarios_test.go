@@ -3,6 +3,8 @@
 package lab_test
 
 import (
+	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -10,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/raftlb/raftlb/lab"
 )
@@ -89,15 +93,18 @@ func TestRaftlbBalance(t *testing.T) {
 }
 
 // TestRaftlbCablePull: the DC's cable is pulled (its veth down on the
-// bridge). A new DC holds the VIP, the client's ARP entry moves to its MAC
-// (gratuitous ARP), the dead node leaves the table, the survivors serve,
-// and the cut-off node gives up the VIP on its own.
+// bridge). The cut-off DC loses quorum and lets go of the VIP before any
+// other node can be elected (invariant 3), so no instant has two nodes
+// carrying the VIP, as their kernels show; a new DC then holds it, the
+// client's ARP entry moves to its MAC (gratuitous ARP), the dead node
+// leaves the table and the survivors serve.
 func TestRaftlbCablePull(t *testing.T) {
 	c := newRaftlbCluster(t)
-	var outage, takeover, arpSwitch []float64
+	var outage, takeover, arpSwitch, gap []float64
 	for run := 1; run <= runs(); run++ {
 		dc := c.waitHealthy(lab.Nodes())
 		survivors := others(dc)
+		hw, aw := c.judges(fmt.Sprintf("arp-cable-%d", run))
 		probe := c.startProbe("probe-cable-"+dc, dc)
 		t0 := time.Now()
 		if err := c.l.CablePull(dc); err != nil {
@@ -105,7 +112,6 @@ func TestRaftlbCablePull(t *testing.T) {
 		}
 		newDC, t1 := c.waitVIPOnInterface(survivors, 30*time.Second)
 		t2 := c.waitClientARP(c.mac(newDC), 30*time.Second)
-		// Invariant 3: the cut-off DC loses quorum and releases the VIP.
 		c.eventually("the cut-off DC to release the VIP", 10*time.Second, func() (bool, error) {
 			return !c.has(dc, "eth0"), nil
 		})
@@ -118,15 +124,31 @@ func TestRaftlbCablePull(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		spans, wire := c.verdicts(hw, aw)
+		// The order, from the nodes' own kernels: the cut-off DC let go
+		// before the new DC claimed, and at no instant did two carry it.
+		released, ok1 := lab.EndOfSpanAt(spans[dc], t0)
+		claimed, ok2 := lab.FirstFrom(spans[newDC], t0)
+		if !ok1 || !ok2 || !released.Before(claimed) {
+			t.Errorf("run %d: the cut-off DC %s released the VIP at %s, the new DC %s claimed it at %s: want the release first (invariant 3)",
+				run, dc, released.UTC().Format("15:04:05.000"), newDC, claimed.UTC().Format("15:04:05.000"))
+		}
+		if both := overlaps(spans); both != 0 {
+			t.Errorf("run %d: two nodes carried the VIP at once for %s: %v", run, both, spans)
+		}
+		if wire.TwoMACRounds != 0 {
+			t.Errorf("run %d: the client saw two MACs answer for the VIP: %+v", run, wire.TwoMACWindows)
+		}
 		after := c.probeBriefly(t, "probe-cable-after-"+dc)
 		if after.Answers[dc] != 0 || after.Answers[survivors[0]] == 0 || after.Answers[survivors[1]] == 0 || after.Failures != 0 {
 			t.Errorf("after the cable pull answers %v (failures %d): want only and both of %v", after.Answers, after.Failures, survivors)
 		}
-		t.Logf("run %d: DC %s pulled at %s; %s took the VIP after %s, client ARP after %s; outage %.0f ms (%d failures %v)",
-			run, dc, t0.UTC().Format("15:04:05.000"), newDC, t1.Sub(t0), t2.Sub(t0), r.LongestOutageMS, r.Failures, r.Errors)
+		t.Logf("run %d: DC %s pulled at %s; released after %s; %s took the VIP after %s, client ARP after %s; outage %.0f ms (%d failures %v)",
+			run, dc, t0.UTC().Format("15:04:05.000"), released.Sub(t0), newDC, t1.Sub(t0), t2.Sub(t0), r.LongestOutageMS, r.Failures, r.Errors)
 		outage = append(outage, r.LongestOutageMS)
 		takeover = append(takeover, ms(t1.Sub(t0)))
 		arpSwitch = append(arpSwitch, ms(t2.Sub(t0)))
+		gap = append(gap, ms(claimed.Sub(released)))
 		if err := c.l.CablePlug(dc); err != nil {
 			t.Fatal(err)
 		}
@@ -135,6 +157,7 @@ func TestRaftlbCablePull(t *testing.T) {
 	figures("lab_cable_pull_outage", outage, "ms")
 	figures("lab_cable_pull_vip_takeover", takeover, "ms")
 	figures("lab_cable_pull_client_arp_switch", arpSwitch, "ms")
+	figures("lab_cable_pull_release_to_claim", gap, "ms")
 }
 
 // probeBriefly sends 20 connections and returns the report.
@@ -158,29 +181,38 @@ func (c *rcluster) probe(t *testing.T, name, target string, flags ...string) lab
 	return r
 }
 
+// handOverGrace is the agent's default: how long a DC handing over keeps
+// the VIP at most, waiting for the successor's announcement.
+const handOverGrace = 3 * time.Second
+
+// judgeSlack is what the judges' own resolution adds to a window they
+// measure: the holder poll (5 ms), the ARP rounds (20 ms), and a TCG stall
+// of the poller (about 200 ms, seen).
+const judgeSlack = 300 * time.Millisecond
+
 // TestRaftlbGracefulStop: SIGTERM to the DC's agent hands leadership
-// over; the VIP moves and no client request goes unanswered: no timeout,
-// no refusal, no unreachable VIP. The old DC stops balancing before the
-// transfer and answers with its own service until it sees the successor's
-// gratuitous ARP; how long both carry the VIP is reported. A connection
-// that the old DC forwarded to another node and whose next packet meets
-// the old DC's local stack (or the new DC, after the client's ARP
-// switched) is reset: only IPVS connection sync would carry it over. Such
-// resets are counted and reported, not hidden.
+// over; the VIP moves and no client request goes unanswered. The old DC
+// stops balancing before the transfer and answers with its own service
+// until it sees the successor's gratuitous ARP, so both carry the VIP, and
+// both answer ARP, for a window bounded by the hand-over grace (invariant
+// 1's measured exception), which both judges check. A connection the old
+// DC had forwarded and whose next packet meets the old DC's own stack (or
+// the new DC) is reset: only IPVS connection sync would carry it over.
+// Such breaks are allowed only for connections in flight during the move,
+// counted and reported; any other failure fails the test.
 func TestRaftlbGracefulStop(t *testing.T) {
 	c := newRaftlbCluster(t)
-	var outage, takeover, twoMACs []float64
-	failed, resets := 0, 0
+	var outage, takeover, twoHolders, twoMACs []float64
+	broken := 0
 	for run := 1; run <= runs(); run++ {
 		dc := c.waitHealthy(lab.Nodes())
+		hw, aw := c.judges(fmt.Sprintf("arp-graceful-%d", run))
 		probe := c.startProbe("probe-graceful-"+dc, dc)
 		t0 := time.Now()
 		if err := c.agents[dc].Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 		newDC, t1 := c.waitVIPOnInterface(others(dc), 30*time.Second)
-		// Invariant 1's window: both nodes carry the VIP on eth0 (both
-		// answer ARP) until the old DC has seen the successor announce it.
 		c.eventually("the stopped DC to let go of the VIP on eth0", 30*time.Second, func() (bool, error) {
 			return !c.has(dc, "eth0"), nil
 		})
@@ -202,53 +234,67 @@ func TestRaftlbGracefulStop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		spans, wire := c.verdicts(hw, aw)
 		if c.has(dc, "eth0") || c.has(dc, "lo") {
 			t.Errorf("the stopped node %s still carries the VIP (eth0=%v lo=%v)", dc, c.has(dc, "eth0"), c.has(dc, "lo"))
 		}
-		t.Logf("run %d: DC %s stopped; %s took the VIP after %s; both held it for %s; %d of %d requests failed %v, longest outage %.0f ms",
-			run, dc, newDC, t1.Sub(t0), t2.Sub(t1), r.Failures, r.Attempts, r.Errors, r.LongestOutageMS)
-		gap := r.Failures - r.Errors["reset"]
-		if gap != 0 {
-			t.Errorf("run %d: %d requests went unanswered during a graceful stop (%v), want none", run, gap, r.Errors)
+		both := lab.Overlap(spans[dc], spans[newDC])
+		if both > handOverGrace+judgeSlack || overlaps(spans) != both {
+			t.Errorf("run %d: two nodes carried the VIP for %s (old and new DC: %s), want at most the grace %s: %v", run, overlaps(spans), both, handOverGrace, spans)
 		}
-		failed += gap
-		resets += r.Errors["reset"]
+		if w := wire.LongestTwoMACMS(); w > ms(handOverGrace+judgeSlack) {
+			t.Errorf("run %d: two MACs answered for the VIP for %.0f ms, want at most the grace %s: %+v", run, w, handOverGrace, wire.TwoMACWindows)
+		}
+		for _, w := range wire.TwoMACWindows {
+			if w.Start.Before(t0) {
+				t.Errorf("run %d: two MACs answered before the stop: %+v", run, w)
+			}
+		}
+		b := brokenAcross(t, run, r, t0, t2)
+		t.Logf("run %d: DC %s stopped; %s took the VIP after %s; both carried it for %s, two MACs answered for %.0f ms; %d of %d requests broke in flight %v, longest outage %.0f ms",
+			run, dc, newDC, t1.Sub(t0), both, wire.LongestTwoMACMS(), b, r.Attempts, r.Errors, r.LongestOutageMS)
+		broken += b
 		outage = append(outage, r.LongestOutageMS)
 		takeover = append(takeover, ms(t1.Sub(t0)))
-		twoMACs = append(twoMACs, ms(t2.Sub(t1)))
+		twoHolders = append(twoHolders, ms(both))
+		twoMACs = append(twoMACs, wire.LongestTwoMACMS())
 		c.startAgent(dc) // rejoins from its data dir, without a join
 	}
 	c.waitHealthy(lab.Nodes())
 	figures("lab_graceful_stop_outage", outage, "ms")
 	figures("lab_graceful_stop_vip_takeover", takeover, "ms")
-	figures("lab_graceful_stop_two_macs_window", twoMACs, "ms")
-	figure("lab_graceful_stop_unanswered_requests", float64(failed), "count")
-	figure("lab_graceful_stop_reset_connections", float64(resets), "count")
+	figures("lab_graceful_stop_two_holders_window", twoHolders, "ms")
+	figures("lab_graceful_stop_two_macs_wire", twoMACs, "ms")
+	figure("lab_graceful_stop_broken_in_flight", float64(broken), "count")
 }
 
 // TestRaftlbCrashRestart: kill -9 of the DC's agent while its kernel stays
-// up: the VIP and the IPVS rules stay behind in that kernel. A new DC
-// takes over; the agent is restarted (as a supervisor would) and gives the
-// VIP back to lo at start-up. Reports how long two nodes carried the VIP on
-// their interface — both answer ARP for it during that window.
+// up. Its kernel keeps the VIP and the IPVS rules it had — the premise,
+// checked — and answers ARP beside the new DC until the agent is
+// restarted (as a supervisor would) and gives the VIP back to lo at
+// start-up. Both judges measure that window; the client's requests are
+// all answered, but for connections broken in flight while the VIP moved.
 func TestRaftlbCrashRestart(t *testing.T) {
 	c := newRaftlbCluster(t)
-	var outage, takeover, twoMACs []float64
+	var outage, takeover, twoHolders, twoMACs []float64
+	broken := 0
 	for run := 1; run <= runs(); run++ {
 		dc := c.waitHealthy(lab.Nodes())
+		hw, aw := c.judges(fmt.Sprintf("arp-crash-%d", run))
 		probe := c.startProbe("probe-crash-"+dc, dc)
 		t0 := time.Now()
 		c.agents[dc].Kill()
-		newDC, t1 := c.waitVIPOnInterface(others(dc), 30*time.Second)
-		if !c.has(dc, "eth0") {
-			t.Logf("run %d: the crashed agent's VIP was already gone from %s", run, dc)
+		// The premise: a dead agent's kernel keeps what the agent set up.
+		if _, ok, err := c.table(dc); err != nil || !ok || !c.has(dc, "eth0") {
+			t.Errorf("run %d: right after kill -9 the DC's kernel has the VIP on eth0 %v and its IPVS service %v (%v): the scenario's premise does not hold", run, c.has(dc, "eth0"), ok, err)
 		}
+		newDC, t1 := c.waitVIPOnInterface(others(dc), 30*time.Second)
+		c.waitClientARP(c.mac(newDC), 30*time.Second)
 		c.startAgent(dc)
 		c.eventually("the restarted agent to take the VIP off eth0", 30*time.Second, func() (bool, error) {
 			return !c.has(dc, "eth0"), nil
 		})
 		t2 := time.Now()
-		c.waitClientARP(c.mac(newDC), 30*time.Second)
 		c.eventually("the restarted node to carry the VIP on lo and no IPVS service", 30*time.Second, func() (bool, error) {
 			_, ok, err := c.table(dc)
 			return c.has(dc, "lo") && !ok, err
@@ -257,16 +303,23 @@ func TestRaftlbCrashRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("run %d: DC %s killed; %s took the VIP after %s; two nodes carried it for %s; outage %.0f ms (%d failures %v)",
-			run, dc, newDC, t1.Sub(t0), t2.Sub(t1), r.LongestOutageMS, r.Failures, r.Errors)
+		spans, wire := c.verdicts(hw, aw)
+		b := brokenAcross(t, run, r, t1, t2)
+		both := overlaps(spans)
+		t.Logf("run %d: DC %s killed; %s took the VIP after %s; two nodes carried it for %s, two MACs answered for %.0f ms in all; outage %.0f ms, %d broke in flight %v",
+			run, dc, newDC, t1.Sub(t0), both, wire.LongestTwoMACMS(), r.LongestOutageMS, b, r.Errors)
+		broken += b
 		outage = append(outage, r.LongestOutageMS)
 		takeover = append(takeover, ms(t1.Sub(t0)))
-		twoMACs = append(twoMACs, ms(t2.Sub(t1)))
+		twoHolders = append(twoHolders, ms(both))
+		twoMACs = append(twoMACs, wire.LongestTwoMACMS())
 	}
 	c.waitHealthy(lab.Nodes())
 	figures("lab_crash_outage", outage, "ms")
 	figures("lab_crash_vip_takeover", takeover, "ms")
-	figures("lab_crash_two_macs_window", twoMACs, "ms")
+	figures("lab_crash_two_holders_window", twoHolders, "ms")
+	figures("lab_crash_two_macs_wire", twoMACs, "ms")
+	figure("lab_crash_broken_in_flight", float64(broken), "count")
 }
 
 // TestRaftlbPortReuse: a client that reuses its source ports, as a busy
@@ -454,6 +507,28 @@ func TestRaftlbIPv6(t *testing.T) {
 		if n == dc && (!onIface || onLo || !ok) || n != dc && (onIface || !onLo || ok) {
 			t.Errorf("%s (DC %s): IPv6 VIP on eth0=%v lo=%v, IPVS service %v", n, dc, onIface, onLo, ok)
 		}
+		// As the kernel holds it: deprecated everywhere (preferred
+		// lifetime 0: never a source address, so the DC's own health
+		// checks leave from its /64 address), and without duplicate
+		// address detection on the interface (the old DC of a hand-over
+		// would fail the new DC's copy).
+		dev := "lo"
+		if n == dc {
+			dev = "eth0"
+		}
+		info, found, err := c.ns[n].Addr(dev, vip6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !found || info.PreferedLft != 0 || info.Flags&unix.IFA_F_DEPRECATED == 0 {
+			t.Errorf("%s: IPv6 VIP on %s: %+v (found %v), want deprecated (preferred lifetime 0)", n, dev, info, found)
+		}
+		if dev == "eth0" && info.Flags&unix.IFA_F_NODAD == 0 {
+			t.Errorf("%s: IPv6 VIP on eth0 has flags %#x, want nodad", n, info.Flags)
+		}
+		if dev == "eth0" && info.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
+			t.Errorf("%s: IPv6 VIP on eth0 is tentative or failed DAD (flags %#x)", n, info.Flags)
+		}
 	}
 
 	if err := c.l.CablePull(dc); err != nil {
@@ -579,17 +654,21 @@ func TestRaftlbRuntimeChanges(t *testing.T) {
 		t.Errorf("the 8080 service was disturbed: before %+v, after %+v", before, after)
 	}
 
-	w0 := c.ipvsWrites(dc)
+	w0, r0 := c.ipvsCounts(dc)
 	if out := c.apply(changed); !strings.Contains(out, "unchanged") {
 		t.Fatalf("re-applying the same file said %q, want unchanged", out)
 	}
-	// Wait past the director's periodic reconcile (5 s), which must also
-	// find nothing to write.
-	time.Sleep(6 * time.Second)
-	if w1 := c.ipvsWrites(dc); w1 != w0 {
+	// Two comparisons of the table with the kernel's since: the periodic
+	// one (every 5 s) at least once, and each must find nothing to write.
+	c.eventually("two reconciles on the DC after the no-op apply", 30*time.Second, func() (bool, error) {
+		_, r := c.ipvsCounts(dc)
+		return r >= r0+2, nil
+	})
+	w1, _ := c.ipvsCounts(dc)
+	if w1 != w0 {
 		t.Errorf("a no-op apply made %d IPVS writes, want 0", w1-w0)
 	}
-	figure("lab_noop_apply_ipvs_writes", float64(c.ipvsWrites(dc)-w0), "count")
+	figure("lab_noop_apply_ipvs_writes", float64(w1-w0), "count")
 	t.Logf("the DC's table:\n%s", c.cli(dc, "ipvs"))
 }
 
@@ -597,4 +676,188 @@ func TestRaftlbRuntimeChanges(t *testing.T) {
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
+}
+
+// nodeSysctls are the settings the agent makes on every node (realserver's
+// table), for an interface dev besides "all".
+func nodeSysctls(dev string) []string {
+	return []string{
+		"net.ipv4.conf.all.arp_ignore", "net.ipv4.conf.all.arp_announce",
+		"net.ipv4.conf." + dev + ".arp_ignore", "net.ipv4.conf." + dev + ".arp_announce",
+		"net.ipv4.vs.expire_nodest_conn", "net.ipv4.vs.expire_quiescent_template",
+	}
+}
+
+// sysctls reads keys in node n's namespace.
+func (c *rcluster) sysctls(n string, keys ...string) map[string]string {
+	c.t.Helper()
+	out := strings.Fields(c.l.Run(n, append([]string{"sysctl", "-n"}, keys...)...))
+	if len(out) != len(keys) {
+		c.t.Fatalf("sysctl %v in %s: %q", keys, n, out)
+	}
+	m := map[string]string{}
+	for i, k := range keys {
+		m[k] = out[i]
+	}
+	return m
+}
+
+// labSpecWide is labSpec plus what the README promises the kernel gets
+// as written: persistence with a netmask, a UDP service, and a VIP on a
+// second interface.
+const labSpecWide = `vips:
+  - address: 172.95.69.100
+    interface: eth0
+  - address: 172.95.70.100
+    interface: eth1
+services:
+  - name: proxy
+    vip: 172.95.69.100
+    port: 3128
+    protocol: tcp
+    scheduler: rr
+    real_servers: all-nodes
+    fallback: 127.0.0.1:3128
+  - name: sticky
+    vip: 172.95.69.100
+    port: 8443
+    scheduler: sh
+    persistence: 20s
+    persistence_netmask: 255.255.255.0
+    real_servers: all-nodes
+  - name: dns
+    vip: 172.95.69.100
+    port: 53
+    protocol: udp
+    scheduler: wrr
+    real_servers: all-nodes
+  - name: side
+    vip: 172.95.70.100
+    port: 80
+    scheduler: rr
+    real_servers: all-nodes
+`
+
+// TestRaftlbSpecReachesTheKernel: what the README says reaches the
+// kernels, read back from them rather than from the agent: persistence
+// with its netmask and a UDP service in the DC's IPVS table (ipvsadm -Ln)
+// and in no other node's; a VIP on an interface other than the default
+// one, held there by the DC, on lo elsewhere, with that interface
+// ARP-silenced on every node; the gratuitous ARP refreshed every 5 s, as
+// the client sees it; another host announcing the VIP logged as an
+// address conflict; and the sysctls an agent set put back when it stops.
+func TestRaftlbSpecReachesTheKernel(t *testing.T) {
+	c := newRaftlbCluster(t)
+	eth1Before := map[string]map[string]string{}
+	for _, n := range lab.Nodes() {
+		// A second interface for the second VIP: a dummy device. Nothing
+		// on the LAN reaches it; what is checked is how each node sets it.
+		c.l.Run(n, "ip", "link", "add", "eth1", "type", "dummy")
+		c.l.Run(n, "ip", "link", "set", "eth1", "up")
+		eth1Before[n] = c.sysctls(n, "net.ipv4.conf.eth1.arp_ignore", "net.ipv4.conf.eth1.arp_announce")
+	}
+	c.apply(labSpecWide)
+	dc := c.waitHealthy(lab.Nodes())
+	side := netip.MustParseAddr("172.95.70.100")
+	nodes := []string{lab.IP(lab.M30), lab.IP(lab.M40), lab.IP(lab.M50)}
+	c.eventually("the DC's four services", 30*time.Second, func() (bool, error) {
+		svcs, err := c.l.IPVS(dc)
+		return len(svcs) == 4, err
+	})
+	svcs, err := c.l.IPVS(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]struct {
+		sched   string
+		persist time.Duration
+		mask    string
+	}{
+		"TCP 172.95.69.100:3128": {"rr", 0, ""},
+		"TCP 172.95.69.100:8443": {"sh", 20 * time.Second, "255.255.255.0"},
+		"UDP 172.95.69.100:53":   {"wrr", 0, ""},
+		"TCP 172.95.70.100:80":   {"rr", 0, ""},
+	} {
+		s, ok := lab.FindService(svcs, key)
+		if !ok {
+			t.Errorf("the DC's table lacks %s:\n%s", key, c.l.Run(dc, "ipvsadm", "-Ln"))
+			continue
+		}
+		if s.Scheduler != want.sched || s.Persistent != want.persist || s.Netmask != want.mask || !slices.Equal(destIPs(s), nodes) {
+			t.Errorf("%s: scheduler %s, persistent %s, netmask %q, real servers %v; want %s, %s, %q, %v",
+				key, s.Scheduler, s.Persistent, s.Netmask, destIPs(s), want.sched, want.persist, want.mask, nodes)
+		}
+	}
+	for _, n := range lab.Nodes() {
+		if n != dc {
+			if svcs, err := c.l.IPVS(n); err != nil || len(svcs) != 0 {
+				t.Errorf("non-DC %s has IPVS services %+v (%v)", n, svcs, err)
+			}
+		}
+		onIface, err := c.ns[n].HasAddr("eth1", side)
+		if err != nil {
+			t.Fatal(err)
+		}
+		onLo, err := c.ns[n].HasAddr("lo", side)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if onIface != (n == dc) || onLo == (n == dc) {
+			t.Errorf("%s (DC %s): %s on eth1 %v, on lo %v", n, dc, side, onIface, onLo)
+		}
+		got := c.sysctls(n, "net.ipv4.conf.eth1.arp_ignore", "net.ipv4.conf.eth1.arp_announce")
+		if got["net.ipv4.conf.eth1.arp_ignore"] != "1" || got["net.ipv4.conf.eth1.arp_announce"] != "2" {
+			t.Errorf("%s: eth1 carries a VIP, but arp_ignore/arp_announce are %v, want 1 and 2", n, got)
+		}
+	}
+
+	// The refresh: one gratuitous ARP per VIP every 5 s while DC, long
+	// after the takeover burst.
+	aw, err := c.l.StartARPWatch("arp-refresh", lab.VIP, "--duration", "11s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := aw.Wait(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromDC := 0
+	for _, a := range r.Announcements {
+		if a.MAC != c.mac(dc) {
+			t.Errorf("a gratuitous ARP for the VIP from %s, not the DC %s (%s)", a.MAC, dc, c.mac(dc))
+		}
+		fromDC++
+	}
+	if fromDC < 2 {
+		t.Errorf("in 11 s the client saw %d gratuitous ARPs from the DC, want one every 5 s: %+v", fromDC, r.Announcements)
+	}
+	figure("lab_garp_refreshes_in_11s", float64(fromDC), "count")
+
+	// Another host announcing the VIP is an address conflict, logged.
+	c.l.Run(lab.Client, c.l.Bin("raftlb-lab"), "garp", "--iface", "eth0", "--ip", lab.VIP)
+	if err := c.agents[dc].WaitOutput("address conflict", 30*time.Second); err != nil {
+		t.Error(err)
+	}
+
+	// A clean stop puts back what the agent changed.
+	n := others(dc)[0]
+	if err := c.agents[n].Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.agents[n].Wait(30 * time.Second); err != nil {
+		t.Fatalf("%s's agent did not exit cleanly: %v", n, err)
+	}
+	if got := c.sysctls(n, nodeSysctls("eth0")...); !maps.Equal(got, c.sysctls0[n]) {
+		t.Errorf("%s after a clean stop: sysctls %v, want them as before the agent started: %v", n, got, c.sysctls0[n])
+	}
+	if got := c.sysctls(n, "net.ipv4.conf.eth1.arp_ignore", "net.ipv4.conf.eth1.arp_announce"); !maps.Equal(got, eth1Before[n]) {
+		t.Errorf("%s after a clean stop: eth1 sysctls %v, want %v", n, got, eth1Before[n])
+	}
+	for _, dev := range []string{"eth0", "eth1", "lo"} {
+		for _, ip := range []netip.Addr{vip, side} {
+			if has, err := c.ns[n].HasAddr(dev, ip); err != nil || has {
+				t.Errorf("%s after a clean stop still carries %s on %s (%v)", n, ip, dev, err)
+			}
+		}
+	}
 }

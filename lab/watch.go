@@ -78,6 +78,40 @@ func (n *NS) HasAddr(dev string, ip netip.Addr) (bool, error) {
 	return false, nil
 }
 
+// AddrInfo is how the kernel holds one address.
+type AddrInfo struct {
+	Flags       int // IFA_F_* (unix.IFA_F_NODAD, unix.IFA_F_DEPRECATED, …)
+	PreferedLft int // seconds; 0: deprecated
+	ValidLft    int // seconds; math.MaxUint32 shows as forever
+	Scope       int
+}
+
+// Addr returns how ip is configured on dev; ok is false when it is not.
+func (n *NS) Addr(dev string, ip netip.Addr) (info AddrInfo, ok bool, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l, err := n.h.LinkByName(dev)
+	if err != nil {
+		return AddrInfo{}, false, fmt.Errorf("%s: %s: %w", n.name, dev, err)
+	}
+	var addrs []netlink.Addr
+	for try := 1; ; try++ {
+		addrs, err = n.h.AddrList(l, netlink.FAMILY_ALL)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || try == dumpTries {
+			break
+		}
+	}
+	if err != nil {
+		return AddrInfo{}, false, fmt.Errorf("%s: addresses of %s: %w", n.name, dev, err)
+	}
+	for _, a := range addrs {
+		if got, found := netip.AddrFromSlice(a.IP); found && got.Unmap() == ip {
+			return AddrInfo{Flags: a.Flags, PreferedLft: a.PreferedLft, ValidLft: a.ValidLft, Scope: a.Scope}, true, nil
+		}
+	}
+	return AddrInfo{}, false, nil
+}
+
 // NeighMAC returns the MAC the neighbour table holds for ip on dev, or ""
 // when there is no usable entry.
 func (n *NS) NeighMAC(dev string, ip netip.Addr) (string, error) {

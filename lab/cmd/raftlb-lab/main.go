@@ -3,8 +3,8 @@
 // measures what a user of the VIP would see during a scenario.
 //
 // It runs inside the lab VM (see lab/README.md), in the network namespaces
-// the lab tests create, and has no dependencies beyond the standard library
-// so that it behaves the same everywhere.
+// the lab tests create. Besides the standard library it uses only raw
+// sockets (golang.org/x/sys/unix) and raftlb's own gratuitous-ARP sender.
 package main
 
 import (
@@ -27,6 +27,11 @@ Usage:
                    [--timeout 200ms] [--count N] [--out FILE]
       open a new TCP connection every interval and report, as JSON, who
       answered and how long the longest outage lasted
+  raftlb-lab arpwatch --vip IP [--iface eth0] [--interval 20ms] [--duration D] [--out FILE]
+      ask who-has VIP every interval and report, as JSON, every round in
+      which two or more MACs (or none) answered, and the gratuitous ARPs seen
+  raftlb-lab garp --ip IP [--iface eth0]
+      send one gratuitous ARP for IP, as raftlb does
 
 Run 'raftlb-lab COMMAND -h' for the flags of a command.
 `
@@ -56,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runGARP(rest, stdout, stderr)
 	case "probe":
 		err = runProbe(ctx, rest, stdout, stderr)
+	case "arpwatch":
+		err = runARPWatch(ctx, rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
