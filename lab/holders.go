@@ -20,9 +20,9 @@ type Holding struct {
 // milliseconds, through netlink, and records who carried it when: the
 // nodes' own account of invariant 1, beside the client's ARP judge.
 type HolderWatch struct {
-	stop chan struct{}
-	done chan struct{}
-	mu   sync.Mutex
+	stop  chan struct{}
+	done  chan struct{}
+	mu    sync.Mutex
 	spans map[string][]Holding
 	errs  []error
 }
