@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/status"
 )
 
 // Client talks to an agent's admin API.
@@ -94,8 +94,8 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte
 }
 
 // Status fetches the status view.
-func (c *Client) Status(ctx context.Context) (cluster.Status, error) {
-	var st cluster.Status
+func (c *Client) Status(ctx context.Context) (status.Status, error) {
+	var st status.Status
 	err := c.do(ctx, http.MethodGet, "/v1/status", "", nil, &st)
 	return st, err
 }

@@ -36,5 +36,5 @@ func (s *Server) ipvs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, IPVSResponse{Node: s.agent.Status().Node, WritesTotal: s.dataplane.Writes(), ReconcilesTotal: s.dataplane.Reconciles(), Services: table})
+	writeJSON(w, http.StatusOK, IPVSResponse{Node: s.agent.Name(), WritesTotal: s.dataplane.Writes(), ReconcilesTotal: s.dataplane.Reconciles(), Services: table})
 }

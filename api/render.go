@@ -9,12 +9,12 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/status"
 )
 
 // RenderStatus prints the status view the way crm_mon and ipvsadm -Ln
 // would show it together.
-func RenderStatus(w io.Writer, st cluster.Status) error {
+func RenderStatus(w io.Writer, st status.Status) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Cluster Summary:\n")
 	fmt.Fprintf(&b, "  * Time: %s (as seen from %s)\n", st.Time.Format(time.DateTime+" MST"), st.Node)
@@ -108,7 +108,7 @@ func capitalize(s string) string {
 
 // healthText shows a checked real server's state, since when, and why
 // it is down.
-func healthText(rs cluster.RealServerStatus) string {
+func healthText(rs status.RealServerStatus) string {
 	if rs.Health == "" {
 		return "-"
 	}

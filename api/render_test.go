@@ -7,11 +7,12 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/status"
 )
 
 // sampleStatus is a healthy three-node cluster with one service.
-func sampleStatus() cluster.Status {
-	return cluster.Status{
+func sampleStatus() status.Status {
+	return status.Status{
 		Time:            time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC),
 		Node:            "n1",
 		DC:              "n2",
@@ -19,16 +20,16 @@ func sampleStatus() cluster.Status {
 		Quorum:          true,
 		SpecVersion:     4,
 		NodesConfigured: 3,
-		Nodes: []cluster.NodeStatus{
+		Nodes: []cluster.NodeView{
 			{Name: "n1", Address: "10.0.0.1", Status: "online", Role: "member", Gossip: "alive", Dataplane: "kernel"},
 			{Name: "n2", Address: "10.0.0.2", Status: "online", Role: "DC", Gossip: "alive", Dataplane: "kernel"},
 			{Name: "n3", Address: "10.0.0.3", Status: "offline", Role: "member", Gossip: "gone"},
 		},
-		VIPs: []cluster.VIPStatus{{Address: "172.95.69.100", Interface: "eth0", HeldBy: "n2"}},
-		Services: []cluster.ServiceStatus{{
+		VIPs: []status.VIPStatus{{Address: "172.95.69.100", Interface: "eth0", HeldBy: "n2"}},
+		Services: []status.ServiceStatus{{
 			Name: "squid", VIP: "172.95.69.100", Port: 3128, Protocol: "tcp", Scheduler: "rr",
 			Forwarding: "route", Persistence: "20s", Fallback: "127.0.0.1:3128", HealthCheck: "tcp",
-			RealServers: []cluster.RealServerStatus{
+			RealServers: []status.RealServerStatus{
 				{Address: "10.0.0.1", Port: 3128, Weight: 1, Node: "n1"},
 				{Address: "10.0.0.2", Port: 3128, Weight: 1, Node: "n2"},
 			},
@@ -37,7 +38,7 @@ func sampleStatus() cluster.Status {
 	}
 }
 
-func render(t *testing.T, st cluster.Status) string {
+func render(t *testing.T, st status.Status) string {
 	t.Helper()
 	var b strings.Builder
 	if err := RenderStatus(&b, st); err != nil {
@@ -148,11 +149,11 @@ func TestRenderStatusWithoutQuorum(t *testing.T) {
 
 func TestRenderStatusIPv6(t *testing.T) {
 	st := sampleStatus()
-	st.VIPs = []cluster.VIPStatus{{Address: "fd00::100", HeldBy: "n2"}}
-	st.Services = []cluster.ServiceStatus{{
+	st.VIPs = []status.VIPStatus{{Address: "fd00::100", HeldBy: "n2"}}
+	st.Services = []status.ServiceStatus{{
 		VIP: "fd00::100", Port: 53, Protocol: "udp", Scheduler: "wlc", Forwarding: "route",
 		Fallback:    "[::1]:53",
-		RealServers: []cluster.RealServerStatus{{Address: "fd00::1", Port: 53, Weight: 2}},
+		RealServers: []status.RealServerStatus{{Address: "fd00::1", Port: 53, Weight: 2}},
 	}}
 	out := render(t, st)
 	for _, want := range [][]string{
@@ -168,10 +169,10 @@ func TestRenderStatusIPv6(t *testing.T) {
 }
 
 func TestRenderStatusEmpty(t *testing.T) {
-	st := cluster.Status{
+	st := status.Status{
 		Time:  time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
 		Node:  "n1",
-		Nodes: []cluster.NodeStatus{{Name: "n1", Status: "online", Role: "joining"}},
+		Nodes: []cluster.NodeView{{Name: "n1", Status: "online", Role: "joining"}},
 		Policy: fsm.Policy{
 			Fencing: true,
 		},
@@ -209,7 +210,7 @@ func TestRenderStatusNoRealServers(t *testing.T) {
 // version: missing fields must not crash the CLI.
 func TestRenderStatusToleratesMissingFields(t *testing.T) {
 	st := sampleStatus()
-	st.Nodes = append(st.Nodes, cluster.NodeStatus{Name: "n4"}, cluster.NodeStatus{Name: "n5", Status: "éveillé"})
+	st.Nodes = append(st.Nodes, cluster.NodeView{Name: "n4"}, cluster.NodeView{Name: "n5", Status: "éveillé"})
 	out := render(t, st)
 	if _, ok := lineWith(out, "  * n4"); !ok {
 		t.Errorf("node without a status is not listed:\n%s", out)

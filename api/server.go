@@ -14,11 +14,13 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/status"
 )
 
 // Agent is what the API needs from the running node.
 type Agent interface {
-	Status() cluster.Status
+	Name() string
+	Status() status.Status
 	ApplySpec(ctx context.Context, spec fsm.Spec, expectVersion uint64) (cluster.ApplyResult, error)
 	Join(ctx context.Context, addrs []string) (int, error)
 	Leave(ctx context.Context) error

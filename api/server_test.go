@@ -19,6 +19,7 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/status"
 )
 
 // fakeAgent implements Agent, records every call and answers what the test
@@ -26,7 +27,7 @@ import (
 type fakeAgent struct {
 	mu sync.Mutex
 
-	status cluster.Status
+	status status.Status
 
 	applyResult cluster.ApplyResult
 	applyErr    error
@@ -45,7 +46,9 @@ type appliedSpec struct {
 	expect uint64
 }
 
-func (a *fakeAgent) Status() cluster.Status {
+func (a *fakeAgent) Name() string { return a.Status().Node }
+
+func (a *fakeAgent) Status() status.Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.status

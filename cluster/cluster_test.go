@@ -30,7 +30,7 @@ func TestThreeNodesElectOneDCAndAgree(t *testing.T) {
 		return true
 	})
 	for _, nd := range c.live() {
-		st := nd.Status()
+		st := nd.View()
 		if st.DC != dc.Name() || !st.Quorum || st.Stale {
 			t.Errorf("%s: status dc=%q quorum=%v stale=%v, want dc=%q with quorum", nd.Name(), st.DC, st.Quorum, st.Stale, dc.Name())
 		}
@@ -72,7 +72,7 @@ func TestDCCrashElectsNewDC(t *testing.T) {
 			}
 			// The crashed node stays configured and shows as offline.
 			c.waitFor("crashed node offline in status", 10*time.Second, func() bool {
-				for _, ns := range dc.Status().Nodes {
+				for _, ns := range dc.View().Nodes {
 					if ns.Name == old.Name() {
 						return ns.Status == "offline"
 					}
@@ -100,16 +100,16 @@ func TestPartitionedMinorityHasNoDC(t *testing.T) {
 	dc := c.waitDC(majority...)
 	c.waitFor("the cut-off DC to step down", 10*time.Second, func() bool { return !old.IsLeader() })
 	c.waitFor("the minority to report no quorum", 10*time.Second, func() bool {
-		st := old.Status()
+		st := old.View()
 		return !st.Quorum && st.DC == "" && st.Warning != ""
 	})
-	if st := dc.Status(); !st.Quorum || st.DC != dc.Name() {
+	if st := dc.View(); !st.Quorum || st.DC != dc.Name() {
 		t.Errorf("majority status dc=%q quorum=%v, want dc=%q with quorum", st.DC, st.Quorum, dc.Name())
 	}
 
 	c.heal()
 	c.waitFor("the healed node to see a DC with quorum again", 15*time.Second, func() bool {
-		st := old.Status()
+		st := old.View()
 		return st.Quorum && st.DC != ""
 	})
 }
@@ -295,7 +295,7 @@ func TestNodesBeyondMaxVotersJoinAsNonVoters(t *testing.T) {
 		return ok && s == raft.Nonvoter
 	})
 	c.waitFor("n4 shown as non-voter", 10*time.Second, func() bool {
-		for _, ns := range dc.Status().Nodes {
+		for _, ns := range dc.View().Nodes {
 			if ns.Name == "n4" {
 				return ns.Role == "non-voter"
 			}

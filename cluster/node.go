@@ -20,7 +20,6 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/raftlb/raftlb/fsm"
-	"github.com/raftlb/raftlb/health"
 )
 
 // Errors a caller can test for with errors.Is.
@@ -48,9 +47,9 @@ type Node struct {
 	// hadState records whether Raft state existed at start: such a node
 	// never bootstraps again.
 	hadState bool
-	// healthSource gives the DC's health-check results; set by the agent
-	// when it runs a data plane.
-	healthSource atomic.Pointer[func() map[health.Key]health.State]
+	// handlers serve the RPC operations other packages registered.
+	handlersMu sync.Mutex
+	handlers   map[string]Handler
 	// handOverTerm is the term in which this node began handing its DC
 	// duties over on purpose, or 0.
 	handOverTerm atomic.Uint64
@@ -101,6 +100,7 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 		logger:     cfg.Logger.With("component", "cluster", "node", cfg.Name),
 		fsm:        f,
 		rejected:   map[string]string{},
+		handlers:   map[string]Handler{},
 		peersDirty: make(chan struct{}, 1),
 		notifyCh:   make(chan bool, 16),
 		leaders:    newLeadership(),
@@ -375,20 +375,6 @@ func (n *Node) wake() {
 	case n.peersDirty <- struct{}{}:
 	default:
 	}
-}
-
-// SetHealthSource tells the node where this node's health-check results
-// come from (the director), for the status view and for peers that ask
-// the DC.
-func (n *Node) SetHealthSource(f func() map[health.Key]health.State) {
-	n.healthSource.Store(&f)
-}
-
-func (n *Node) localHealth() map[health.Key]health.State {
-	if f := n.healthSource.Load(); f != nil {
-		return (*f)()
-	}
-	return nil
 }
 
 // IsLeader reports whether this node currently believes it is the DC.

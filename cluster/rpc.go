@@ -7,53 +7,97 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/raftlb/raftlb/fsm"
-	"github.com/raftlb/raftlb/health"
 )
 
 // The RPC channel shares the Raft port and its mutual TLS. It carries the
 // few requests a follower must send to the DC: a forwarded apply, a graceful
 // leave, and a ping that proves a peer's certificate works before the DC
-// admits it to Raft. One JSON request, one JSON response per connection.
+// admits it to Raft; other packages register operations of their own
+// (Handle). One JSON request, one JSON response per connection.
 
 const (
-	opPing   = "ping"
-	opApply  = "apply"
-	opLeave  = "leave"
-	opHealth = "health"
+	opPing  = "ping"
+	opApply = "apply"
+	opLeave = "leave"
 )
 
-// healthEntry is one real server's health on the wire.
-type healthEntry struct {
-	Service fsm.ServiceKey `json:"service"`
-	Server  netip.AddrPort `json:"server"`
-	State   health.State   `json:"state"`
+// Handler serves one operation another package registered on the RPC
+// channel. from is the caller's node name, checked against its
+// certificate; body is the request's payload. What it returns is sent
+// back as JSON; an error is sent as the response's error.
+type Handler func(ctx context.Context, from string, body json.RawMessage) (any, error)
+
+// Handle registers h for op, which must not be one of the channel's own.
+// The agent registers its handlers right after Start; a peer asking for op
+// before that is told the operation is unknown.
+func (n *Node) Handle(op string, h Handler) {
+	n.handlersMu.Lock()
+	defer n.handlersMu.Unlock()
+	switch op {
+	case opPing, opApply, opLeave:
+		panic(fmt.Sprintf("cluster: RPC operation %q is the channel's own", op))
+	}
+	n.handlers[op] = h
+}
+
+func (n *Node) handler(op string) Handler {
+	n.handlersMu.Lock()
+	defer n.handlersMu.Unlock()
+	return n.handlers[op]
+}
+
+// CallDC sends a registered operation to the current DC and decodes its
+// answer into resp. It fails at once when no DC is known.
+func (n *Node) CallDC(ctx context.Context, op string, req, resp any) error {
+	addr, _ := n.raft.LeaderWithID()
+	if addr == "" {
+		return ErrNoDC
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("%s request: %w", op, err)
+	}
+	r, err := n.call(ctx, string(addr), rpcRequest{Op: op, Body: body})
+	if err != nil {
+		return err
+	}
+	if r.NotDC {
+		return ErrNoDC
+	}
+	if r.Error != "" {
+		return errors.New(r.Error)
+	}
+	if err := json.Unmarshal(r.Body, resp); err != nil {
+		return fmt.Errorf("%s response from the DC: %w", op, err)
+	}
+	return nil
 }
 
 // maxRPCSize bounds a request so a peer cannot make us buffer without limit.
 const maxRPCSize = 8 << 20
 
 type rpcRequest struct {
-	Op            string    `json:"op"`
-	From          string    `json:"from"`
-	Spec          *fsm.Spec `json:"spec,omitempty"`
-	ExpectVersion uint64    `json:"expect_version,omitempty"`
+	Op            string          `json:"op"`
+	From          string          `json:"from"`
+	Spec          *fsm.Spec       `json:"spec,omitempty"`
+	ExpectVersion uint64          `json:"expect_version,omitempty"`
+	Body          json.RawMessage `json:"body,omitempty"` // a registered operation's payload
 }
 
 type rpcResponse struct {
-	Name     string        `json:"name,omitempty"`
-	Version  uint64        `json:"version,omitempty"`
-	Changed  bool          `json:"changed,omitempty"`
-	Error    string        `json:"error,omitempty"`
-	NotDC    bool          `json:"not_dc,omitempty"`
-	Problems []fsm.Problem `json:"problems,omitempty"`
-	Conflict bool          `json:"conflict,omitempty"`
-	Health   []healthEntry `json:"health,omitempty"`
+	Name     string          `json:"name,omitempty"`
+	Version  uint64          `json:"version,omitempty"`
+	Changed  bool            `json:"changed,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	NotDC    bool            `json:"not_dc,omitempty"`
+	Problems []fsm.Problem   `json:"problems,omitempty"`
+	Conflict bool            `json:"conflict,omitempty"`
+	Body     json.RawMessage `json:"body,omitempty"` // a registered operation's answer
 }
 
 // handleRPC serves one RPC connection; it is the muxLayer's rpc callback.
@@ -96,15 +140,6 @@ func (n *Node) serveRPC(ctx context.Context, req rpcRequest) rpcResponse {
 			return rpcResponse{NotDC: true, Error: err.Error()}
 		}
 		return resultToWire(res, err)
-	case opHealth:
-		if !n.IsLeader() {
-			return rpcResponse{NotDC: true, Error: "not the DC"}
-		}
-		var out []healthEntry
-		for k, st := range n.localHealth() {
-			out = append(out, healthEntry{Service: k.Service, Server: k.Server, State: st})
-		}
-		return rpcResponse{Health: out}
 	case opLeave:
 		if !n.IsLeader() {
 			return rpcResponse{NotDC: true, Error: "not the DC"}
@@ -117,9 +152,20 @@ func (n *Node) serveRPC(ctx context.Context, req rpcRequest) rpcResponse {
 			return rpcResponse{Error: err.Error()}
 		}
 		return rpcResponse{}
-	default:
+	}
+	h := n.handler(req.Op)
+	if h == nil {
 		return rpcResponse{Error: fmt.Sprintf("unknown operation %q", req.Op)}
 	}
+	out, err := h(ctx, req.From, req.Body)
+	if err != nil {
+		return rpcResponse{Error: err.Error()}
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return rpcResponse{Error: fmt.Sprintf("%s: encoding the answer: %v", req.Op, err)}
+	}
+	return rpcResponse{Body: body}
 }
 
 func resultToWire(res ApplyResult, err error) rpcResponse {

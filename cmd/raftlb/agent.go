@@ -24,6 +24,7 @@ import (
 	"github.com/raftlb/raftlb/director"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/realserver"
+	"github.com/raftlb/raftlb/status"
 )
 
 type agentFlags struct {
@@ -194,7 +195,9 @@ func runAgent(args []string, stderr io.Writer) error {
 	dir := director.New(node, dp, director.Config{
 		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Logger: logger,
 	})
-	node.SetHealthSource(dir.Health)
+	// The status view asks the node, the replicated state and, for the
+	// health checks, this node's director while DC or the DC over RPC.
+	view := status.NewSource(node, dir.Health)
 	dirCtx, stopDirector := context.WithCancel(context.Background())
 	dirDone := make(chan struct{})
 	go func() {
@@ -210,7 +213,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	}
 	left := make(chan struct{})
 	var leftOnce sync.Once
-	srv := api.NewServer(node, func() { leftOnce.Do(func() { close(left) }) }, logger)
+	srv := api.NewServer(agentAPI{Node: node, view: view}, func() { leftOnce.Do(func() { close(left) }) }, logger)
 	if dp != nil {
 		srv.SetDataplane(dir)
 	}
@@ -268,6 +271,15 @@ func runAgent(args []string, stderr io.Writer) error {
 	}
 	return err
 }
+
+// agentAPI is what the admin API serves: the cluster node's operations and
+// the status view.
+type agentAPI struct {
+	*cluster.Node
+	view *status.Source
+}
+
+func (a agentAPI) Status() status.Status { return a.view.Status() }
 
 // startDataplane opens the data plane --dataplane asks for: the kernel's
 // (IPVS, addresses, ARP), the recording fakes (the whole director runs,

@@ -18,19 +18,22 @@ import (
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/status"
 )
 
 // fakeAgent stands in for a running node behind the real admin API.
 type fakeAgent struct {
 	mu       sync.Mutex
-	status   cluster.Status
+	status   status.Status
 	applyErr error
 	applied  []fsm.Spec
 	joined   [][]string
 	leaves   int
 }
 
-func (a *fakeAgent) Status() cluster.Status {
+func (a *fakeAgent) Name() string { return a.Status().Node }
+
+func (a *fakeAgent) Status() status.Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.status
@@ -241,10 +244,10 @@ func TestLeaveCommand(t *testing.T) {
 }
 
 func TestStatusCommand(t *testing.T) {
-	st := cluster.Status{
+	st := status.Status{
 		Time: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC), Node: "n1", DC: "n2", Term: 7, Quorum: true,
 		SpecVersion: 4, NodesConfigured: 1,
-		Nodes: []cluster.NodeStatus{{Name: "n2", Status: "online", Role: "DC"}},
+		Nodes: []cluster.NodeView{{Name: "n2", Status: "online", Role: "DC"}},
 	}
 	addr, _ := startAgent(t, &fakeAgent{status: st})
 

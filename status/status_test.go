@@ -1,0 +1,138 @@
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/health"
+)
+
+var (
+	vip = netip.MustParseAddr("172.95.69.100")
+	n1  = netip.MustParseAddr("127.0.0.1")
+	n2  = netip.MustParseAddr("127.0.0.2")
+)
+
+// fakeNode is a cluster node seen from the status view.
+type fakeNode struct {
+	view     cluster.View
+	fsm      *fsm.FSM
+	dcChecks []healthEntry
+	dcErr    error
+	asked    int
+	handlers map[string]cluster.Handler
+}
+
+func (f *fakeNode) View() cluster.View { return f.view }
+func (f *fakeNode) FSM() *fsm.FSM      { return f.fsm }
+func (f *fakeNode) Handle(op string, h cluster.Handler) {
+	if f.handlers == nil {
+		f.handlers = map[string]cluster.Handler{}
+	}
+	f.handlers[op] = h
+}
+
+func (f *fakeNode) CallDC(_ context.Context, op string, _, resp any) error {
+	f.asked++
+	if f.dcErr != nil {
+		return f.dcErr
+	}
+	b, _ := json.Marshal(f.dcChecks)
+	return json.Unmarshal(b, resp)
+}
+
+func newFakeNode(t *testing.T, leader bool) *fakeNode {
+	f := &fakeNode{fsm: fsm.New(), view: cluster.View{
+		Node: "n1", DC: "n1", Term: 3, Quorum: true, IsLeader: leader,
+		Nodes: []cluster.NodeView{{Name: "n1", Status: "online", Role: "DC"}, {Name: "n2", Status: "offline", Role: "member"}},
+	}}
+	apply := func(index uint64, ct fsm.CommandType, payload any) {
+		b, err := fsm.EncodeCommand(ct, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, ok := f.fsm.Apply(&raft.Log{Index: index, Data: b}).(*fsm.Result); ok && r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	apply(1, fsm.CmdRegisterNode, fsm.Node{Name: "n1", Address: n1, RaftAddr: netip.AddrPortFrom(n1, 7947), GossipAddr: netip.AddrPortFrom(n1, 7946)})
+	apply(2, fsm.CmdRegisterNode, fsm.Node{Name: "n2", Address: n2, RaftAddr: netip.AddrPortFrom(n2, 7947), GossipAddr: netip.AddrPortFrom(n2, 7946)})
+	apply(3, fsm.CmdSetSpec, fsm.SetSpec{Spec: fsm.Spec{
+		VIPs: []fsm.VIP{{Address: vip, Interface: "eth0"}},
+		Services: []fsm.Service{{
+			Name: "squid", VIP: vip, Port: 3128, Protocol: "tcp", Scheduler: "rr", Forwarding: "route",
+			RealServers: fsm.RealServers{AllNodes: true, NodePort: 3128, NodeWeight: 1},
+			HealthCheck: &fsm.HealthCheck{Type: "tcp", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2, OnFail: "remove"},
+		}},
+		Policy: fsm.Policy{NoQuorum: "stop"},
+	}})
+	return f
+}
+
+func key(a netip.Addr) health.Key {
+	return health.Key{Service: fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Server: netip.AddrPortFrom(a, 3128)}
+}
+
+// TestAssemble: the cluster's view, the spec and the checks in one
+// status; only online nodes are all-nodes real servers.
+func TestAssemble(t *testing.T) {
+	f := newFakeNode(t, true)
+	since := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	st := Assemble(f.view, f.fsm.State(), Checks{key(n1): {Up: false, Checked: true, Since: since, LastError: "connect: connection refused"}})
+	if st.DC != "n1" || st.Term != 3 || !st.Quorum || st.SpecVersion != 1 || len(st.Nodes) != 2 {
+		t.Fatalf("status %+v", st)
+	}
+	if len(st.VIPs) != 1 || st.VIPs[0].HeldBy != "n1" || st.VIPs[0].Interface != "eth0" {
+		t.Errorf("VIPs %+v", st.VIPs)
+	}
+	rs := st.Services[0].RealServers
+	if len(rs) != 1 || rs[0].Node != "n1" || rs[0].Health != "down" || rs[0].Since == nil || !rs[0].Since.Equal(since) || rs[0].LastError == "" {
+		t.Errorf("real servers %+v, want n1 only (n2 is offline), down since %v with its error", rs, since)
+	}
+	// Not probed yet counts as up; no checks known at all is unknown.
+	if st := Assemble(f.view, f.fsm.State(), Checks{}); st.Services[0].RealServers[0].Health != "up" {
+		t.Errorf("not probed yet: %+v, want up", st.Services[0].RealServers[0])
+	}
+	if st := Assemble(f.view, f.fsm.State(), nil); st.Services[0].RealServers[0].Health != "unknown" {
+		t.Errorf("checks unknown: %+v, want unknown", st.Services[0].RealServers[0])
+	}
+}
+
+// TestSourceAsksTheDC: on the DC the checks are its own; elsewhere they
+// are asked of the DC, and unknown when it cannot be asked.
+func TestSourceAsksTheDC(t *testing.T) {
+	dc := newFakeNode(t, true)
+	local := func() map[health.Key]health.State {
+		return map[health.Key]health.State{key(n1): {Up: true, Checked: true}}
+	}
+	src := NewSource(dc, local)
+	if got := src.Status().Services[0].RealServers[0].Health; got != "up" || dc.asked != 0 {
+		t.Errorf("on the DC: health %q, asked the DC %d times; want its own checks", got, dc.asked)
+	}
+	// The DC serves its checks to peers.
+	out, err := dc.handlers[HealthOp](context.Background(), "n2", nil)
+	if entries, ok := out.([]healthEntry); err != nil || !ok || len(entries) != 1 {
+		t.Errorf("serving health: %v, %v", out, err)
+	}
+
+	member := newFakeNode(t, false)
+	member.dcChecks = []healthEntry{{Service: key(n1).Service, Server: key(n1).Server, State: health.State{Up: false, Checked: true}}}
+	if got := NewSource(member, nil).Status().Services[0].RealServers[0].Health; got != "down" || member.asked != 1 {
+		t.Errorf("on a member: health %q after %d questions; want the DC's answer", got, member.asked)
+	}
+	if _, err := member.handlers[HealthOp](context.Background(), "n3", nil); !errors.Is(err, cluster.ErrNoDC) {
+		t.Errorf("a member asked for the DC's checks: %v, want ErrNoDC", err)
+	}
+	member.dcErr = cluster.ErrNoDC
+	if got := NewSource(member, nil).Status().Services[0].RealServers[0].Health; got != "unknown" {
+		t.Errorf("DC unreachable: health %q, want unknown", got)
+	}
+}
