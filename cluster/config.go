@@ -47,8 +47,9 @@ type Config struct {
 
 	Logger *slog.Logger
 
-	// filter is set by in-package tests to simulate network partitions.
-	filter *netFilter
+	// Filter, set only by in-process tests, simulates network partitions
+	// (NetFilter); nil in production.
+	Filter *NetFilter
 }
 
 // Timing holds the Raft and gossip timings. The defaults are tuned for a LAN

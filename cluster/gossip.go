@@ -187,6 +187,20 @@ func (n *Node) newMemberlist() (*memberlist.Memberlist, error) {
 		c.GossipVerifyIncoming = true
 		c.GossipVerifyOutgoing = true
 	}
+	if n.cfg.Filter != nil {
+		// Tests that cut the network cut gossip too.
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{c.BindAddr}, BindPort: c.BindPort, Logger: c.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("start gossip on %s: %w", n.gossipAddr(), err)
+		}
+		if c.BindPort == 0 {
+			c.BindPort = nt.GetAutoBindPort()
+			c.AdvertisePort = c.BindPort
+		}
+		c.Transport = newFilteredTransport(nt, n.cfg.Filter)
+	}
 	ml, err := memberlist.Create(c)
 	if err != nil {
 		return nil, fmt.Errorf("start gossip on %s: %w", n.gossipAddr(), err)

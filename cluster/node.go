@@ -185,7 +185,7 @@ func (n *Node) startRaft() error {
 	}
 
 	bind := netip.AddrPortFrom(n.cfg.BindAddr, uint16(n.cfg.RaftPort))
-	mux, err := newMuxLayer(bind, n.cfg.TLS, n.handleRPC, n.cfg.filter, n.logger.With("subsystem", "transport"))
+	mux, err := newMuxLayer(bind, n.cfg.TLS, n.handleRPC, n.cfg.Filter, n.logger.With("subsystem", "transport"))
 	if err != nil {
 		return err
 	}

@@ -102,7 +102,7 @@ func (c *testCluster) config(i, expect int) Config {
 		MaxVoters: DefaultMaxVoters, GossipKey: c.key, TLS: tlsConf, Dataplane: "none",
 		Timing: DefaultTiming(),
 		Logger: slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		filter: newNetFilter(),
+		Filter: NewNetFilter(),
 	}
 }
 
@@ -225,9 +225,9 @@ func (c *testCluster) partition(names ...string) {
 	}
 	for name, cfg := range c.cfgs {
 		if in[name] {
-			cfg.filter.block(outside...)
+			cfg.Filter.Block(outside...)
 		} else {
-			cfg.filter.block(inside...)
+			cfg.Filter.Block(inside...)
 		}
 	}
 	c.mu.Unlock()
@@ -237,7 +237,7 @@ func (c *testCluster) heal() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, cfg := range c.cfgs {
-		cfg.filter.heal()
+		cfg.Filter.Heal()
 	}
 }
 

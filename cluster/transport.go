@@ -32,7 +32,7 @@ type muxLayer struct {
 	rpc    func(net.Conn)
 	logger *slog.Logger
 	// filter, set only by tests, cuts traffic to and from chosen peers.
-	filter *netFilter
+	filter *NetFilter
 
 	raftConns chan net.Conn
 	closeOnce sync.Once
@@ -40,7 +40,7 @@ type muxLayer struct {
 	wg        sync.WaitGroup
 }
 
-func newMuxLayer(addr netip.AddrPort, tlsConf *tls.Config, rpc func(net.Conn), filter *netFilter, logger *slog.Logger) (*muxLayer, error) {
+func newMuxLayer(addr netip.AddrPort, tlsConf *tls.Config, rpc func(net.Conn), filter *NetFilter, logger *slog.Logger) (*muxLayer, error) {
 	ln, err := net.Listen("tcp", addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w", addr, err)
