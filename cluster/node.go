@@ -336,6 +336,15 @@ func (n *Node) Shutdown() error {
 	return err
 }
 
+// Abort stops the node at once, without handing DC duties over or leaving
+// gossip: what its peers see when the machine dies. In-process tests crash
+// nodes with it; the agent never calls it.
+func (n *Node) Abort() error {
+	var err error
+	n.stopOnce.Do(func() { err = n.closeAll() })
+	return err
+}
+
 // closeAll stops everything in the reverse order of Start: loops, gossip,
 // Raft, transport, store.
 func (n *Node) closeAll() error {
@@ -377,6 +386,9 @@ func (n *Node) wake() {
 	}
 }
 
+// Term is this node's current Raft term.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
+
 // IsLeader reports whether this node currently believes it is the DC.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
@@ -396,7 +408,25 @@ func (n *Node) FSM() *fsm.FSM { return n.fsm }
 // node is still leader in term. The director calls it right before any
 // gratuitous ARP or IPVS write (DESIGN invariant 2).
 func (n *Node) VerifyLeader(term uint64) error {
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	// raft answers a verification only from its leader loop: one queued
+	// as raft shuts down is never answered (its future has no shutdown
+	// channel), and the director would wait for ever. A verification
+	// takes one heartbeat round; a leader without quorum contact steps
+	// down within its lease and answers then.
+	f := n.raft.VerifyLeader()
+	answer := make(chan error, 1)
+	go func() { answer <- f.Error() }()
+	limit := time.NewTimer(4 * n.cfg.Timing.RaftHeartbeatTimeout)
+	defer limit.Stop()
+	var err error
+	select {
+	case err = <-answer:
+	case <-n.ctx.Done():
+		err = ErrShutdown
+	case <-limit.C:
+		err = fmt.Errorf("no answer within %s", 4*n.cfg.Timing.RaftHeartbeatTimeout)
+	}
+	if err != nil {
 		return fmt.Errorf("verify leadership: %w", err)
 	}
 	if cur := n.raft.CurrentTerm(); cur != term {

@@ -17,14 +17,34 @@ type FakeIPVS struct {
 	mu       sync.Mutex
 	services map[fsm.ServiceKey]*Service
 	// Writes lists every write, e.g. "add-dest 10.0.0.1:80/tcp -> 10.0.0.2:80".
-	Writes []string
+	Writes  []string
+	observe func(write string)
+}
+
+// Observe calls fn with every write as it is made, with the fake's lock
+// held: fn must not call back into the fake.
+func (f *FakeIPVS) Observe(fn func(write string)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.observe = fn
+}
+
+// PowerOff forgets the table, as a machine that lost power does.
+func (f *FakeIPVS) PowerOff() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.services = map[fsm.ServiceKey]*Service{}
 }
 
 // NewFakeIPVS returns an empty table.
 func NewFakeIPVS() *FakeIPVS { return &FakeIPVS{services: map[fsm.ServiceKey]*Service{}} }
 
 func (f *FakeIPVS) record(format string, args ...any) {
-	f.Writes = append(f.Writes, fmt.Sprintf(format, args...))
+	w := fmt.Sprintf(format, args...)
+	f.Writes = append(f.Writes, w)
+	if f.observe != nil {
+		f.observe(w)
+	}
 }
 
 // Services implements IPVS.
@@ -146,11 +166,57 @@ func (f *FakeIPVS) TakeWrites() []string {
 }
 
 // FakeARP records gratuitous ARPs and lets a test deliver other hosts'
-// ARP packets to the watchers, for tests and --dataplane fake.
+// ARP packets to the watchers, for tests and --dataplane fake. A FakeARP
+// plugged into a FakeLAN also hears the others' gratuitous ARPs.
 type FakeARP struct {
 	mu       sync.Mutex
 	sent     []string
 	watchers map[string]func(netip.Addr)
+	lan      *FakeLAN
+}
+
+// FakeLAN is a broadcast domain of FakeARP ports: a gratuitous ARP sent on
+// one port reaches the watchers of every other port (same interface name)
+// unless either is cut off, as on a switch with unplugged cables.
+type FakeLAN struct {
+	mu    sync.Mutex
+	ports []*FakeARP
+	cut   map[*FakeARP]bool
+}
+
+// Port plugs a new FakeARP into the LAN.
+func (l *FakeLAN) Port() *FakeARP {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := &FakeARP{lan: l}
+	l.ports = append(l.ports, p)
+	return p
+}
+
+// Cut unplugs port p (cut true) or plugs it back.
+func (l *FakeLAN) Cut(p *FakeARP, cut bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cut == nil {
+		l.cut = map[*FakeARP]bool{}
+	}
+	l.cut[p] = cut
+}
+
+func (l *FakeLAN) broadcast(from *FakeARP, iface string, ip netip.Addr) {
+	l.mu.Lock()
+	var to []*FakeARP
+	if !l.cut[from] {
+		for _, p := range l.ports {
+			if p != from && !l.cut[p] {
+				to = append(to, p)
+			}
+		}
+	}
+	l.mu.Unlock()
+	for _, p := range to {
+		p.Announce(iface, ip)
+	}
 }
 
 // Watch implements ARP.
@@ -189,8 +255,12 @@ func (a *FakeARP) Announce(iface string, ip netip.Addr) {
 // Gratuitous implements ARP.
 func (a *FakeARP) Gratuitous(iface string, ip netip.Addr) error {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.sent = append(a.sent, iface+" "+ip.String())
+	lan := a.lan
+	a.mu.Unlock()
+	if lan != nil {
+		lan.broadcast(a, iface, ip)
+	}
 	return nil
 }
 

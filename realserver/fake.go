@@ -13,7 +13,35 @@ type Fake struct {
 	addrs   map[string][]netip.Prefix
 	sysctls map[string]string
 	// Writes lists every change made, e.g. "add lo 10.0.0.1/32".
-	Writes []string
+	Writes  []string
+	observe func(write string)
+}
+
+// Observe calls fn with every address write ("add eth0 10.0.0.1/32",
+// "del lo 10.0.0.1/32") as it is made, with the fake's lock held: fn must
+// not call back into the fake. An invariant checker watches a node's
+// kernel this way.
+func (f *Fake) Observe(fn func(write string)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.observe = fn
+}
+
+func (f *Fake) wrote(w string) {
+	f.Writes = append(f.Writes, w)
+	if f.observe != nil {
+		f.observe(w)
+	}
+}
+
+// PowerOff forgets every address, as a machine that lost power does:
+// nothing is written, nothing observed.
+func (f *Fake) PowerOff() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for dev := range f.addrs {
+		f.addrs[dev] = nil
+	}
 }
 
 // NewFake returns a Fake whose interfaces are lo plus devs and whose
@@ -42,7 +70,7 @@ func (f *Fake) AddrAdd(dev string, p netip.Prefix) error {
 	}
 	if !slices.Contains(f.addrs[dev], p) {
 		f.addrs[dev] = append(f.addrs[dev], p)
-		f.Writes = append(f.Writes, fmt.Sprintf("add %s %s", dev, p))
+		f.wrote(fmt.Sprintf("add %s %s", dev, p))
 	}
 	return nil
 }
@@ -56,7 +84,7 @@ func (f *Fake) AddrDel(dev string, p netip.Prefix) error {
 	}
 	if i := slices.Index(f.addrs[dev], p); i >= 0 {
 		f.addrs[dev] = slices.Delete(f.addrs[dev], i, i+1)
-		f.Writes = append(f.Writes, fmt.Sprintf("del %s %s", dev, p))
+		f.wrote(fmt.Sprintf("del %s %s", dev, p))
 	}
 	return nil
 }

@@ -1,0 +1,207 @@
+package inproc
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testkit"
+)
+
+var vip = netip.MustParseAddr("172.95.69.100")
+
+func spec(scheduler string) fsm.Spec {
+	return fsm.Spec{
+		VIPs: []fsm.VIP{{Address: vip, Interface: "eth0"}},
+		Services: []fsm.Service{{
+			Name: "squid", VIP: vip, Port: 3128, Protocol: "tcp", Scheduler: scheduler, Forwarding: "route",
+			RealServers: fsm.RealServers{AllNodes: true, NodePort: 3128, NodeWeight: 1},
+		}},
+		Policy: fsm.Policy{NoQuorum: "stop"},
+	}
+}
+
+// TestCheckerCatchesBrokenInvariants: the checker's own failing test, on
+// writes it is fed one by one with a clock the test moves.
+func TestCheckerCatchesBrokenInvariants(t *testing.T) {
+	leader, terms, high := map[string]bool{"n1": true}, map[string]uint64{"n1": 3, "n2": 3}, uint64(3)
+	c := NewChecker(100*time.Millisecond, func(n string) (bool, uint64) { return leader[n], terms[n] }, func() uint64 { return high })
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	c.now = func() time.Time { return now }
+
+	c.Addr("n1", "add eth0 172.95.69.100/32")
+	c.Addr("n2", "add lo 172.95.69.100/32") // lo: a real server, not a holder
+	now = now.Add(time.Second)
+	if v := c.Violations(); len(v) != 0 {
+		t.Fatalf("one holder and a real server: violations %v", v)
+	}
+	c.Addr("n2", "add eth0 172.95.69.100/32")
+	now = now.Add(50 * time.Millisecond)
+	c.Addr("n2", "del eth0 172.95.69.100/32")
+	if v := c.Violations(); len(v) != 0 || c.LongestOverlap() != 50*time.Millisecond {
+		t.Fatalf("a 50 ms overlap within the 100 ms allowed: violations %v, longest %s", v, c.LongestOverlap())
+	}
+	c.Addr("n2", "add eth0 172.95.69.100/32")
+	now = now.Add(200 * time.Millisecond)
+	if v := c.Violations(); len(v) != 1 || !strings.Contains(v[0], "so far") {
+		t.Fatalf("an overlap of 200 ms still going on: violations %v", v)
+	}
+	c.Addr("n1", "del eth0 172.95.69.100/32")
+	if v := c.Violations(); len(v) != 1 || !strings.Contains(v[0], "200ms") {
+		t.Fatalf("an overlap of 200 ms: violations %v", v)
+	}
+
+	c.IPVS("n2", "del-service 172.95.69.100:3128/tcp") // removing needs no leadership
+	c.IPVS("n1", "add-service 172.95.69.100:3128/tcp rr")
+	if v := c.Violations(); len(v) != 1 {
+		t.Fatalf("the DC's write and a follower's delete: violations %v", v)
+	}
+	c.IPVS("n2", "add-dest 172.95.69.100:3128/tcp -> 127.0.1.2:3128 w1")
+	high = 4 // someone else leads in a later term; n1 does not know yet
+	c.IPVS("n1", "update-dest 172.95.69.100:3128/tcp -> 127.0.1.2:3128 w2")
+	if v := c.Violations(); len(v) != 3 || !strings.Contains(v[1], "by n2") || !strings.Contains(v[2], "highest term is 4") {
+		t.Fatalf("writes by a follower and by a leader of an old term: violations %v", v)
+	}
+
+	// A crashed machine holds nothing, and what its dying processes write
+	// does not count.
+	c.Addr("n1", "add eth0 172.95.69.100/32")
+	c.Crashed("n1")
+	c.Addr("n1", "add eth0 172.95.69.100/32")
+	c.IPVS("n1", "add-service 172.95.69.100:3128/tcp rr")
+	now = now.Add(time.Hour)
+	if v := c.Violations(); len(v) != 3 {
+		t.Fatalf("after a crash: violations %v", v)
+	}
+}
+
+// TestCheckerNoticesASecondHolder: in a running cluster, the VIP put by
+// hand on a member's interface is a violation (with no overlap allowed:
+// the member's director may take it off again at its next event).
+func TestCheckerNoticesASecondHolder(t *testing.T) {
+	c := Start(t, Options{})
+	c.Apply("n1", spec("rr"))
+	c.Converged()
+	c.Checker.mu.Lock()
+	c.Checker.MaxOverlap = 0
+	c.Checker.mu.Unlock()
+	dc := c.WaitDC()
+	var member *Node
+	for _, n := range c.Nodes() {
+		if n != dc {
+			member = n
+		}
+	}
+	if err := member.K.AddrAdd("eth0", netip.PrefixFrom(vip, 32)); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the checker to notice two holders", func() bool { return len(c.Checker.Violations()) > 0 })
+}
+
+func sizes(t *testing.T, run func(t *testing.T, n int)) {
+	for _, n := range []int{3, 5} {
+		t.Run(map[int]string{3: "3 nodes", 5: "5 nodes"}[n], func(t *testing.T) { run(t, n) })
+	}
+}
+
+func others(c *Cluster, n *Node) []*Node {
+	var out []*Node
+	for _, o := range c.Nodes() {
+		if o != n {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// TestDCCrash: the DC's machine dies; another node becomes DC, holds the
+// VIP and the table; no instant has two holders; the machine comes back
+// as a member.
+func TestDCCrash(t *testing.T) {
+	sizes(t, func(t *testing.T, size int) {
+		c := Start(t, Options{Nodes: size})
+		c.Apply("n1", spec("rr"))
+		c.Converged()
+		dc := c.WaitDC()
+		c.Crash(dc.Name)
+		next := c.WaitDC(others(c, dc)...)
+		c.Converged()
+		if next == dc || c.Checker.LongestOverlap() != 0 {
+			t.Errorf("after the crash of %s: DC %s, two holders for %s; want another DC and no overlap", dc.Name, next.Name, c.Checker.LongestOverlap())
+		}
+		c.Restart(dc.Name)
+		c.Converged()
+	})
+}
+
+// TestDCIsolated: the DC's cable is pulled. It loses quorum and lets go of
+// the VIP before another node can be elected (invariant 3): never two
+// holders; the majority elects a DC that holds the VIP; when the cable is
+// back, the old DC follows.
+func TestDCIsolated(t *testing.T) {
+	sizes(t, func(t *testing.T, size int) {
+		c := Start(t, Options{Nodes: size})
+		c.Apply("n1", spec("rr"))
+		c.Converged()
+		dc := c.WaitDC()
+		c.Isolate(dc.Name)
+		next := c.WaitDC(others(c, dc)...)
+		testkit.WaitFor(t, "the cut-off DC to let go and the new one to hold the VIP", func() bool {
+			return !dc.Holds(vip) && next.Holds(vip)
+		})
+		if c.Checker.LongestOverlap() != 0 {
+			t.Errorf("the cut-off DC %s and the new DC %s both carried the VIP for %s", dc.Name, next.Name, c.Checker.LongestOverlap())
+		}
+		c.Heal()
+		c.Converged()
+	})
+}
+
+// TestGracefulHandOver: the DC stops gracefully; the successor announces
+// the VIP on the LAN and the old DC lets go as soon as it hears it: two
+// holders for a moment, within the grace.
+func TestGracefulHandOver(t *testing.T) {
+	sizes(t, func(t *testing.T, size int) {
+		c := Start(t, Options{Nodes: size})
+		c.Apply("n1", spec("rr"))
+		c.Converged()
+		dc := c.WaitDC()
+		c.Stop(dc.Name)
+		next := c.WaitDC(others(c, dc)...)
+		c.Converged()
+		if next == dc || dc.Holds(vip) || dc.OnLo(vip) {
+			t.Errorf("after %s stopped: DC %s; the stopped node holds the VIP %v, on lo %v", dc.Name, next.Name, dc.Holds(vip), dc.OnLo(vip))
+		}
+		if o := c.Checker.LongestOverlap(); o > c.opts.HandOverGrace {
+			t.Errorf("two holders for %s during the hand-over, want at most the grace %s", o, c.opts.HandOverGrace)
+		}
+	})
+}
+
+// TestSpecChangeDuringFailover: a spec submitted while the DC has just
+// died is committed by the next DC, reaches every node and the new DC's
+// table, and is never lost.
+func TestSpecChangeDuringFailover(t *testing.T) {
+	sizes(t, func(t *testing.T, size int) {
+		c := Start(t, Options{Nodes: size})
+		c.Apply("n1", spec("rr"))
+		c.Converged()
+		dc := c.WaitDC()
+		c.Crash(dc.Name)
+		via := others(c, dc)[0]
+		version := c.Apply(via.Name, spec("wlc"))
+		c.Converged()
+		next := c.WaitDC()
+		tab, _ := next.IPVS.Services()
+		if len(tab) != 1 || tab[0].Scheduler != "wlc" {
+			t.Errorf("the new DC %s's table %+v, want the new spec's wlc", next.Name, tab)
+		}
+		for _, n := range c.Nodes() {
+			if v := n.C.FSM().Spec().Version; v != version {
+				t.Errorf("%s has spec version %d, want %d", n.Name, v, version)
+			}
+		}
+	})
+}
