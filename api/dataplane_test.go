@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/netip"
 	"strings"
 	"testing"
@@ -22,7 +23,7 @@ func (f *fakeDataplane) Writes() uint64                     { return f.writes }
 func (f *fakeDataplane) Reconciles() uint64                 { return 2 * f.writes }
 
 func TestIPVSWithoutDataplaneSaysSo(t *testing.T) {
-	ts := startServer(t, &fakeAgent{})
+	ts := startServer(t, &FakeAgent{})
 	_, err := ts.client.IPVS(context.Background())
 	e := apiError(t, err, 404)
 	if !strings.Contains(e.Message, "--dataplane none") {
@@ -31,7 +32,7 @@ func TestIPVSWithoutDataplaneSaysSo(t *testing.T) {
 }
 
 func TestIPVSTableThroughClientAndRendering(t *testing.T) {
-	ts := startServer(t, &fakeAgent{})
+	ts := startServer(t, &FakeAgent{})
 	vip := netip.MustParseAddr("172.95.69.100")
 	ts.srv.SetDataplane(&fakeDataplane{writes: 4, table: []director.Service{{
 		Key: fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Scheduler: "rr", Persistence: 20 * time.Second,
@@ -44,7 +45,7 @@ func TestIPVSTableThroughClientAndRendering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.WritesTotal != 4 || r.ReconcilesTotal != 8 || len(r.Services) != 1 || len(r.Services[0].Dests) != 2 {
+	if r.WritesTotal != 4 || r.ReconcilesTotal != 8 || len(r.Services) != 1 || len(r.Services[0].RealServers) != 2 {
 		t.Fatalf("IPVS response %+v", r)
 	}
 	var b bytes.Buffer
@@ -62,6 +63,23 @@ func TestIPVSTableThroughClientAndRendering(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("rendered table lacks %q:\n%s", want, out)
+		}
+	}
+	// The JSON contract: snake_case keys, the persistence in seconds.
+	body, code := ts.get(t, "/v1/ipvs")
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	raw := compact.String()
+	for _, want := range []string{`"writes_total":4`, `"reconciles_total":8`, `"persistence_s":20`, `"real_servers":[`, `"forward":"local"`, `"active_conns":2`, `"inactive_conns":7`, `"protocol":"tcp"`} {
+		if code != 200 || !strings.Contains(raw, want) {
+			t.Errorf("GET /v1/ipvs (%d) lacks %s:\n%s", code, want, raw)
+		}
+	}
+	for _, internal := range []string{`"Dests"`, `"Key"`, `"Persistence"`} {
+		if strings.Contains(raw, internal) {
+			t.Errorf("GET /v1/ipvs shows the internal field %s:\n%s", internal, raw)
 		}
 	}
 	var empty bytes.Buffer

@@ -159,15 +159,15 @@ func RenderIPVS(w io.Writer, r IPVSResponse) error {
 	fmt.Fprintf(&b, "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n")
 	for _, s := range r.Services {
 		flags := ""
-		if s.Persistence > 0 {
-			flags = fmt.Sprintf(" persistent %d", int(s.Persistence.Seconds()))
-			if s.Netmask.IsValid() && s.Netmask.String() != "255.255.255.255" {
-				flags += " mask " + s.Netmask.String()
+		if s.PersistenceS > 0 {
+			flags = fmt.Sprintf(" persistent %d", s.PersistenceS)
+			if s.Netmask != "" {
+				flags += " mask " + s.Netmask
 			}
 		}
-		fmt.Fprintf(&b, "%-4s %s %s%s\n", strings.ToUpper(s.Key.Protocol), hostPort(s.Key.VIP.String(), s.Key.Port), s.Scheduler, flags)
-		for _, d := range s.Dests {
-			fmt.Fprintf(&b, "  -> %-28s %-7s %-6d %-10d %d\n", hostPort(d.Addr.String(), d.Port), forwardName(d.Forward), d.Weight, d.ActiveConns, d.InactiveConns)
+		fmt.Fprintf(&b, "%-4s %s %s%s\n", strings.ToUpper(s.Protocol), hostPort(s.VIP, s.Port), s.Scheduler, flags)
+		for _, d := range s.RealServers {
+			fmt.Fprintf(&b, "  -> %-28s %-7s %-6d %-10d %d\n", hostPort(d.Address, d.Port), forwardName(d.Forward), d.Weight, d.ActiveConns, d.InactiveConns)
 		}
 	}
 	if len(r.Services) == 0 {

@@ -13,89 +13,16 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
-	"github.com/raftlb/raftlb/status"
 )
-
-// fakeAgent implements Agent, records every call and answers what the test
-// told it to.
-type fakeAgent struct {
-	mu sync.Mutex
-
-	status status.Status
-
-	applyResult cluster.ApplyResult
-	applyErr    error
-	applied     []appliedSpec
-
-	joinContacted int
-	joinErr       error
-	joined        [][]string
-
-	leaveErr error
-	leaves   int
-}
-
-type appliedSpec struct {
-	spec   fsm.Spec
-	expect uint64
-}
-
-func (a *fakeAgent) Name() string { return a.Status().Node }
-
-func (a *fakeAgent) Status() status.Status {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.status
-}
-
-func (a *fakeAgent) ApplySpec(_ context.Context, spec fsm.Spec, expectVersion uint64) (cluster.ApplyResult, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.applied = append(a.applied, appliedSpec{spec, expectVersion})
-	return a.applyResult, a.applyErr
-}
-
-func (a *fakeAgent) Join(_ context.Context, addrs []string) (int, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.joined = append(a.joined, slices.Clone(addrs))
-	return a.joinContacted, a.joinErr
-}
-
-func (a *fakeAgent) Leave(context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.leaves++
-	return a.leaveErr
-}
-
-func (a *fakeAgent) appliedSpecs() []appliedSpec {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.applied)
-}
-
-func (a *fakeAgent) joins() [][]string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.joined)
-}
-
-func (a *fakeAgent) leaveCalls() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.leaves
-}
 
 // testServer is a Server on a unix socket with a Client pointed at it.
 type testServer struct {
-	agent  *fakeAgent
+	agent  *FakeAgent
 	client *Client
 	raw    *http.Client // for requests the Client cannot make
 	addr   string
@@ -103,7 +30,7 @@ type testServer struct {
 	srv    *Server
 }
 
-func startServer(t *testing.T, agent *fakeAgent) *testServer {
+func startServer(t *testing.T, agent *FakeAgent) *testServer {
 	t.Helper()
 	path := socketPath(t)
 	ln, err := Listen(Addr{Unix: path})
@@ -135,6 +62,21 @@ func startServer(t *testing.T, agent *fakeAgent) *testServer {
 		},
 	}}
 	return ts
+}
+
+// get sends a raw GET and returns the body and the status code.
+func (ts *testServer) get(t *testing.T, path string) (string, int) {
+	t.Helper()
+	resp, err := ts.raw.Get("http://raftlb" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data), resp.StatusCode
 }
 
 // do sends a raw request and returns the status code and decoded body.
@@ -198,7 +140,7 @@ services:
 `
 
 func TestStatusJSONKeys(t *testing.T) {
-	agent := &fakeAgent{status: sampleStatus()}
+	agent := &FakeAgent{View: sampleStatus()}
 	ts := startServer(t, agent)
 
 	req, _ := http.NewRequest(http.MethodGet, "http://raftlb/v1/status", nil)
@@ -208,7 +150,7 @@ func TestStatusJSONKeys(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /v1/status: %s", resp.Status)
+		t.Fatalf("GET /v1/View: %s", resp.Status)
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q, want application/json", ct)
@@ -251,7 +193,7 @@ func TestStatusJSONKeys(t *testing.T) {
 
 func TestStatusThroughClient(t *testing.T) {
 	want := sampleStatus()
-	ts := startServer(t, &fakeAgent{status: want})
+	ts := startServer(t, &FakeAgent{View: want})
 	got, err := ts.client.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +208,7 @@ func TestStatusThroughClient(t *testing.T) {
 }
 
 func TestApplyValidFile(t *testing.T) {
-	agent := &fakeAgent{applyResult: cluster.ApplyResult{Version: 5, Changed: true}}
+	agent := &FakeAgent{ApplyResult: cluster.ApplyResult{Version: 5, Changed: true}}
 	ts := startServer(t, agent)
 
 	r, err := ts.client.Apply(context.Background(), []byte(validServices))
@@ -280,20 +222,20 @@ func TestApplyValidFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	applied := agent.appliedSpecs()
+	applied := agent.Applied()
 	if len(applied) != 1 {
 		t.Fatalf("ApplySpec called %d times, want once", len(applied))
 	}
-	if !reflect.DeepEqual(applied[0].spec, want) {
-		t.Errorf("ApplySpec got\n%+v\nwant\n%+v", applied[0].spec, want)
+	if !reflect.DeepEqual(applied[0].Spec, want) {
+		t.Errorf("ApplySpec got\n%+v\nwant\n%+v", applied[0].Spec, want)
 	}
-	if applied[0].expect != 0 {
-		t.Errorf("expect version %d, want 0 when none was asked", applied[0].expect)
+	if applied[0].Expect != 0 {
+		t.Errorf("expect version %d, want 0 when none was asked", applied[0].Expect)
 	}
 }
 
 func TestApplyUnchanged(t *testing.T) {
-	agent := &fakeAgent{applyResult: cluster.ApplyResult{Version: 9, Changed: false}}
+	agent := &FakeAgent{ApplyResult: cluster.ApplyResult{Version: 9, Changed: false}}
 	ts := startServer(t, agent)
 	r, err := ts.client.Apply(context.Background(), []byte(validServices))
 	if err != nil {
@@ -305,14 +247,14 @@ func TestApplyUnchanged(t *testing.T) {
 }
 
 func TestApplyExpectVersion(t *testing.T) {
-	agent := &fakeAgent{applyResult: cluster.ApplyResult{Version: 6, Changed: true}}
+	agent := &FakeAgent{ApplyResult: cluster.ApplyResult{Version: 6, Changed: true}}
 	ts := startServer(t, agent)
 
 	code, _ := ts.do(t, http.MethodPost, "/v1/apply?expect_version=5", "application/yaml", []byte(validServices))
 	if code != http.StatusOK {
 		t.Fatalf("expect_version=5: status %d, want 200", code)
 	}
-	if applied := agent.appliedSpecs(); len(applied) != 1 || applied[0].expect != 5 {
+	if applied := agent.Applied(); len(applied) != 1 || applied[0].Expect != 5 {
 		t.Fatalf("ApplySpec calls %+v, want one with expect version 5", applied)
 	}
 
@@ -325,7 +267,7 @@ func TestApplyExpectVersion(t *testing.T) {
 			t.Errorf("expect_version=%s: error %q does not name expect_version", v, er.Error)
 		}
 	}
-	if n := len(agent.appliedSpecs()); n != 1 {
+	if n := len(agent.Applied()); n != 1 {
 		t.Errorf("ApplySpec called %d times, want only the valid request to reach it", n)
 	}
 }
@@ -359,7 +301,7 @@ func TestApplyRejectsBadFile(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			agent := &fakeAgent{}
+			agent := &FakeAgent{}
 			ts := startServer(t, agent)
 			_, err := ts.client.Apply(context.Background(), []byte(tc.file))
 			ae := apiError(t, err, http.StatusBadRequest)
@@ -386,7 +328,7 @@ func TestApplyRejectsBadFile(t *testing.T) {
 			} else if !strings.Contains(ae.Message, tc.message) {
 				t.Errorf("message %q, want it to contain %q", ae.Message, tc.message)
 			}
-			if n := len(agent.appliedSpecs()); n != 0 {
+			if n := len(agent.Applied()); n != 0 {
 				t.Errorf("ApplySpec called %d times for a rejected file", n)
 			}
 		})
@@ -394,7 +336,7 @@ func TestApplyRejectsBadFile(t *testing.T) {
 }
 
 func TestApplyOversizedBody(t *testing.T) {
-	agent := &fakeAgent{}
+	agent := &FakeAgent{}
 	ts := startServer(t, agent)
 	// A valid file padded with a comment past the 1 MiB limit.
 	body := []byte(validServices + "# " + strings.Repeat("x", maxBody) + "\n")
@@ -403,7 +345,7 @@ func TestApplyOversizedBody(t *testing.T) {
 	if !strings.Contains(ae.Message, "too large") {
 		t.Errorf("message %q: want it to say the file is too large", ae.Message)
 	}
-	if n := len(agent.appliedSpecs()); n != 0 {
+	if n := len(agent.Applied()); n != 0 {
 		t.Errorf("ApplySpec called %d times for an oversized body", n)
 	}
 
@@ -413,7 +355,7 @@ func TestApplyOversizedBody(t *testing.T) {
 	if _, err := ts.client.Apply(context.Background(), body); err != nil {
 		t.Errorf("a body of exactly %d bytes: %v", maxBody, err)
 	}
-	if n := len(agent.appliedSpecs()); n != 1 {
+	if n := len(agent.Applied()); n != 1 {
 		t.Errorf("ApplySpec called %d times, want once for the body at the limit", n)
 	}
 }
@@ -431,7 +373,7 @@ func TestApplyAgentErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			agent := &fakeAgent{applyErr: tc.err}
+			agent := &FakeAgent{ApplyErr: tc.err}
 			ts := startServer(t, agent)
 			_, err := ts.client.Apply(context.Background(), []byte(validServices))
 			ae := apiError(t, err, tc.code)
@@ -443,7 +385,7 @@ func TestApplyAgentErrors(t *testing.T) {
 			} else if ae.Message != tc.err.Error() {
 				t.Errorf("message %q, want the agent's %q", ae.Message, tc.err.Error())
 			}
-			if n := len(agent.appliedSpecs()); n != 1 {
+			if n := len(agent.Applied()); n != 1 {
 				t.Errorf("ApplySpec called %d times, want once", n)
 			}
 		})
@@ -451,7 +393,7 @@ func TestApplyAgentErrors(t *testing.T) {
 }
 
 func TestJoin(t *testing.T) {
-	agent := &fakeAgent{joinContacted: 2}
+	agent := &FakeAgent{JoinContacted: 2}
 	ts := startServer(t, agent)
 	addrs := []string{"10.0.0.1:7946", "[fd00::2]:7946", "m40.example:7946"}
 	r, err := ts.client.Join(context.Background(), addrs)
@@ -461,13 +403,13 @@ func TestJoin(t *testing.T) {
 	if r.Contacted != 2 {
 		t.Errorf("contacted %d, want 2", r.Contacted)
 	}
-	if got := agent.joins(); len(got) != 1 || !slices.Equal(got[0], addrs) {
+	if got := agent.Joins(); len(got) != 1 || !slices.Equal(got[0], addrs) {
 		t.Errorf("Join calls %q, want one with %q", got, addrs)
 	}
 }
 
 func TestJoinAgentError(t *testing.T) {
-	agent := &fakeAgent{joinErr: errors.New("no node answered")}
+	agent := &FakeAgent{JoinErr: errors.New("no node answered")}
 	ts := startServer(t, agent)
 	_, err := ts.client.Join(context.Background(), []string{"10.0.0.1:7946"})
 	ae := apiError(t, err, http.StatusBadGateway)
@@ -489,7 +431,7 @@ func TestJoinRejectsBadRequest(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			agent := &fakeAgent{}
+			agent := &FakeAgent{}
 			ts := startServer(t, agent)
 			code, er := ts.do(t, http.MethodPost, "/v1/join", "application/json", []byte(tc.body))
 			if code != http.StatusBadRequest {
@@ -498,28 +440,28 @@ func TestJoinRejectsBadRequest(t *testing.T) {
 			if !strings.Contains(er.Error, tc.want) {
 				t.Errorf("error %q, want it to contain %q", er.Error, tc.want)
 			}
-			if got := agent.joins(); len(got) != 0 {
+			if got := agent.Joins(); len(got) != 0 {
 				t.Errorf("Join called with %q for a bad request", got)
 			}
 		})
 	}
 	// Through the Client as well: it reports the code.
-	agent := &fakeAgent{}
+	agent := &FakeAgent{}
 	ts := startServer(t, agent)
 	_, err := ts.client.Join(context.Background(), []string{"10.0.0.2"})
 	apiError(t, err, http.StatusBadRequest)
-	if got := agent.joins(); len(got) != 0 {
+	if got := agent.Joins(); len(got) != 0 {
 		t.Errorf("Join called with %q for an address without port", got)
 	}
 }
 
 func TestLeave(t *testing.T) {
-	agent := &fakeAgent{}
+	agent := &FakeAgent{}
 	ts := startServer(t, agent)
 	if err := ts.client.Leave(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n := agent.leaveCalls(); n != 1 {
+	if n := agent.Leaves(); n != 1 {
 		t.Errorf("Leave called %d times, want once", n)
 	}
 	select {
@@ -542,7 +484,7 @@ func TestLeave(t *testing.T) {
 }
 
 func TestLeaveFailureDoesNotStopTheAgent(t *testing.T) {
-	agent := &fakeAgent{leaveErr: fmt.Errorf("hand over: %w", cluster.ErrNoDC)}
+	agent := &FakeAgent{LeaveErr: fmt.Errorf("hand over: %w", cluster.ErrNoDC)}
 	ts := startServer(t, agent)
 	err := ts.client.Leave(context.Background())
 	apiError(t, err, http.StatusServiceUnavailable)
@@ -559,7 +501,7 @@ func TestLeaveFailureDoesNotStopTheAgent(t *testing.T) {
 }
 
 func TestWrongMethods(t *testing.T) {
-	agent := &fakeAgent{status: sampleStatus()}
+	agent := &FakeAgent{View: sampleStatus()}
 	ts := startServer(t, agent)
 	cases := []struct{ method, path string }{
 		{http.MethodPost, "/v1/status"},
@@ -579,7 +521,7 @@ func TestWrongMethods(t *testing.T) {
 	if code, _ := ts.do(t, http.MethodGet, "/v1/nope", "", nil); code != http.StatusNotFound {
 		t.Errorf("GET /v1/nope: status %d, want 404", code)
 	}
-	if len(agent.appliedSpecs()) != 0 || len(agent.joins()) != 0 || agent.leaveCalls() != 0 {
+	if len(agent.Applied()) != 0 || len(agent.Joins()) != 0 || agent.Leaves() != 0 {
 		t.Error("a request with the wrong method reached the agent")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/quorum"
 )
 
@@ -93,7 +94,7 @@ const DefaultMaxVoters = 5
 // Validate reports the first problem that would stop a node from starting.
 func (c *Config) Validate() error {
 	var errs []error
-	if err := ValidateNodeName(c.Name); err != nil {
+	if err := fsm.ValidateNodeName(c.Name); err != nil {
 		errs = append(errs, err)
 	}
 	if !c.BindAddr.IsValid() || c.BindAddr.IsUnspecified() {
@@ -141,22 +142,4 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("gossip suspicion multiplier %d must be at least 1", t.GossipSuspicionMult))
 	}
 	return errors.Join(errs...)
-}
-
-// ValidateNodeName accepts 1–63 characters of [A-Za-z0-9._-] that do not
-// start with a dot or dash: the name is a Raft server ID, a memberlist name,
-// a file name in the TLS directory and a certificate CN.
-func ValidateNodeName(name string) error {
-	if name == "" || len(name) > 63 {
-		return fmt.Errorf("node name %q must be 1-63 characters", name)
-	}
-	if name[0] == '.' || name[0] == '-' {
-		return fmt.Errorf("node name %q must not start with %q", name, name[0])
-	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return fmt.Errorf("node name %q may only contain letters, digits, '.', '_' and '-'", name)
-		}
-	}
-	return nil
 }

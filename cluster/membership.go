@@ -17,11 +17,30 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/retry"
 )
 
-// reconcileInterval is how often the DC re-checks membership even without
-// a gossip event, and how often every node refreshes its peers file.
-const reconcileInterval = time.Second
+// How often and how long the membership steps try. A LAN answers within
+// milliseconds; these are the bounds of a peer that is down or slow.
+const (
+	// reconcileInterval is how often every node refreshes its peers file
+	// and reconnects to nodes gossip has lost.
+	reconcileInterval = time.Second
+	// joinRetry is the pause between two gossip joins of one Join.
+	joinRetry = 300 * time.Millisecond
+	// rejoinRetry and rejoinAttempt pace a restarted node's rejoin of the
+	// peers it remembers, in the background.
+	rejoinRetry   = 2 * time.Second
+	rejoinAttempt = 5 * time.Second
+	// forwardRetry is the pause between asks of the DC while none is
+	// elected.
+	forwardRetry = 100 * time.Millisecond
+	// raftChangeTimeout bounds one change of the Raft configuration
+	// (adding, promoting, removing a server).
+	raftChangeTimeout = 5 * time.Second
+	// gossipLeaveTimeout bounds the broadcast of this node's departure.
+	gossipLeaveTimeout = 2 * time.Second
+)
 
 // Join asks gossip to join the nodes at addrs (host:gossip-port), retrying
 // until ctx expires. Joining a cluster this node already belongs to is a
@@ -32,24 +51,27 @@ func (n *Node) Join(ctx context.Context, addrs []string) (int, error) {
 		return 0, errors.New("join: no addresses given")
 	}
 	var joined int
-	var err error
-	for {
-		joined, err = n.ml.Join(addrs)
-		if joined > 0 {
-			break
+	var partial error
+	err := retry.Do(ctx, retry.Policy{Interval: joinRetry}, func(context.Context, int) error {
+		var err error
+		if joined, err = n.ml.Join(addrs); joined > 0 {
+			partial = err
+			return nil
 		}
 		if keyMismatch(err) {
 			// Retrying cannot help: the peers use another key.
-			return 0, fmt.Errorf("join %v: %w (every node needs the same --key-file): %w", addrs, ErrGossipKey, err)
+			return retry.Stop(fmt.Errorf("join %v: %w (every node needs the same --key-file): %w", addrs, ErrGossipKey, err))
 		}
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("join %v: %w (check the address, that the gossip port is reachable and that every node uses the same gossip key)", addrs, err)
-		case <-time.After(300 * time.Millisecond):
-		}
+		return err
+	})
+	if errors.Is(err, ErrGossipKey) {
+		return 0, err
 	}
 	if err != nil {
-		n.logger.Warn("join reached only some nodes", "joined", joined, "err", err)
+		return 0, fmt.Errorf("join %v: %w (check the address, that the gossip port is reachable and that every node uses the same gossip key)", addrs, err)
+	}
+	if partial != nil {
+		n.logger.Warn("join reached only some nodes", "joined", joined, "err", partial)
 	}
 	n.logger.Info("joined gossip", "contacted", joined)
 	if err := n.checkPeerTLS(ctx); err != nil {
@@ -101,20 +123,13 @@ func (n *Node) checkPeerTLS(ctx context.Context) error {
 // rejoin re-joins the peers remembered from the last run, in the
 // background, until one answers.
 func (n *Node) rejoin(ctx context.Context, peers []string) {
-	for {
-		jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := n.Join(jctx, peers)
-		cancel()
-		if err == nil || ctx.Err() != nil {
-			return
+	_ = retry.Do(ctx, retry.Policy{Interval: rejoinRetry, PerAttempt: rejoinAttempt}, func(actx context.Context, attempt int) error {
+		_, err := n.Join(actx, peers)
+		if err != nil {
+			n.logger.Debug("rejoin failed, retrying", "attempt", attempt, "err", err)
 		}
-		n.logger.Debug("rejoin failed, retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(2 * time.Second):
-		}
-	}
+		return err
+	})
 }
 
 func (n *Node) peersFile() string { return filepath.Join(n.cfg.DataDir, "peers.json") }
@@ -271,11 +286,11 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 			suffrage := "voter"
 			var f raft.IndexFuture
 			if voters < n.cfg.MaxVoters {
-				f = n.raft.AddVoter(id, raft.ServerAddress(m.RaftAddr), 0, 5*time.Second)
+				f = n.raft.AddVoter(id, raft.ServerAddress(m.RaftAddr), 0, raftChangeTimeout)
 				voters++
 			} else {
 				suffrage = "non-voter"
-				f = n.raft.AddNonvoter(id, raft.ServerAddress(m.RaftAddr), 0, 5*time.Second)
+				f = n.raft.AddNonvoter(id, raft.ServerAddress(m.RaftAddr), 0, raftChangeTimeout)
 			}
 			if err := f.Error(); err != nil {
 				n.logger.Warn("adding node to Raft failed", "peer", m.Name, "err", err)
@@ -287,9 +302,9 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 			// Same node, new address: re-adding with the same ID updates it.
 			var f raft.IndexFuture
 			if s.Suffrage == raft.Voter {
-				f = n.raft.AddVoter(id, raft.ServerAddress(m.RaftAddr), 0, 5*time.Second)
+				f = n.raft.AddVoter(id, raft.ServerAddress(m.RaftAddr), 0, raftChangeTimeout)
 			} else {
-				f = n.raft.AddNonvoter(id, raft.ServerAddress(m.RaftAddr), 0, 5*time.Second)
+				f = n.raft.AddNonvoter(id, raft.ServerAddress(m.RaftAddr), 0, raftChangeTimeout)
 			}
 			if err := f.Error(); err != nil {
 				n.logger.Warn("updating node address in Raft failed", "peer", m.Name, "err", err)
@@ -310,7 +325,7 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 			break
 		}
 		if s.Suffrage == raft.Nonvoter && alive[id] {
-			if err := n.raft.AddVoter(s.ID, s.Address, 0, 5*time.Second).Error(); err == nil {
+			if err := n.raft.AddVoter(s.ID, s.Address, 0, raftChangeTimeout).Error(); err == nil {
 				n.logger.Info("promoted non-voter to voter", "peer", id)
 				voters++
 			}
@@ -347,7 +362,7 @@ func (n *Node) removeServer(ctx context.Context, name string) error {
 	}
 	for _, s := range cf.Configuration().Servers {
 		if s.ID == raft.ServerID(name) {
-			if err := n.raft.RemoveServer(s.ID, 0, 5*time.Second).Error(); err != nil {
+			if err := n.raft.RemoveServer(s.ID, 0, raftChangeTimeout).Error(); err != nil {
 				return fmt.Errorf("remove %s from raft: %w", name, err)
 			}
 			n.logger.Info("removed node from Raft", "peer", name)
@@ -373,7 +388,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	if n.IsLeader() && n.otherVoters() > 0 && !n.transfer() {
 		n.logger.Warn("removing ourselves as DC instead")
 	}
-	if err := n.ml.Leave(2 * time.Second); err != nil {
+	if err := n.ml.Leave(gossipLeaveTimeout); err != nil {
 		n.logger.Warn("gossip leave did not complete", "err", err)
 	}
 	if n.IsLeader() {
@@ -400,21 +415,27 @@ func (n *Node) askDC(ctx context.Context, req rpcRequest) error {
 }
 
 func (n *Node) forward(ctx context.Context, req rpcRequest) (rpcResponse, error) {
-	for {
+	var resp rpcResponse
+	err := retry.Do(ctx, retry.Policy{Interval: forwardRetry}, func(context.Context, int) error {
 		addr, _ := n.raft.LeaderWithID()
-		if addr != "" {
-			resp, err := n.call(ctx, string(addr), req)
-			if err == nil && !resp.NotDC {
-				if resp.Error != "" && len(resp.Problems) == 0 && !resp.Conflict {
-					return resp, errors.New(resp.Error)
-				}
-				return resp, nil
-			}
+		if addr == "" {
+			return ErrNoDC
 		}
-		select {
-		case <-ctx.Done():
-			return rpcResponse{}, ErrNoDC
-		case <-time.After(100 * time.Millisecond):
+		r, err := n.call(ctx, string(addr), req)
+		switch {
+		case err != nil:
+			return err
+		case r.NotDC:
+			return ErrNoDC
+		case r.Error != "" && len(r.Problems) == 0 && !r.Conflict:
+			resp = r
+			return retry.Stop(errors.New(r.Error))
 		}
+		resp = r
+		return nil
+	})
+	if err != nil && ctx.Err() != nil {
+		return rpcResponse{}, ErrNoDC
 	}
+	return resp, err
 }

@@ -31,6 +31,10 @@ var (
 	ErrGossipKey = errors.New("the gossip key differs from the cluster's")
 )
 
+// raftIOTimeout bounds one Raft RPC to a peer (a heartbeat, an append, a
+// vote): on a LAN it answers within milliseconds.
+const raftIOTimeout = 2 * time.Second
+
 // Node is one cluster member: gossip, Raft and the replicated FSM.
 type Node struct {
 	cfg    Config
@@ -198,7 +202,7 @@ func (n *Node) startRaft() error {
 		Logger:  hlog,
 		Stream:  mux,
 		MaxPool: 3,
-		Timeout: 2 * time.Second,
+		Timeout: raftIOTimeout,
 		// No pipelined replication: its two goroutines can deadlock when a
 		// follower's answer ends replication (seen here: a DC handing over
 		// hung in raft.Shutdown; grafana/pyroscope#5518 describes the same
@@ -317,7 +321,7 @@ func (n *Node) HandingOver() bool { return n.handOverTerm.Load() != 0 }
 // node stays in the Raft configuration (shown offline); only Leave removes
 // it for good.
 func (n *Node) LeaveGossip() {
-	if err := n.ml.Leave(2 * time.Second); err != nil {
+	if err := n.ml.Leave(gossipLeaveTimeout); err != nil {
 		n.logger.Warn("gossip leave did not complete", "err", err)
 	}
 }

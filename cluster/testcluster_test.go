@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testkit"
 )
 
 // testCluster runs real nodes in-process: real TCP with mutual TLS and
@@ -25,34 +25,17 @@ type testCluster struct {
 	t      *testing.T
 	tlsDir string
 	key    []byte
-	logs   *lockedBuffer
+	logs   *testkit.LogBuffer
 	mu     sync.Mutex
 	nodes  map[string]*Node
 	cfgs   map[string]Config
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // newTestCluster starts n nodes expecting n for bootstrap and joins them
 // through node 1. mod may adjust each node's config.
 func newTestCluster(t *testing.T, n int, mod func(*Config)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, tlsDir: t.TempDir(), logs: &lockedBuffer{}, nodes: map[string]*Node{}, cfgs: map[string]Config{}}
+	c := &testCluster{t: t, tlsDir: t.TempDir(), logs: &testkit.LogBuffer{}, nodes: map[string]*Node{}, cfgs: map[string]Config{}}
 	if err := InitCA(c.tlsDir, 24*time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -244,13 +227,7 @@ func (c *testCluster) heal() {
 // waitFor polls cond until it holds or the deadline passes.
 func (c *testCluster) waitFor(what string, timeout time.Duration, cond func() bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitForWithin(c.t, timeout, what, cond)
 }
 
 // waitDC waits until exactly one of the given nodes (all live nodes when

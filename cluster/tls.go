@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/raftlb/raftlb/fsm"
 )
 
 // TLSServerName is the name every node certificate carries and every node
@@ -101,7 +103,7 @@ func IssueNodeCert(dir, node string, ips []net.IP, validity time.Duration) error
 }
 
 func issueNodeCertAt(dir, node string, ips []net.IP, validity time.Duration, now time.Time) error {
-	if err := ValidateNodeName(node); err != nil {
+	if err := fsm.ValidateNodeName(node); err != nil {
 		return err
 	}
 	if validity <= 0 {
@@ -168,7 +170,7 @@ func LoadTLS(dir, node string) (*tls.Config, error) {
 }
 
 func loadTLSAt(dir, node string, now time.Time) (*tls.Config, error) {
-	if err := ValidateNodeName(node); err != nil {
+	if err := fsm.ValidateNodeName(node); err != nil {
 		return nil, err
 	}
 	ca, err := readCACert(dir, now)

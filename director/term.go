@@ -12,6 +12,7 @@ import (
 
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/internal/retry"
 )
 
 // barrierTimeout bounds one Barrier at the start of a term.
@@ -119,19 +120,20 @@ func (t *term) establish(ctx context.Context) error {
 }
 
 // retry runs step until it succeeds, up to GiveUpAfter attempts, pausing
-// between them.
+// between them (doubling, up to 2 s).
 func (t *term) retry(ctx context.Context, what string, step func() error) error {
-	pause := t.d.cfg.Retry
-	var err error
-	for attempt := 1; attempt <= t.d.cfg.GiveUpAfter; attempt++ {
-		if err = step(); err == nil {
-			return nil
+	err := retry.Do(ctx, retry.Policy{Attempts: t.d.cfg.GiveUpAfter, Interval: t.d.cfg.Retry, MaxInterval: 2 * time.Second}, func(_ context.Context, attempt int) error {
+		err := step()
+		if err != nil {
+			t.log.Warn(what+" failed", "attempt", attempt, "of", t.d.cfg.GiveUpAfter, "err", err)
 		}
-		t.log.Warn(what+" failed", "attempt", attempt, "of", t.d.cfg.GiveUpAfter, "err", err)
-		if !sleep(ctx, pause) {
-			return ctx.Err()
-		}
-		pause = min(2*pause, 2*time.Second)
+		return err
+	})
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
 	}
 	return fmt.Errorf("%s failed %d times: %w", what, t.d.cfg.GiveUpAfter, err)
 }

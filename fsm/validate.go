@@ -365,7 +365,9 @@ func printable(s string) bool {
 }
 
 func (v *validator) node(p string, n Node) {
-	v.text(p+".name", n.Name, 253)
+	if err := ValidateNodeName(n.Name); err != nil {
+		v.addf(p+".name", "%v", err)
+	}
 	if !n.Address.IsValid() {
 		v.addf(p+".address", "required")
 	} else {
@@ -384,4 +386,24 @@ func (v *validator) endpoint(p string, ap netip.AddrPort) {
 	default:
 		v.unicastAddr(p, ap.Addr())
 	}
+}
+
+// ValidateNodeName is the one rule for a node's name, wherever one is
+// given (flag, certificate, registry entry): 1–63 characters of
+// [A-Za-z0-9._-] that do not start with a dot or dash. The name is a Raft
+// server ID, a memberlist name, a file name in the TLS directory and a
+// certificate CN.
+func ValidateNodeName(name string) error {
+	if name == "" || len(name) > 63 {
+		return fmt.Errorf("node name %q must be 1-63 characters", name)
+	}
+	if name[0] == '.' || name[0] == '-' {
+		return fmt.Errorf("node name %q must not start with %q", name, name[0])
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("node name %q may only contain letters, digits, '.', '_' and '-'", name)
+		}
+	}
+	return nil
 }

@@ -115,3 +115,18 @@ func TestValidateNode(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateNodeName: the one rule for a node's name, for flags,
+// certificates and registry entries alike.
+func TestValidateNodeName(t *testing.T) {
+	for _, ok := range []string{"m30", "n1", "node-7.example_b", strings.Repeat("a", 63)} {
+		if err := ValidateNodeName(ok); err != nil {
+			t.Errorf("ValidateNodeName(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", strings.Repeat("a", 64), "-m30", ".m30", "m 30", "m30/", "nœud", "m30\n"} {
+		if err := ValidateNodeName(bad); err == nil {
+			t.Errorf("ValidateNodeName(%q) accepted it", bad)
+		}
+	}
+}

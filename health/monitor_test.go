@@ -16,22 +16,6 @@ import (
 	"github.com/raftlb/raftlb/internal/testkit"
 )
 
-// waitTimeout bounds every wait on a condition; the conditions are met in
-// milliseconds unless something is broken.
-const waitTimeout = 10 * time.Second
-
-// waitFor waits until cond holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // backend is a real server whose health page the test switches between
 // 200 and 503, counting the probes it answers.
 type backend struct {
@@ -75,7 +59,7 @@ func (b *backend) spec(rise, fall int) Spec {
 			Type: fsm.CheckHTTP, Path: "/", ExpectStatus: []int{200},
 			// Short interval for a quick test; a long timeout, so a slow
 			// test machine cannot fail a probe the backend answered.
-			Interval: 10 * time.Millisecond, Timeout: waitTimeout,
+			Interval: 10 * time.Millisecond, Timeout: testkit.WaitTimeout,
 			Rise: rise, Fall: fall, OnFail: fsm.OnFailRemove,
 		},
 		Target: Target{Addr: b.addr(), VIP: netip.MustParseAddrPort("172.95.69.100:80")},
@@ -134,7 +118,7 @@ func (r *recorder) next(t *testing.T, what string) event {
 	select {
 	case e := <-r.events:
 		return e
-	case <-time.After(waitTimeout):
+	case <-time.After(testkit.WaitTimeout):
 		t.Fatalf("no state change: %s", what)
 		return event{}
 	}
@@ -171,7 +155,7 @@ func TestMonitorReportsEachChangeOnce(t *testing.T) {
 	if st, ok := m.States()[k]; !ok || !st.Up {
 		t.Fatalf("before the first probe: %+v, want up (never probed counts as up)", st)
 	}
-	waitFor(t, "the first probe", checked(m, k))
+	testkit.WaitFor(t, "the first probe", checked(m, k))
 	rec.none(t, "healthy from the start")
 
 	b.healthy.Store(false)
@@ -182,7 +166,7 @@ func TestMonitorReportsEachChangeOnce(t *testing.T) {
 	if e.state.LastError != "status 503, want 200" || e.state.Since.IsZero() {
 		t.Errorf("down state %+v", e.state)
 	}
-	waitFor(t, "more probes while down", func() bool { return b.bad.Load() >= fall+5 })
+	testkit.WaitFor(t, "more probes while down", func() bool { return b.bad.Load() >= fall+5 })
 	rec.none(t, "staying down")
 
 	b.healthy.Store(true)
@@ -192,7 +176,7 @@ func TestMonitorReportsEachChangeOnce(t *testing.T) {
 		t.Errorf("up event %+v, want up after exactly %d good probes", e, rise)
 	}
 	upOK := e.ok
-	waitFor(t, "more probes while up", func() bool { return b.ok.Load() >= upOK+5 })
+	testkit.WaitFor(t, "more probes while up", func() bool { return b.ok.Load() >= upOK+5 })
 	rec.none(t, "staying up")
 
 	st := m.States()[k]
@@ -212,7 +196,7 @@ func TestMonitorSet(t *testing.T) {
 	specA := a.spec(2, 2)
 
 	m.Set(map[Key]Spec{ka: specA, kb: b.spec(2, 2)})
-	waitFor(t, "both checked", func() bool { return checked(m, ka)() && checked(m, kb)() })
+	testkit.WaitFor(t, "both checked", func() bool { return checked(m, ka)() && checked(m, kb)() })
 	a.healthy.Store(false)
 	if e := rec.next(t, "a failing"); e.key != ka || e.state.Up {
 		t.Fatalf("event %+v, want a down", e)
@@ -237,9 +221,9 @@ func TestMonitorSet(t *testing.T) {
 		t.Errorf("unchanged key's state %+v, want %+v", st, down)
 	}
 	from := a.probes()
-	waitFor(t, "a probed on", func() bool { return a.probes() >= from+2 })
+	testkit.WaitFor(t, "a probed on", func() bool { return a.probes() >= from+2 })
 	bProbes := b.probes()
-	waitFor(t, "a probed on", func() bool { return a.probes() >= from+7 })
+	testkit.WaitFor(t, "a probed on", func() bool { return a.probes() >= from+7 })
 	if got := b.probes(); got != bProbes {
 		t.Errorf("the removed key was probed %d more times", got-bProbes)
 	}
@@ -267,7 +251,7 @@ func TestMonitorSet(t *testing.T) {
 
 	// A key added back starts afresh, up until probed.
 	m.Set(map[Key]Spec{ka: changed, kb: b.spec(2, 2)})
-	waitFor(t, "b checked again", checked(m, kb))
+	testkit.WaitFor(t, "b checked again", checked(m, kb))
 	if st := m.States()[kb]; !st.Up {
 		t.Errorf("re-added key %+v, want up", st)
 	}

@@ -23,6 +23,8 @@ import (
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/director"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/cli"
+	"github.com/raftlb/raftlb/internal/retry"
 	"github.com/raftlb/raftlb/realserver"
 	"github.com/raftlb/raftlb/status"
 )
@@ -82,28 +84,28 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("%w: agent takes no arguments (got %q)", errUsage, fs.Args())
+		return nil, fmt.Errorf("%w: agent takes no arguments (got %q)", cli.ErrUsage, fs.Args())
 	}
 	if f.config != "" {
 		data, err := os.ReadFile(f.config)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
+			return nil, fmt.Errorf("%w: %v", cli.ErrUsage, err)
 		}
 		settings, err := parseConfigFile(data, fs)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", errUsage, f.config, err)
+			return nil, fmt.Errorf("%w: %s: %v", cli.ErrUsage, f.config, err)
 		}
 		if err := applyConfigFile(fs, settings); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", errUsage, f.config, err)
+			return nil, fmt.Errorf("%w: %s: %v", cli.ErrUsage, f.config, err)
 		}
 	}
 	if f.dataplane != "kernel" && f.dataplane != "fake" && f.dataplane != "none" {
-		return nil, fmt.Errorf("%w: --dataplane %q: want kernel, fake or none", errUsage, f.dataplane)
+		return nil, fmt.Errorf("%w: --dataplane %q: want kernel, fake or none", cli.ErrUsage, f.dataplane)
 	}
 	for _, j := range f.join {
 		if _, err := netip.ParseAddrPort(j); err != nil {
 			if _, _, err := net.SplitHostPort(j); err != nil {
-				return nil, fmt.Errorf("%w: --join %q: want HOST:GOSSIPPORT", errUsage, j)
+				return nil, fmt.Errorf("%w: --join %q: want HOST:GOSSIPPORT", cli.ErrUsage, j)
 			}
 		}
 	}
@@ -113,7 +115,7 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, s)
+		return 0, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", cli.ErrUsage, s)
 	}
 	return l, nil
 }
@@ -141,11 +143,11 @@ func runAgent(args []string, stderr io.Writer) error {
 
 	bind, err := netip.ParseAddr(f.bind)
 	if err != nil {
-		return fmt.Errorf("%w: --bind %q: want this node's IP address", errUsage, f.bind)
+		return fmt.Errorf("%w: --bind %q: want this node's IP address", cli.ErrUsage, f.bind)
 	}
 	apiAddr, err := api.ParseAddr(f.apiAddr)
 	if err != nil {
-		return fmt.Errorf("%w: --api: %v", errUsage, err)
+		return fmt.Errorf("%w: --api: %v", cli.ErrUsage, err)
 	}
 	if apiAddr.Unix == "" && !apiAddr.TCP.Addr().IsLoopback() {
 		logger.Warn("the admin API listens on a network address without authentication; anyone who reaches it controls the cluster", "api", apiAddr.String())
@@ -158,7 +160,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	}
 	if !f.insecure {
 		if f.keyFile == "" || f.tlsDir == "" {
-			return fmt.Errorf("%w: --key-file and --tls-dir are required (create them with `raftlb keygen` and `raftlb tls`), or pass --insecure for a local trial", errUsage)
+			return fmt.Errorf("%w: --key-file and --tls-dir are required (create them with `raftlb keygen` and `raftlb tls`), or pass --insecure for a local trial", cli.ErrUsage)
 		}
 		if cfg.GossipKey, err = cluster.LoadKeyFile(f.keyFile); err != nil {
 			return err
@@ -168,7 +170,7 @@ func runAgent(args []string, stderr io.Writer) error {
 		}
 	}
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 
 	// Start order: the real-server side first (a restarted agent takes any
@@ -353,18 +355,11 @@ const drainDelay = 300 * time.Millisecond
 // joinAtStart retries the --join addresses until one answers or the agent
 // stops, like Consul's retry_join.
 func joinAtStart(ctx context.Context, node *cluster.Node, addrs []string, logger *slog.Logger) {
-	for attempt := 1; ; attempt++ {
-		jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_ = retry.Do(ctx, retry.Policy{Interval: 2 * time.Second, PerAttempt: 10 * time.Second}, func(jctx context.Context, attempt int) error {
 		_, err := node.Join(jctx, addrs)
-		cancel()
-		if err == nil || ctx.Err() != nil {
-			return
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("join at start failed, retrying", "attempt", attempt, "err", err)
 		}
-		logger.Warn("join at start failed, retrying", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(2 * time.Second):
-		}
-	}
+		return err
+	})
 }

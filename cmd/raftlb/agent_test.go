@@ -8,9 +8,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/raftlb/raftlb/internal/testkit"
 )
 
 // agentDirs is where an agent under test would put its state and socket;
@@ -204,24 +205,6 @@ func TestConfigFileEmpty(t *testing.T) {
 	}
 }
 
-// lockedWriter collects the agent's log, written from several goroutines.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // TestAgentRunsAndLeaves starts a real single-node agent (control plane
 // only, loopback, ephemeral ports), drives it with the client commands and
 // checks that leave stops it and removes its socket.
@@ -230,7 +213,7 @@ func TestAgentRunsAndLeaves(t *testing.T) {
 		t.Skip("starts a real agent")
 	}
 	d := newAgentDirs(t)
-	logs := &lockedWriter{}
+	logs := &testkit.LogBuffer{}
 	exited := make(chan int, 1)
 	go func() {
 		exited <- run(d.args("--bootstrap-expect", "1"), io.Discard, logs)

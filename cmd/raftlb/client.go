@@ -11,6 +11,8 @@ import (
 
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/cli"
+	"github.com/raftlb/raftlb/status"
 )
 
 func apiFlag(fs interface {
@@ -27,16 +29,16 @@ func runJoin(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return fmt.Errorf("%w: join needs at least one HOST:GOSSIPPORT of a cluster member", errUsage)
+		return fmt.Errorf("%w: join needs at least one HOST:GOSSIPPORT of a cluster member", cli.ErrUsage)
 	}
 	for _, a := range fs.Args() {
 		if _, _, err := net.SplitHostPort(a); err != nil {
-			return fmt.Errorf("%w: %q is not HOST:GOSSIPPORT: %v", errUsage, a, err)
+			return fmt.Errorf("%w: %q is not HOST:GOSSIPPORT: %v", cli.ErrUsage, a, err)
 		}
 	}
 	c, err := api.NewClient(*addr)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -55,11 +57,11 @@ func runLeave(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: leave takes no arguments", errUsage)
+		return fmt.Errorf("%w: leave takes no arguments", cli.ErrUsage)
 	}
 	c, err := api.NewClient(*addr)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -78,7 +80,7 @@ func runApply(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *file == "" || fs.NArg() > 0 {
-		return fmt.Errorf("%w: apply needs exactly -f FILE", errUsage)
+		return fmt.Errorf("%w: apply needs exactly -f FILE", cli.ErrUsage)
 	}
 	var data []byte
 	var err error
@@ -97,7 +99,7 @@ func runApply(args []string, stdout, stderr io.Writer) error {
 	}
 	c, err := api.NewClient(*addr)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -114,57 +116,44 @@ func runApply(args []string, stdout, stderr io.Writer) error {
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", stderr)
-	addr := apiFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: status takes no arguments", errUsage)
-	}
-	c, err := api.NewClient(*addr)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := c.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	}
-	return api.RenderStatus(stdout, st)
+	return show(args, "status", stdout, stderr, func(ctx context.Context, c *api.Client) (any, error) { return c.Status(ctx) },
+		func(w io.Writer, v any) error { return api.RenderStatus(w, v.(status.Status)) })
 }
 
 func runIPVS(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("ipvs", stderr)
+	return show(args, "ipvs", stdout, stderr, func(ctx context.Context, c *api.Client) (any, error) { return c.IPVS(ctx) },
+		func(w io.Writer, v any) error { return api.RenderIPVS(w, v.(api.IPVSResponse)) })
+}
+
+// showTimeout bounds a read of the agent's views.
+const showTimeout = 10 * time.Second
+
+// show is a command that reads one view of the agent (get) and prints it
+// as text (render) or, with --json, as JSON.
+func show(args []string, name string, stdout, stderr io.Writer, get func(context.Context, *api.Client) (any, error), render func(io.Writer, any) error) error {
+	fs := newFlagSet(name, stderr)
 	addr := apiFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: ipvs takes no arguments", errUsage)
+		return fmt.Errorf("%w: %s takes no arguments", cli.ErrUsage, name)
 	}
 	c, err := api.NewClient(*addr)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), showTimeout)
 	defer cancel()
-	r, err := c.IPVS(ctx)
+	v, err := get(ctx, c)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return enc.Encode(v)
 	}
-	return api.RenderIPVS(stdout, r)
+	return render(stdout, v)
 }

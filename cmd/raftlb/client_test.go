@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,46 +20,13 @@ import (
 	"github.com/raftlb/raftlb/status"
 )
 
-// fakeAgent stands in for a running node behind the real admin API.
-type fakeAgent struct {
-	mu       sync.Mutex
-	status   status.Status
-	applyErr error
-	applied  []fsm.Spec
-	joined   [][]string
-	leaves   int
-}
-
-func (a *fakeAgent) Name() string { return a.Status().Node }
-
-func (a *fakeAgent) Status() status.Status {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.status
-}
-
-func (a *fakeAgent) ApplySpec(_ context.Context, spec fsm.Spec, _ uint64) (cluster.ApplyResult, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.applyErr != nil {
-		return cluster.ApplyResult{}, a.applyErr
-	}
-	a.applied = append(a.applied, spec)
-	return cluster.ApplyResult{Version: uint64(len(a.applied)) + 2, Changed: len(a.applied) == 1}, nil
-}
-
-func (a *fakeAgent) Join(_ context.Context, addrs []string) (int, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.joined = append(a.joined, slices.Clone(addrs))
-	return len(addrs), nil
-}
-
-func (a *fakeAgent) Leave(context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.leaves++
-	return nil
+// newFakeAgent stands in for a running node behind the real admin API:
+// each apply moves the version on (the first one changes the spec), every
+// join reaches all the addresses.
+func newFakeAgent() *api.FakeAgent {
+	return &api.FakeAgent{Apply: func(_ fsm.Spec, _ uint64, calls int) (cluster.ApplyResult, error) {
+		return cluster.ApplyResult{Version: uint64(calls) + 2, Changed: calls == 1}, nil
+	}}
 }
 
 // countingListener counts accepted connections: a client command that
@@ -80,7 +46,7 @@ func (l *countingListener) Accept() (net.Conn, error) {
 
 // startAgent serves the admin API for agent on a unix socket and returns
 // its --api address.
-func startAgent(t *testing.T, agent *fakeAgent) (string, *countingListener) {
+func startAgent(t *testing.T, agent *api.FakeAgent) (string, *countingListener) {
 	t.Helper()
 	path := filepath.Join(shortDir(t), "api.sock")
 	inner, err := api.Listen(api.Addr{Unix: path})
@@ -152,7 +118,7 @@ func TestClientCommandsBadUsage(t *testing.T) {
 }
 
 func TestApplyInvalidFileIsCheckedLocally(t *testing.T) {
-	agent := &fakeAgent{}
+	agent := newFakeAgent()
 	addr, ln := startAgent(t, agent)
 	bad := writeFile(t, "services.yaml", "vips: [{address: 10.0.0.1}]\nservices:\n  - vip: 10.0.0.2\n    port: 0\n")
 	wantExit(t, 1, []string{"apply", "--api", addr, "-f", bad},
@@ -180,7 +146,7 @@ func TestApplyMissingFile(t *testing.T) {
 }
 
 func TestApply(t *testing.T) {
-	agent := &fakeAgent{}
+	agent := newFakeAgent()
 	addr, _ := startAgent(t, agent)
 	services := writeFile(t, "services.yaml", servicesFile)
 
@@ -196,50 +162,44 @@ func TestApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent.mu.Lock()
-	defer agent.mu.Unlock()
-	if len(agent.applied) != 2 || agent.applied[0].Services[0].Name != "squid" || agent.applied[0].VIPs[0].Address != want.VIPs[0].Address {
-		t.Errorf("the agent got %+v", agent.applied)
+	if applied := agent.Applied(); len(applied) != 2 || applied[0].Spec.Services[0].Name != "squid" || applied[0].Spec.VIPs[0].Address != want.VIPs[0].Address {
+		t.Errorf("the agent got %+v", applied)
 	}
 }
 
 func TestApplyRefusedByAgent(t *testing.T) {
-	agent := &fakeAgent{applyErr: fmt.Errorf("%w: spec is at version 8", cluster.ErrConflict)}
+	agent := &api.FakeAgent{ApplyErr: fmt.Errorf("%w: spec is at version 8", cluster.ErrConflict)}
 	addr, _ := startAgent(t, agent)
 	services := writeFile(t, "services.yaml", servicesFile)
 	wantExit(t, 1, []string{"apply", "--api", addr, "-f", services}, "raftlb: apply: ", "spec changed since it was read")
 
-	agent.mu.Lock()
-	agent.applyErr = fmt.Errorf("forward: %w", cluster.ErrNoDC)
-	agent.mu.Unlock()
+	agent.Apply = func(fsm.Spec, uint64, int) (cluster.ApplyResult, error) {
+		return cluster.ApplyResult{}, fmt.Errorf("forward: %w", cluster.ErrNoDC)
+	}
 	wantExit(t, 1, []string{"apply", "--api", addr, "-f", services}, "no DC is elected")
 }
 
 func TestJoinCommand(t *testing.T) {
-	agent := &fakeAgent{}
+	agent := &api.FakeAgent{JoinContacted: 2}
 	addr, _ := startAgent(t, agent)
 	stdout, _ := wantExit(t, 0, []string{"join", "--api", addr, "10.0.0.2:7946", "m50.example:7946"})
 	if stdout != "joined: contacted 2 node(s)\n" {
 		t.Errorf("stdout %q", stdout)
 	}
-	agent.mu.Lock()
-	defer agent.mu.Unlock()
-	if want := [][]string{{"10.0.0.2:7946", "m50.example:7946"}}; !slices.EqualFunc(agent.joined, want, slices.Equal) {
-		t.Errorf("the agent was asked to join %q, want %q", agent.joined, want)
+	if want := [][]string{{"10.0.0.2:7946", "m50.example:7946"}}; !slices.EqualFunc(agent.Joins(), want, slices.Equal) {
+		t.Errorf("the agent was asked to join %q, want %q", agent.Joins(), want)
 	}
 }
 
 func TestLeaveCommand(t *testing.T) {
-	agent := &fakeAgent{}
+	agent := newFakeAgent()
 	addr, _ := startAgent(t, agent)
 	stdout, _ := wantExit(t, 0, []string{"leave", "--api", addr})
 	if !strings.Contains(stdout, "left the cluster") {
 		t.Errorf("stdout %q", stdout)
 	}
-	agent.mu.Lock()
-	defer agent.mu.Unlock()
-	if agent.leaves != 1 {
-		t.Errorf("Leave called %d times, want once", agent.leaves)
+	if n := agent.Leaves(); n != 1 {
+		t.Errorf("Leave called %d times, want once", n)
 	}
 }
 
@@ -249,7 +209,7 @@ func TestStatusCommand(t *testing.T) {
 		SpecVersion: 4, NodesConfigured: 1,
 		Nodes: []cluster.NodeView{{Name: "n2", Status: "online", Role: "DC"}},
 	}
-	addr, _ := startAgent(t, &fakeAgent{status: st})
+	addr, _ := startAgent(t, &api.FakeAgent{View: st})
 
 	stdout, _ := wantExit(t, 0, []string{"status", "--api", addr})
 	for _, want := range []string{"Current DC: n2 (term 7) - partition with quorum", "Spec version: 4"} {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/internal/cli"
 )
 
 // runGenhash prints the digests of a page for an http or https health
@@ -22,14 +23,14 @@ func runGenhash(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() != 1 || *timeout <= 0 {
-		return fmt.Errorf("%w: genhash takes one URL, e.g. raftlb genhash http://172.95.69.30:3128/index.html", errUsage)
+		return fmt.Errorf("%w: genhash takes one URL, e.g. raftlb genhash http://172.95.69.30:3128/index.html", cli.ErrUsage)
 	}
 	url := fs.Arg(0)
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	status, md5hex, sha256hex, err := health.Genhash(ctx, url, *serverName, *verifyTLS)
 	if errors.Is(err, health.ErrBadURL) {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 	if err != nil {
 		return fmt.Errorf("genhash %s: %w", url, err)

@@ -5,11 +5,13 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/raftlb/raftlb/internal/cli"
 )
 
 const usage = `raftlb — one agent per node: Raft-replicated LVS direct-routing cluster
@@ -29,76 +31,36 @@ Usage:
 Run 'raftlb COMMAND -h' for the flags of a command.
 `
 
-// errUsage marks a command-line mistake: exit status 2, like flag's.
-var errUsage = errors.New("usage")
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+	// raftlb's subcommands; none needs a context of its own.
+	cmds := map[string]cli.Command{}
+	for name, f := range map[string]func(args []string, stdout, stderr io.Writer) error{
+		"agent":   func(args []string, _, stderr io.Writer) error { return runAgent(args, stderr) },
+		"join":    runJoin,
+		"leave":   runLeave,
+		"apply":   runApply,
+		"status":  runStatus,
+		"ipvs":    runIPVS,
+		"keygen":  runKeygen,
+		"genhash": runGenhash,
+		"tls":     runTLS,
+	} {
+		cmds[name] = func(_ context.Context, args []string, stdout, stderr io.Writer) error { return f(args, stdout, stderr) }
 	}
-	var err error
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "agent":
-		err = runAgent(rest, stderr)
-	case "join":
-		err = runJoin(rest, stdout, stderr)
-	case "leave":
-		err = runLeave(rest, stdout, stderr)
-	case "apply":
-		err = runApply(rest, stdout, stderr)
-	case "status":
-		err = runStatus(rest, stdout, stderr)
-	case "ipvs":
-		err = runIPVS(rest, stdout, stderr)
-	case "keygen":
-		err = runKeygen(rest, stdout, stderr)
-	case "genhash":
-		err = runGenhash(rest, stdout, stderr)
-	case "tls":
-		err = runTLS(rest, stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "raftlb: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "raftlb: %v\n", err)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "raftlb: %v\n", err)
-		return 1
-	}
+	return cli.Run(context.Background(), "raftlb", usage, cmds, args, stdout, stderr)
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting.
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("raftlb "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+	return cli.NewFlagSet("raftlb "+name, stderr)
 }
 
 // parseFlags parses args and turns flag's own errors into usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	return nil
-}
+func parseFlags(fs *flag.FlagSet, args []string) error { return cli.ParseFlags(fs, args) }
 
 // stringList is a repeatable string flag.
 type stringList []string

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/cli"
 )
 
 func runKeygen(args []string, stdout, stderr io.Writer) error {
@@ -16,7 +18,7 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: keygen takes no arguments", errUsage)
+		return fmt.Errorf("%w: keygen takes no arguments", cli.ErrUsage)
 	}
 	key, err := cluster.GenerateKey()
 	if err != nil {
@@ -35,7 +37,7 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 
 func runTLS(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: tls needs a subcommand: init or cert", errUsage)
+		return fmt.Errorf("%w: tls needs a subcommand: init or cert", cli.ErrUsage)
 	}
 	switch args[0] {
 	case "init":
@@ -46,7 +48,7 @@ func runTLS(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if *dir == "" || fs.NArg() > 0 || *days < 1 {
-			return fmt.Errorf("%w: tls init needs --dir DIR (and --days ≥ 1)", errUsage)
+			return fmt.Errorf("%w: tls init needs --dir DIR (and --days ≥ 1)", cli.ErrUsage)
 		}
 		if err := cluster.InitCA(*dir, time.Duration(*days)*24*time.Hour); err != nil {
 			return err
@@ -64,17 +66,17 @@ func runTLS(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if *dir == "" || *name == "" || fs.NArg() > 0 || *days < 1 {
-			return fmt.Errorf("%w: tls cert needs --dir DIR --name NODE", errUsage)
+			return fmt.Errorf("%w: tls cert needs --dir DIR --name NODE", cli.ErrUsage)
 		}
 		// A bad name is a command-line mistake, like a bad --ip.
-		if err := cluster.ValidateNodeName(*name); err != nil {
-			return fmt.Errorf("%w: --name: %v", errUsage, err)
+		if err := fsm.ValidateNodeName(*name); err != nil {
+			return fmt.Errorf("%w: --name: %v", cli.ErrUsage, err)
 		}
 		var parsed []net.IP
 		for _, s := range ips {
 			ip := net.ParseIP(s)
 			if ip == nil {
-				return fmt.Errorf("%w: --ip %q is not an IP address", errUsage, s)
+				return fmt.Errorf("%w: --ip %q is not an IP address", cli.ErrUsage, s)
 			}
 			parsed = append(parsed, ip)
 		}
@@ -84,6 +86,6 @@ func runTLS(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "created %s/%s.pem and %s/%s-key.pem; copy them with ca.pem to node %s\n", *dir, *name, *dir, *name, *name)
 		return nil
 	default:
-		return fmt.Errorf("%w: unknown tls subcommand %q: want init or cert", errUsage, args[0])
+		return fmt.Errorf("%w: unknown tls subcommand %q: want init or cert", cli.ErrUsage, args[0])
 	}
 }

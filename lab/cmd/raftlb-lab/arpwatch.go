@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/raftlb/raftlb/internal/cli"
 	"github.com/raftlb/raftlb/lab"
 )
 
@@ -45,14 +46,14 @@ func runARPWatch(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	vip, err := netip.ParseAddr(*vipFlag)
 	if err != nil || !vip.Is4() {
-		return fmt.Errorf("%w: --vip %q: want an IPv4 address", errUsage, *vipFlag)
+		return fmt.Errorf("%w: --vip %q: want an IPv4 address", cli.ErrUsage, *vipFlag)
 	}
 	base, err := netip.ParseAddr(*tagBase)
 	if err != nil || !base.Is4() {
-		return fmt.Errorf("%w: --tag-base %q: want an IPv4 address", errUsage, *tagBase)
+		return fmt.Errorf("%w: --tag-base %q: want an IPv4 address", cli.ErrUsage, *tagBase)
 	}
 	if *interval <= 0 || *tags < 2 || *tags > 250 || *duration < 0 {
-		return fmt.Errorf("%w: --interval must be positive, --tags 2…250, --duration not negative", errUsage)
+		return fmt.Errorf("%w: --interval must be positive, --tags 2…250, --duration not negative", cli.ErrUsage)
 	}
 	if *duration > 0 {
 		var cancel context.CancelFunc

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/raftlb/raftlb/director"
+	"github.com/raftlb/raftlb/internal/cli"
 )
 
 // runGARP sends one gratuitous ARP with raftlb's own sender, so a lab
@@ -19,7 +20,7 @@ func runGARP(args []string, stdout, stderr io.Writer) error {
 	}
 	a, err := netip.ParseAddr(*ip)
 	if err != nil {
-		return fmt.Errorf("%w: --ip %q: %v", errUsage, *ip, err)
+		return fmt.Errorf("%w: --ip %q: %v", cli.ErrUsage, *ip, err)
 	}
 	if err := (director.RawARP{}).Gratuitous(*iface, a); err != nil {
 		return err

@@ -9,13 +9,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/raftlb/raftlb/internal/cli"
 )
 
 const usage = `raftlb-lab — traffic for the raftlb kernel lab
@@ -36,12 +37,9 @@ Usage:
 Run 'raftlb-lab COMMAND -h' for the flags of a command.
 `
 
-// errUsage marks a command-line mistake: exit status 2, like flag's.
-var errUsage = errors.New("usage")
-
 func main() {
-	// SIGTERM and SIGINT end both commands gracefully: serve stops
-	// listening, probe stops starting attempts and still writes its report.
+	// SIGTERM and SIGINT end the commands gracefully: serve stops
+	// listening, probe and arpwatch stop and still write their reports.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -49,60 +47,29 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	var err error
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "serve":
-		err = runServe(ctx, rest, stdout, stderr)
-	case "garp":
-		err = runGARP(rest, stdout, stderr)
-	case "probe":
-		err = runProbe(ctx, rest, stdout, stderr)
-	case "arpwatch":
-		err = runARPWatch(ctx, rest, stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "raftlb-lab: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "raftlb-lab: %v\n", err)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "raftlb-lab: %v\n", err)
-		return 1
-	}
+	return cli.Run(ctx, "raftlb-lab", usage, map[string]cli.Command{
+		"serve": runServe,
+		"garp": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+			return runGARP(args, stdout, stderr)
+		},
+		"probe":    runProbe,
+		"arpwatch": runARPWatch,
+	}, args, stdout, stderr)
 }
 
-// newFlagSet returns a flag set that reports errors instead of exiting, so
-// that run decides the exit status.
+// newFlagSet returns a flag set that reports errors instead of exiting.
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("raftlb-lab "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+	return cli.NewFlagSet("raftlb-lab "+name, stderr)
 }
 
 // parseFlags parses args and rejects positional arguments, which no command
 // takes: a stray word is more likely a typo than something to ignore.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, fs.Arg(0))
 	}
 	return nil
 }

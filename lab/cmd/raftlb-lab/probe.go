@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/raftlb/raftlb/internal/cli"
 )
 
 type probeConfig struct {
@@ -43,21 +45,21 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if _, _, err := net.SplitHostPort(c.target); err != nil || c.target == "" {
-		return fmt.Errorf("%w: --target must be IP:PORT, got %q", errUsage, c.target)
+		return fmt.Errorf("%w: --target must be IP:PORT, got %q", cli.ErrUsage, c.target)
 	}
 	if c.interval <= 0 || c.timeout <= 0 {
-		return fmt.Errorf("%w: --interval and --timeout must be positive", errUsage)
+		return fmt.Errorf("%w: --interval and --timeout must be positive", cli.ErrUsage)
 	}
 	if c.count < 0 {
-		return fmt.Errorf("%w: --count must not be negative", errUsage)
+		return fmt.Errorf("%w: --count must not be negative", cli.ErrUsage)
 	}
 	if c.sport != 0 && (c.count == 0 || c.sport < 1 || c.sport+c.count-1 > 65535) {
-		return fmt.Errorf("%w: --source-port needs --count, and ports source-port … source-port+count-1 must lie in 1…65535", errUsage)
+		return fmt.Errorf("%w: --source-port needs --count, and ports source-port … source-port+count-1 must lie in 1…65535", cli.ErrUsage)
 	}
 	if *untilSignal {
 		c.duration = 0
 	} else if c.duration <= 0 {
-		return fmt.Errorf("%w: --duration must be positive (or use --until-signal)", errUsage)
+		return fmt.Errorf("%w: --duration must be positive (or use --until-signal)", cli.ErrUsage)
 	}
 
 	// Lab tests that probe while something else happens wait for this line.

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/raftlb/raftlb/internal/cli"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -29,13 +31,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *name == "" {
-		return fmt.Errorf("%w: --name is required", errUsage)
+		return fmt.Errorf("%w: --name is required", cli.ErrUsage)
 	}
 	if *port <= 0 || *port > 65535 {
-		return fmt.Errorf("%w: --port must be 1-65535, got %d", errUsage, *port)
+		return fmt.Errorf("%w: --port must be 1-65535, got %d", cli.ErrUsage, *port)
 	}
 	if net.ParseIP(*addr) == nil {
-		return fmt.Errorf("%w: --addr %q is not an IP address", errUsage, *addr)
+		return fmt.Errorf("%w: --addr %q is not an IP address", cli.ErrUsage, *addr)
 	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(*addr, strconv.Itoa(*port)))
@@ -46,7 +48,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "serving %s on %s\n", *name, ln.Addr())
 	if *httpMode {
 		if *bodyFile == "" {
-			return fmt.Errorf("%w: --http needs --body-file", errUsage)
+			return fmt.Errorf("%w: --http needs --body-file", cli.ErrUsage)
 		}
 		return serveHTTP(ctx, ln, *bodyFile)
 	}

@@ -1,0 +1,97 @@
+package api
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/status"
+)
+
+// FakeAgent is an Agent for tests of the admin API and of its clients: it
+// answers what its fields say and records every call.
+type FakeAgent struct {
+	mu sync.Mutex
+
+	View status.Status // what Status returns
+
+	// Apply, when set, answers ApplySpec; otherwise ApplyResult and
+	// ApplyErr do.
+	Apply       func(spec fsm.Spec, expectVersion uint64, calls int) (cluster.ApplyResult, error)
+	ApplyResult cluster.ApplyResult
+	ApplyErr    error
+
+	JoinContacted int
+	JoinErr       error
+	LeaveErr      error
+
+	applied []AppliedSpec
+	joined  [][]string
+	leaves  int
+}
+
+// AppliedSpec is one ApplySpec call.
+type AppliedSpec struct {
+	Spec   fsm.Spec
+	Expect uint64
+}
+
+// Name implements Agent.
+func (a *FakeAgent) Name() string { return a.Status().Node }
+
+// Status implements Agent.
+func (a *FakeAgent) Status() status.Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.View
+}
+
+// ApplySpec implements Agent.
+func (a *FakeAgent) ApplySpec(_ context.Context, spec fsm.Spec, expectVersion uint64) (cluster.ApplyResult, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.applied = append(a.applied, AppliedSpec{spec, expectVersion})
+	if a.Apply != nil {
+		return a.Apply(spec, expectVersion, len(a.applied))
+	}
+	return a.ApplyResult, a.ApplyErr
+}
+
+// Join implements Agent.
+func (a *FakeAgent) Join(_ context.Context, addrs []string) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.joined = append(a.joined, slices.Clone(addrs))
+	return a.JoinContacted, a.JoinErr
+}
+
+// Leave implements Agent.
+func (a *FakeAgent) Leave(context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.leaves++
+	return a.LeaveErr
+}
+
+// Applied returns the ApplySpec calls so far.
+func (a *FakeAgent) Applied() []AppliedSpec {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.applied)
+}
+
+// Joins returns the addresses of every Join call so far.
+func (a *FakeAgent) Joins() [][]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.joined)
+}
+
+// Leaves counts the Leave calls so far.
+func (a *FakeAgent) Leaves() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.leaves
+}
