@@ -146,13 +146,7 @@ func TestJoinIsIdempotent(t *testing.T) {
 func TestApplyFromAnyNodeAndRejectInvalid(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	dc := c.waitDC()
-	var follower *Node
-	for _, nd := range c.live() {
-		if nd != dc {
-			follower = nd
-			break
-		}
-	}
+	follower := c.followers(dc)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	res, err := follower.ApplySpec(ctx, sampleSpec(3128), 0)

@@ -59,11 +59,9 @@ func TestVerifyLeaderChecksTheTerm(t *testing.T) {
 	if err := dc.VerifyLeader(term - 1); err == nil || !strings.Contains(err.Error(), "term moved") {
 		t.Errorf("VerifyLeader(%d) while leading in term %d: %v, want a term error", term-1, term, err)
 	}
-	for _, n := range c.live() {
-		if n != dc {
-			if err := n.VerifyLeader(term); err == nil {
-				t.Errorf("VerifyLeader on follower %s succeeded", n.Name())
-			}
+	for _, n := range c.followers(dc) {
+		if err := n.VerifyLeader(term); err == nil {
+			t.Errorf("VerifyLeader on follower %s succeeded", n.Name())
 		}
 	}
 }
@@ -74,19 +72,7 @@ func TestVerifyLeaderChecksTheTerm(t *testing.T) {
 func TestRPCRefusesToSpeakForAnotherNode(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	dc := c.waitDC()
-	var liar *Node
-	for _, n := range c.live() {
-		if n != dc {
-			liar = n
-			break
-		}
-	}
-	victim := ""
-	for _, n := range c.live() {
-		if n != dc && n != liar {
-			victim = n.Name()
-		}
-	}
+	liar, victim := c.followers(dc)[0], c.followers(dc)[1].Name()
 	conn, err := liar.mux.dial(dc.RaftAddr(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -153,6 +153,17 @@ func (c *testCluster) node(name string) *Node {
 	return c.nodes[name]
 }
 
+// followers returns the live nodes other than dc, by name.
+func (c *testCluster) followers(dc *Node) []*Node {
+	var out []*Node
+	for _, nd := range c.live() {
+		if nd != dc {
+			out = append(out, nd)
+		}
+	}
+	return out
+}
+
 func (c *testCluster) live() []*Node {
 	c.mu.Lock()
 	defer c.mu.Unlock()

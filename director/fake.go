@@ -100,60 +100,53 @@ func (f *FakeIPVS) DelService(k fsm.ServiceKey) error {
 	return nil
 }
 
-func (f *FakeIPVS) dest(k fsm.ServiceKey, d Dest) (*Service, int, error) {
+// destWrite finds d in k's service, checks that it is there (want true)
+// or not (want false) as the kernel would, and lets change rewrite the
+// list. The caller holds mu.
+func (f *FakeIPVS) destWrite(k fsm.ServiceKey, d Dest, want bool, change func(s *Service, i int)) error {
 	s, ok := f.services[k]
 	if !ok {
-		return nil, -1, fmt.Errorf("service %s: no such process", k)
+		return fmt.Errorf("service %s: no such process", k)
 	}
-	return s, slices.IndexFunc(s.Dests, func(x Dest) bool { return x.id() == d.id() }), nil
+	i := slices.IndexFunc(s.Dests, func(x Dest) bool { return x.id() == d.id() })
+	switch {
+	case want && i < 0:
+		return fmt.Errorf("real server %s of %s: no such process", d.id(), k)
+	case !want && i >= 0:
+		return fmt.Errorf("real server %s of %s: file exists", d.id(), k)
+	}
+	change(s, i)
+	return nil
 }
 
 // AddDest implements IPVS.
 func (f *FakeIPVS) AddDest(k fsm.ServiceKey, d Dest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s, i, err := f.dest(k, d)
-	if err != nil {
-		return err
-	}
-	if i >= 0 {
-		return fmt.Errorf("real server %s of %s: file exists", d.id(), k)
-	}
-	s.Dests = append(s.Dests, d)
-	f.record("add-dest %s -> %s w%d", k, d.id(), d.Weight)
-	return nil
+	return f.destWrite(k, d, false, func(s *Service, _ int) {
+		s.Dests = append(s.Dests, d)
+		f.record("add-dest %s -> %s w%d", k, d.id(), d.Weight)
+	})
 }
 
 // UpdateDest implements IPVS.
 func (f *FakeIPVS) UpdateDest(k fsm.ServiceKey, d Dest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s, i, err := f.dest(k, d)
-	if err != nil {
-		return err
-	}
-	if i < 0 {
-		return fmt.Errorf("real server %s of %s: no such process", d.id(), k)
-	}
-	s.Dests[i] = d
-	f.record("update-dest %s -> %s w%d", k, d.id(), d.Weight)
-	return nil
+	return f.destWrite(k, d, true, func(s *Service, i int) {
+		s.Dests[i] = d
+		f.record("update-dest %s -> %s w%d", k, d.id(), d.Weight)
+	})
 }
 
 // DelDest implements IPVS.
 func (f *FakeIPVS) DelDest(k fsm.ServiceKey, d Dest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s, i, err := f.dest(k, d)
-	if err != nil {
-		return err
-	}
-	if i < 0 {
-		return fmt.Errorf("real server %s of %s: no such process", d.id(), k)
-	}
-	s.Dests = slices.Delete(s.Dests, i, i+1)
-	f.record("del-dest %s -> %s", k, d.id())
-	return nil
+	return f.destWrite(k, d, true, func(s *Service, i int) {
+		s.Dests = slices.Delete(s.Dests, i, i+1)
+		f.record("del-dest %s -> %s", k, d.id())
+	})
 }
 
 // TakeWrites returns the recorded writes and forgets them.

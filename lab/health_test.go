@@ -27,18 +27,9 @@ const (
 	checkFall     = 2
 )
 
+// healthSpec is labSpec with a tcp check on its service.
 func healthSpec(onFail string) string {
-	return fmt.Sprintf(`vips:
-  - address: 172.95.69.100
-    interface: eth0
-services:
-  - name: proxy
-    vip: 172.95.69.100
-    port: 3128
-    scheduler: rr
-    real_servers: all-nodes
-    fallback: 127.0.0.1:3128
-    health_check:
+	return labSpec + fmt.Sprintf(`    health_check:
       type: tcp
       interval: %s
       timeout: %s

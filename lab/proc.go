@@ -191,111 +191,82 @@ func (p *Proc) WaitOutput(s string, timeout time.Duration) error {
 // ProbeReport is the probe's report (see report.go).
 type ProbeReport = Report
 
-// Probe is a raftlb-lab probe running in the client namespace.
-type Probe struct {
+// Reporter is a raftlb-lab command running in the client namespace that
+// writes a JSON report of type R when it ends: a probe or an ARP watch.
+type Reporter[R any] struct {
 	*Proc
 	Out string // the JSON report, in LogDir
 }
 
+// Probe is a raftlb-lab probe; ARPWatch is the client-side judge of who
+// answers ARP for the VIP.
+type (
+	Probe    = Reporter[ProbeReport]
+	ARPWatch = Reporter[ARPReport]
+)
+
+// startReporter starts a raftlb-lab command that writes its report to
+// LogDir/NAME.json, and waits for its "started" line.
+func startReporter[R any](l *Lab, name, started string, args ...string) (*Reporter[R], error) {
+	out := filepath.Join(l.logDir, name+".json")
+	p, err := l.Start(Client, name, append([]string{l.Bin("raftlb-lab")}, append(args, "--out", out)...)...)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.WaitOutput(started, 30*time.Second); err != nil {
+		return nil, err
+	}
+	return &Reporter[R]{Proc: p, Out: out}, nil
+}
+
 // StartProbe starts raftlb-lab probe against target from the client
 // namespace. flags are probe's (--interval, --timeout, --duration, …);
-// without --duration it probes until Stop. The report is LogDir/NAME.json.
+// without --duration it probes until Stop.
 func (l *Lab) StartProbe(name, target string, flags ...string) (*Probe, error) {
-	out := filepath.Join(l.logDir, name+".json")
-	args := []string{l.Bin("raftlb-lab"), "probe", "--target", target, "--out", out}
+	args := []string{"probe", "--target", target}
 	if !hasFlag(flags, "duration") {
 		args = append(args, "--until-signal")
 	}
-	p, err := l.Start(Client, name, append(args, flags...)...)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.WaitOutput("probing", 30*time.Second); err != nil {
-		return nil, err
-	}
-	return &Probe{Proc: p, Out: out}, nil
-}
-
-// Wait waits for a probe with a --duration to finish and reads its report.
-func (p *Probe) Wait(timeout time.Duration) (ProbeReport, error) {
-	if err := p.Proc.Wait(timeout); err != nil {
-		return ProbeReport{}, err
-	}
-	return p.Report()
-}
-
-// Stop ends a probe (it writes its report on SIGTERM) and reads the report.
-func (p *Probe) Stop(timeout time.Duration) (ProbeReport, error) {
-	if err := p.Proc.Stop(timeout); err != nil {
-		return ProbeReport{}, err
-	}
-	return p.Report()
-}
-
-// Report reads the finished probe's report.
-func (p *Probe) Report() (ProbeReport, error) {
-	var r ProbeReport
-	data, err := os.ReadFile(p.Out)
-	if err != nil {
-		return r, err
-	}
-	if err := json.Unmarshal(data, &r); err != nil {
-		return r, fmt.Errorf("%s: %w", p.Out, err)
-	}
-	return r, nil
-}
-
-// ARPWatch is a raftlb-lab arpwatch running in the client namespace: the
-// client-side judge of who answers ARP for the VIP.
-type ARPWatch struct {
-	*Proc
-	Out string
+	return startReporter[ProbeReport](l, name, "probing", append(args, flags...)...)
 }
 
 // StartARPWatch starts the ARP judge for vip in the client namespace,
-// asking every 20 ms until Stop (or for --duration, then Wait). The
-// report is LogDir/NAME.json.
+// asking every 20 ms until Stop (or for --duration, then Wait).
 func (l *Lab) StartARPWatch(name, vip string, flags ...string) (*ARPWatch, error) {
-	out := filepath.Join(l.logDir, name+".json")
-	args := append([]string{l.Bin("raftlb-lab"), "arpwatch", "--vip", vip, "--interval", "20ms", "--out", out}, flags...)
-	p, err := l.Start(Client, name, args...)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.WaitOutput("watching ARP", 30*time.Second); err != nil {
-		return nil, err
-	}
-	return &ARPWatch{Proc: p, Out: out}, nil
+	return startReporter[ARPReport](l, name, "watching ARP", append([]string{"arpwatch", "--vip", vip, "--interval", "20ms"}, flags...)...)
 }
 
-// Stop ends the watch (it writes its report on SIGTERM) and reads the
+// Wait waits for a command with a --duration to finish and reads its
 // report.
-func (w *ARPWatch) Stop(timeout time.Duration) (ARPReport, error) {
-	if err := w.Proc.Stop(timeout); err != nil {
-		return ARPReport{}, err
+func (r *Reporter[R]) Wait(timeout time.Duration) (R, error) {
+	if err := r.Proc.Wait(timeout); err != nil {
+		var zero R
+		return zero, err
 	}
-	return w.Report()
+	return r.Report()
 }
 
-// Wait waits for a watch with a --duration to end and reads its report.
-func (w *ARPWatch) Wait(timeout time.Duration) (ARPReport, error) {
-	if err := w.Proc.Wait(timeout); err != nil {
-		return ARPReport{}, err
+// Stop ends the command (it writes its report on SIGTERM) and reads the
+// report.
+func (r *Reporter[R]) Stop(timeout time.Duration) (R, error) {
+	if err := r.Proc.Stop(timeout); err != nil {
+		var zero R
+		return zero, err
 	}
-	return w.Report()
+	return r.Report()
 }
 
-// Report reads the finished watch's report.
-func (w *ARPWatch) Report() (ARPReport, error) {
-	var r ARPReport
-	data, err := os.ReadFile(w.Out)
+// Report reads the finished command's report.
+func (r *Reporter[R]) Report() (R, error) {
+	var rep R
+	data, err := os.ReadFile(r.Out)
 	if err != nil {
-		return r, err
+		return rep, err
 	}
-	if err := json.Unmarshal(data, &r); err != nil {
-		return r, fmt.Errorf("%s: %w", w.Out, err)
+	if err := json.Unmarshal(data, &rep); err != nil {
+		return rep, fmt.Errorf("%s: %w", r.Out, err)
 	}
-	return r, nil
+	return rep, nil
 }
 
 func hasFlag(flags []string, name string) bool {

@@ -712,20 +712,10 @@ func (c *rcluster) sysctls(n string, keys ...string) map[string]string {
 // labSpecWide is labSpec plus what the README promises the kernel gets
 // as written: persistence with a netmask, a UDP service, and a VIP on a
 // second interface.
-const labSpecWide = `vips:
-  - address: 172.95.69.100
-    interface: eth0
-  - address: 172.95.70.100
+var labSpecWide = strings.Replace(labSpec, "services:\n", `  - address: 172.95.70.100
     interface: eth1
 services:
-  - name: proxy
-    vip: 172.95.69.100
-    port: 3128
-    protocol: tcp
-    scheduler: rr
-    real_servers: all-nodes
-    fallback: 127.0.0.1:3128
-  - name: sticky
+`, 1) + `  - name: sticky
     vip: 172.95.69.100
     port: 8443
     scheduler: sh

@@ -54,28 +54,8 @@ const dumpTries = 5
 
 // HasAddr reports whether ip is configured on dev.
 func (n *NS) HasAddr(dev string, ip netip.Addr) (bool, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	l, err := n.h.LinkByName(dev)
-	if err != nil {
-		return false, fmt.Errorf("%s: %s: %w", n.name, dev, err)
-	}
-	var addrs []netlink.Addr
-	for try := 1; ; try++ {
-		addrs, err = n.h.AddrList(l, netlink.FAMILY_ALL)
-		if !errors.Is(err, netlink.ErrDumpInterrupted) || try == dumpTries {
-			break
-		}
-	}
-	if err != nil {
-		return false, fmt.Errorf("%s: addresses of %s: %w", n.name, dev, err)
-	}
-	for _, a := range addrs {
-		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip {
-			return true, nil
-		}
-	}
-	return false, nil
+	_, ok, err := n.Addr(dev, ip)
+	return ok, err
 }
 
 // AddrInfo is how the kernel holds one address.

@@ -106,6 +106,16 @@ func sizes(t *testing.T, run func(t *testing.T, n int)) {
 	}
 }
 
+// serving starts a cluster of size nodes serving spec("rr"), converged,
+// and returns it with its DC.
+func serving(t *testing.T, size int) (*Cluster, *Node) {
+	t.Helper()
+	c := Start(t, Options{Nodes: size})
+	c.Apply("n1", spec("rr"))
+	c.Converged()
+	return c, c.WaitDC()
+}
+
 func others(c *Cluster, n *Node) []*Node {
 	var out []*Node
 	for _, o := range c.Nodes() {
@@ -121,10 +131,7 @@ func others(c *Cluster, n *Node) []*Node {
 // as a member.
 func TestDCCrash(t *testing.T) {
 	sizes(t, func(t *testing.T, size int) {
-		c := Start(t, Options{Nodes: size})
-		c.Apply("n1", spec("rr"))
-		c.Converged()
-		dc := c.WaitDC()
+		c, dc := serving(t, size)
 		c.Crash(dc.Name)
 		next := c.WaitDC(others(c, dc)...)
 		c.Converged()
@@ -142,10 +149,7 @@ func TestDCCrash(t *testing.T) {
 // back, the old DC follows.
 func TestDCIsolated(t *testing.T) {
 	sizes(t, func(t *testing.T, size int) {
-		c := Start(t, Options{Nodes: size})
-		c.Apply("n1", spec("rr"))
-		c.Converged()
-		dc := c.WaitDC()
+		c, dc := serving(t, size)
 		c.Isolate(dc.Name)
 		next := c.WaitDC(others(c, dc)...)
 		testkit.WaitFor(t, "the cut-off DC to let go and the new one to hold the VIP", func() bool {
@@ -164,10 +168,7 @@ func TestDCIsolated(t *testing.T) {
 // holders for a moment, within the grace.
 func TestGracefulHandOver(t *testing.T) {
 	sizes(t, func(t *testing.T, size int) {
-		c := Start(t, Options{Nodes: size})
-		c.Apply("n1", spec("rr"))
-		c.Converged()
-		dc := c.WaitDC()
+		c, dc := serving(t, size)
 		c.Stop(dc.Name)
 		next := c.WaitDC(others(c, dc)...)
 		c.Converged()
@@ -185,10 +186,7 @@ func TestGracefulHandOver(t *testing.T) {
 // table, and is never lost.
 func TestSpecChangeDuringFailover(t *testing.T) {
 	sizes(t, func(t *testing.T, size int) {
-		c := Start(t, Options{Nodes: size})
-		c.Apply("n1", spec("rr"))
-		c.Converged()
-		dc := c.WaitDC()
+		c, dc := serving(t, size)
 		c.Crash(dc.Name)
 		via := others(c, dc)[0]
 		version := c.Apply(via.Name, spec("wlc"))

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -69,16 +68,7 @@ func runARPWatch(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	r := w.run(ctx, *interval)
 	fmt.Fprintf(stderr, "arpwatch %s: %d rounds, %d with two or more MACs, %d silent, answers %v\n",
 		r.VIP, r.Rounds, r.TwoMACRounds, r.SilentRounds, r.Answers)
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	data = append(data, '\n')
-	if *out == "" {
-		_, err = stdout.Write(data)
-		return err
-	}
-	return writeFileAtomic(*out, data)
+	return writeReport(*out, stdout, r)
 }
 
 // arpRound is one question and the MACs that answered it.

@@ -68,16 +68,22 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stderr, "probe %s: %d attempts, %d failed, %d outages, longest %.0f ms, answers %v\n",
 		r.Target, r.Attempts, r.Failures, r.Outages, r.LongestOutageMS, r.Answers)
 
+	return writeReport(*out, stdout, r)
+}
+
+// writeReport writes a command's JSON report to the file out, atomically,
+// or to stdout when out is empty.
+func writeReport(out string, stdout io.Writer, r any) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
 	data = append(data, '\n')
-	if *out == "" {
+	if out == "" {
 		_, err = stdout.Write(data)
 		return err
 	}
-	return writeFileAtomic(*out, data)
+	return writeFileAtomic(out, data)
 }
 
 // probe starts an attempt every interval until the duration, the count or
