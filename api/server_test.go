@@ -469,8 +469,16 @@ func TestLeave(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the left callback did not fire after a successful leave")
 	}
-	// Shutdown waits for the handler, which starts the callback before it
-	// returns; a second call would have been queued by then or soon after.
+	if ts.leftAfterShutdown(t) {
+		t.Error("the left callback fired twice")
+	}
+}
+
+// leftAfterShutdown shuts the server down and reports whether the left
+// callback fired (again). Shutdown waits for the handlers, which start the
+// callback before they return.
+func (ts *testServer) leftAfterShutdown(t *testing.T) bool {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := ts.srv.Shutdown(ctx); err != nil {
@@ -478,8 +486,9 @@ func TestLeave(t *testing.T) {
 	}
 	select {
 	case <-ts.left:
-		t.Error("the left callback fired twice")
+		return true
 	default:
+		return false
 	}
 }
 
@@ -488,15 +497,8 @@ func TestLeaveFailureDoesNotStopTheAgent(t *testing.T) {
 	ts := startServer(t, agent)
 	err := ts.client.Leave(context.Background())
 	apiError(t, err, http.StatusServiceUnavailable)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := ts.srv.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-ts.left:
+	if ts.leftAfterShutdown(t) {
 		t.Error("the left callback fired after a failed leave")
-	default:
 	}
 }
 

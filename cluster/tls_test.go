@@ -305,14 +305,6 @@ func TestLoadTLSErrors(t *testing.T) {
 		_, err := LoadTLS(dir, "../n1")
 		wantErrContains(t, err, "node name")
 	})
-	t.Run("signed by another CA", func(t *testing.T) {
-		d := t.TempDir()
-		copyFile(t, filepath.Join(dir, "ca.pem"), filepath.Join(d, "ca.pem"), 0o644)
-		copyFile(t, filepath.Join(other, "n1.pem"), filepath.Join(d, "n1.pem"), 0o644)
-		copyFile(t, filepath.Join(other, "n1-key.pem"), filepath.Join(d, "n1-key.pem"), 0o600)
-		_, err := LoadTLS(d, "n1")
-		wantErrContains(t, err, "certificate n1.pem is not signed by ca.pem")
-	})
 	t.Run("expired", func(t *testing.T) {
 		later := now.Add(2 * time.Hour)
 		d := newTestCA(t)
@@ -338,37 +330,37 @@ func TestLoadTLSErrors(t *testing.T) {
 		_, err := loadTLSAt(dir, "n1", now.Add(2*testValidity))
 		wantErrContains(t, err, "ca.pem expired at")
 	})
-	t.Run("certificate of another node", func(t *testing.T) {
-		d := t.TempDir()
-		copyFile(t, filepath.Join(dir, "ca.pem"), filepath.Join(d, "ca.pem"), 0o644)
-		copyFile(t, filepath.Join(dir, "n2.pem"), filepath.Join(d, "n1.pem"), 0o644)
-		copyFile(t, filepath.Join(dir, "n2-key.pem"), filepath.Join(d, "n1-key.pem"), 0o600)
-		_, err := LoadTLS(d, "n1")
-		wantErrContains(t, err, `certificate n1.pem is for node "n2", not n1`)
-	})
-	t.Run("key of another node", func(t *testing.T) {
-		d := t.TempDir()
-		copyFile(t, filepath.Join(dir, "ca.pem"), filepath.Join(d, "ca.pem"), 0o644)
-		copyFile(t, filepath.Join(dir, "n1.pem"), filepath.Join(d, "n1.pem"), 0o644)
-		copyFile(t, filepath.Join(dir, "n2-key.pem"), filepath.Join(d, "n1-key.pem"), 0o600)
-		_, err := LoadTLS(d, "n1")
-		wantErrContains(t, err, "n1.pem and n1-key.pem", "do not form a key pair")
-	})
-	t.Run("missing key", func(t *testing.T) {
-		d := t.TempDir()
-		copyFile(t, filepath.Join(dir, "ca.pem"), filepath.Join(d, "ca.pem"), 0o644)
-		copyFile(t, filepath.Join(dir, "n1.pem"), filepath.Join(d, "n1.pem"), 0o644)
-		_, err := LoadTLS(d, "n1")
-		wantErrContains(t, err, "no private key n1-key.pem", "raftlb tls cert --name n1")
-	})
-	t.Run("key readable by others", func(t *testing.T) {
-		d := t.TempDir()
-		copyFile(t, filepath.Join(dir, "ca.pem"), filepath.Join(d, "ca.pem"), 0o644)
-		copyFile(t, filepath.Join(dir, "n1.pem"), filepath.Join(d, "n1.pem"), 0o644)
-		copyFile(t, filepath.Join(dir, "n1-key.pem"), filepath.Join(d, "n1-key.pem"), 0o640)
-		_, err := LoadTLS(d, "n1")
-		wantErrContains(t, err, "n1-key.pem", "chmod 600")
-	})
+	// Directories put together from the two CAs' files: which file of
+	// which directory lands under which name, with what mode.
+	type file struct {
+		from, name, as string
+		mode           os.FileMode
+	}
+	for _, tc := range []struct {
+		name  string
+		files []file
+		want  []string
+	}{
+		{"signed by another CA", []file{{dir, "ca.pem", "ca.pem", 0o644}, {other, "n1.pem", "n1.pem", 0o644}, {other, "n1-key.pem", "n1-key.pem", 0o600}},
+			[]string{"certificate n1.pem is not signed by ca.pem"}},
+		{"certificate of another node", []file{{dir, "ca.pem", "ca.pem", 0o644}, {dir, "n2.pem", "n1.pem", 0o644}, {dir, "n2-key.pem", "n1-key.pem", 0o600}},
+			[]string{`certificate n1.pem is for node "n2", not n1`}},
+		{"key of another node", []file{{dir, "ca.pem", "ca.pem", 0o644}, {dir, "n1.pem", "n1.pem", 0o644}, {dir, "n2-key.pem", "n1-key.pem", 0o600}},
+			[]string{"n1.pem and n1-key.pem", "do not form a key pair"}},
+		{"missing key", []file{{dir, "ca.pem", "ca.pem", 0o644}, {dir, "n1.pem", "n1.pem", 0o644}},
+			[]string{"no private key n1-key.pem", "raftlb tls cert --name n1"}},
+		{"key readable by others", []file{{dir, "ca.pem", "ca.pem", 0o644}, {dir, "n1.pem", "n1.pem", 0o644}, {dir, "n1-key.pem", "n1-key.pem", 0o640}},
+			[]string{"n1-key.pem", "chmod 600"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := t.TempDir()
+			for _, f := range tc.files {
+				copyFile(t, filepath.Join(f.from, f.name), filepath.Join(d, f.as), f.mode)
+			}
+			_, err := LoadTLS(d, "n1")
+			wantErrContains(t, err, tc.want...)
+		})
+	}
 }
 
 // exchange runs one connection between a server and a client with the given
