@@ -63,7 +63,7 @@ type Timing struct {
 	RaftElectionTimeout  time.Duration
 	// RaftLeaderLease is how long a leader keeps acting without contact from
 	// a quorum. It must stay below RaftHeartbeatTimeout so a cut-off DC
-	// steps down before anyone else can be elected (DESIGN invariant 3).
+	// steps down before anyone else can be elected (invariant 3 of ARCHITECTURE.md).
 	RaftLeaderLease   time.Duration
 	RaftCommitTimeout time.Duration
 

@@ -410,7 +410,7 @@ func (n *Node) FSM() *fsm.FSM { return n.fsm }
 
 // VerifyLeader confirms, by a round of contact with a quorum, that this
 // node is still leader in term. The director calls it right before any
-// gratuitous ARP or IPVS write (DESIGN invariant 2).
+// gratuitous ARP or IPVS write (invariant 2 of ARCHITECTURE.md).
 func (n *Node) VerifyLeader(term uint64) error {
 	// raft answers a verification only from its leader loop: one queued
 	// as raft shuts down is never answered (its future has no shutdown

@@ -1,9 +1,11 @@
-// Package director is the DC's leader loop: Barrier, verify leadership,
-// claim the VIPs (address on the interface, gratuitous ARP bursts and a
-// periodic refresh), reconcile the IPVS table by diff, and on revoke flush
-// this node's IPVS services for its VIPs and give the VIPs back to lo.
+// Package director owns the DC's term (term.go): everything a node does
+// from gaining leadership in a Raft term to losing it — barrier,
+// membership, health checks, the VIP claim with its gratuitous ARP, the
+// IPVS table reconciled by diff — in one place and in a fixed order, and
+// undone in reverse, the VIPs first. It runs on every node; a node without
+// a data plane runs only the membership step while DC.
 //
 // Nothing here writes to the kernel unless the node has verified, in the
-// current Raft term, that it is leader (DESIGN invariant 2), and only the
-// DC ever has IPVS rules for a VIP (invariant 6).
+// current Raft term, that it is leader (invariant 2 of ARCHITECTURE.md),
+// and only the DC ever has IPVS rules for a VIP (invariant 6).
 package director

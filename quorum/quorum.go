@@ -51,7 +51,7 @@ func Has(v View) bool {
 	return v.Now.Sub(v.LastLeaderContact) <= v.ContactTimeout
 }
 
-// ValidateTimings checks DESIGN invariant 3: a leader cut off from the
+// ValidateTimings checks invariant 3 of ARCHITECTURE.md: a leader cut off from the
 // majority must give up the VIP before any other node can be elected.
 //
 // A follower stands for election only after hearing nothing from the leader

@@ -12,9 +12,11 @@ import (
 
 func TestRunExitStatus(t *testing.T) {
 	cmds := map[string]Command{
-		"ok":    func(context.Context, []string, io.Writer, io.Writer) error { return nil },
-		"usage": func(context.Context, []string, io.Writer, io.Writer) error { return fmt.Errorf("%w: bad flag", ErrUsage) },
-		"fail":  func(context.Context, []string, io.Writer, io.Writer) error { return errors.New("it broke") },
+		"ok": func(context.Context, []string, io.Writer, io.Writer) error { return nil },
+		"usage": func(context.Context, []string, io.Writer, io.Writer) error {
+			return fmt.Errorf("%w: bad flag", ErrUsage)
+		},
+		"fail": func(context.Context, []string, io.Writer, io.Writer) error { return errors.New("it broke") },
 		"flags": func(_ context.Context, args []string, _, stderr io.Writer) error {
 			fs := NewFlagSet("prog flags", stderr)
 			return ParseFlags(fs, args)
