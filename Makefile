@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/raftlb
 FUZZTIME ?= 30s
 
-.PHONY: all build demo demo-local test e2e vet fuzz bench mutate clean
+.PHONY: all build demo demo-local test e2e nemesis vet fuzz bench mutate clean
 
 all: build
 
@@ -30,6 +30,12 @@ test: vet
 # The kernel-lab scenarios alone (LVS-DR on a real kernel, in qemu).
 e2e:
 	lab/run.sh -test.v
+
+# The nemesis suite alone, RUNS injections of each fault class (CI runs
+# one of each within make test); prints `figure:` lines per class.
+RUNS ?= 5
+nemesis:
+	LAB_TIMEOUT=$${LAB_TIMEOUT:-60m} lab/run.sh -test.v -test.run '^TestNemesis$$' -lab.nemesis-runs=$(RUNS)
 
 vet:
 	$(GO) vet ./...

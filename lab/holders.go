@@ -16,9 +16,10 @@ type Holding struct {
 	Open     bool
 }
 
-// HolderWatch polls every node's interface for the VIP every few
-// milliseconds, through netlink, and records who carried it when: the
-// nodes' own account of invariant 1, beside the client's ARP judge.
+// HolderWatch polls every node every few milliseconds and records when a
+// condition held there: who carried the VIP on its interface (the nodes'
+// own account of invariant 1, beside the client's ARP judge), or who had
+// IPVS rules for it (invariant 6).
 type HolderWatch struct {
 	stop  chan struct{}
 	done  chan struct{}
@@ -29,14 +30,31 @@ type HolderWatch struct {
 
 // WatchHolders starts polling nss[name] for ip on dev.
 func WatchHolders(nss map[string]*NS, dev string, ip netip.Addr) *HolderWatch {
+	names := make([]string, 0, len(nss))
+	for n := range nss {
+		names = append(names, n)
+	}
+	return Watch(names, 5*time.Millisecond, func(n string) (bool, error) { return nss[n].HasAddr(dev, ip) })
+}
+
+// WatchIPVS starts polling each node's kernel for an IPVS service vip:port.
+func WatchIPVS(nodes []string, vip netip.Addr, port uint16) *HolderWatch {
+	return Watch(nodes, 20*time.Millisecond, func(n string) (bool, error) {
+		_, ok, err := IPVSDests(n, vip, port)
+		return ok, err
+	})
+}
+
+// Watch starts polling holds(node) for every node, every period.
+func Watch(nodes []string, period time.Duration, holds func(node string) (bool, error)) *HolderWatch {
 	w := &HolderWatch{stop: make(chan struct{}), done: make(chan struct{}), spans: map[string][]Holding{}}
 	go func() {
 		defer close(w.done)
-		tick := time.NewTicker(5 * time.Millisecond)
+		tick := time.NewTicker(period)
 		defer tick.Stop()
 		for {
-			for name, ns := range nss {
-				has, err := ns.HasAddr(dev, ip)
+			for _, name := range nodes {
+				has, err := holds(name)
 				now := time.Now()
 				w.mu.Lock()
 				if err != nil {
