@@ -3,6 +3,7 @@ package director
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/realserver"
 )
 
@@ -74,6 +76,12 @@ type Config struct {
 	// voter instead of retrying on.
 	Retry       time.Duration
 	GiveUpAfter int
+	// Lease is the VIP lease; the data plane's real-server manager must
+	// use the same. Zero takes quorum.DefaultLease.
+	Lease quorum.Lease
+	// AuditInterval is how often a node that is not DC checks that it
+	// holds no VIP on an interface and no IPVS service for one.
+	AuditInterval time.Duration
 	// HealthDial opens the health checks' connections (nil: a plain
 	// net.Dialer); tests confine them to loopback.
 	HealthDial health.DialFunc
@@ -104,6 +112,12 @@ func (c *Config) defaults() {
 	}
 	if c.GiveUpAfter == 0 {
 		c.GiveUpAfter = 5
+	}
+	if c.Lease.Duration == 0 {
+		c.Lease.Duration = quorum.DefaultLease
+	}
+	if c.AuditInterval == 0 {
+		c.AuditInterval = time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -158,7 +172,9 @@ func (d *Director) handOver(begun bool) {
 	}
 	if begun {
 		d.logger.Info("handing over: balancing stops; this node's own service answers until the successor takes the VIPs")
-		d.flush(d.c.FSM().Spec())
+		if err := d.flush(d.c.FSM().Spec()); err != nil {
+			d.logger.Error("stopping balancing for the hand-over failed", "err", err)
+		}
 		return
 	}
 	d.logger.Warn("hand-over failed: balancing again")
@@ -207,7 +223,9 @@ func (d *Director) Run(ctx context.Context) error {
 	// A node is never DC until proven: drop IPVS rules a previous run may
 	// have left for our VIPs (only the DC may balance them) and keep the
 	// VIPs on lo.
-	d.follow()
+	d.logFollow(d.follow())
+	audit := time.NewTicker(d.cfg.AuditInterval)
+	defer audit.Stop()
 
 	var run *termRun
 	defer func() { run.stop() }()
@@ -221,15 +239,38 @@ func (d *Director) Run(ctx context.Context) error {
 			run.stop()
 			run = nil
 			if ev.IsLeader {
-				run = d.startTerm(ctx, ev.Term)
+				run = d.startTerm(ctx, ev)
 			} else {
-				d.follow()
+				d.logFollow(d.follow())
 			}
 		case <-specs:
 			if run == nil {
-				d.follow()
+				d.logFollow(d.follow())
+			}
+		case <-audit.C:
+			if run == nil {
+				d.audit()
 			}
 		}
+	}
+}
+
+// audit is what a node that is not DC checks on a ticker: no VIP on an
+// interface, no IPVS service for one. Either would make it answer ARP or
+// balance beside the DC; each is repaired and logged.
+func (d *Director) audit() {
+	if d.dp == nil {
+		return
+	}
+	for _, vip := range d.dp.RS.OnInterface() {
+		d.logger.Warn("audit: this node is not DC but carries a VIP on its interface; taking it off", "vip", vip)
+	}
+	d.logFollow(d.follow())
+}
+
+func (d *Director) logFollow(err error) {
+	if err != nil {
+		d.logger.Error("giving back the VIPs and IPVS services failed", "err", err)
 	}
 }
 
@@ -239,12 +280,14 @@ type termRun struct {
 	done   chan struct{}
 }
 
-func (d *Director) startTerm(ctx context.Context, n uint64) *termRun {
+func (d *Director) startTerm(ctx context.Context, ev cluster.LeaderEvent) *termRun {
 	tctx, cancel := context.WithCancel(ctx)
 	r := &termRun{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		d.newTerm(n).run(tctx)
+		t := d.newTerm(ev.Term)
+		t.elected = ev.At
+		t.run(tctx)
 	}()
 	return r
 }
@@ -258,17 +301,18 @@ func (r *termRun) stop() {
 	<-r.done
 }
 
-// follow is the state of a node that is not DC: VIPs on lo, no IPVS
-// services for them.
-func (d *Director) follow() {
+// follow is the state of a node that is not DC: VIPs on lo, none on an
+// interface, no IPVS services for them.
+func (d *Director) follow() error {
 	if d.dp == nil {
-		return
+		return nil
 	}
 	spec := d.c.FSM().Spec()
-	if err := d.dp.RS.Apply(spec.VIPs, false); err != nil {
-		d.logger.Error("placing VIPs on lo failed", "err", err)
+	err := d.dp.RS.Apply(spec.VIPs, nil)
+	if err != nil {
+		err = fmt.Errorf("placing VIPs on lo: %w", err)
 	}
-	d.flush(spec)
+	return errors.Join(err, d.flush(spec))
 }
 
 // owned is the set of VIPs whose IPVS services raftlb manages: those in
@@ -286,26 +330,27 @@ func (d *Director) owned(spec fsm.Spec) map[netip.Addr]bool {
 
 // flush deletes the IPVS services of our VIPs. Deleting never claims
 // anything, so it needs no leadership.
-func (d *Director) flush(spec fsm.Spec) {
+func (d *Director) flush(spec fsm.Spec) error {
 	d.ipvsMu.Lock()
 	defer d.ipvsMu.Unlock()
 	cur, err := d.dp.IPVS.Services()
 	if err != nil {
-		d.logger.Error("reading IPVS table failed", "err", err)
-		return
+		return fmt.Errorf("reading IPVS table: %w", err)
 	}
 	owned := d.owned(spec)
+	var errs []error
 	for _, s := range cur {
 		if !owned[s.Key.VIP] {
 			continue
 		}
 		if err := d.dp.IPVS.DelService(s.Key); err != nil {
-			d.logger.Error("removing IPVS service failed", "service", s.Key.String(), "err", err)
+			errs = append(errs, fmt.Errorf("removing IPVS service %s: %w", s.Key, err))
 			continue
 		}
 		d.writes.Add(1)
 		d.logger.Info("IPVS service removed: not DC", "service", s.Key.String())
 	}
+	return errors.Join(errs...)
 }
 
 func (d *Director) ifaceOf(v fsm.VIP) string {

@@ -141,7 +141,7 @@ func TestRunClaimsAndReleasesOnLeadership(t *testing.T) {
 	w.run()
 	w.c.leaders <- leader(2)
 	testkit.WaitFor(t, "VIP on eth0 with its burst, and the table", func() bool {
-		return w.has("eth0") && !w.has("lo") && len(w.arp.Sent()) == 3 && len(w.dests()) == 3
+		return w.has("eth0") && w.has("lo") && len(w.arp.Sent()) == 3 && len(w.dests()) == 3
 	})
 	w.c.setOnline("m40", false)
 	testkit.WaitFor(t, "m40 out of the table", func() bool { return len(w.dests()) == 2 })
@@ -175,7 +175,7 @@ func TestStartRemovesStaleIPVSRulesForOurVIPs(t *testing.T) {
 	c := newFakeCluster(t)
 	c.setSpec(squid("rr"))
 	k := realserver.NewFake("eth0")
-	rs := realserver.New(k, "eth0", t.TempDir()+"/vips.json", testkit.Discard())
+	rs := realserver.New(k, realserver.Config{Interface: "eth0", StateFile: t.TempDir() + "/vips.json", Logger: testkit.Discard()})
 	if err := rs.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/realserver"
 )
 
@@ -210,20 +211,24 @@ type world struct {
 	logs *testkit.LogBuffer
 }
 
+// testLease is the VIP lease in tests: long, so that a test calling steps
+// one by one never sees its VIP expire unless it waits for that.
+var testLease = quorum.Lease{Duration: 10 * time.Second}
+
 // testConfig is the director's configuration in tests: fast retries and
 // bursts, no timers that fire on their own (tests send those events), the
 // health checks confined to loopback.
 func testConfig(t *testing.T, logs *testkit.LogBuffer) Config {
 	return Config{
 		GARPSpacing: time.Millisecond, GARPRefresh: -1, ReconcileInterval: time.Hour, MembershipInterval: time.Hour,
-		HandOverGrace: 20 * time.Millisecond, Retry: time.Millisecond, GiveUpAfter: 2,
+		HandOverGrace: 20 * time.Millisecond, Retry: time.Millisecond, GiveUpAfter: 2, Lease: testLease,
 		HealthDial: testkit.DialContext(t), Logger: logs.Logger(),
 	}
 }
 
 func newWorld(t *testing.T, mod func(*Config)) *world {
 	w := &world{t: t, c: newFakeCluster(t), k: realserver.NewFake("eth0"), ipvs: NewFakeIPVS(), arp: &FakeARP{}, logs: &testkit.LogBuffer{}}
-	w.rs = realserver.New(w.k, "eth0", t.TempDir()+"/vips.json", testkit.Discard())
+	w.rs = realserver.New(w.k, realserver.Config{Interface: "eth0", StateFile: t.TempDir() + "/vips.json", Lease: testLease.Duration, Logger: testkit.Discard()})
 	if err := w.rs.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package director
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -185,9 +186,13 @@ func normMask(s Service) netip.Addr {
 	return s.Netmask
 }
 
-// apply carries out ops in order and returns how many writes succeeded.
-func apply(k IPVS, ops []op) (int, error) {
+// apply carries out ops in order, each after allowed agrees, and returns
+// how many writes succeeded.
+func apply(k IPVS, ops []op, allowed func() error) (int, error) {
 	for i, o := range ops {
+		if err := allowed(); err != nil {
+			return i, fmt.Errorf("ipvs %s: %w", o, err)
+		}
 		var err error
 		switch o.kind {
 		case "add-service":
@@ -210,6 +215,29 @@ func apply(k IPVS, ops []op) (int, error) {
 		}
 	}
 	return len(ops), nil
+}
+
+// Release deletes every IPVS service of vips: what a supervisor runs after
+// the agent exited (raftlb release), so that a node whose agent is gone
+// balances nothing. It returns how many services it removed.
+func Release(k IPVS, vips []netip.Addr) (int, error) {
+	cur, err := k.Services()
+	if err != nil {
+		return 0, fmt.Errorf("reading IPVS table: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, s := range cur {
+		if !slices.Contains(vips, s.Key.VIP) {
+			continue
+		}
+		if err := k.DelService(s.Key); err != nil {
+			errs = append(errs, fmt.Errorf("removing IPVS service %s: %w", s.Key, err))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
 }
 
 func sortServices(s []Service) {

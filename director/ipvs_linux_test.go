@@ -105,3 +105,16 @@ func TestToKernelDest(t *testing.T) {
 		t.Errorf("a local real server reads back as %q, want %q", got, ForwardLocal)
 	}
 }
+
+func TestReleaseRemovesOnlyTheVIPsServices(t *testing.T) {
+	k := NewFakeIPVS()
+	mine := fsm.ServiceKey{VIP: netip.MustParseAddr("172.95.69.100"), Port: 3128, Protocol: "tcp"}
+	theirs := fsm.ServiceKey{VIP: netip.MustParseAddr("172.95.69.200"), Port: 80, Protocol: "tcp"}
+	_ = k.AddService(Service{Key: mine, Scheduler: "rr"})
+	_ = k.AddService(Service{Key: theirs, Scheduler: "rr"})
+	n, err := Release(k, []netip.Addr{mine.VIP})
+	tab, _ := k.Services()
+	if err != nil || n != 1 || len(tab) != 1 || tab[0].Key != theirs {
+		t.Fatalf("Release: %d removed, %v; left %+v", n, err, tab)
+	}
+}

@@ -27,6 +27,10 @@ type term struct {
 	d   *Director
 	n   uint64
 	log *slog.Logger
+	// elected is when this node learned it leads in term n; verifiedAt is
+	// when its leadership was last verified in term n (zero: never).
+	elected    time.Time
+	verifiedAt time.Time
 
 	// wg counts the term's own goroutines (the membership step); revoke
 	// waits for them. The health monitor and the ARP watches wait for
@@ -64,9 +68,10 @@ const (
 	evResume               // a hand-over failed: balance again
 	evBurst                // the next gratuitous ARP of the takeover burst
 	evRefresh              // the periodic gratuitous ARP
+	evRenew                // the VIP lease's renewal
 )
 
-var eventNames = [...]string{"spec", "membership", "health", "tick", "resume", "burst", "refresh"}
+var eventNames = [...]string{"spec", "membership", "health", "tick", "resume", "burst", "refresh", "renew"}
 
 func (e event) String() string { return eventNames[e] }
 
@@ -153,11 +158,14 @@ func (t *term) loop(ctx context.Context) {
 	defer cancelMembers()
 	specs, cancelSpecs := t.d.c.FSM().Subscribe()
 	defer cancelSpecs()
-	var tick, refresh <-chan time.Time
+	var tick, refresh, renew <-chan time.Time
 	if t.d.dp != nil {
 		r := time.NewTicker(t.d.cfg.ReconcileInterval)
 		defer r.Stop()
 		tick = r.C
+		l := time.NewTicker(t.d.cfg.Lease.RenewEvery())
+		defer l.Stop()
+		renew = l.C
 		if t.d.cfg.GARPRefresh > 0 {
 			g := time.NewTicker(t.d.cfg.GARPRefresh)
 			defer g.Stop()
@@ -183,6 +191,8 @@ func (t *term) loop(ctx context.Context) {
 			ev = evBurst
 		case <-refresh:
 			ev = evRefresh
+		case <-renew:
+			ev = evRenew
 		}
 		if err := t.handle(ev); err != nil {
 			t.log.Warn("DC step failed", "event", ev.String(), "err", err)
@@ -212,6 +222,8 @@ func (t *term) handle(ev event) error {
 		return t.announceBurst()
 	case evRefresh:
 		return t.announce()
+	case evRenew:
+		return t.renew()
 	}
 	return fmt.Errorf("unknown event %d", ev)
 }
@@ -222,7 +234,34 @@ func (t *term) verify() error {
 	if err := t.d.c.VerifyLeader(t.n); err != nil {
 		return fmt.Errorf("leadership not verified: %w", err)
 	}
+	t.verifiedAt = time.Now()
 	return nil
+}
+
+// allowed is asked right before every write to the kernel: a verification
+// allows writes for the lease's write window only (on the monotonic
+// clock), so a stall between the check and the write never yields a write
+// long after the verification; past the window it verifies again.
+func (t *term) allowed() error {
+	if !t.verifiedAt.IsZero() && time.Since(t.verifiedAt) <= t.d.cfg.Lease.WriteWindow() {
+		return nil
+	}
+	return t.verify()
+}
+
+// renew extends the lease of every VIP this term holds, in place. A VIP
+// whose lease had lapsed (this agent was starved past it) is back on the
+// interface and is announced again.
+func (t *term) renew() error {
+	if err := t.allowed(); err != nil {
+		return err
+	}
+	lapsed, err := t.d.dp.RS.Renew()
+	if len(lapsed) > 0 {
+		t.burstLeft = t.d.cfg.GARPCount
+		t.burst.Reset(0)
+	}
+	return err
 }
 
 // claim is the takeover: verify, then place. A claim that fails takes
@@ -232,7 +271,9 @@ func (t *term) claim() error {
 		return err
 	}
 	if err := t.place(); err != nil {
-		t.d.follow()
+		if ferr := t.d.follow(); ferr != nil {
+			t.log.Error("taking back a failed claim failed", "err", ferr)
+		}
 		t.held = nil
 		return err
 	}
@@ -251,7 +292,14 @@ func (t *term) place() error {
 	if err := t.reconcile(); err != nil {
 		t.log.Error("IPVS reconcile failed", "err", err)
 	}
-	if err := t.d.dp.RS.Apply(spec.VIPs, true); err != nil {
+	hold := map[netip.Addr]bool{}
+	for _, v := range spec.VIPs {
+		hold[v.Address] = true
+	}
+	if err := t.allowed(); err != nil {
+		return err
+	}
+	if err := t.d.dp.RS.Apply(spec.VIPs, hold); err != nil {
 		return fmt.Errorf("claiming VIPs: %w", err)
 	}
 	fresh := false
@@ -294,6 +342,9 @@ func (t *term) announceBurst() error {
 func (t *term) announce() error {
 	var errs []error
 	for _, vip := range sortedVIPs(t.held) {
+		if err := t.allowed(); err != nil {
+			return err
+		}
 		if err := t.d.dp.ARP.Gratuitous(t.held[vip], vip); err != nil {
 			errs = append(errs, fmt.Errorf("gratuitous ARP for %s: %w", vip, err))
 		}
@@ -374,7 +425,7 @@ func (t *term) reconcile() error {
 	if len(ops) == 0 {
 		return nil
 	}
-	n, err := apply(d.dp.IPVS, ops)
+	n, err := apply(d.dp.IPVS, ops, t.allowed)
 	d.writes.Add(uint64(n))
 	for _, o := range ops[:n] {
 		t.log.Info("IPVS "+o.kind, "service", o.svc.Key.String(), "real_server", destString(o.dest))
@@ -407,7 +458,7 @@ func (t *term) revoke() {
 				t.log.Warn("no successor announced every VIP within the grace; releasing them anyway", "grace", t.d.cfg.HandOverGrace)
 			}
 		}
-		t.d.follow()
+		t.release()
 		t.log.Info("DC duties released: VIPs back on lo, IPVS services removed")
 		t.ann.stop()
 	}
@@ -419,6 +470,26 @@ func (t *term) revoke() {
 		t.stopMembers()
 	}
 	t.wg.Wait()
+}
+
+// releaseTries bounds the retries of a release that fails: by then the
+// lease has certainly dropped the VIPs from the interface.
+const releaseTries = 10
+
+// release takes the VIPs off their interface and removes the IPVS
+// services, retrying a failure (a netlink error) with a growing pause.
+func (t *term) release() {
+	err := retry.Do(context.Background(), retry.Policy{Attempts: releaseTries, Interval: 50 * time.Millisecond, MaxInterval: time.Second},
+		func(_ context.Context, attempt int) error {
+			err := t.d.follow()
+			if err != nil {
+				t.log.Error("releasing the VIPs failed; retrying", "attempt", attempt, "err", err)
+			}
+			return err
+		})
+	if err != nil {
+		t.log.Error("the VIPs could not be released; the kernel drops them from the interface when their lease ends", "lease", t.d.cfg.Lease.Duration, "err", err)
+	}
 }
 
 // checkTargets lists the real servers to health-check: every backend of

@@ -108,8 +108,8 @@ func TestEveryEventNeedsVerifiedLeadership(t *testing.T) {
 func TestEstablishClaimsAndBursts(t *testing.T) {
 	w := newWorld(t, func(c *Config) { c.GARPCount = 3 })
 	tm := w.established(2)
-	if !w.has("eth0") || w.has("lo") {
-		t.Fatalf("VIP on eth0 %v, on lo %v; want eth0 only", w.has("eth0"), w.has("lo"))
+	if !w.has("eth0") || !w.has("lo") {
+		t.Fatalf("VIP on eth0 %v, on lo %v; want both (lo keeps the node a real server when the lease ends)", w.has("eth0"), w.has("lo"))
 	}
 	if got := w.dests(); len(got) != 3 || w.table()[0].Scheduler != "rr" {
 		t.Fatalf("IPVS table %+v, want rr over three real servers", w.table())
@@ -384,5 +384,78 @@ func TestNewDCKeepsServersItHasNotProbed(t *testing.T) {
 		if !s.Up {
 			t.Errorf("%v marked down after a single failed probe", k.Server)
 		}
+	}
+}
+
+// TestWritesNeedAFreshVerification: a verification allows writes for the
+// lease's write window only; past it, the term verifies again before it
+// writes, and writes nothing when that fails.
+func TestWritesNeedAFreshVerification(t *testing.T) {
+	w := newWorld(t, nil)
+	tm := w.established(2)
+	w.ipvs.TakeWrites()
+	w.k.ResetWrites()
+	w.c.setSpec(squid("wlc"))
+	w.c.mu.Lock()
+	before := w.c.verified
+	w.c.mu.Unlock()
+	// Fresh: no second verification for a write right after the first.
+	if err := tm.place(); err != nil {
+		t.Fatal(err)
+	}
+	w.c.mu.Lock()
+	again := w.c.verified - before
+	w.c.mu.Unlock()
+	if again != 0 || len(w.ipvs.TakeWrites()) != 1 {
+		t.Fatalf("a write within the window verified %d more times; want none, and the write made", again)
+	}
+	// Stale: a stall longer than the window since the verification.
+	tm.verifiedAt = time.Now().Add(-2 * testLease.WriteWindow())
+	w.c.setVerifyErr(errNotLeader)
+	w.c.setSpec(squid("rr"))
+	if err := tm.place(); !errors.Is(err, errNotLeader) {
+		t.Errorf("a write long after the verification, which no longer holds: %v, want the verification's error", err)
+	}
+	if wr := w.ipvs.TakeWrites(); len(wr) != 0 {
+		t.Errorf("a stale verification allowed IPVS writes %v", wr)
+	}
+	if err := tm.renew(); !errors.Is(err, errNotLeader) || len(w.k.Writes) != 0 {
+		t.Errorf("a stale verification allowed a lease renewal: %v, writes %v", err, w.k.Writes)
+	}
+}
+
+// TestRenewExtendsTheLease: the renewal event renews every held VIP's
+// lease in place, after verifying leadership.
+func TestRenewExtendsTheLease(t *testing.T) {
+	w := newWorld(t, nil)
+	tm := w.established(2)
+	w.k.ResetWrites()
+	if err := tm.handle(evRenew); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"renew eth0 172.95.69.100/32 10s"}; !slices.Equal(w.k.Writes, want) {
+		t.Errorf("renewal wrote %v, want %v", w.k.Writes, want)
+	}
+}
+
+// TestAuditRepairsAFollower: a node that is not DC and finds a VIP on its
+// interface, or an IPVS service for one, takes them away and says so.
+func TestAuditRepairsAFollower(t *testing.T) {
+	w := newWorld(t, nil)
+	if err := w.d.follow(); err != nil { // Run's first step
+		t.Fatal(err)
+	}
+	if err := w.k.AddrAdd("eth0", netip.PrefixFrom(vip, 32)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ipvs.AddService(Service{Key: fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Scheduler: "rr"}); err != nil {
+		t.Fatal(err)
+	}
+	w.d.audit()
+	if w.has("eth0") || !w.has("lo") || len(w.table()) != 0 {
+		t.Errorf("after the audit: VIP on eth0 %v, on lo %v, IPVS %v", w.has("eth0"), w.has("lo"), w.table())
+	}
+	if !strings.Contains(w.logs.String(), "not DC but carries a VIP on its interface") {
+		t.Errorf("the repair is not logged")
 	}
 }

@@ -5,40 +5,61 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/raftlb/raftlb/fsm"
 )
 
 const loopback = "lo"
 
-// Manager places the VIPs on this node. It remembers which VIPs it
-// manages in a state file, so that after a crash the restarted agent can
-// take a VIP off the interface before it knows anything else: a restarted
-// agent is never DC until proven.
+// Manager places the VIPs on this node. Every VIP is on lo for as long as
+// it is managed: that copy makes the node a real server. The DC also
+// carries its VIPs on their interface, where they answer ARP, with a
+// lifetime the kernel enforces (the lease): an agent that dies or hangs
+// loses them there by the kernel alone, and stays a real server. The
+// manager remembers which VIPs it manages in a state file, so that after a
+// crash the restarted agent can take a VIP off the interface before it
+// knows anything else: a restarted agent is never DC until proven.
 type Manager struct {
 	k         Kernel
 	iface     string // default interface for VIPs that name none
 	stateFile string
+	lease     time.Duration
 	logger    *slog.Logger
 
 	mu      sync.Mutex
 	managed map[netip.Addr]string // VIP → its interface
+	held    map[netip.Addr]bool   // VIPs this node carries on their interface
 	prev    map[string]string     // sysctl key → value before we changed it
-	holding bool
+	lapses  int                   // renewals that found the address gone
 }
 
-// New returns a Manager. iface is the interface a VIP goes on when the spec
-// names none; stateFile lives in the agent's data dir.
-func New(k Kernel, iface, stateFile string, logger *slog.Logger) *Manager {
+// Config sets up a Manager.
+type Config struct {
+	// Interface is where a VIP goes when the spec names none.
+	Interface string
+	// StateFile lives in the agent's data dir.
+	StateFile string
+	// Lease is the lifetime a VIP gets on its interface, renewed by the
+	// DC; whole seconds. Zero puts it there for good (tests only: the
+	// agent always sets one).
+	Lease  time.Duration
+	Logger *slog.Logger
+}
+
+// New returns a Manager.
+func New(k Kernel, cfg Config) *Manager {
 	return &Manager{
-		k: k, iface: iface, stateFile: stateFile,
-		logger:  logger.With("component", "realserver"),
+		k: k, iface: cfg.Interface, stateFile: cfg.StateFile, lease: cfg.Lease,
+		logger:  cfg.Logger.With("component", "realserver"),
 		managed: map[netip.Addr]string{},
+		held:    map[netip.Addr]bool{},
 		prev:    map[string]string{},
 	}
 }
@@ -79,10 +100,11 @@ func (m *Manager) ifaceOf(v fsm.VIP) string {
 	return m.iface
 }
 
-// Apply places vips: on their interface when holding (this node is the
-// verified DC), on lo otherwise. VIPs that left the spec are removed from
-// both. Apply is idempotent; it writes only what differs.
-func (m *Manager) Apply(vips []fsm.VIP, holding bool) error {
+// Apply places vips: each on lo, and on its interface too when hold says
+// so (this node is the verified DC and may hold it). VIPs that left the
+// spec are removed from both. Apply is idempotent; it writes only what
+// differs (a VIP already held keeps its lease until the next Renew).
+func (m *Manager) Apply(vips []fsm.VIP, hold map[netip.Addr]bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	want := map[netip.Addr]string{}
@@ -99,6 +121,7 @@ func (m *Manager) Apply(vips []fsm.VIP, holding bool) error {
 		if w, ok := want[vip]; !ok || w != iface {
 			errs = append(errs, m.remove(vip, iface))
 			delete(m.managed, vip)
+			delete(m.held, vip)
 		}
 	}
 	newIface := false
@@ -115,21 +138,97 @@ func (m *Manager) Apply(vips []fsm.VIP, holding bool) error {
 		errs = append(errs, m.applySysctls())
 	}
 	for _, vip := range sortedAddrs(want) {
-		if holding {
-			errs = append(errs, m.toInterface(vip, want[vip]))
-		} else {
-			errs = append(errs, m.toLoopback(vip, want[vip]))
+		if hold[vip] {
+			if err := m.toInterface(vip, want[vip]); err != nil {
+				errs = append(errs, err)
+			} else if !m.held[vip] {
+				m.held[vip] = true
+				m.logger.Info("VIP on its interface: this node is DC", "vip", vip, "interface", want[vip], "lease", m.lease)
+			}
+			continue
 		}
-	}
-	if holding != m.holding {
-		m.holding = holding
-		if holding {
-			m.logger.Info("VIPs moved to the interface: this node is DC", "vips", len(want))
-		} else {
-			m.logger.Info("VIPs on lo: this node is a real server", "vips", len(want))
+		if err := m.toLoopback(vip, want[vip]); err != nil {
+			errs = append(errs, err)
+		} else if m.held[vip] {
+			delete(m.held, vip)
+			m.logger.Info("VIP off its interface: this node is a real server", "vip", vip, "interface", want[vip])
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Renew renews the lease of every VIP this node holds on its interface,
+// in place. A VIP whose lease had lapsed (the agent was starved past it)
+// is added back and reported: it was gone from the interface for a while.
+// The caller has just verified that this node may hold them.
+func (m *Manager) Renew() (lapsed []netip.Addr, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lease == 0 {
+		return nil, nil
+	}
+	var errs []error
+	present := map[string][]netip.Prefix{}
+	for _, vip := range sortedAddrs(m.held) {
+		iface := m.managed[vip]
+		if _, ok := present[iface]; !ok {
+			addrs, err := m.k.Addrs(iface)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("renew VIPs on %s: %w", iface, err))
+				continue
+			}
+			present[iface] = addrs
+		}
+		if !slices.Contains(present[iface], hostPrefix(vip)) {
+			lapsed = append(lapsed, vip)
+			m.lapses++
+			m.logger.Warn("VIP lease had lapsed: the address was gone from the interface and is put back", "vip", vip, "interface", iface, "lease", m.lease)
+		}
+		if err := m.k.AddrLease(iface, hostPrefix(vip), m.lease); err != nil {
+			errs = append(errs, fmt.Errorf("renew the lease of VIP %s on %s: %w", vip, iface, err))
+		}
+	}
+	return lapsed, errors.Join(errs...)
+}
+
+// Lapses counts the renewals that found a VIP's lease lapsed.
+func (m *Manager) Lapses() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lapses
+}
+
+// Where reports, from the kernel, whether this node carries vip on its
+// interface and on lo.
+func (m *Manager) Where(vip netip.Addr) (iface string, onIface, onLo bool) {
+	m.mu.Lock()
+	iface = m.managed[vip]
+	m.mu.Unlock()
+	has := func(dev string) bool {
+		if dev == "" {
+			return false
+		}
+		addrs, err := m.k.Addrs(dev)
+		return err == nil && slices.Contains(addrs, hostPrefix(vip))
+	}
+	return iface, has(iface), has(loopback)
+}
+
+// OnInterface lists the managed VIPs the kernel carries on their
+// interface right now: on a node that is not DC, each is a fault to
+// repair.
+func (m *Manager) OnInterface() []netip.Addr {
+	m.mu.Lock()
+	managed := maps.Clone(m.managed)
+	m.mu.Unlock()
+	var out []netip.Addr
+	for _, vip := range sortedAddrs(managed) {
+		addrs, err := m.k.Addrs(managed[vip])
+		if err == nil && slices.Contains(addrs, hostPrefix(vip)) {
+			out = append(out, vip)
+		}
+	}
+	return out
 }
 
 func (m *Manager) knowsIface(iface string) bool {
@@ -137,15 +236,25 @@ func (m *Manager) knowsIface(iface string) bool {
 	return ok
 }
 
-// toInterface adds the VIP on the interface before taking it off lo, so the
-// node never lacks the address it must accept packets for.
+// toInterface puts the VIP on the interface, with the lease, keeping it on
+// lo: when the lease runs out without a renewal the node is a real server
+// still. A VIP already held is left as it is; Renew extends its lease.
 func (m *Manager) toInterface(vip netip.Addr, iface string) error {
 	p := hostPrefix(vip)
-	if err := m.k.AddrAdd(iface, p); err != nil {
-		return fmt.Errorf("add VIP %s to %s: %w", vip, iface, err)
+	if err := m.k.AddrAdd(loopback, p); err != nil {
+		return fmt.Errorf("add VIP %s to lo: %w", vip, err)
 	}
-	if err := m.k.AddrDel(loopback, p); err != nil {
-		return fmt.Errorf("remove VIP %s from lo: %w", vip, err)
+	if m.held[vip] {
+		return nil
+	}
+	var err error
+	if m.lease > 0 {
+		err = m.k.AddrLease(iface, p, m.lease)
+	} else {
+		err = m.k.AddrAdd(iface, p)
+	}
+	if err != nil {
+		return fmt.Errorf("add VIP %s to %s: %w", vip, iface, err)
 	}
 	return nil
 }
@@ -228,6 +337,7 @@ func (m *Manager) Shutdown() error {
 		errs = append(errs, m.remove(vip, iface))
 	}
 	m.managed = map[netip.Addr]string{}
+	m.held = map[netip.Addr]bool{}
 	errs = append(errs, m.writeState())
 	keys := make([]string, 0, len(m.prev))
 	for k := range m.prev {
@@ -242,8 +352,10 @@ func (m *Manager) Shutdown() error {
 	return errors.Join(errs...)
 }
 
-func (m *Manager) readState() ([]stateFileVIP, error) {
-	b, err := os.ReadFile(m.stateFile)
+func (m *Manager) readState() ([]stateFileVIP, error) { return readStateFile(m.stateFile) }
+
+func readStateFile(path string) ([]stateFileVIP, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -252,14 +364,38 @@ func (m *Manager) readState() ([]stateFileVIP, error) {
 	}
 	var vips []stateFileVIP
 	if err := json.Unmarshal(b, &vips); err != nil {
-		return nil, fmt.Errorf("VIP state file %s is corrupt (remove it after checking `ip addr`): %w", m.stateFile, err)
+		return nil, fmt.Errorf("VIP state file %s is corrupt (remove it after checking `ip addr`): %w", path, err)
 	}
 	for _, v := range vips {
 		if !v.Address.IsValid() {
-			return nil, fmt.Errorf("VIP state file %s holds an invalid address", m.stateFile)
+			return nil, fmt.Errorf("VIP state file %s holds an invalid address", path)
 		}
 	}
 	return vips, nil
+}
+
+// Release takes every VIP the state file says an agent managed off its
+// interface, leaving the lo copies (and the sysctls) as they are: what a
+// supervisor runs after the agent exited, however it exited, so a dead
+// agent's node stops answering ARP for them at once instead of when the
+// lease ends. It returns the VIPs, for their IPVS services to go too.
+func Release(k Kernel, stateFile string) ([]netip.Addr, error) {
+	vips, err := readStateFile(stateFile)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	var errs []error
+	for _, v := range vips {
+		out = append(out, v.Address)
+		if v.Interface == "" {
+			continue
+		}
+		if err := k.AddrDel(v.Interface, hostPrefix(v.Address)); err != nil {
+			errs = append(errs, fmt.Errorf("remove VIP %s from %s: %w", v.Address, v.Interface, err))
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 func (m *Manager) writeState() error {

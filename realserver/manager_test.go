@@ -9,8 +9,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testkit"
 )
 
 var vip = netip.MustParseAddr("172.95.69.100")
@@ -18,6 +20,9 @@ var vip = netip.MustParseAddr("172.95.69.100")
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func vips() []fsm.VIP { return []fsm.VIP{{Address: vip, Interface: "eth0"}} }
+
+// holdIt is the hold map of a DC that holds the test's VIP.
+var holdIt = map[netip.Addr]bool{vip: true}
 
 func has(t *testing.T, k *Fake, dev string) bool {
 	t.Helper()
@@ -37,7 +42,7 @@ func TestStartSetsARPSysctlsAndTakesBackOldVIPs(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = k.AddrAdd("eth0", netip.PrefixFrom(vip, 32))
-	m := New(k, "eth0", state, discard())
+	m := New(k, Config{Interface: "eth0", StateFile: state, Logger: discard()})
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -63,40 +68,41 @@ func TestStartSetsARPSysctlsAndTakesBackOldVIPs(t *testing.T) {
 
 func TestApplyMovesVIPBetweenLoAndInterface(t *testing.T) {
 	k := NewFake("eth0")
-	m := New(k, "eth0", filepath.Join(t.TempDir(), "vips.json"), discard())
+	m := New(k, Config{Interface: "eth0", StateFile: filepath.Join(t.TempDir(), "vips.json"), Logger: discard()})
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Apply(vips(), false); err != nil {
+	if err := m.Apply(vips(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if !has(t, k, "lo") || has(t, k, "eth0") {
 		t.Fatal("real server: want the VIP on lo only")
 	}
 	k.ResetWrites()
-	if err := m.Apply(vips(), true); err != nil {
+	if err := m.Apply(vips(), holdIt); err != nil {
 		t.Fatal(err)
 	}
-	// Add on the interface before removing from lo: never without the VIP.
-	if want := []string{"add eth0 172.95.69.100/32", "del lo 172.95.69.100/32"}; !slices.Equal(k.Writes, want) {
+	// On the interface, and still on lo: the node stays a real server
+	// whatever becomes of the interface's copy.
+	if want := []string{"add eth0 172.95.69.100/32"}; !slices.Equal(k.Writes, want) {
 		t.Fatalf("takeover wrote %v, want %v", k.Writes, want)
 	}
 	k.ResetWrites()
-	if err := m.Apply(vips(), true); err != nil {
+	if err := m.Apply(vips(), holdIt); err != nil {
 		t.Fatal(err)
 	}
 	if len(k.Writes) != 0 {
 		t.Fatalf("repeated apply wrote %v", k.Writes)
 	}
-	if err := m.Apply(vips(), false); err != nil {
+	if err := m.Apply(vips(), nil); err != nil {
 		t.Fatal(err)
 	}
-	// Add on lo before removing from the interface.
-	if want := []string{"add lo 172.95.69.100/32", "del eth0 172.95.69.100/32"}; !slices.Equal(k.Writes, want) {
+	// Off the interface; lo keeps its copy.
+	if want := []string{"del eth0 172.95.69.100/32"}; !slices.Equal(k.Writes, want) {
 		t.Fatalf("release wrote %v, want %v", k.Writes, want)
 	}
 	// A VIP that leaves the spec is removed everywhere.
-	if err := m.Apply(nil, false); err != nil {
+	if err := m.Apply(nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if has(t, k, "lo") || has(t, k, "eth0") {
@@ -105,8 +111,8 @@ func TestApplyMovesVIPBetweenLoAndInterface(t *testing.T) {
 }
 
 func TestApplyRefusesVIPWithoutInterface(t *testing.T) {
-	m := New(NewFake("eth0"), "", filepath.Join(t.TempDir(), "vips.json"), discard())
-	err := m.Apply([]fsm.VIP{{Address: vip}}, false)
+	m := New(NewFake("eth0"), Config{StateFile: filepath.Join(t.TempDir(), "vips.json"), Logger: discard()})
+	err := m.Apply([]fsm.VIP{{Address: vip}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "--interface") {
 		t.Fatalf("err = %v, want a hint about --interface", err)
 	}
@@ -115,11 +121,11 @@ func TestApplyRefusesVIPWithoutInterface(t *testing.T) {
 func TestShutdownRemovesVIPsBeforeRestoringSysctls(t *testing.T) {
 	k := NewFake("eth0")
 	_ = k.SetSysctl("net/ipv4/conf/all/arp_announce", "1") // the operator's value
-	m := New(k, "eth0", filepath.Join(t.TempDir(), "vips.json"), discard())
+	m := New(k, Config{Interface: "eth0", StateFile: filepath.Join(t.TempDir(), "vips.json"), Logger: discard()})
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Apply(vips(), false); err != nil {
+	if err := m.Apply(vips(), nil); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
@@ -150,7 +156,76 @@ func TestShutdownRemovesVIPsBeforeRestoringSysctls(t *testing.T) {
 func TestCorruptStateFileIsAnError(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "vips.json")
 	_ = os.WriteFile(state, []byte("{not json"), 0o600)
-	if err := New(NewFake("eth0"), "eth0", state, discard()).Start(); err == nil || !strings.Contains(err.Error(), "corrupt") {
+	if err := New(NewFake("eth0"), Config{Interface: "eth0", StateFile: state, Logger: discard()}).Start(); err == nil || !strings.Contains(err.Error(), "corrupt") {
 		t.Fatalf("err = %v, want a corrupt-state error", err)
+	}
+}
+
+// TestLeaseOnTheInterface: the DC's copy of a VIP carries the lease and is
+// renewed in place; when no renewal comes, the kernel drops it by itself
+// and lo keeps its copy; a renewal after a lapse puts it back and says so.
+func TestLeaseOnTheInterface(t *testing.T) {
+	k := NewFake("eth0")
+	m := New(k, Config{Interface: "eth0", StateFile: filepath.Join(t.TempDir(), "vips.json"), Lease: time.Second, Logger: discard()})
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	k.ResetWrites()
+	if err := m.Apply(vips(), holdIt); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"add lo 172.95.69.100/32", "lease eth0 172.95.69.100/32 1s"}; !slices.Equal(k.Writes, want) {
+		t.Fatalf("claim wrote %v, want %v", k.Writes, want)
+	}
+	k.ResetWrites()
+	if lapsed, err := m.Renew(); err != nil || len(lapsed) != 0 {
+		t.Fatalf("renew: lapsed %v, %v", lapsed, err)
+	}
+	if want := []string{"renew eth0 172.95.69.100/32 1s"}; !slices.Equal(k.Writes, want) {
+		t.Fatalf("renew wrote %v, want %v (in place)", k.Writes, want)
+	}
+	// No renewal: the kernel drops the interface's copy; lo keeps its own.
+	testkit.WaitFor(t, "the lease to run out", func() bool { return !has(t, k, "eth0") })
+	if !has(t, k, "lo") || !slices.Contains(k.Writes, "expire eth0 172.95.69.100/32") {
+		t.Fatalf("after the lease ran out: on lo %v, writes %v", has(t, k, "lo"), k.Writes)
+	}
+	if _, on, lo := m.Where(vip); on || !lo {
+		t.Errorf("Where after the lapse: on the interface %v, on lo %v", on, lo)
+	}
+	lapsed, err := m.Renew()
+	if err != nil || !slices.Equal(lapsed, []netip.Addr{vip}) || m.Lapses() != 1 || !has(t, k, "eth0") {
+		t.Fatalf("renew after the lapse: lapsed %v (%d in all), %v; on eth0 %v", lapsed, m.Lapses(), err, has(t, k, "eth0"))
+	}
+	if got := m.OnInterface(); !slices.Equal(got, []netip.Addr{vip}) {
+		t.Errorf("OnInterface %v, want the VIP", got)
+	}
+}
+
+// TestReleaseAfterTheAgent: what a supervisor runs after the agent died
+// takes its VIPs off the interfaces and leaves lo and the sysctls alone.
+func TestReleaseAfterTheAgent(t *testing.T) {
+	k := NewFake("eth0")
+	state := filepath.Join(t.TempDir(), "vips.json")
+	m := New(k, Config{Interface: "eth0", StateFile: state, Lease: 10 * time.Second, Logger: discard()})
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(vips(), holdIt); err != nil {
+		t.Fatal(err)
+	}
+	k.Detach() // the agent is gone; a new process runs release
+	k.Attach()
+	got, err := Release(k, state)
+	if err != nil || !slices.Equal(got, []netip.Addr{vip}) {
+		t.Fatalf("Release: %v, %v", got, err)
+	}
+	if has(t, k, "eth0") || !has(t, k, "lo") {
+		t.Errorf("after release: on eth0 %v, on lo %v; want lo only", has(t, k, "eth0"), has(t, k, "lo"))
+	}
+	if v, _ := k.Sysctl("net/ipv4/conf/all/arp_ignore"); v != "1" {
+		t.Errorf("release touched the sysctls: arp_ignore %s", v)
+	}
+	if got, err := Release(k, filepath.Join(t.TempDir(), "none.json")); err != nil || len(got) != 0 {
+		t.Errorf("release without a state file: %v, %v", got, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -37,6 +38,30 @@ func (n Netlink) AddrAdd(dev string, p netip.Prefix) error {
 	if err != nil {
 		return err
 	}
+	if err := netlink.AddrAdd(l, vipAddr(dev, p, 0)); err != nil && !errors.Is(err, syscall.EEXIST) {
+		return err
+	}
+	return nil
+}
+
+// AddrLease implements Kernel: an address replace, which adds the address
+// if it is missing and otherwise only sets its lifetimes.
+func (n Netlink) AddrLease(dev string, p netip.Prefix, lifetime time.Duration) error {
+	if lifetime < time.Second || lifetime%time.Second != 0 {
+		return fmt.Errorf("lease of %s on %s: %s is not a whole number of seconds", p, dev, lifetime)
+	}
+	l, err := n.link(dev)
+	if err != nil {
+		return err
+	}
+	if err := netlink.AddrReplace(l, vipAddr(dev, p, int(lifetime/time.Second))); err != nil {
+		return fmt.Errorf("lease of %s on %s: %w", p, dev, err)
+	}
+	return nil
+}
+
+// vipAddr is how a VIP goes on dev: lifetime seconds (0: for good).
+func vipAddr(dev string, p netip.Prefix, lifetime int) *netlink.Addr {
 	a := toNetlinkAddr(p)
 	if dev == loopback {
 		// Host scope: the VIP on lo is for accepting packets, never a
@@ -44,16 +69,24 @@ func (n Netlink) AddrAdd(dev string, p netip.Prefix) error {
 		// the scope; see below.)
 		a.Scope = int(netlink.SCOPE_HOST)
 	}
+	if lifetime > 0 {
+		// Valid and preferred alike; netlink sends IFA_CACHEINFO only
+		// when they are not zero.
+		a.ValidLft, a.PreferedLft = lifetime, lifetime
+	}
 	if p.Addr().Is6() {
-		// Deprecated (preferred lifetime 0, valid forever): it still
-		// accepts connections and answers neighbour solicitations, but
-		// the kernel never picks it as a source address. Otherwise the
-		// DC's own connections to the LAN (health checks, for one) would
-		// leave from the /128 VIP — source selection prefers the longest
+		// Deprecated (preferred lifetime 0): it still accepts
+		// connections and answers neighbour solicitations, but the kernel
+		// never picks it as a source address. Otherwise the DC's own
+		// connections to the LAN (health checks, for one) would leave
+		// from the /128 VIP — source selection prefers the longest
 		// matching prefix, capped at the address's own length — and the
 		// answers would go to a real server, which carries the VIP too.
 		// keepalived adds IPv6 VIPs the same way.
 		a.PreferedLft, a.ValidLft = 0, math.MaxUint32
+		if lifetime > 0 {
+			a.ValidLft = lifetime
+		}
 		if dev != loopback {
 			// No duplicate address detection: during a hand-over the
 			// old DC still carries the VIP on its interface and would
@@ -64,15 +97,16 @@ func (n Netlink) AddrAdd(dev string, p netip.Prefix) error {
 			a.Flags = unix.IFA_F_NODAD
 		}
 	}
-	if err := netlink.AddrAdd(l, a); err != nil && !errors.Is(err, syscall.EEXIST) {
-		return err
-	}
-	return nil
+	return a
 }
 
 // AddrDel implements Kernel.
 func (n Netlink) AddrDel(dev string, p netip.Prefix) error {
 	l, err := n.link(dev)
+	var gone netlink.LinkNotFoundError
+	if errors.As(err, &gone) {
+		return nil // the interface is gone, and its addresses with it
+	}
 	if err != nil {
 		return err
 	}

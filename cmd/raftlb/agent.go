@@ -25,6 +25,7 @@ import (
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/cli"
 	"github.com/raftlb/raftlb/internal/retry"
+	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/realserver"
 	"github.com/raftlb/raftlb/status"
 )
@@ -39,6 +40,7 @@ type agentFlags struct {
 	snapshotThreshold                                      uint64
 	garpCount                                              int
 	garpRefresh                                            time.Duration
+	vipLease                                               time.Duration
 }
 
 // newAgentFlagSet defines the agent's flags. The config file's keys are
@@ -73,6 +75,7 @@ func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 0, "Raft log entries between snapshots (0: Raft's default)")
 	fs.IntVar(&f.garpCount, "garp-count", 3, "gratuitous ARPs (for IPv6: unsolicited neighbour advertisements) per VIP when this node becomes DC")
 	fs.DurationVar(&f.garpRefresh, "garp-refresh", 5*time.Second, "repeat a gratuitous ARP (IPv6: neighbour advertisement) per VIP this often while DC (negative: never)")
+	fs.DurationVar(&f.vipLease, "vip-lease", quorum.DefaultLease, "lifetime of a VIP on the DC's interface, renewed after each verification of leadership; the kernel drops it when the agent dies or hangs (whole seconds)")
 	return fs, f
 }
 
@@ -98,6 +101,9 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 		if err := applyConfigFile(fs, settings); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", cli.ErrUsage, f.config, err)
 		}
+	}
+	if err := (quorum.Lease{Duration: f.vipLease}).Validate(); err != nil {
+		return nil, fmt.Errorf("%w: --vip-lease: %v", cli.ErrUsage, err)
 	}
 	if f.dataplane != "kernel" && f.dataplane != "fake" && f.dataplane != "none" {
 		return nil, fmt.Errorf("%w: --dataplane %q: want kernel, fake or none", cli.ErrUsage, f.dataplane)
@@ -195,7 +201,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	// and the IPVS table while DC; without one it still runs the DC's
 	// membership duties.
 	dir := director.New(node, dp, director.Config{
-		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Logger: logger,
+		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: quorum.Lease{Duration: f.vipLease}, Logger: logger,
 	})
 	// The status view asks the node, the replicated state and, for the
 	// health checks, this node's director while DC or the DC over RPC.
@@ -298,7 +304,7 @@ func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, fu
 			iface = "eth0"
 		}
 		dp := &director.Dataplane{
-			RS:   realserver.New(realserver.NewFake(iface), iface, filepath.Join(f.dataDir, "vips.json"), logger),
+			RS:   realserver.New(realserver.NewFake(iface), realserver.Config{Interface: iface, StateFile: filepath.Join(f.dataDir, "vips.json"), Lease: f.vipLease, Logger: logger}),
 			IPVS: director.NewFakeIPVS(),
 			ARP:  &director.FakeARP{},
 		}
@@ -314,7 +320,7 @@ func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, fu
 	if err := checkIPVS(); err != nil {
 		return nil, nil, err
 	}
-	rs := realserver.New(realserver.Netlink{}, f.iface, filepath.Join(f.dataDir, "vips.json"), logger)
+	rs := realserver.New(realserver.Netlink{}, realserver.Config{Interface: f.iface, StateFile: filepath.Join(f.dataDir, "vips.json"), Lease: f.vipLease, Logger: logger})
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("create data dir: %w", err)
 	}

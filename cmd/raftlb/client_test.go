@@ -227,3 +227,17 @@ func TestStatusCommand(t *testing.T) {
 		t.Errorf("status --json = %v", doc)
 	}
 }
+
+// TestReleaseCommand: release refuses while the agent answers (a running
+// DC must not lose its VIPs behind its back), needs --data-dir, and with
+// no state file has nothing to do. The kernel side is the lab's.
+func TestReleaseCommand(t *testing.T) {
+	addr, _ := startAgent(t, &api.FakeAgent{})
+	wantExit(t, 1, []string{"release", "--api", addr, "--data-dir", t.TempDir()}, "the agent is running")
+	wantExit(t, 2, []string{"release", "--api", missingSocket(t)}, "--data-dir")
+	wantExit(t, 2, []string{"release", "--api", missingSocket(t), "--data-dir", t.TempDir(), "extra"}, "no arguments")
+	stdout, _ := wantExit(t, 0, []string{"release", "--api", missingSocket(t), "--data-dir", t.TempDir()})
+	if !strings.Contains(stdout, "released nothing") {
+		t.Errorf("stdout %q", stdout)
+	}
+}

@@ -20,6 +20,7 @@ Usage:
   raftlb agent   --name NAME --data-dir DIR --bind IP [flags]   run a node
   raftlb join    [--api ADDR] HOST:GOSSIPPORT...                 join the local agent to a cluster
   raftlb leave   [--api ADDR]                                    leave the cluster for good and stop the agent
+  raftlb release --data-dir DIR                                  after the agent exited: its VIPs off the interfaces, its IPVS services gone
   raftlb apply   [--api ADDR] -f services.yaml                   submit the desired services
   raftlb status  [--api ADDR] [--json]                           show the cluster status
   raftlb ipvs    [--api ADDR] [--json]                           show this node's IPVS table (ipvsadm -Ln)
@@ -42,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"agent":   func(args []string, _, stderr io.Writer) error { return runAgent(args, stderr) },
 		"join":    runJoin,
 		"leave":   runLeave,
+		"release": runRelease,
 		"apply":   runApply,
 		"status":  runStatus,
 		"ipvs":    runIPVS,

@@ -48,11 +48,12 @@ func NewChecker(maxOverlap time.Duration, leader func(string) (bool, uint64), hi
 	}
 }
 
-// Addr is node's kernel address write, as realserver.Fake writes it:
-// "add eth0 172.95.69.100/32", "del lo 172.95.69.100/32".
+// Addr is node's kernel address change, as realserver.Fake writes it:
+// "add eth0 172.95.69.100/32", "lease eth0 172.95.69.100/32 2s",
+// "renew …", "del …", "expire eth0 172.95.69.100/32".
 func (c *Checker) Addr(node, write string) {
 	f := strings.Fields(write)
-	if len(f) != 3 || f[1] == "lo" {
+	if len(f) < 3 || f[1] == "lo" || f[0] == "renew" {
 		return
 	}
 	p, err := netip.ParsePrefix(f[2])
@@ -66,9 +67,9 @@ func (c *Checker) Addr(node, write string) {
 		return
 	}
 	switch f[0] {
-	case "add":
+	case "add", "lease":
 		c.hold(p.Addr(), node, true)
-	case "del":
+	case "del", "expire":
 		c.hold(p.Addr(), node, false)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/raftlb/raftlb/director"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/realserver"
 )
 
@@ -36,6 +37,8 @@ type Options struct {
 	HandOverGrace time.Duration
 	// Timing is the nodes' Raft and gossip timing (default: the agent's).
 	Timing cluster.Timing
+	// Lease is the VIP lease (default: the agent's).
+	Lease quorum.Lease
 }
 
 // Cluster is a running in-process cluster.
@@ -81,6 +84,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	if opts.Timing == (cluster.Timing{}) {
 		opts.Timing = cluster.DefaultTiming()
+	}
+	if opts.Lease.Duration == 0 {
+		opts.Lease.Duration = quorum.DefaultLease
 	}
 	c := &Cluster{t: t, opts: opts, tlsDir: t.TempDir(), lan: &director.FakeLAN{}, logs: &testkit.LogBuffer{}, nodes: map[string]*Node{}}
 	// The allowance covers the grace and the scheduler between a hold
@@ -154,7 +160,7 @@ func (c *Cluster) Restart(nm string) *Node {
 	n := c.node(nm)
 	c.Checker.Revived(nm)
 	c.lan.Cut(n.ARP, false)
-	n.RS = realserver.New(n.K, "eth0", filepath.Join(n.cfg.DataDir, "vips.json"), c.logs.Logger())
+	n.RS = realserver.New(n.K, realserver.Config{Interface: "eth0", StateFile: filepath.Join(n.cfg.DataDir, "vips.json"), Lease: c.opts.Lease.Duration, Logger: c.logs.Logger()})
 	if err := n.RS.Start(); err != nil {
 		c.t.Fatal(err)
 	}
@@ -171,7 +177,7 @@ func (c *Cluster) Restart(nm string) *Node {
 	}
 	n.cfg.BootstrapExpect = 0 // bootstraps once, if ever
 	n.D = director.New(n.C, &director.Dataplane{RS: n.RS, IPVS: n.IPVS, ARP: n.ARP}, director.Config{
-		HandOverGrace: c.opts.HandOverGrace, GARPSpacing: 10 * time.Millisecond, GARPRefresh: time.Second,
+		HandOverGrace: c.opts.HandOverGrace, GARPSpacing: 10 * time.Millisecond, GARPRefresh: time.Second, Lease: c.opts.Lease,
 		HealthDial: testkit.DialContext(c.t), Logger: c.logs.Logger(),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -403,8 +409,8 @@ func (c *Cluster) divergence() string {
 		}
 		tab, _ := n.IPVS.Services()
 		for _, vip := range want.Spec.VIPs {
-			if n.Name == dc && (!n.Holds(vip.Address) || n.OnLo(vip.Address)) {
-				return fmt.Sprintf("the DC %s does not hold %s on its interface alone", dc, vip.Address)
+			if n.Name == dc && (!n.Holds(vip.Address) || !n.OnLo(vip.Address)) {
+				return fmt.Sprintf("the DC %s does not hold %s on its interface and lo", dc, vip.Address)
 			}
 			if n.Name != dc && (n.Holds(vip.Address) || !n.OnLo(vip.Address)) {
 				return fmt.Sprintf("%s carries %s on its interface, or not on lo", n.Name, vip.Address)

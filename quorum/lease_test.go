@@ -1,0 +1,33 @@
+package quorum
+
+import (
+	"testing"
+	"time"
+)
+
+func TestLeaseValidate(t *testing.T) {
+	for _, ok := range []time.Duration{time.Second, DefaultLease, 10 * time.Second} {
+		if err := (Lease{ok}).Validate(); err != nil {
+			t.Errorf("lease %s: %v", ok, err)
+		}
+	}
+	for _, bad := range []time.Duration{0, 500 * time.Millisecond, 1500 * time.Millisecond, -time.Second} {
+		if err := (Lease{bad}).Validate(); err == nil {
+			t.Errorf("lease %s accepted", bad)
+		}
+	}
+}
+
+// TestOldHolderGone spells out the slack: the lease, the write window of
+// the holder's last verification and the kernel's lateness.
+func TestOldHolderGone(t *testing.T) {
+	l := Lease{2 * time.Second}
+	elected := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	got := l.OldHolderGone(elected).Sub(elected)
+	if want := 2*time.Second + l.WriteWindow() + KernelExpirySlack; got != want {
+		t.Fatalf("old holder gone %s after the election, want %s", got, want)
+	}
+	if l.RenewEvery() >= l.Duration/2 || l.WriteWindow() >= l.RenewEvery() {
+		t.Errorf("renew every %s, write window %s: want two missed renewals before a lapse, and a window shorter than a renewal period", l.RenewEvery(), l.WriteWindow())
+	}
+}
