@@ -39,16 +39,13 @@ func TestRaftlbVIPLease(t *testing.T) {
 		lifetimes = append(lifetimes, info.ValidLft)
 		time.Sleep(50 * time.Millisecond) // the poll period
 	}
+	// The kernel reports lifetimes in whole seconds, and a renewal every
+	// third of the lease keeps it at the full count; what proves the
+	// renewals is that the address outlived its lease several times over
+	// without ever leaving (a flap would be a second span).
 	spans, _ := hw.Stop()
-	if len(spans[dc]) != 1 {
-		t.Errorf("the VIP left the DC's interface while it was renewed: %v", spans[dc])
-	}
-	rose := false
-	for i := 1; i < len(lifetimes); i++ {
-		rose = rose || lifetimes[i] > lifetimes[i-1]
-	}
-	if !rose {
-		t.Errorf("the lease was never renewed in %s: lifetimes %v", 2*lease.Duration, lifetimes)
+	if len(spans[dc]) != 1 || spans[dc][0].To.Sub(spans[dc][0].From) < lease.Duration+quorum.KernelExpirySlack {
+		t.Errorf("the VIP left the DC's interface while it was renewed, or was not watched past its lease: %v (lifetimes %v)", spans[dc], lifetimes)
 	}
 
 	// The agent killed, nothing after it: the kernel alone drops the VIP.
