@@ -23,6 +23,7 @@ demo-local:
 # in-process clusters, real agent processes, fuzz seed corpora), then the
 # kernel-lab scenarios.
 test: vet
+	./scripts/test-prereqs.sh
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
 	$(GO) test -count=1 ./e2e/...
 	lab/run.sh -test.v

@@ -27,6 +27,12 @@ type FakeAgent struct {
 	JoinErr       error
 	LeaveErr      error
 
+	// FenceResult is what every fencing comes to in the history (success
+	// when empty); FenceErr refuses fence and confirm requests.
+	FenceResult string
+	FenceErr    error
+
+	fences  []fsm.FenceEvent
 	applied []AppliedSpec
 	joined  [][]string
 	leaves  int
@@ -94,4 +100,47 @@ func (a *FakeAgent) Leaves() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.leaves
+}
+
+// Fence implements Fencing: the intent is answered, the history holds its
+// result at once.
+func (a *FakeAgent) Fence(_ context.Context, node, action string) (fsm.FenceEvent, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.FenceErr != nil {
+		return fsm.FenceEvent{}, a.FenceErr
+	}
+	if action == "" {
+		action = fsm.DefaultFenceAction
+	}
+	ev := fsm.FenceEvent{ID: uint64(len(a.fences) + 1), Target: node, Action: action, By: a.View.DC, Reason: "requested by an operator"}
+	done := ev
+	done.Result, done.Attempts, done.Level, done.Device = a.FenceResult, 1, 1, "fake"
+	if done.Result == "" {
+		done.Result = fsm.FenceSuccess
+	}
+	if done.Result != fsm.FenceSuccess {
+		done.ExitCode, done.Output = 1, "Failed: Unable to connect"
+	}
+	a.fences = append(a.fences, done)
+	return ev, nil
+}
+
+// Confirm implements Fencing.
+func (a *FakeAgent) Confirm(_ context.Context, node string) (fsm.FenceEvent, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.FenceErr != nil {
+		return fsm.FenceEvent{}, a.FenceErr
+	}
+	ev := fsm.FenceEvent{ID: uint64(len(a.fences) + 1), Target: node, Action: fsm.FenceOff, By: a.View.Node, Result: fsm.FenceConfirmed}
+	a.fences = append(a.fences, ev)
+	return ev, nil
+}
+
+// FenceHistory implements Fencing.
+func (a *FakeAgent) FenceHistory() []fsm.FenceEvent {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.fences)
 }

@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/status"
 )
 
@@ -33,7 +34,7 @@ func RenderStatus(w io.Writer, st status.Status) error {
 	if noQuorum == "" {
 		noQuorum = "stop"
 	}
-	fmt.Fprintf(&b, "  * no-quorum-policy: %s, fencing: %s\n", noQuorum, onOff(st.Policy.Fencing))
+	fmt.Fprintf(&b, "  * no-quorum-policy: %s, takeover: %s\n", noQuorum, st.Policy.TakeoverPolicy())
 
 	fmt.Fprintf(&b, "\nNode List:\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
@@ -51,15 +52,13 @@ func RenderStatus(w io.Writer, st status.Status) error {
 		fmt.Fprintf(&b, "  (none)\n")
 	}
 	for _, v := range st.VIPs {
-		holder := v.HeldBy
-		if holder == "" {
-			holder = "nobody (no DC)"
+		fmt.Fprintf(&b, "  * %s%s: %s\n", v.Address, onIface(v.Interface), vipHolder(v))
+		if v.Takeover != "" {
+			fmt.Fprintf(&b, "      takeover: %s\n", v.Takeover)
 		}
-		iface := ""
-		if v.Interface != "" {
-			iface = " on " + v.Interface
+		if k := v.ThisNode; k != nil {
+			fmt.Fprintf(&b, "      this node: %s\n", kernelText(*k))
 		}
-		fmt.Fprintf(&b, "  * %s%s: held by %s\n", v.Address, iface, holder)
 	}
 
 	fmt.Fprintf(&b, "\nVirtual Services:\n")
@@ -92,8 +91,117 @@ func RenderStatus(w io.Writer, st status.Status) error {
 		}
 	}
 	tw.Flush()
+
+	if len(st.Fencing.Devices) > 0 || len(st.Fencing.History) > 0 {
+		fmt.Fprintf(&b, "\nFencing Devices:\n")
+		if len(st.Fencing.Devices) == 0 {
+			fmt.Fprintf(&b, "  (none)\n")
+		}
+		for _, d := range st.Fencing.Devices {
+			fmt.Fprintf(&b, "  * %s (%s, %s): fences %s; %s\n", d.Name, d.Agent, d.Action, strings.Join(d.Hosts, ", "), checkText(d.Check))
+		}
+		fmt.Fprintf(&b, "\nFencing History:\n")
+		writeFenceHistory(&b, st.Fencing.History)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// RenderFenceHistory prints fencing events as crm_mon's fencing history.
+func RenderFenceHistory(w io.Writer, events []fsm.FenceEvent) error {
+	var b strings.Builder
+	writeFenceHistory(&b, events)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeFenceHistory(b *strings.Builder, events []fsm.FenceEvent) {
+	if len(events) == 0 {
+		fmt.Fprintf(b, "  (none)\n")
+	}
+	// Newest first, as crm_mon.
+	for i := len(events) - 1; i >= 0; i-- {
+		e := events[i]
+		at := e.At.UTC().Format(time.DateTime + " MST")
+		switch e.Result {
+		case "":
+			fmt.Fprintf(b, "  * %s of %s pending: by %s since %s (#%d: %s)\n", e.Action, e.Target, e.By, at, e.ID, oneLine(e.Reason))
+		case fsm.FenceConfirmed:
+			fmt.Fprintf(b, "  * %s confirmed down by an operator on %s at %s (#%d)\n", e.Target, e.By, at, e.ID)
+		default:
+			verb := "successful"
+			if e.Result != fsm.FenceSuccess {
+				verb = "failed"
+			}
+			fmt.Fprintf(b, "  * %s of %s %s: by %s at %s, level %d device %s, %d attempt(s), exit %d, %s (#%d: %s)\n",
+				e.Action, e.Target, verb, e.By, e.Completed.UTC().Format(time.DateTime+" MST"), e.Level, e.Device, e.Attempts, e.ExitCode,
+				(time.Duration(e.DurationMS) * time.Millisecond).String(), e.ID, oneLine(e.Reason))
+			if e.Result != fsm.FenceSuccess && e.Output != "" {
+				fmt.Fprintf(b, "      last output: %s\n", oneLine(lastLineText(e.Output)))
+			}
+		}
+	}
+}
+
+func onIface(iface string) string {
+	if iface == "" {
+		return ""
+	}
+	return " on " + iface
+}
+
+// vipHolder says who the log records as holding a VIP.
+func vipHolder(v status.VIPStatus) string {
+	h := v.Holder
+	switch {
+	case h == nil:
+		return "held by nobody (never claimed)"
+	case h.Released:
+		return fmt.Sprintf("held by nobody (%s let go in term %d: %s)", h.Node, h.Term, h.Reason)
+	}
+	return fmt.Sprintf("held by %s (term %d, since %s)", h.Node, h.Term, h.Since.UTC().Format(time.TimeOnly))
+}
+
+// kernelText is this node's kernel truth for a VIP.
+func kernelText(k status.Kernel) string {
+	var parts []string
+	if k.OnInterface {
+		parts = append(parts, "on "+k.Interface+" (answers ARP)")
+	} else {
+		parts = append(parts, "not on "+k.Interface)
+	}
+	if k.OnLo {
+		parts = append(parts, "on lo (real server)")
+	} else {
+		parts = append(parts, "not on lo")
+	}
+	return strings.Join(parts, ", ")
+}
+
+func checkText(c *fsm.DeviceCheck) string {
+	switch {
+	case c == nil:
+		return "not checked yet"
+	case c.OK:
+		return fmt.Sprintf("%s ok since %s", c.Action, c.At.UTC().Format(time.DateTime+" MST"))
+	}
+	return fmt.Sprintf("%s FAILED since %s: %s", c.Action, c.At.UTC().Format(time.DateTime+" MST"), oneLine(c.Error))
+}
+
+// oneLine keeps text that came from elsewhere (an agent's output, a
+// reason) on one printable line.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+func lastLineText(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return lines[len(lines)-1]
 }
 
 // capitalize upper-cases the first letter. The status comes from the

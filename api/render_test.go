@@ -25,7 +25,11 @@ func sampleStatus() status.Status {
 			{Name: "n2", Address: "10.0.0.2", Status: "online", Role: "DC", Gossip: "alive", Dataplane: "kernel"},
 			{Name: "n3", Address: "10.0.0.3", Status: "offline", Role: "member", Gossip: "gone"},
 		},
-		VIPs: []status.VIPStatus{{Address: "172.95.69.100", Interface: "eth0", HeldBy: "n2"}},
+		VIPs: []status.VIPStatus{{
+			Address: "172.95.69.100", Interface: "eth0", HeldBy: "n2",
+			Holder:   &fsm.Holder{Node: "n2", Term: 7, Since: time.Date(2025, 3, 4, 5, 0, 0, 0, time.UTC)},
+			ThisNode: &status.Kernel{Interface: "eth0", OnLo: true},
+		}},
 		Services: []status.ServiceStatus{{
 			Name: "squid", VIP: "172.95.69.100", Port: 3128, Protocol: "tcp", Scheduler: "rr",
 			Forwarding: "route", Persistence: "20s", Fallback: "127.0.0.1:3128", HealthCheck: "tcp",
@@ -34,7 +38,7 @@ func sampleStatus() status.Status {
 				{Address: "10.0.0.2", Port: 3128, Weight: 1, Node: "n2"},
 			},
 		}},
-		Policy: fsm.Policy{NoQuorum: "stop"},
+		Policy: fsm.Policy{NoQuorum: "stop", Takeover: "lease"},
 	}
 }
 
@@ -74,10 +78,11 @@ func TestRenderStatusWithQuorum(t *testing.T) {
 		"  * Current DC: n2 (term 7) - partition with quorum\n",
 		"  * Spec version: 4\n",
 		"  * 3 nodes configured, 1 virtual services\n",
-		"  * no-quorum-policy: stop, fencing: disabled\n",
+		"  * no-quorum-policy: stop, takeover: lease\n",
 		"\nNode List:\n",
 		"\nVirtual IPs:\n",
-		"  * 172.95.69.100 on eth0: held by n2\n",
+		"  * 172.95.69.100 on eth0: held by n2 (term 7, since 05:00:00)\n",
+		"      this node: not on eth0, on lo (real server)\n",
 		"\nVirtual Services:\n",
 		"  TCP  172.95.69.100:3128",
 	} {
@@ -126,13 +131,14 @@ func TestRenderStatusWithoutQuorum(t *testing.T) {
 	st.Stale = true
 	st.Warning = "this node has lost contact with the DC (last contact 3s ago)"
 	st.VIPs[0].HeldBy = ""
+	st.VIPs[0].Holder.Released, st.VIPs[0].Holder.Reason = true, fsm.ReleaseQuorumLost
 	st.Nodes[1].Role = "member"
 	st.Nodes[1].Status = "offline"
 	out := render(t, st)
 	for _, want := range []string{
 		"  * Current DC: NONE (term 7) - partition WITHOUT quorum\n",
 		"  * WARNING: this node has lost contact with the DC (last contact 3s ago)\n",
-		"  * 172.95.69.100 on eth0: held by nobody (no DC)\n",
+		"  * 172.95.69.100 on eth0: held by nobody (n2 let go in term 7: quorum-lost)\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status view lacks %q:\n%s", want, out)
@@ -160,7 +166,7 @@ func TestRenderStatusIPv6(t *testing.T) {
 		{"  UDP  [fd00::100]:53", "wlc"},
 		{"    -> [fd00::1]:53", "Route", "2"},
 		{"    fallback [::1]:53"},
-		{"  * fd00::100: held by n2"},
+		{"  * fd00::100: held by nobody (never claimed)"},
 	} {
 		if _, ok := lineWith(out, want...); !ok {
 			t.Errorf("no line with %q:\n%s", want, out)
@@ -173,15 +179,13 @@ func TestRenderStatusEmpty(t *testing.T) {
 		Time:  time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
 		Node:  "n1",
 		Nodes: []cluster.NodeView{{Name: "n1", Status: "online", Role: "joining"}},
-		Policy: fsm.Policy{
-			Fencing: true,
-		},
 	}
 	out := render(t, st)
 	for _, want := range []string{
 		"  * 0 nodes configured, 0 virtual services\n",
-		// An empty policy is shown as its default.
-		"  * no-quorum-policy: stop, fencing: enabled\n",
+		// An empty policy (a spec stored before takeover existed) is shown
+		// as what it does.
+		"  * no-quorum-policy: stop, takeover: immediate\n",
 		"\nVirtual IPs:\n  (none)\n",
 		"\nVirtual Services:\n  (none)\n",
 	} {
@@ -219,3 +223,48 @@ func TestRenderStatusToleratesMissingFields(t *testing.T) {
 		t.Errorf("a non-ASCII status is not capitalised whole:\n%s", out)
 	}
 }
+
+// TestRenderFencing: the devices with their last check, and the history
+// newest first, one line per event, with a failure's last output line
+// made printable.
+func TestRenderFencing(t *testing.T) {
+	st := sampleStatus()
+	at := time.Date(2025, 3, 4, 5, 1, 0, 0, time.UTC)
+	st.VIPs[0].Takeover = "n2 fences n1 before it claims the VIP (takeover: fence)"
+	st.Fencing = status.FencingStatus{
+		Devices: []status.DeviceStatus{
+			{Name: "ipmi-n1", Agent: "fence_ipmilan", Action: "reboot", Hosts: []string{"n1"}, Check: &fsm.DeviceCheck{Device: "ipmi-n1", Action: fsm.CheckMonitor, Error: "Unable to connect\x1b[2J", At: at}},
+			{Name: "pdu", Agent: "fence_apc_snmp", Action: "off", Hosts: []string{"n1", "n3"}},
+		},
+		History: []fsm.FenceEvent{
+			{ID: 11, Target: "n1", Action: "reboot", By: "n2", Term: 7, Reason: "it holds VIPs", At: at, Result: fsm.FenceFailed, Completed: at.Add(3 * time.Second),
+				Level: 1, Device: "ipmi-n1", Attempts: 3, ExitCode: 1, DurationMS: 3000, Output: "first\nFailed: Unable to connect\x07\n"},
+			{ID: 14, Target: "n1", Action: "off", By: "n3", At: at.Add(time.Minute), Result: fsm.FenceConfirmed, Completed: at.Add(time.Minute)},
+			{ID: 15, Target: "n3", Action: "reboot", By: "n2", Reason: "requested by an operator on n1", At: at.Add(2 * time.Minute)},
+		},
+	}
+	out := render(t, st)
+	for _, want := range []string{
+		"      takeover: n2 fences n1 before it claims the VIP (takeover: fence)\n",
+		"\nFencing Devices:\n",
+		"  * ipmi-n1 (fence_ipmilan, reboot): fences n1; monitor FAILED since 2025-03-04 05:01:00 UTC: Unable to connect [2J\n",
+		"  * pdu (fence_apc_snmp, off): fences n1, n3; not checked yet\n",
+		"\nFencing History:\n",
+		"  * reboot of n3 pending: by n2 since 2025-03-04 05:03:00 UTC (#15: requested by an operator on n1)\n",
+		"  * n1 confirmed down by an operator on n3 at 2025-03-04 05:02:00 UTC (#14)\n",
+		"  * reboot of n1 failed: by n2 at 2025-03-04 05:01:03 UTC, level 1 device ipmi-n1, 3 attempt(s), exit 1, 3s (#11: it holds VIPs)\n",
+		"      last output: Failed: Unable to connect \n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status view lacks %q:\n%s", want, out)
+		}
+	}
+	if i, j := strings.Index(out, "#15"), strings.Index(out, "#11"); i > j {
+		t.Errorf("history is not newest first:\n%s", out)
+	}
+	if strings.Contains(sampleRender(t), "Fencing") {
+		t.Errorf("a cluster without fencing shows a fencing section")
+	}
+}
+
+func sampleRender(t *testing.T) string { return render(t, sampleStatus()) }

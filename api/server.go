@@ -63,6 +63,7 @@ type ErrorResponse struct {
 type Server struct {
 	agent     Agent
 	dataplane Dataplane
+	fencing   Fencing
 	left      func()
 	logger    *slog.Logger
 	http      *http.Server
@@ -78,6 +79,7 @@ func NewServer(agent Agent, left func(), logger *slog.Logger) *Server {
 	mux.HandleFunc("POST /v1/join", s.join)
 	mux.HandleFunc("POST /v1/leave", s.leave)
 	mux.HandleFunc("GET /v1/ipvs", s.ipvs)
+	s.fenceRoutes(mux)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s
 }
@@ -134,10 +136,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 	var req JoinRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("join request: %w", err))
+	if !decodeBody(w, r, "join request", &req) {
 		return
 	}
 	if len(req.Addresses) == 0 {

@@ -71,14 +71,31 @@ func (n *Node) applySpecLocal(spec fsm.Spec, expectVersion uint64) (ApplyResult,
 	return ApplyResult{Version: res.Version, Changed: res.Changed}, nil
 }
 
-// applyLocal commits an internal command on the DC.
-func (n *Node) applyLocal(cmd []byte) error {
+// applyLocal commits an internal command on the DC and returns its log
+// index.
+func (n *Node) applyLocal(cmd []byte) (uint64, error) {
 	f := n.raft.Apply(cmd, applyTimeout)
 	if err := f.Error(); err != nil {
-		return err
+		return 0, err
 	}
 	if res, ok := f.Response().(*fsm.Result); ok && res.Err != nil {
-		return res.Err
+		return f.Index(), res.Err
 	}
-	return nil
+	return f.Index(), nil
+}
+
+// Commit encodes a command of another package's (the DC's VIP holders, its
+// fencing history) and commits it; only the DC can. A domain error of the
+// FSM comes back as the error. The log index names the entry (a fencing's
+// intent is known by it).
+func (n *Node) Commit(t fsm.CommandType, payload any) (uint64, error) {
+	cmd, err := fsm.EncodeCommand(t, payload)
+	if err != nil {
+		return 0, err
+	}
+	index, err := n.applyLocal(cmd)
+	if err != nil {
+		return 0, fmt.Errorf("commit %s: %w", t, err)
+	}
+	return index, nil
 }

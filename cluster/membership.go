@@ -348,7 +348,7 @@ func (n *Node) register(m member, state fsm.State) {
 		n.logger.Error("encode node registration", "err", err)
 		return
 	}
-	if err := n.applyLocal(cmd); err != nil {
+	if _, err := n.applyLocal(cmd); err != nil {
 		n.logger.Warn("registering node failed", "peer", m.Name, "err", err)
 	}
 }
@@ -373,7 +373,7 @@ func (n *Node) removeServer(ctx context.Context, name string) error {
 		if err != nil {
 			return err
 		}
-		if err := n.applyLocal(cmd); err != nil {
+		if _, err := n.applyLocal(cmd); err != nil {
 			return fmt.Errorf("deregister %s: %w", name, err)
 		}
 	}

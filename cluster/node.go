@@ -393,6 +393,13 @@ func (n *Node) wake() {
 // Term is this node's current Raft term.
 func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
 
+// Leader is the node this one knows as leader, "" when none is known
+// (an election is under way, or this node is cut off).
+func (n *Node) Leader() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
 // IsLeader reports whether this node currently believes it is the DC.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 

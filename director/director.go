@@ -37,6 +37,15 @@ type Cluster interface {
 	// OnHandOver registers a function called with true just before a
 	// hand-over begins and with false if it failed.
 	OnHandOver(fn func(begun bool))
+	// Name is this node's name.
+	Name() string
+	// Commit commits a command on the DC (VIP holders, fencing records).
+	Commit(t fsm.CommandType, payload any) (uint64, error)
+	// Leader is the node this one knows as DC ("" none).
+	Leader() string
+	// Handle registers an RPC operation; CallDC asks the DC one.
+	Handle(op string, h cluster.Handler)
+	CallDC(ctx context.Context, op string, req, resp any) error
 }
 
 // Dataplane is the kernel side a DC drives: where the VIPs live (the
@@ -85,7 +94,10 @@ type Config struct {
 	// HealthDial opens the health checks' connections (nil: a plain
 	// net.Dialer); tests confine them to loopback.
 	HealthDial health.DialFunc
-	Logger     *slog.Logger
+	// Fencer runs fence agents for a takeover with policy fence and for
+	// an operator's raftlb fence; nil: this agent cannot fence.
+	Fencer Fencer
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -142,6 +154,19 @@ type Director struct {
 
 	// monitor runs the health checks while this node is DC; nil otherwise.
 	monitor atomic.Pointer[health.Monitor]
+	// current is the running term, if any: a hand-over records its
+	// release.
+	current atomic.Pointer[term]
+	// released is what this node let go of without being able to record
+	// it (it had lost quorum, or its agent restarted), for the DC to
+	// record.
+	released releaseReport
+	// fenceFailures counts the fencings of a takeover that failed.
+	fenceFailures atomic.Uint64
+	// frozen is a former term's VIPs kept under no_quorum: freeze;
+	// stopping says Run is on its way out (a term then never freezes).
+	frozen   freezer
+	stopping atomic.Bool
 }
 
 // New returns a Director. dp nil means the node has no data plane.
@@ -149,6 +174,9 @@ func New(c Cluster, dp *Dataplane, cfg Config) *Director {
 	cfg.defaults()
 	d := &Director{c: c, dp: dp, cfg: cfg, logger: cfg.Logger.With("component", "director"), resume: make(chan struct{}, 1)}
 	c.OnHandOver(d.handOver)
+	c.Handle(releaseOp, d.serveRelease)
+	c.Handle(fenceOp, d.serveFence)
+	c.Handle(fenceConfirmOp, d.serveConfirm)
 	return d
 }
 
@@ -172,6 +200,15 @@ func (d *Director) handOver(begun bool) {
 	}
 	if begun {
 		d.logger.Info("handing over: balancing stops; this node's own service answers until the successor takes the VIPs")
+		// Recorded while this node still leads: the successor may claim
+		// the VIPs at once, without a fence or a lease wait.
+		if t := d.current.Load(); t != nil {
+			if vips := sortedVIPs(t.heldNow()); len(vips) > 0 {
+				if _, err := d.c.Commit(fsm.CmdReleaseVIPs, fsm.ReleaseVIPs{Node: d.c.Name(), Term: t.n, VIPs: vips, Reason: fsm.ReleaseHandOver, At: time.Now()}); err != nil {
+					d.logger.Error("recording the hand-over's release failed: the successor will treat the VIPs as not let go", "err", err)
+				}
+			}
+		}
 		if err := d.flush(d.c.FSM().Spec()); err != nil {
 			d.logger.Error("stopping balancing for the hand-over failed", "err", err)
 		}
@@ -222,13 +259,33 @@ func (d *Director) Run(ctx context.Context) error {
 
 	// A node is never DC until proven: drop IPVS rules a previous run may
 	// have left for our VIPs (only the DC may balance them) and keep the
-	// VIPs on lo.
+	// VIPs on lo. VIPs the last run left on an interface are let go of
+	// (realserver's Start took them off), and the DC is told.
+	if d.dp != nil {
+		if left := d.dp.RS.LeftByLastRun(); len(left) > 0 {
+			d.released.set(fsm.ReleaseVIPs{Node: d.c.Name(), VIPs: left, Reason: fsm.ReleaseRestart, At: time.Now()})
+		}
+	}
 	d.logFollow(d.follow())
 	audit := time.NewTicker(d.cfg.AuditInterval)
 	defer audit.Stop()
 
+	var renew <-chan time.Time
+	if d.dp != nil {
+		r := time.NewTicker(d.cfg.Lease.RenewEvery())
+		defer r.Stop()
+		renew = r.C
+	}
+
 	var run *termRun
-	defer func() { run.stop() }()
+	defer func() {
+		d.stopping.Store(true)
+		run.stop()
+		if d.frozen.get() != nil {
+			d.frozen.set(nil)
+			d.logFollow(d.follow())
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -238,18 +295,30 @@ func (d *Director) Run(ctx context.Context) error {
 			// two "leader" events in a row mean lost and regained.
 			run.stop()
 			run = nil
-			if ev.IsLeader {
+			switch {
+			case ev.IsLeader:
+				// A new term claims what a frozen one kept.
+				d.frozen.set(nil)
 				run = d.startTerm(ctx, ev)
-			} else {
+			case d.frozen.get() == nil:
 				d.logFollow(d.follow())
 			}
 		case <-specs:
-			if run == nil {
+			if run == nil && d.frozen.get() == nil {
 				d.logFollow(d.follow())
 			}
+		case <-renew:
+			if run == nil && d.frozen.get() != nil {
+				d.renewFrozen()
+			}
 		case <-audit.C:
-			if run == nil {
+			switch {
+			case run != nil:
+			case d.frozen.get() != nil:
+				d.checkFrozen()
+			default:
 				d.audit()
+				d.reportRelease(ctx)
 			}
 		}
 	}
@@ -286,7 +355,12 @@ func (d *Director) startTerm(ctx context.Context, ev cluster.LeaderEvent) *termR
 	go func() {
 		defer close(r.done)
 		t := d.newTerm(ev.Term)
+		// The election's time bounds a lease wait; unknown, it is now
+		// (never earlier: a wait must not end too soon).
 		t.elected = ev.At
+		if t.elected.IsZero() {
+			t.elected = time.Now()
+		}
 		t.run(tctx)
 	}()
 	return r

@@ -17,8 +17,9 @@ type FakeIPVS struct {
 	mu       sync.Mutex
 	services map[fsm.ServiceKey]*Service
 	// Writes lists every write, e.g. "add-dest 10.0.0.1:80/tcp -> 10.0.0.2:80".
-	Writes  []string
-	observe func(write string)
+	Writes   []string
+	observe  func(write string)
+	detached bool
 }
 
 // Observe calls fn with every write as it is made, with the fake's lock
@@ -34,6 +35,22 @@ func (f *FakeIPVS) PowerOff() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.services = map[fsm.ServiceKey]*Service{}
+}
+
+// Detach makes every later write a no-op, as when the agent that would
+// make them has died (kill -9) while the machine runs on: the table stays
+// as it was. Attach undoes it.
+func (f *FakeIPVS) Detach() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.detached = true
+}
+
+// Attach undoes Detach.
+func (f *FakeIPVS) Attach() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.detached = false
 }
 
 // NewFakeIPVS returns an empty table.
@@ -65,6 +82,9 @@ func (f *FakeIPVS) Services() ([]Service, error) {
 func (f *FakeIPVS) AddService(s Service) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.detached {
+		return nil
+	}
 	if _, ok := f.services[s.Key]; ok {
 		return fmt.Errorf("service %s: file exists", s.Key)
 	}
@@ -79,6 +99,9 @@ func (f *FakeIPVS) AddService(s Service) error {
 func (f *FakeIPVS) UpdateService(s Service) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.detached {
+		return nil
+	}
 	cur, ok := f.services[s.Key]
 	if !ok {
 		return fmt.Errorf("service %s: no such process", s.Key)
@@ -92,6 +115,9 @@ func (f *FakeIPVS) UpdateService(s Service) error {
 func (f *FakeIPVS) DelService(k fsm.ServiceKey) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.detached {
+		return nil
+	}
 	if _, ok := f.services[k]; !ok {
 		return fmt.Errorf("service %s: no such process", k)
 	}
@@ -123,6 +149,9 @@ func (f *FakeIPVS) destWrite(k fsm.ServiceKey, d Dest, want bool, change func(s 
 func (f *FakeIPVS) AddDest(k fsm.ServiceKey, d Dest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.detached {
+		return nil
+	}
 	return f.destWrite(k, d, false, func(s *Service, _ int) {
 		s.Dests = append(s.Dests, d)
 		f.record("add-dest %s -> %s w%d", k, d.id(), d.Weight)
@@ -133,6 +162,9 @@ func (f *FakeIPVS) AddDest(k fsm.ServiceKey, d Dest) error {
 func (f *FakeIPVS) UpdateDest(k fsm.ServiceKey, d Dest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.detached {
+		return nil
+	}
 	return f.destWrite(k, d, true, func(s *Service, i int) {
 		s.Dests[i] = d
 		f.record("update-dest %s -> %s w%d", k, d.id(), d.Weight)
@@ -143,6 +175,9 @@ func (f *FakeIPVS) UpdateDest(k fsm.ServiceKey, d Dest) error {
 func (f *FakeIPVS) DelDest(k fsm.ServiceKey, d Dest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.detached {
+		return nil
+	}
 	return f.destWrite(k, d, true, func(s *Service, i int) {
 		s.Dests = slices.Delete(s.Dests, i, i+1)
 		f.record("del-dest %s -> %s", k, d.id())

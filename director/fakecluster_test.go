@@ -2,6 +2,8 @@ package director
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -46,6 +48,9 @@ type fakeCluster struct {
 	handingOver bool
 	hooks       []func(bool)
 	memberSubs  []chan struct{}
+	handlers    map[string]cluster.Handler
+	commitErr   error
+	leader      string
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -64,17 +69,82 @@ func newFakeCluster(t *testing.T) *fakeCluster {
 }
 
 func (c *fakeCluster) apply(t fsm.CommandType, payload any) {
+	if _, err := c.commit(t, payload); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *fakeCluster) commit(t fsm.CommandType, payload any) (uint64, error) {
 	b, err := fsm.EncodeCommand(t, payload)
 	if err != nil {
-		c.t.Fatal(err)
+		return 0, err
 	}
 	c.mu.Lock()
 	c.index++
 	index := c.index
 	c.mu.Unlock()
 	if r, ok := c.fsm.Apply(&raft.Log{Index: index, Data: b}).(*fsm.Result); ok && r.Err != nil {
-		c.t.Fatal(r.Err)
+		return 0, r.Err
 	}
+	return index, nil
+}
+
+func (c *fakeCluster) Leader() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leader
+}
+
+func (c *fakeCluster) setLeader(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.leader = name
+}
+
+// Name is the DC's: the director's tests run on m30.
+func (c *fakeCluster) Name() string { return "m30" }
+
+// Commit commits like the DC's Raft, or fails as commitErr says.
+func (c *fakeCluster) Commit(t fsm.CommandType, payload any) (uint64, error) {
+	c.mu.Lock()
+	err := c.commitErr
+	c.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	return c.commit(t, payload)
+}
+
+func (c *fakeCluster) Handle(op string, h cluster.Handler) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.handlers == nil {
+		c.handlers = map[string]cluster.Handler{}
+	}
+	c.handlers[op] = h
+}
+
+// CallDC calls this node's own handler, as if it were the DC's.
+func (c *fakeCluster) CallDC(ctx context.Context, op string, req, resp any) error {
+	c.mu.Lock()
+	h := c.handlers[op]
+	c.mu.Unlock()
+	if h == nil {
+		return fmt.Errorf("unknown operation %q", op)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	out, err := h(ctx, c.Name(), body)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, resp)
 }
 
 func (c *fakeCluster) setSpec(s fsm.Spec) { c.apply(fsm.CmdSetSpec, fsm.SetSpec{Spec: s}) }
@@ -228,15 +298,16 @@ func testConfig(t *testing.T, logs *testkit.LogBuffer) Config {
 
 func newWorld(t *testing.T, mod func(*Config)) *world {
 	w := &world{t: t, c: newFakeCluster(t), k: realserver.NewFake("eth0"), ipvs: NewFakeIPVS(), arp: &FakeARP{}, logs: &testkit.LogBuffer{}}
-	w.rs = realserver.New(w.k, realserver.Config{Interface: "eth0", StateFile: t.TempDir() + "/vips.json", Lease: testLease.Duration, Logger: testkit.Discard()})
-	if err := w.rs.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.c.setSpec(squid("rr"))
 	cfg := testConfig(t, w.logs)
 	if mod != nil {
 		mod(&cfg)
 	}
+	// The kernel's lease is the director's, as in the agent.
+	w.rs = realserver.New(w.k, realserver.Config{Interface: "eth0", StateFile: t.TempDir() + "/vips.json", Lease: cfg.Lease.Duration, Logger: testkit.Discard()})
+	if err := w.rs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.c.setSpec(squid("rr"))
 	w.d = New(w.c, &Dataplane{RS: w.rs, IPVS: w.ipvs, ARP: w.arp}, cfg)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftlb/raftlb/fsm"
@@ -27,6 +29,8 @@ type term struct {
 	d   *Director
 	n   uint64
 	log *slog.Logger
+	// ctx is the term's: cancelled when it ends. Set by run.
+	ctx context.Context
 	// elected is when this node learned it leads in term n; verifiedAt is
 	// when its leadership was last verified in term n (zero: never).
 	elected    time.Time
@@ -37,20 +41,30 @@ type term struct {
 	// their own.
 	wg            sync.WaitGroup
 	stopMembers   context.CancelFunc
+	stopChecks    context.CancelFunc
 	mon           *health.Monitor
 	healthChanged chan struct{}
 	ann           *announcements
 
 	// held is every VIP this term has placed on an interface (VIP →
-	// interface); nil until the first claim.
-	held      map[netip.Addr]string
+	// interface); nil until the first claim. heldCopy is the same for
+	// the hand-over hook, which runs on another goroutine.
+	held     map[netip.Addr]string
+	heldCopy atomic.Pointer[map[netip.Addr]string]
+	// recheck fires evTakeover: a VIP added at run time waits for its
+	// takeover.
+	recheck   *time.Timer
 	burstLeft int
-	burst     *time.Timer
+	// fencing is the nodes a takeover's fencing runs for (fence.go).
+	fenceMu sync.Mutex
+	fencing map[string]bool
+	burst   *time.Timer
 }
 
 func (d *Director) newTerm(n uint64) *term {
-	t := &term{d: d, n: n, log: d.logger.With("term", n), healthChanged: make(chan struct{}, 1), burst: time.NewTimer(time.Hour)}
+	t := &term{d: d, n: n, log: d.logger.With("term", n), healthChanged: make(chan struct{}, 1), burst: time.NewTimer(time.Hour), recheck: time.NewTimer(time.Hour)}
 	t.burst.Stop()
+	t.recheck.Stop()
 	if d.dp != nil {
 		t.ann = newAnnouncements(d.dp.ARP, t.log, d.c.HandingOver)
 	}
@@ -61,17 +75,18 @@ func (d *Director) newTerm(n uint64) *term {
 type event int
 
 const (
-	evSpec    event = iota // the spec changed: place the VIPs, reconcile
-	evMembers              // a node came or went: reconcile
-	evHealth               // a real server's health changed: reconcile
-	evTick                 // the periodic reconcile, repairing edits behind our back
-	evResume               // a hand-over failed: balance again
-	evBurst                // the next gratuitous ARP of the takeover burst
-	evRefresh              // the periodic gratuitous ARP
-	evRenew                // the VIP lease's renewal
+	evSpec     event = iota // the spec changed: place the VIPs, reconcile
+	evMembers               // a node came or went: reconcile
+	evHealth                // a real server's health changed: reconcile
+	evTick                  // the periodic reconcile, repairing edits behind our back
+	evResume                // a hand-over failed: balance again
+	evBurst                 // the next gratuitous ARP of the takeover burst
+	evRefresh               // the periodic gratuitous ARP
+	evRenew                 // the VIP lease's renewal
+	evTakeover              // a VIP waiting for its takeover may be takeable now
 )
 
-var eventNames = [...]string{"spec", "membership", "health", "tick", "resume", "burst", "refresh", "renew"}
+var eventNames = [...]string{"spec", "membership", "health", "tick", "resume", "burst", "refresh", "renew", "takeover"}
 
 func (e event) String() string { return eventNames[e] }
 
@@ -79,12 +94,21 @@ func (e event) String() string { return eventNames[e] }
 // on the way out. A start that keeps failing hands leadership to another
 // node; if none takes it, the start is tried again.
 func (t *term) run(ctx context.Context) {
+	t.ctx = ctx
+	t.d.current.Store(t)
+	defer t.d.current.Store(nil)
 	defer t.revoke()
+	// Subscribed before establish: a change committed while the term
+	// starts is seen by the loop, not left for the next tick.
+	members, cancelMembers := t.d.c.SubscribeMembership()
+	defer cancelMembers()
+	specs, cancelSpecs := t.d.c.FSM().Subscribe()
+	defer cancelSpecs()
 	pause := t.d.cfg.Retry
 	for {
 		err := t.establish(ctx)
 		if err == nil {
-			t.loop(ctx)
+			t.loop(ctx, members, specs)
 			return
 		}
 		if ctx.Err() != nil {
@@ -103,11 +127,16 @@ func (t *term) run(ctx context.Context) {
 //  1. Barrier: the FSM holds everything committed before this term, so
 //     nothing below acts on a stale spec or node registry.
 //  2. Membership: live nodes are admitted to Raft and the registry, for
-//     as long as the term lasts.
+//     as long as the term lasts; the fence devices' checks run too
+//     (devicecheck.go).
 //  3. Health checks start. A server not probed yet counts as up, so a new
 //     DC keeps the servers it inherits until they fail `fall` checks.
-//  4. Claim: verify leadership in this term, program the IPVS table,
-//     move the VIPs onto their interface, announce them.
+//  4. Takeover: a VIP whose recorded holder did not let go is fenced, or
+//     waited out, or taken at once, as the spec's policy says
+//     (takeover.go).
+//  5. Claim: verify leadership in this term, record the claim in the log,
+//     program the IPVS table, move the VIPs onto their interface (with
+//     the lease), announce them.
 //
 // A node without a data plane stops after step 2. establish may be called
 // again after it failed; steps already taken are not repeated.
@@ -116,11 +145,15 @@ func (t *term) establish(ctx context.Context) error {
 		return err
 	}
 	t.startMembership(ctx)
+	t.startDeviceChecks(ctx)
 	if t.d.dp == nil {
 		t.log.Info("DC without a data plane: coordinating the cluster, holding no VIP")
 		return nil
 	}
 	t.startHealth()
+	if err := t.awaitTakeover(ctx); err != nil {
+		return fmt.Errorf("takeover: %w", err)
+	}
 	return t.retry(ctx, "claim", t.claim)
 }
 
@@ -153,11 +186,7 @@ func (t *term) giveUp(err error) {
 }
 
 // loop turns every event into one call of handle until the term ends.
-func (t *term) loop(ctx context.Context) {
-	members, cancelMembers := t.d.c.SubscribeMembership()
-	defer cancelMembers()
-	specs, cancelSpecs := t.d.c.FSM().Subscribe()
-	defer cancelSpecs()
+func (t *term) loop(ctx context.Context, members, specs <-chan struct{}) {
 	var tick, refresh, renew <-chan time.Time
 	if t.d.dp != nil {
 		r := time.NewTicker(t.d.cfg.ReconcileInterval)
@@ -193,6 +222,8 @@ func (t *term) loop(ctx context.Context) {
 			ev = evRefresh
 		case <-renew:
 			ev = evRenew
+		case <-t.recheck.C:
+			ev = evTakeover
 		}
 		if err := t.handle(ev); err != nil {
 			t.log.Warn("DC step failed", "event", ev.String(), "err", err)
@@ -214,9 +245,15 @@ func (t *term) handle(ev event) error {
 		return err
 	}
 	switch ev {
-	case evSpec:
+	case evSpec, evTakeover:
 		return t.place()
-	case evMembers, evHealth, evTick, evResume:
+	case evResume:
+		// The hand-over that failed recorded a release: claim again.
+		if err := t.commitClaim(sortedVIPs(t.held)); err != nil {
+			return err
+		}
+		return t.reconcile()
+	case evMembers, evHealth, evTick:
 		return t.reconcile()
 	case evBurst:
 		return t.announceBurst()
@@ -274,7 +311,7 @@ func (t *term) claim() error {
 		if ferr := t.d.follow(); ferr != nil {
 			t.log.Error("taking back a failed claim failed", "err", ferr)
 		}
-		t.held = nil
+		t.setHeld(nil)
 		return err
 	}
 	return nil
@@ -282,19 +319,37 @@ func (t *term) claim() error {
 
 // place programs the IPVS table for the spec, then moves its VIPs onto
 // their interfaces (the table is ready when the first packet arrives) and
-// starts a burst of gratuitous ARP for any VIP new to this term. The
-// caller has verified leadership.
+// starts a burst of gratuitous ARP for any VIP new to this term. A VIP new
+// to this term is recorded as claimed first; one whose recorded holder
+// did not let go waits for its takeover (and is checked again shortly).
+// The caller has verified leadership.
 func (t *term) place() error {
 	if t.d.dp == nil {
 		return errNoDataplane
 	}
-	spec := t.d.c.FSM().Spec()
+	state := t.d.c.FSM().State()
+	spec := state.Spec
 	if err := t.reconcile(); err != nil {
 		t.log.Error("IPVS reconcile failed", "err", err)
 	}
 	hold := map[netip.Addr]bool{}
+	var fresh []netip.Addr
 	for _, v := range spec.VIPs {
+		if _, ok := t.held[v.Address]; ok {
+			hold[v.Address] = true
+			continue
+		}
+		if ok, h, _ := t.takeable(state, v.Address); !ok {
+			t.log.Warn("not placing a VIP yet: its recorded holder has not let go", "vip", v.Address, "holder", h.Node, "holder_term", h.Term, "takeover", spec.Policy.TakeoverPolicy())
+			t.startFenceFor(h.Node, spec.Policy.TakeoverPolicy())
+			t.recheck.Reset(takeoverRecheck)
+			continue
+		}
 		hold[v.Address] = true
+		fresh = append(fresh, v.Address)
+	}
+	if err := t.commitClaim(fresh); err != nil {
+		return err
 	}
 	if err := t.allowed(); err != nil {
 		return err
@@ -302,20 +357,40 @@ func (t *term) place() error {
 	if err := t.d.dp.RS.Apply(spec.VIPs, hold); err != nil {
 		return fmt.Errorf("claiming VIPs: %w", err)
 	}
-	fresh := false
 	now := map[netip.Addr]string{}
 	for _, v := range spec.VIPs {
+		if !hold[v.Address] {
+			continue
+		}
 		now[v.Address] = t.d.ifaceOf(v)
 		if _, ok := t.held[v.Address]; !ok {
-			fresh = true
-			t.log.Info("VIP claimed", "vip", v.Address, "interface", now[v.Address])
+			t.log.Info("VIP claimed", "vip", v.Address, "interface", now[v.Address], "lease", t.d.cfg.Lease.Duration)
 		}
 	}
-	t.held = now
+	t.setHeld(now)
 	t.ann.hold(now)
-	if fresh {
+	if len(fresh) > 0 {
 		t.burstLeft = t.d.cfg.GARPCount
 		t.burst.Reset(0)
+	}
+	return nil
+}
+
+// takeoverRecheck is how soon a VIP waiting for its takeover is looked at
+// again.
+const takeoverRecheck = 500 * time.Millisecond
+
+// setHeld records what this term holds.
+func (t *term) setHeld(held map[netip.Addr]string) {
+	t.held = held
+	c := maps.Clone(held)
+	t.heldCopy.Store(&c)
+}
+
+// heldNow is what this term holds, for other goroutines.
+func (t *term) heldNow() map[netip.Addr]string {
+	if p := t.heldCopy.Load(); p != nil {
+		return *p
 	}
 	return nil
 }
@@ -445,7 +520,18 @@ func (t *term) reconcile() error {
 // wind down, and revoke waits for every goroutine of the term.
 func (t *term) revoke() {
 	t.burst.Stop()
-	if t.d.dp != nil {
+	t.recheck.Stop()
+	if t.d.dp != nil && !t.d.c.HandingOver() && t.freezes() {
+		// no_quorum: freeze (freeze.go): keep the VIPs and the table.
+		t.d.frozen.set(&frozenTerm{term: t.n, vips: sortedVIPs(t.held), since: time.Now()})
+		t.log.Warn("leadership lost with no_quorum: freeze: keeping the VIPs and the IPVS table until another DC is known (it fences this node first)", "vips", sortedVIPs(t.held))
+		t.ann.stop()
+	} else if t.d.dp != nil {
+		if t.held != nil && !t.d.c.HandingOver() {
+			// Let go without a record (leadership lost: the log cannot be
+			// written now): the DC is told once one is known again.
+			t.d.released.set(fsm.ReleaseVIPs{Node: t.d.c.Name(), Term: t.n, VIPs: sortedVIPs(t.held), Reason: fsm.ReleaseQuorumLost, At: time.Now()})
+		}
 		if t.held != nil && t.d.c.HandingOver() && t.d.cfg.HandOverGrace > 0 {
 			t.log.Info("handing over: keeping the VIPs until the successor announces them", "at_most", t.d.cfg.HandOverGrace)
 			start := time.Now()
@@ -468,6 +554,9 @@ func (t *term) revoke() {
 	}
 	if t.stopMembers != nil {
 		t.stopMembers()
+	}
+	if t.stopChecks != nil {
+		t.stopChecks()
 	}
 	t.wg.Wait()
 }

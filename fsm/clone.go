@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"maps"
+	"net/netip"
 	"reflect"
 	"slices"
 )
@@ -9,10 +10,13 @@ import (
 // Clone returns a deep copy of st: nothing in the copy shares memory with st,
 // so a reader may keep or modify it while the FSM moves on.
 func (st State) Clone() State {
-	out := State{Spec: st.Spec.Clone(), Nodes: make(map[string]Node, len(st.Nodes))}
-	// Node holds only values (time.Time's *Location is immutable), so a
-	// shallow map copy is deep.
+	out := State{Spec: st.Spec.Clone(), Nodes: make(map[string]Node, len(st.Nodes)), Holders: make(map[netip.Addr]Holder, len(st.Holders))}
+	// Node and Holder hold only values (time.Time's *Location is
+	// immutable), so a shallow map copy is deep.
 	maps.Copy(out.Nodes, st.Nodes)
+	maps.Copy(out.Holders, st.Holders)
+	out.FenceHistory = slices.Clone(st.FenceHistory)
+	out.DeviceChecks = maps.Clone(st.DeviceChecks)
 	return out
 }
 
@@ -27,6 +31,7 @@ func (s Spec) Clone() Spec {
 			out.Services[i] = svc.Clone()
 		}
 	}
+	out.Fencing = s.Fencing.Clone()
 	return out
 }
 
@@ -53,6 +58,7 @@ func (svc Service) Clone() Service {
 // request, and an unchanged spec could look changed.
 func (s Spec) normalized() Spec {
 	out := s.Clone()
+	out.Fencing = out.Fencing.normalized()
 	out.VIPs = nilIfEmpty(out.VIPs)
 	out.Services = nilIfEmpty(out.Services)
 	for i := range out.Services {

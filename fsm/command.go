@@ -27,6 +27,21 @@ const (
 	CmdRegisterNode CommandType = 2
 	// CmdDeregisterNode removes a node registry entry; payload DeregisterNode.
 	CmdDeregisterNode CommandType = 3
+	// CmdClaimVIPs records the DC holding VIPs; payload ClaimVIPs.
+	CmdClaimVIPs CommandType = 4
+	// CmdReleaseVIPs records a holder letting go; payload ReleaseVIPs.
+	CmdReleaseVIPs CommandType = 5
+	// CmdFenceStart records a fencing about to run; payload FenceStart.
+	CmdFenceStart CommandType = 6
+	// CmdFenceDone records its result; payload FenceDone.
+	CmdFenceDone CommandType = 7
+	// CmdFenceConfirm records an operator's confirmation that a node is
+	// down; payload FenceConfirm.
+	CmdFenceConfirm CommandType = 8
+	// CmdDeviceCheck records a change in a fence device's check (its
+	// validate-all or monitor action); payload DeviceCheck. Informational:
+	// proposed with IgnoreUnknownType.
+	CmdDeviceCheck CommandType = 9
 
 	// IgnoreUnknownType, OR'd into a type, tells a follower too old to know
 	// the type to skip the entry instead of crashing (as in nomad). Set it
@@ -50,6 +65,18 @@ func (t CommandType) String() string {
 		return "register-node" + flag
 	case CmdDeregisterNode:
 		return "deregister-node" + flag
+	case CmdClaimVIPs:
+		return "claim-vips" + flag
+	case CmdReleaseVIPs:
+		return "release-vips" + flag
+	case CmdFenceStart:
+		return "fence-start" + flag
+	case CmdFenceDone:
+		return "fence-done" + flag
+	case CmdFenceConfirm:
+		return "fence-confirm" + flag
+	case CmdDeviceCheck:
+		return "device-check" + flag
 	}
 	return fmt.Sprintf("type-%d%s", uint8(t&^IgnoreUnknownType), flag)
 }
@@ -75,9 +102,15 @@ type Command struct {
 	Type          CommandType
 	IgnoreUnknown bool
 
-	SetSpec    *SetSpec
-	Node       *Node
-	Deregister *DeregisterNode
+	SetSpec      *SetSpec
+	Node         *Node
+	Deregister   *DeregisterNode
+	ClaimVIPs    *ClaimVIPs
+	ReleaseVIPs  *ReleaseVIPs
+	FenceStart   *FenceStart
+	FenceDone    *FenceDone
+	FenceConfirm *FenceConfirm
+	DeviceCheck  *DeviceCheck
 }
 
 // UnknownCommandError is returned by DecodeCommand for a command type this
@@ -102,6 +135,18 @@ func EncodeCommand(t CommandType, payload any) ([]byte, error) {
 		ok = isPayload[Node](payload)
 	case CmdDeregisterNode:
 		ok = isPayload[DeregisterNode](payload)
+	case CmdClaimVIPs:
+		ok = isPayload[ClaimVIPs](payload)
+	case CmdReleaseVIPs:
+		ok = isPayload[ReleaseVIPs](payload)
+	case CmdFenceStart:
+		ok = isPayload[FenceStart](payload)
+	case CmdFenceDone:
+		ok = isPayload[FenceDone](payload)
+	case CmdFenceConfirm:
+		ok = isPayload[FenceConfirm](payload)
+	case CmdDeviceCheck:
+		ok = isPayload[DeviceCheck](payload)
 	default:
 		return nil, fmt.Errorf("encode command: unknown type %s", t)
 	}
@@ -152,6 +197,30 @@ func DecodeCommand(b []byte) (Command, error) {
 		}
 	case CmdDeregisterNode:
 		cmd.Deregister, err = decodePayload[DeregisterNode](b[2:])
+	case CmdClaimVIPs:
+		if cmd.ClaimVIPs, err = decodePayload[ClaimVIPs](b[2:]); err == nil {
+			cmd.ClaimVIPs.At = canonicalTime(cmd.ClaimVIPs.At)
+		}
+	case CmdReleaseVIPs:
+		if cmd.ReleaseVIPs, err = decodePayload[ReleaseVIPs](b[2:]); err == nil {
+			cmd.ReleaseVIPs.At = canonicalTime(cmd.ReleaseVIPs.At)
+		}
+	case CmdFenceStart:
+		if cmd.FenceStart, err = decodePayload[FenceStart](b[2:]); err == nil {
+			cmd.FenceStart.At = canonicalTime(cmd.FenceStart.At)
+		}
+	case CmdFenceDone:
+		if cmd.FenceDone, err = decodePayload[FenceDone](b[2:]); err == nil {
+			cmd.FenceDone.At = canonicalTime(cmd.FenceDone.At)
+		}
+	case CmdFenceConfirm:
+		if cmd.FenceConfirm, err = decodePayload[FenceConfirm](b[2:]); err == nil {
+			cmd.FenceConfirm.At = canonicalTime(cmd.FenceConfirm.At)
+		}
+	case CmdDeviceCheck:
+		if cmd.DeviceCheck, err = decodePayload[DeviceCheck](b[2:]); err == nil {
+			cmd.DeviceCheck.At = canonicalTime(cmd.DeviceCheck.At)
+		}
 	default:
 		return Command{}, &UnknownCommandError{Type: cmd.Type, IgnoreUnknown: cmd.IgnoreUnknown}
 	}

@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -26,7 +27,7 @@ var _ raft.FSM = (*FSM)(nil)
 // stop) and no nodes. Applying an empty services file to it is a no-op.
 func New() *FSM {
 	return &FSM{
-		state:    State{Spec: Spec{Policy: Policy{NoQuorum: DefaultNoQuorum}}, Nodes: make(map[string]Node)},
+		state:    State{Spec: Spec{Policy: Policy{NoQuorum: DefaultNoQuorum, Takeover: DefaultTakeover}}, Nodes: make(map[string]Node), Holders: make(map[netip.Addr]Holder)},
 		watchers: make(map[chan struct{}]struct{}),
 	}
 }
@@ -75,6 +76,18 @@ func (f *FSM) Apply(l *raft.Log) any {
 		res = f.registerNode(*cmd.Node)
 	case CmdDeregisterNode:
 		res = f.deregisterNode(cmd.Deregister.Name)
+	case CmdClaimVIPs:
+		res = f.claimVIPs(*cmd.ClaimVIPs)
+	case CmdReleaseVIPs:
+		res = f.releaseVIPs(*cmd.ReleaseVIPs)
+	case CmdFenceStart:
+		res = f.fenceStart(l.Index, *cmd.FenceStart)
+	case CmdFenceDone:
+		res = f.fenceDone(*cmd.FenceDone)
+	case CmdFenceConfirm:
+		res = f.fenceConfirm(l.Index, *cmd.FenceConfirm)
+	case CmdDeviceCheck:
+		res = f.deviceCheck(*cmd.DeviceCheck)
 	default:
 		// DecodeCommand returns an error for every other type.
 		panic(fmt.Errorf("fsm: log entry %d: decoded command %s has no handler", l.Index, cmd.Type))
@@ -94,6 +107,9 @@ func (f *FSM) setSpec(c SetSpec) *Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cur := f.state.Spec.Version
+	if verr == nil {
+		verr = spec.validateAgainst(f.state)
+	}
 	switch {
 	case verr != nil:
 		return &Result{Version: cur, Err: verr}
@@ -105,6 +121,8 @@ func (f *FSM) setSpec(c SetSpec) *Result {
 	}
 	spec.Version = cur + 1
 	f.state.Spec = spec
+	f.dropHolders(spec)
+	f.dropDeviceChecks(spec)
 	return &Result{Version: spec.Version, Changed: true}
 }
 

@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
+	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -16,8 +21,10 @@ import (
 // ordinary tests under `go test ./fsm`; `go test -fuzz FuzzXxx` explores.
 
 func FuzzParseServices(f *testing.F) {
-	if example, err := os.ReadFile("../deploy/examples/services.yaml"); err == nil {
-		f.Add(example)
+	for _, name := range []string{"services.yaml", "fencing.yaml"} {
+		if example, err := os.ReadFile("../deploy/examples/" + name); err == nil {
+			f.Add(example)
+		}
 	}
 	f.Add([]byte(goodFile))
 	f.Add([]byte(""))
@@ -51,12 +58,30 @@ func FuzzParseServices(f *testing.F) {
 		if !reflect.DeepEqual(back, spec) {
 			t.Fatalf("JSON round trip changed the spec\n got %+v\nwant %+v", back, spec)
 		}
-		// And the FSM accepts what the parser accepts.
+		// And the FSM accepts what the parser accepts, once the nodes its
+		// fencing section names are members.
 		a := applier{f: New()}
+		for i, n := range fencedNodes(spec.Fencing) {
+			a.result(t, mustEncode(t, CmdRegisterNode, testNode(n, fmt.Sprintf("10.9.%d.%d", i/250, 1+i%250))))
+		}
 		if res := a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: spec})); res.Err != nil {
 			t.Fatalf("Apply refused a parsed spec: %v", res.Err)
 		}
 	})
+}
+
+// fencedNodes lists every node a fencing section names.
+func fencedNodes(f Fencing) []string {
+	seen := map[string]bool{}
+	for _, d := range f.Devices {
+		for n := range d.Hosts {
+			seen[n] = true
+		}
+	}
+	for n := range f.Levels {
+		seen[n] = true
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // commandSeeds are valid commands of every type, for the command fuzzers.
@@ -67,6 +92,13 @@ func commandSeeds(f *testing.F) [][]byte {
 		mustEncode(f, CmdRegisterNode, testNode("m30", "10.0.0.30")),
 		mustEncode(f, CmdRegisterNode|IgnoreUnknownType, testNode("m40", "2001:db8::40")),
 		mustEncode(f, CmdDeregisterNode, DeregisterNode{Name: "m30"}),
+		mustEncode(f, CmdSetSpec, SetSpec{Spec: fencedSpec()}),
+		mustEncode(f, CmdClaimVIPs, ClaimVIPs{Node: "m30", Term: 3, VIPs: []netip.Addr{netip.MustParseAddr("172.95.69.100")}, At: time.Unix(1e9, 0).UTC()}),
+		mustEncode(f, CmdReleaseVIPs, ReleaseVIPs{Node: "m30", Term: 3, VIPs: []netip.Addr{netip.MustParseAddr("172.95.69.100")}, Reason: ReleaseHandOver, At: time.Unix(1e9, 0).UTC()}),
+		mustEncode(f, CmdFenceStart, FenceStart{Target: "m30", Action: FenceReboot, By: "m40", Term: 4, Reason: "takeover", At: time.Unix(1e9, 0).UTC()}),
+		mustEncode(f, CmdFenceDone, FenceDone{ID: 9, Result: FenceSuccess, Level: 1, Device: "ipmi", Attempts: 1, At: time.Unix(1e9, 0).UTC()}),
+		mustEncode(f, CmdFenceConfirm, FenceConfirm{Target: "m30", By: "m40", At: time.Unix(1e9, 0).UTC()}),
+		mustEncode(f, CmdDeviceCheck|IgnoreUnknownType, DeviceCheck{Device: "ipmi", Action: CheckMonitor, Error: "Unable to connect", At: time.Unix(1e9, 0).UTC()}),
 		{1, 0x40 | byte(IgnoreUnknownType), '{', '}'},
 		{1, byte(CmdDeregisterNode), '{', '}'},
 	}
@@ -86,6 +118,9 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 		payload := map[CommandType]any{
 			CmdSetSpec: cmd.SetSpec, CmdRegisterNode: cmd.Node, CmdDeregisterNode: cmd.Deregister,
+			CmdClaimVIPs: cmd.ClaimVIPs, CmdReleaseVIPs: cmd.ReleaseVIPs,
+			CmdFenceStart: cmd.FenceStart, CmdFenceDone: cmd.FenceDone, CmdFenceConfirm: cmd.FenceConfirm,
+			CmdDeviceCheck: cmd.DeviceCheck,
 		}[cmd.Type]
 		typ := cmd.Type
 		if cmd.IgnoreUnknown {

@@ -14,7 +14,7 @@ func squidSpec() Spec {
 	vip := netip.MustParseAddr("172.95.69.100")
 	return Spec{
 		VIPs:   []VIP{{Address: vip, Interface: "eth0"}},
-		Policy: Policy{NoQuorum: "stop"},
+		Policy: Policy{NoQuorum: "stop", Takeover: "lease"},
 		Services: []Service{{
 			Name:        "squid",
 			VIP:         vip,
@@ -39,7 +39,7 @@ func webSpec() Spec {
 	vip4 := netip.MustParseAddr("10.0.0.1")
 	return Spec{
 		VIPs:   []VIP{{Address: vip4}, {Address: vip6, Interface: "bond0"}},
-		Policy: Policy{NoQuorum: "freeze", Fencing: true},
+		Policy: Policy{NoQuorum: "stop", Takeover: "immediate"},
 		Services: []Service{
 			{
 				Name: "web", VIP: vip4, Port: 80, Protocol: "tcp", Scheduler: "wlc", Forwarding: "masq",
@@ -104,4 +104,23 @@ func (a *applier) result(t testing.TB, data []byte) *Result {
 		t.Fatalf("Apply returned %T, want *Result", res)
 	}
 	return res
+}
+
+// fencedSpec is squidSpec with fencing: two devices for m30 and m40 (who
+// must be registered nodes), freeze with takeover fence.
+func fencedSpec() Spec {
+	s := squidSpec()
+	s.Policy = Policy{NoQuorum: "freeze", Takeover: "fence"}
+	s.Fencing = Fencing{
+		Devices: []FenceDevice{
+			{
+				Name: "ipmi", Agent: "fence_ipmilan", Hosts: map[string]string{"m30": "", "m40": "2"},
+				Params: map[string]FenceParam{"ip": {Value: "10.0.0.30"}, "password": {File: "/etc/raftlb/ipmi.pass"}},
+				Action: "reboot", Timeout: time.Minute, Retries: 2, DelayMax: 5 * time.Second,
+			},
+			{Name: "pdu", Agent: "/usr/sbin/fence_apc_snmp", Hosts: map[string]string{"m30": "3"}, Action: "off", Timeout: 30 * time.Second},
+		},
+		Levels: map[string][][]string{"m30": {{"ipmi"}, {"pdu"}}},
+	}
+	return s
 }

@@ -18,7 +18,11 @@ const (
 
 	NoQuorumStop   = "stop"
 	NoQuorumFreeze = "freeze"
-	NoQuorumIgnore = "ignore"
+	NoQuorumIgnore = "ignore" // refused: nothing would act on it
+
+	TakeoverFence     = "fence"
+	TakeoverLease     = "lease"
+	TakeoverImmediate = "immediate"
 
 	CheckTCP   = "tcp"
 	CheckHTTP  = "http"
@@ -36,6 +40,7 @@ const (
 	DefaultScheduler  = "wlc"
 	DefaultForwarding = ForwardRoute
 	DefaultNoQuorum   = NoQuorumStop
+	DefaultTakeover   = TakeoverLease
 	DefaultWeight     = 1
 
 	DefaultCheckType     = CheckTCP

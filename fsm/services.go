@@ -28,8 +28,9 @@ import (
 //	  - address: 172.95.69.100
 //	    interface: eth0          # optional; default: the agent's --interface
 //	policy:                      # optional
-//	  no_quorum: stop            # stop (default) | freeze | ignore
-//	  fencing: false
+//	  no_quorum: stop            # stop (default) | freeze (needs takeover: fence)
+//	  takeover: lease            # lease (default) | fence (needs a fencing section) | immediate
+//	fencing:                     # optional: fence devices (see fencing_yaml.go)
 //	services:
 //	  - name: squid              # optional, unique when given
 //	    vip: 172.95.69.100       # must be listed under vips
@@ -164,7 +165,7 @@ func (p *parser) lineOf(path string) int {
 }
 
 func (p *parser) file(f servicesFile) Spec {
-	spec := Spec{Policy: Policy{NoQuorum: DefaultNoQuorum}}
+	spec := Spec{Policy: Policy{NoQuorum: DefaultNoQuorum, Takeover: DefaultTakeover}}
 	for i, e := range f.VIPs {
 		path := fmt.Sprintf("vips[%d]", i)
 		p.at(path, firstLine(e.Address.Line, e.Interface.Line))
@@ -175,10 +176,13 @@ func (p *parser) file(f servicesFile) Spec {
 	}
 	if pe := f.Policy; pe != nil {
 		spec.Policy.NoQuorum = orDefault(pe.NoQuorum, DefaultNoQuorum)
+		spec.Policy.Takeover = orDefault(pe.Takeover, DefaultTakeover)
 		spec.Policy.Fencing = pe.Fencing.Val
 		p.at("policy.no_quorum", pe.NoQuorum.Line)
+		p.at("policy.takeover", pe.Takeover.Line)
 		p.at("policy.fencing", pe.Fencing.Line)
 	}
+	spec.Fencing = p.fencing(f.Fencing)
 	for i, e := range f.Services {
 		spec.Services = append(spec.Services, p.service(i, e))
 	}

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"reflect"
@@ -27,17 +28,54 @@ func TestExampleServicesFile(t *testing.T) {
 	}
 }
 
+// TestExampleFencingFile: the fencing example parses, validates and, with
+// its nodes registered, would be applied; it keeps its secrets in files.
+func TestExampleFencingFile(t *testing.T) {
+	data, err := os.ReadFile("../deploy/examples/fencing.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseServices(data)
+	if err != nil {
+		t.Fatalf("ParseServices: %v", err)
+	}
+	if err := got.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if got.Policy.Takeover != TakeoverFence || len(got.Fencing.Devices) != 4 {
+		t.Fatalf("policy %+v, %d devices", got.Policy, len(got.Fencing.Devices))
+	}
+	levels := got.Fencing.LevelsFor("m40")
+	if len(levels) != 2 || levels[0][0].Name != "ipmi-m40" || levels[1][0].Plug("m40") != "2" {
+		t.Errorf("m40's levels %+v", levels)
+	}
+	for _, d := range got.Fencing.Devices {
+		for k, p := range d.Params {
+			if secretParam(k) && p.File == "" {
+				t.Errorf("%s: secret %s is not a file", d.Name, k)
+			}
+		}
+	}
+	a := applier{f: New()}
+	for i, n := range []string{"m30", "m40", "m50"} {
+		a.result(t, mustEncode(t, CmdRegisterNode, testNode(n, fmt.Sprintf("10.0.0.%d", 30+10*i))))
+	}
+	if r := a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: got})); r.Err != nil || !r.Changed {
+		t.Fatalf("applying the example: %+v", r)
+	}
+}
+
 func TestParseServicesFillsDefaults(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
 		want Spec
 	}{
-		{"empty file", "", Spec{Policy: Policy{NoQuorum: "stop"}}},
-		{"only comments", "# nothing yet\n", Spec{Policy: Policy{NoQuorum: "stop"}}},
-		{"empty mapping", "{}\n", Spec{Policy: Policy{NoQuorum: "stop"}}},
-		{"null document", "---\n~\n", Spec{Policy: Policy{NoQuorum: "stop"}}},
-		{"empty lists", "vips: []\nservices: []\n", Spec{Policy: Policy{NoQuorum: "stop"}}},
+		{"empty file", "", Spec{Policy: Policy{NoQuorum: "stop", Takeover: "lease"}}},
+		{"only comments", "# nothing yet\n", Spec{Policy: Policy{NoQuorum: "stop", Takeover: "lease"}}},
+		{"empty mapping", "{}\n", Spec{Policy: Policy{NoQuorum: "stop", Takeover: "lease"}}},
+		{"null document", "---\n~\n", Spec{Policy: Policy{NoQuorum: "stop", Takeover: "lease"}}},
+		{"empty lists", "vips: []\nservices: []\n", Spec{Policy: Policy{NoQuorum: "stop", Takeover: "lease"}}},
 		{
 			name: "minimal service",
 			in: `
@@ -49,7 +87,7 @@ services:
 `,
 			want: Spec{
 				VIPs:   []VIP{{Address: netip.MustParseAddr("10.0.0.1")}},
-				Policy: Policy{NoQuorum: "stop"},
+				Policy: Policy{NoQuorum: "stop", Takeover: "lease"},
 				Services: []Service{{
 					VIP: netip.MustParseAddr("10.0.0.1"), Port: 80, Protocol: "tcp", Scheduler: "wlc", Forwarding: "route",
 					RealServers: RealServers{AllNodes: true, NodePort: 80, NodeWeight: 1},
@@ -61,7 +99,7 @@ services:
 			name: "explicit list, integer seconds, short interval, http defaults",
 			in: `
 vips: [{address: 10.0.0.1}]
-policy: {no_quorum: ignore, fencing: true}
+policy: {no_quorum: stop, takeover: immediate}
 services:
   - vip: 10.0.0.1
     port: 80
@@ -79,7 +117,7 @@ services:
 `,
 			want: Spec{
 				VIPs:   []VIP{{Address: netip.MustParseAddr("10.0.0.1")}},
-				Policy: Policy{NoQuorum: "ignore", Fencing: true},
+				Policy: Policy{NoQuorum: "stop", Takeover: "immediate"},
 				Services: []Service{{
 					VIP: netip.MustParseAddr("10.0.0.1"), Port: 80, Protocol: "tcp", Scheduler: "wrr", Forwarding: "masq",
 					Persistence: Persistence{Timeout: 300 * time.Second, Netmask: netip.MustParseAddr("255.255.0.0")},
@@ -105,7 +143,7 @@ services:
 `,
 			want: Spec{
 				VIPs:   []VIP{{Address: netip.MustParseAddr("2001:db8::1")}},
-				Policy: Policy{NoQuorum: "stop"},
+				Policy: Policy{NoQuorum: "stop", Takeover: "lease"},
 				Services: []Service{{
 					VIP: netip.MustParseAddr("2001:db8::1"), Port: 443, Protocol: "tcp", Scheduler: "wlc", Forwarding: "masq",
 					RealServers: RealServers{AllNodes: true, NodePort: 8443, NodeWeight: 3},

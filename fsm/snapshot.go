@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 
 	"github.com/hashicorp/raft"
 )
@@ -102,7 +103,35 @@ func readSnapshot(r io.Reader) (State, error) {
 		n.JoinedAt = canonicalTime(n.JoinedAt)
 		st.Nodes[name] = n
 	}
+	if st.Holders == nil {
+		st.Holders = make(map[netip.Addr]Holder)
+	}
+	for vip, h := range st.Holders {
+		if !vip.IsValid() || fsmHolderInvalid(h) {
+			return State{}, fmt.Errorf("VIP holders: invalid record for %s: %+v", vip, h)
+		}
+		h.Since, h.ReleasedAt = canonicalTime(h.Since), canonicalTime(h.ReleasedAt)
+		st.Holders[vip] = h
+	}
+	for i, e := range st.FenceHistory {
+		e.At, e.Completed = canonicalTime(e.At), canonicalTime(e.Completed)
+		st.FenceHistory[i] = e
+	}
+	if len(st.FenceHistory) > MaxFenceHistory {
+		return State{}, fmt.Errorf("fence history: %d events, at most %d", len(st.FenceHistory), MaxFenceHistory)
+	}
+	for name, c := range st.DeviceChecks {
+		if c.Device != name || (c.Action != CheckValidate && c.Action != CheckMonitor) {
+			return State{}, fmt.Errorf("fence device checks: invalid record for %q: %+v", name, c)
+		}
+		c.At = canonicalTime(c.At)
+		st.DeviceChecks[name] = c
+	}
 	return st, nil
+}
+
+func fsmHolderInvalid(h Holder) bool {
+	return ValidateNodeName(h.Node) != nil || h.Term == 0 || (h.Released && !validReleaseReason(h.Reason))
 }
 
 // decodeStrict decodes exactly one JSON value with only known fields.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // memSink is a raft.SnapshotSink in memory.
@@ -32,7 +34,8 @@ func (s *memSink) Write(p []byte) (int, error) {
 	return s.Buffer.Write(p)
 }
 
-// populated returns an FSM with a spec at version 2 and two nodes.
+// populated returns an FSM with a spec at version 3 (with fencing), two
+// nodes, a VIP holder and a fencing history.
 func populated(t *testing.T) *FSM {
 	t.Helper()
 	a := applier{f: New()}
@@ -40,6 +43,14 @@ func populated(t *testing.T) *FSM {
 	a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: webSpec()}))
 	a.result(t, mustEncode(t, CmdRegisterNode, testNode("m30", "10.0.0.30")))
 	a.result(t, mustEncode(t, CmdRegisterNode, testNode("m40", "2001:db8::40")))
+	a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: fencedSpec()}))
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	a.result(t, mustEncode(t, CmdClaimVIPs, ClaimVIPs{Node: "m30", Term: 3, VIPs: []netip.Addr{vipA}, At: at}))
+	a.result(t, mustEncode(t, CmdFenceStart, FenceStart{Target: "m30", Action: FenceReboot, By: "m40", Term: 4, Reason: "takeover", At: at}))
+	a.result(t, mustEncode(t, CmdFenceDone, FenceDone{ID: a.index, Result: FenceSuccess, Level: 1, Device: "ipmi", Attempts: 1, At: at}))
+	if st := a.f.State(); len(st.Holders) != 1 || len(st.FenceHistory) != 1 || st.Spec.Version != 3 {
+		t.Fatalf("populated: %+v", st)
+	}
 	return a.f
 }
 
@@ -133,7 +144,8 @@ func TestRestoreRejectsCorruptSnapshot(t *testing.T) {
 		{"no format", `{"state":{}}`, "unsupported snapshot format 0"},
 		{"unknown field", strings.Replace(good, `"nodes":{`, `"leases":{},"nodes":{`, 1), "unknown field"},
 		{"null state", `{"format":1,"state":null}`, "invalid spec"},
-		{"invalid spec", strings.Replace(good, `"scheduler":"wlc"`, `"scheduler":"fastest"`, 1), "fastest"},
+		{"invalid spec", strings.Replace(good, `"scheduler":"rr"`, `"scheduler":"fastest"`, 1), "fastest"},
+		{"invalid holder", strings.Replace(good, `"holders":{"172.95.69.100":{"node":"m30"`, `"holders":{"172.95.69.100":{"node":"-m30"`, 1), "VIP holders"},
 		{"node under another name", strings.Replace(good, `"m30":{"name":"m30"`, `"m30":{"name":"m31"`, 1), `"m30" holds node "m31"`},
 		{"invalid node", strings.Replace(good, `"raft_addr":"10.0.0.30:7000"`, `"raft_addr":"10.0.0.30:0"`, 1), "node.raft_addr"},
 	}

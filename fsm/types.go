@@ -14,6 +14,12 @@ type State struct {
 	// Nodes is the node registry, keyed by node name. The DC registers a node
 	// when it joins the Raft configuration and deregisters it when it leaves.
 	Nodes map[string]Node `json:"nodes"`
+	// Holders records, per VIP, which DC claimed it and whether it let go.
+	Holders map[netip.Addr]Holder `json:"holders,omitempty"`
+	// FenceHistory is the last MaxFenceHistory fencings, oldest first.
+	FenceHistory []FenceEvent `json:"fence_history,omitempty"`
+	// DeviceChecks is each fence device's last check result that changed.
+	DeviceChecks map[string]DeviceCheck `json:"device_checks,omitempty"`
 }
 
 // Spec is the declarative service definition submitted with `raftlb apply`.
@@ -24,6 +30,7 @@ type Spec struct {
 	VIPs     []VIP     `json:"vips"`
 	Services []Service `json:"services"`
 	Policy   Policy    `json:"policy"`
+	Fencing  Fencing   `json:"fencing,omitzero"`
 }
 
 // VIP is a virtual address clients connect to. The DC holds it on
@@ -104,15 +111,30 @@ type HealthCheck struct {
 	Command []string `json:"command,omitempty"`
 }
 
-// Policy holds the cluster-wide quorum and fencing policy.
+// Policy holds the cluster-wide quorum and takeover policy.
 type Policy struct {
-	// NoQuorum is what a node without quorum does: "stop" (release the VIP
-	// and IPVS rules; the default), "freeze" (keep what it has, take
-	// nothing new) or "ignore" (act as if quorum were present).
+	// NoQuorum is what a DC that loses quorum does: "stop" (let go of the
+	// VIPs and IPVS rules at once; the default) or "freeze" (keep what it
+	// has until its lease ends; only with takeover fence, so the majority
+	// fences it before it takes over).
 	NoQuorum string `json:"no_quorum"`
-	// Fencing enables STONITH before a VIP is taken from a node that cannot
-	// be proven dead.
-	Fencing bool `json:"fencing"`
+	// Takeover is what a new DC does about a VIP holder that did not let
+	// go: "fence" it first, wait out its "lease", or take the VIP
+	// "immediate"ly (both then answer ARP until the old lease ends). Empty
+	// in a spec stored before the setting existed, and read as immediate:
+	// what those releases did.
+	Takeover string `json:"takeover,omitempty"`
+	// Fencing is the setting takeover replaced; only false is accepted.
+	Fencing bool `json:"fencing,omitempty"`
+}
+
+// TakeoverPolicy is p.Takeover, with a stored spec's empty value read as
+// immediate.
+func (p Policy) TakeoverPolicy() string {
+	if p.Takeover == "" {
+		return TakeoverImmediate
+	}
+	return p.Takeover
 }
 
 // Node is a registry entry for one cluster member.

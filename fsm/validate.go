@@ -53,6 +53,14 @@ func (s Spec) Validate() error {
 	return v.err()
 }
 
+// validateAgainst checks what the spec alone cannot tell: the nodes its
+// fencing section names are members of the cluster.
+func (s Spec) validateAgainst(st State) error {
+	var v validator
+	v.fencingNodes(s.Fencing, st.Nodes)
+	return v.err()
+}
+
 // Validate checks a node registry entry.
 func (n Node) Validate() error {
 	var v validator
@@ -119,11 +127,30 @@ func (v *validator) spec(s Spec) {
 		}
 	}
 
-	switch s.Policy.NoQuorum {
-	case NoQuorumStop, NoQuorumFreeze, NoQuorumIgnore:
+	switch s.Policy.Takeover {
+	case TakeoverLease, TakeoverImmediate, "":
+	case TakeoverFence:
+		if len(s.Fencing.Devices) == 0 {
+			v.addf("policy.takeover", "fence needs fencing devices (a fencing section)")
+		}
 	default:
-		v.addf("policy.no_quorum", "unknown policy %q (want stop, freeze or ignore)", s.Policy.NoQuorum)
+		v.addf("policy.takeover", "unknown policy %q (want fence, lease or immediate)", s.Policy.Takeover)
 	}
+	switch s.Policy.NoQuorum {
+	case NoQuorumStop:
+	case NoQuorumFreeze:
+		if s.Policy.Takeover != TakeoverFence {
+			v.addf("policy.no_quorum", "freeze keeps a cut-off DC's VIPs: it needs takeover: fence, so the majority fences that DC before taking them over")
+		}
+	case NoQuorumIgnore:
+		v.addf("policy.no_quorum", "ignore is refused: a DC that loses quorum always lets go of the VIPs before another can be elected (invariant 3); use stop, or freeze with takeover: fence")
+	default:
+		v.addf("policy.no_quorum", "unknown policy %q (want stop or freeze)", s.Policy.NoQuorum)
+	}
+	if s.Policy.Fencing {
+		v.addf("policy.fencing", "fencing: true is replaced by takeover: fence, with fence devices in a fencing section")
+	}
+	v.fencing(s.Fencing)
 
 	keys := make(map[ServiceKey]int, len(s.Services))
 	names := make(map[string]int, len(s.Services))
@@ -354,6 +381,17 @@ func (v *validator) text(p, s string, maxLen int) bool {
 		return true
 	}
 	return false
+}
+
+// sentence checks a one-line free text (a reason): valid UTF-8, no
+// control characters, at most maxLen bytes.
+func (v *validator) sentence(p, s string, maxLen int) {
+	switch {
+	case len(s) > maxLen:
+		v.addf(p, "longer than %d bytes", maxLen)
+	case !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl):
+		v.addf(p, "contains control characters or invalid UTF-8")
+	}
 }
 
 // printable reports whether s is valid UTF-8 without whitespace or control

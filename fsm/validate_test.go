@@ -10,10 +10,9 @@ import (
 
 func TestValidateAcceptsValidSpecs(t *testing.T) {
 	for name, s := range map[string]Spec{
-		"empty":  {Policy: Policy{NoQuorum: "stop"}},
-		"squid":  squidSpec(),
-		"web":    webSpec(),
-		"ignore": {Policy: Policy{NoQuorum: "ignore"}},
+		"empty": {Policy: Policy{NoQuorum: "stop"}},
+		"squid": squidSpec(),
+		"web":   webSpec(),
 	} {
 		if err := s.Validate(); err != nil {
 			t.Errorf("%s: Validate: %v", name, err)

@@ -17,6 +17,7 @@ import (
 type servicesFile struct {
 	VIPs     []vipEntry     `yaml:"vips"`
 	Policy   *policyEntry   `yaml:"policy"`
+	Fencing  *fencingEntry  `yaml:"fencing"`
 	Services []serviceEntry `yaml:"services"`
 }
 
@@ -27,6 +28,7 @@ type vipEntry struct {
 
 type policyEntry struct {
 	NoQuorum at[string] `yaml:"no_quorum"`
+	Takeover at[string] `yaml:"takeover"`
 	Fencing  at[bool]   `yaml:"fencing"`
 }
 
@@ -191,7 +193,9 @@ func yamlError(err error) error {
 		return fmt.Errorf("services file: %w", err)
 	}
 	names := strings.NewReplacer(
-		"fsm.servicesFile", "the top level (a mapping with vips, policy and services)",
+		"fsm.servicesFile", "the top level (a mapping with vips, policy, fencing and services)",
+		"fsm.fencingEntry", "fencing",
+		"fsm.fenceDeviceEntry", "a fencing device",
 		"fsm.vipEntry", "a vips entry",
 		"fsm.policyEntry", "policy",
 		"fsm.serviceEntry", "a service",

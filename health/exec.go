@@ -1,30 +1,19 @@
 package health
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
-)
 
-// execPath is the whole PATH an exec check sees: the agent's own
-// environment (secrets, proxies, a developer's PATH) is not passed on.
-const execPath = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+	"github.com/raftlb/raftlb/internal/procrun"
+)
 
 // maxStderr bounds what is kept of a check command's standard error; the
 // error reports its first line.
 const maxStderr = 4 << 10
-
-// execWaitDelay bounds the wait for a killed command's output pipes, which
-// a grandchild that left the process group could hold open.
-const execWaitDelay = time.Second
 
 // execChecker is keepalived's MISC_CHECK and ldirectord's
 // checktype=external: run a command, exit status 0 means healthy.
@@ -40,44 +29,30 @@ func newExecChecker(argv []string) (*execChecker, error) {
 }
 
 func (c *execChecker) Check(ctx context.Context, t Target) error {
-	cmd := exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)
-	cmd.Dir = "/" // not the agent's working directory
-	cmd.Env = []string{
-		execPath,
+	// No shell, its own process group (a timeout kills whatever the
+	// command started, a shell script's curl too), and none of the
+	// agent's environment but a fixed PATH.
+	r := procrun.Run(ctx, procrun.Cmd{Argv: c.argv, Keep: maxStderr, Env: []string{
+		procrun.DefaultPath,
 		"RAFTLB_RS_ADDR=" + addrString(t.Addr),
 		"RAFTLB_RS_PORT=" + strconv.Itoa(int(t.Addr.Port())),
 		"RAFTLB_VIP=" + addrString(t.VIP),
 		"RAFTLB_VIP_PORT=" + strconv.Itoa(int(t.VIP.Port())),
-	}
-	// Its own process group, so a timeout kills whatever the command
-	// started (a shell script's curl) and not just the shell.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		if errors.Is(err, syscall.ESRCH) {
-			return os.ErrProcessDone
-		}
-		return err
-	}
-	cmd.WaitDelay = execWaitDelay
-	stderr := &headBuffer{max: maxStderr}
-	cmd.Stderr = stderr
-
-	err := cmd.Run()
-	if err == nil {
-		return nil
-	}
+	}})
 	var what string
-	var exitErr *exec.ExitError
 	switch {
-	case ctx.Err() != nil:
+	case r.Err != nil:
+		return r.Err
+	case r.TimedOut:
 		what = "timed out; process group killed"
-	case errors.As(err, &exitErr):
-		what = exitErr.Error() // "exit status 1", "signal: segmentation fault"
+	case r.ExitCode == 0:
+		return nil
+	case r.ExitCode < 0:
+		what = "killed by a signal"
 	default:
-		return fmt.Errorf("run %s: %w", c.argv[0], err)
+		what = fmt.Sprintf("exit status %d", r.ExitCode)
 	}
-	if line := stderr.firstLine(); line != "" {
+	if line := firstLine(r.StderrHead); line != "" {
 		return fmt.Errorf("%s: %s", what, line)
 	}
 	return errors.New(what)
@@ -94,24 +69,9 @@ func addrString(ap netip.AddrPort) string {
 // maxErrorLine bounds the stderr line quoted in an error.
 const maxErrorLine = 200
 
-// headBuffer keeps the first max bytes written to it and discards the
-// rest, so a chatty command cannot fill memory and never blocks on a full
-// pipe.
-type headBuffer struct {
-	max int
-	buf bytes.Buffer
-}
-
-func (b *headBuffer) Write(p []byte) (int, error) {
-	if room := b.max - b.buf.Len(); room > 0 {
-		b.buf.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
-}
-
-// firstLine is the first non-blank line, trimmed and bounded.
-func (b *headBuffer) firstLine() string {
-	for line := range strings.Lines(b.buf.String()) {
+// firstLine is the first non-blank line of s, trimmed and bounded.
+func firstLine(s string) string {
+	for line := range strings.Lines(s) {
 		line = strings.TrimSpace(line)
 		if line == "" {
 			continue

@@ -38,6 +38,7 @@ type Manager struct {
 	held    map[netip.Addr]bool   // VIPs this node carries on their interface
 	prev    map[string]string     // sysctl key → value before we changed it
 	lapses  int                   // renewals that found the address gone
+	left    []netip.Addr          // the VIPs the last run managed, as Start found them
 }
 
 // Config sets up a Manager.
@@ -80,6 +81,7 @@ func (m *Manager) Start() error {
 	}
 	for _, v := range old {
 		m.managed[v.Address] = v.Interface
+		m.left = append(m.left, v.Address)
 	}
 	if err := m.applySysctls(); err != nil {
 		return err
@@ -91,6 +93,14 @@ func (m *Manager) Start() error {
 		m.logger.Info("VIP left by the previous run put back on lo", "vip", vip, "interface", iface)
 	}
 	return nil
+}
+
+// LeftByLastRun lists the VIPs the previous run of the agent managed: Start
+// took each off its interface, so the node has let go of any it held.
+func (m *Manager) LeftByLastRun() []netip.Addr {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.left)
 }
 
 func (m *Manager) ifaceOf(v fsm.VIP) string {

@@ -49,6 +49,9 @@ func TestStartSetsARPSysctlsAndTakesBackOldVIPs(t *testing.T) {
 	if has(t, k, "eth0") || !has(t, k, "lo") {
 		t.Fatalf("after start: eth0=%v lo=%v, want the VIP on lo only", has(t, k, "eth0"), has(t, k, "lo"))
 	}
+	if left := m.LeftByLastRun(); !slices.Equal(left, []netip.Addr{vip}) {
+		t.Errorf("LeftByLastRun = %v, want [%s]: the DC is told this node let go", left, vip)
+	}
 	for _, key := range []string{"net/ipv4/conf/all/arp_ignore", "net/ipv4/conf/eth0/arp_ignore"} {
 		if v, _ := k.Sysctl(key); v != "1" {
 			t.Errorf("%s = %s, want 1", key, v)

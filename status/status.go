@@ -3,7 +3,10 @@ package status
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/raftlb/raftlb/cluster"
@@ -28,13 +31,53 @@ type Status struct {
 	VIPs            []VIPStatus        `json:"vips"`
 	Services        []ServiceStatus    `json:"services"`
 	Policy          fsm.Policy         `json:"policy"`
+	Fencing         FencingStatus      `json:"fencing"`
 }
 
-// VIPStatus says where a virtual IP is.
+// VIPStatus says where a virtual IP is: who the log says holds it, and
+// what this node's kernel carries.
 type VIPStatus struct {
 	Address   string `json:"address"`
 	Interface string `json:"interface,omitempty"`
-	HeldBy    string `json:"held_by"`
+	// HeldBy is the node the log records as holding the VIP on its
+	// interface, while it has not let go; empty when nobody does.
+	HeldBy string `json:"held_by"`
+	// Holder is the log's last record for the VIP (nil: never claimed).
+	Holder *fsm.Holder `json:"holder,omitempty"`
+	// Takeover says what a DC that does not hold the VIP yet waits for.
+	Takeover string `json:"takeover,omitempty"`
+	// ThisNode is this node's kernel (nil without a data plane).
+	ThisNode *Kernel `json:"this_node,omitempty"`
+}
+
+// Kernel is where this node's kernel has a VIP: on its interface (it
+// answers ARP for it there) and on lo (it is a real server).
+type Kernel struct {
+	Interface   string `json:"interface"`
+	OnInterface bool   `json:"on_interface"`
+	OnLo        bool   `json:"on_lo"`
+}
+
+// KernelFunc reports this node's kernel truth for a VIP.
+type KernelFunc func(vip netip.Addr) Kernel
+
+// FencingStatus is the spec's fence devices and the fencing history, as
+// crm_mon shows them. No parameter of a device appears here: a value may
+// be private, a secret is a file on each node.
+type FencingStatus struct {
+	Devices []DeviceStatus   `json:"devices"`
+	History []fsm.FenceEvent `json:"history"`
+}
+
+// DeviceStatus is one fence device.
+type DeviceStatus struct {
+	Name   string   `json:"name"`
+	Agent  string   `json:"agent"`
+	Action string   `json:"action"`
+	Hosts  []string `json:"hosts"`
+	// Check is the DC's last validate-all or monitor result that changed
+	// (nil: not checked yet).
+	Check *fsm.DeviceCheck `json:"check,omitempty"`
 }
 
 // ServiceStatus is one virtual service with its real servers.
@@ -68,12 +111,14 @@ type RealServerStatus struct {
 // means unknown.
 type Checks map[health.Key]health.State
 
-// Assemble puts the view together. It is a pure function of its inputs.
-func Assemble(v cluster.View, state fsm.State, checks Checks) Status {
+// Assemble puts the view together. It is a pure function of its inputs;
+// kernel may be nil (no data plane).
+func Assemble(v cluster.View, state fsm.State, checks Checks, kernel KernelFunc) Status {
 	st := Status{
 		Time: v.Time, Node: v.Node, DC: v.DC, Term: v.Term, Quorum: v.Quorum, Stale: v.Stale,
 		Warning: v.Warning, LastContactMS: v.LastContactMS, NodesConfigured: v.NodesConfigured,
 		Nodes: v.Nodes, SpecVersion: state.Spec.Version, Policy: state.Spec.Policy,
+		Fencing: fencingStatus(state),
 	}
 	online := map[string]bool{}
 	for _, n := range v.Nodes {
@@ -81,12 +126,50 @@ func Assemble(v cluster.View, state fsm.State, checks Checks) Status {
 	}
 	isOnline := func(name string) bool { return online[name] }
 	for _, vip := range state.Spec.VIPs {
-		st.VIPs = append(st.VIPs, VIPStatus{Address: vip.Address.String(), Interface: vip.Interface, HeldBy: v.DC})
+		st.VIPs = append(st.VIPs, vipStatus(vip, v, state, kernel))
 	}
 	for _, svc := range state.Spec.Services {
 		st.Services = append(st.Services, serviceStatus(svc, state, isOnline, checks))
 	}
 	return st
+}
+
+func vipStatus(vip fsm.VIP, v cluster.View, state fsm.State, kernel KernelFunc) VIPStatus {
+	vs := VIPStatus{Address: vip.Address.String(), Interface: vip.Interface}
+	if h, ok := state.Holders[vip.Address]; ok {
+		vs.Holder = &h
+		if !h.Released {
+			vs.HeldBy = h.Node
+		}
+		if v.DC != "" && h.Node != v.DC && !h.Released {
+			switch state.Spec.Policy.TakeoverPolicy() {
+			case fsm.TakeoverFence:
+				vs.Takeover = fmt.Sprintf("%s fences %s before it claims the VIP (takeover: fence)", v.DC, h.Node)
+			case fsm.TakeoverLease:
+				vs.Takeover = fmt.Sprintf("%s claims the VIP once the lease of %s has certainly ended (takeover: lease)", v.DC, h.Node)
+			}
+		}
+	}
+	if kernel != nil {
+		k := kernel(vip.Address)
+		vs.ThisNode = &k
+	}
+	return vs
+}
+
+func fencingStatus(state fsm.State) FencingStatus {
+	out := FencingStatus{Devices: []DeviceStatus{}, History: state.FenceHistory}
+	if out.History == nil {
+		out.History = []fsm.FenceEvent{}
+	}
+	for _, d := range state.Spec.Fencing.Devices {
+		ds := DeviceStatus{Name: d.Name, Agent: d.Agent, Action: d.Action, Hosts: slices.Sorted(maps.Keys(d.Hosts))}
+		if c, ok := state.DeviceChecks[d.Name]; ok {
+			ds.Check = &c
+		}
+		out.Devices = append(out.Devices, ds)
+	}
+	return out
 }
 
 func serviceStatus(svc fsm.Service, state fsm.State, online func(string) bool, checks Checks) ServiceStatus {
@@ -154,7 +237,8 @@ type Node interface {
 
 // Source assembles the status view on demand.
 type Source struct {
-	node Node
+	node   Node
+	kernel KernelFunc
 	// local is this node's own health checks (the director's), or nil
 	// without a data plane.
 	local func() map[health.Key]health.State
@@ -162,8 +246,10 @@ type Source struct {
 
 // NewSource returns a Source and registers, on the node's RPC channel, the
 // operation that serves this node's health checks to peers while it is DC.
-func NewSource(node Node, local func() map[health.Key]health.State) *Source {
-	s := &Source{node: node, local: local}
+// kernel reports this node's kernel truth for a VIP (nil without a data
+// plane).
+func NewSource(node Node, local func() map[health.Key]health.State, kernel KernelFunc) *Source {
+	s := &Source{node: node, local: local, kernel: kernel}
 	node.Handle(HealthOp, s.serveHealth)
 	return s
 }
@@ -190,7 +276,7 @@ const askTimeout = time.Second
 func (s *Source) Status() Status {
 	v := s.node.View()
 	state := s.node.FSM().State()
-	return Assemble(v, state, s.checks(v, state))
+	return Assemble(v, state, s.checks(v, state), s.kernel)
 }
 
 func (s *Source) checks(v cluster.View, state fsm.State) Checks {

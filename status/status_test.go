@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +31,7 @@ type fakeNode struct {
 	dcErr    error
 	asked    int
 	handlers map[string]cluster.Handler
+	apply    func(index uint64, ct fsm.CommandType, payload any)
 }
 
 func (f *fakeNode) View() cluster.View { return f.view }
@@ -54,7 +57,7 @@ func newFakeNode(t *testing.T, leader bool) *fakeNode {
 		Node: "n1", DC: "n1", Term: 3, Quorum: true, IsLeader: leader,
 		Nodes: []cluster.NodeView{{Name: "n1", Status: "online", Role: "DC"}, {Name: "n2", Status: "offline", Role: "member"}},
 	}}
-	apply := func(index uint64, ct fsm.CommandType, payload any) {
+	f.apply = func(index uint64, ct fsm.CommandType, payload any) {
 		b, err := fsm.EncodeCommand(ct, payload)
 		if err != nil {
 			t.Fatal(err)
@@ -63,6 +66,7 @@ func newFakeNode(t *testing.T, leader bool) *fakeNode {
 			t.Fatal(r.Err)
 		}
 	}
+	apply := f.apply
 	apply(1, fsm.CmdRegisterNode, fsm.Node{Name: "n1", Address: n1, RaftAddr: netip.AddrPortFrom(n1, 7947), GossipAddr: netip.AddrPortFrom(n1, 7946)})
 	apply(2, fsm.CmdRegisterNode, fsm.Node{Name: "n2", Address: n2, RaftAddr: netip.AddrPortFrom(n2, 7947), GossipAddr: netip.AddrPortFrom(n2, 7946)})
 	apply(3, fsm.CmdSetSpec, fsm.SetSpec{Spec: fsm.Spec{
@@ -86,11 +90,11 @@ func key(a netip.Addr) health.Key {
 func TestAssemble(t *testing.T) {
 	f := newFakeNode(t, true)
 	since := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	st := Assemble(f.view, f.fsm.State(), Checks{key(n1): {Up: false, Checked: true, Since: since, LastError: "connect: connection refused"}})
+	st := Assemble(f.view, f.fsm.State(), Checks{key(n1): {Up: false, Checked: true, Since: since, LastError: "connect: connection refused"}}, nil)
 	if st.DC != "n1" || st.Term != 3 || !st.Quorum || st.SpecVersion != 1 || len(st.Nodes) != 2 {
 		t.Fatalf("status %+v", st)
 	}
-	if len(st.VIPs) != 1 || st.VIPs[0].HeldBy != "n1" || st.VIPs[0].Interface != "eth0" {
+	if len(st.VIPs) != 1 || st.VIPs[0].HeldBy != "" || st.VIPs[0].Holder != nil || st.VIPs[0].Interface != "eth0" || st.VIPs[0].ThisNode != nil {
 		t.Errorf("VIPs %+v", st.VIPs)
 	}
 	rs := st.Services[0].RealServers
@@ -98,11 +102,62 @@ func TestAssemble(t *testing.T) {
 		t.Errorf("real servers %+v, want n1 only (n2 is offline), down since %v with its error", rs, since)
 	}
 	// Not probed yet counts as up; no checks known at all is unknown.
-	if st := Assemble(f.view, f.fsm.State(), Checks{}); st.Services[0].RealServers[0].Health != "up" {
+	if st := Assemble(f.view, f.fsm.State(), Checks{}, nil); st.Services[0].RealServers[0].Health != "up" {
 		t.Errorf("not probed yet: %+v, want up", st.Services[0].RealServers[0])
 	}
-	if st := Assemble(f.view, f.fsm.State(), nil); st.Services[0].RealServers[0].Health != "unknown" {
+	if st := Assemble(f.view, f.fsm.State(), nil, nil); st.Services[0].RealServers[0].Health != "unknown" {
 		t.Errorf("checks unknown: %+v, want unknown", st.Services[0].RealServers[0])
+	}
+}
+
+// TestAssembleHoldersAndFencing: a VIP's holder is the log's, not the
+// DC's name; a DC that waits for a takeover says what for; this node's
+// kernel is shown as reported; fence devices come without their
+// parameters, with their checks, and the history as committed.
+func TestAssembleHoldersAndFencing(t *testing.T) {
+	f := newFakeNode(t, true)
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	spec := f.fsm.Spec()
+	spec.Policy.Takeover = fsm.TakeoverFence
+	spec.Fencing = fsm.Fencing{Devices: []fsm.FenceDevice{{
+		Name: "ipmi", Agent: "fence_ipmilan", Hosts: map[string]string{"n2": "", "n1": ""}, Action: "off", Timeout: time.Minute,
+		Params: map[string]fsm.FenceParam{"ip": {Value: "192.0.2.9"}, "password": {File: "/etc/raftlb/ipmi.pass"}},
+	}}}
+	f.apply(4, fsm.CmdSetSpec, fsm.SetSpec{Spec: spec})
+	f.apply(5, fsm.CmdClaimVIPs, fsm.ClaimVIPs{Node: "n2", Term: 2, VIPs: []netip.Addr{vip}, At: at})
+	f.apply(6, fsm.CmdFenceStart, fsm.FenceStart{Target: "n2", Action: "off", By: "n1", Term: 3, Reason: "it holds VIPs", At: at})
+	f.apply(7, fsm.CmdDeviceCheck|fsm.IgnoreUnknownType, fsm.DeviceCheck{Device: "ipmi", Action: fsm.CheckMonitor, OK: true, At: at})
+	kernel := func(a netip.Addr) Kernel { return Kernel{Interface: "eth0", OnLo: a == vip} }
+
+	st := Assemble(f.view, f.fsm.State(), nil, kernel)
+	v := st.VIPs[0]
+	if v.HeldBy != "n2" || v.Holder == nil || v.Holder.Term != 2 || v.ThisNode == nil || v.ThisNode.OnInterface || !v.ThisNode.OnLo {
+		t.Errorf("VIP %+v (holder %+v, kernel %+v): want held by n2 in term 2, on lo only here", v, v.Holder, v.ThisNode)
+	}
+	if v.Takeover == "" || !strings.Contains(v.Takeover, "fences n2") {
+		t.Errorf("takeover %q: want the DC to say it fences n2", v.Takeover)
+	}
+	if len(st.Fencing.Devices) != 1 || st.Fencing.Devices[0].Check == nil || !st.Fencing.Devices[0].Check.OK || !slices.Equal(st.Fencing.Devices[0].Hosts, []string{"n1", "n2"}) {
+		t.Errorf("devices %+v", st.Fencing.Devices)
+	}
+	if len(st.Fencing.History) != 1 || st.Fencing.History[0].ID != 6 || st.Fencing.History[0].Result != "" {
+		t.Errorf("history %+v, want the pending intent #6", st.Fencing.History)
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, leak := range []string{"192.0.2.9", "ipmi.pass", "params"} {
+		if strings.Contains(string(b), leak) {
+			t.Errorf("status JSON shows a device parameter (%s): %s", leak, b)
+		}
+	}
+
+	// Once fenced, nobody holds it and the DC waits for nothing.
+	f.apply(8, fsm.CmdFenceDone, fsm.FenceDone{ID: 6, Result: fsm.FenceSuccess, Level: 1, Device: "ipmi", Attempts: 1, At: at})
+	v = Assemble(f.view, f.fsm.State(), nil, nil).VIPs[0]
+	if v.HeldBy != "" || !v.Holder.Released || v.Holder.Reason != fsm.ReleaseFenced || v.Takeover != "" || v.ThisNode != nil {
+		t.Errorf("after the fence: %+v (holder %+v)", v, v.Holder)
 	}
 }
 
@@ -113,7 +168,7 @@ func TestSourceAsksTheDC(t *testing.T) {
 	local := func() map[health.Key]health.State {
 		return map[health.Key]health.State{key(n1): {Up: true, Checked: true}}
 	}
-	src := NewSource(dc, local)
+	src := NewSource(dc, local, nil)
 	if got := src.Status().Services[0].RealServers[0].Health; got != "up" || dc.asked != 0 {
 		t.Errorf("on the DC: health %q, asked the DC %d times; want its own checks", got, dc.asked)
 	}
@@ -125,14 +180,14 @@ func TestSourceAsksTheDC(t *testing.T) {
 
 	member := newFakeNode(t, false)
 	member.dcChecks = []healthEntry{{Service: key(n1).Service, Server: key(n1).Server, State: health.State{Up: false, Checked: true}}}
-	if got := NewSource(member, nil).Status().Services[0].RealServers[0].Health; got != "down" || member.asked != 1 {
+	if got := NewSource(member, nil, nil).Status().Services[0].RealServers[0].Health; got != "down" || member.asked != 1 {
 		t.Errorf("on a member: health %q after %d questions; want the DC's answer", got, member.asked)
 	}
 	if _, err := member.handlers[HealthOp](context.Background(), "n3", nil); !errors.Is(err, cluster.ErrNoDC) {
 		t.Errorf("a member asked for the DC's checks: %v, want ErrNoDC", err)
 	}
 	member.dcErr = cluster.ErrNoDC
-	if got := NewSource(member, nil).Status().Services[0].RealServers[0].Health; got != "unknown" {
+	if got := NewSource(member, nil, nil).Status().Services[0].RealServers[0].Health; got != "unknown" {
 		t.Errorf("DC unreachable: health %q, want unknown", got)
 	}
 }

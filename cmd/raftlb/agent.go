@@ -22,6 +22,7 @@ import (
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/director"
+	"github.com/raftlb/raftlb/fencing"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/cli"
 	"github.com/raftlb/raftlb/internal/retry"
@@ -201,11 +202,19 @@ func runAgent(args []string, stderr io.Writer) error {
 	// and the IPVS table while DC; without one it still runs the DC's
 	// membership duties.
 	dir := director.New(node, dp, director.Config{
-		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: quorum.Lease{Duration: f.vipLease}, Logger: logger,
+		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: quorum.Lease{Duration: f.vipLease},
+		Fencer: fencing.NewRunner(fencing.Config{Logger: logger}), Logger: logger,
 	})
 	// The status view asks the node, the replicated state and, for the
 	// health checks, this node's director while DC or the DC over RPC.
-	view := status.NewSource(node, dir.Health)
+	var kernel status.KernelFunc
+	if dp != nil {
+		kernel = func(vip netip.Addr) status.Kernel {
+			iface, onIface, onLo := dp.RS.Where(vip)
+			return status.Kernel{Interface: iface, OnInterface: onIface, OnLo: onLo}
+		}
+	}
+	view := status.NewSource(node, dir.Health, kernel)
 	dirCtx, stopDirector := context.WithCancel(context.Background())
 	dirDone := make(chan struct{})
 	go func() {
@@ -225,6 +234,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	if dp != nil {
 		srv.SetDataplane(dir)
 	}
+	srv.SetFencing(dir)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("admin API listening", "api", apiAddr.String())

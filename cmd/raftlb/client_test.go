@@ -55,6 +55,7 @@ func startAgent(t *testing.T, agent *api.FakeAgent) (string, *countingListener) 
 	}
 	ln := &countingListener{Listener: inner}
 	srv := api.NewServer(agent, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv.SetFencing(agent)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -111,6 +112,13 @@ func TestClientCommandsBadUsage(t *testing.T) {
 		{[]string{"leave", "--api", addr, "now"}, "leave takes no arguments"},
 		{[]string{"leave", "--api", "127.0.0.1:0"}, "port 0"},
 		{[]string{"status", "--frobnicate"}, "flag provided but not defined"},
+		{[]string{"fence", "--api", addr}, "fence needs exactly one NODE"},
+		{[]string{"fence", "--api", addr, "n1", "n2"}, "fence needs exactly one NODE"},
+		{[]string{"fence", "--api", addr, "--action", "on", "n1"}, `--action "on"`},
+		{[]string{"fence", "--api", addr, "../n1"}, "node name"},
+		{[]string{"fence", "--api", addr, "--wait", "-1s", "n1"}, "--wait"},
+		{[]string{"fence", "confirm", "--api", addr}, "fence confirm needs exactly one NODE"},
+		{[]string{"fence", "history", "--api", addr, "n1"}, "takes no arguments"},
 	}
 	for _, tc := range cases {
 		wantExit(t, 2, tc.args, "raftlb: usage: ", tc.want)
@@ -240,4 +248,42 @@ func TestReleaseCommand(t *testing.T) {
 	if !strings.Contains(stdout, "released nothing") {
 		t.Errorf("stdout %q", stdout)
 	}
+}
+
+// TestFenceCommands: raftlb fence waits for the result and prints it as
+// the history does, failing when the fencing failed; confirm and history
+// print what the agent recorded.
+func TestFenceCommands(t *testing.T) {
+	agent := &api.FakeAgent{View: status.Status{Node: "n1", DC: "n2"}}
+	addr, _ := startAgent(t, agent)
+	stdout, _ := wantExit(t, 0, []string{"fence", "--api", addr, "--action", "off", "n3"})
+	for _, want := range []string{"fencing n3 (off): recorded by n2 as #1", "off of n3 successful: by n2"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("fence printed %q, want %q", stdout, want)
+		}
+	}
+	agent.FenceResult = fsm.FenceFailed
+	stdout, _ = wantExit(t, 1, []string{"fence", "--api", addr, "n3"}, "fencing n3 failed")
+	if !strings.Contains(stdout, "reboot of n3 failed") || !strings.Contains(stdout, "last output: Failed: Unable to connect") {
+		t.Errorf("a failed fence printed %q", stdout)
+	}
+	stdout, _ = wantExit(t, 0, []string{"fence", "--api", addr, "--wait", "0", "n3"})
+	if strings.Contains(stdout, "failed") {
+		t.Errorf("--wait 0 waited for the result: %q", stdout)
+	}
+	stdout, _ = wantExit(t, 0, []string{"fence", "confirm", "--api", addr, "n3"})
+	if !strings.Contains(stdout, "n3 is down (confirmed on n1, #4)") {
+		t.Errorf("confirm printed %q", stdout)
+	}
+	stdout, _ = wantExit(t, 0, []string{"fence", "history", "--api", addr})
+	if lines := strings.Count(stdout, "\n"); !strings.HasPrefix(stdout, "  * n3 confirmed down") || lines < 5 {
+		t.Errorf("history (newest first) printed:\n%s", stdout)
+	}
+	stdout, _ = wantExit(t, 0, []string{"fence", "history", "--api", addr, "--json"})
+	var doc api.FenceHistoryResponse
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil || len(doc.Events) != 4 {
+		t.Errorf("history --json: %v\n%s", err, stdout)
+	}
+	agent.FenceErr = fmt.Errorf("no fence device of the spec fences n3")
+	wantExit(t, 1, []string{"fence", "--api", addr, "n3"}, "no fence device")
 }

@@ -24,6 +24,9 @@ Usage:
   raftlb apply   [--api ADDR] -f services.yaml                   submit the desired services
   raftlb status  [--api ADDR] [--json]                           show the cluster status
   raftlb ipvs    [--api ADDR] [--json]                           show this node's IPVS table (ipvsadm -Ln)
+  raftlb fence   [--api ADDR] [--action off|reboot] NODE         have the DC fence NODE with the spec's devices
+  raftlb fence confirm [--api ADDR] NODE                         tell the cluster NODE is down (stonith_admin --confirm)
+  raftlb fence history [--api ADDR] [--json]                     show the fencing history
   raftlb keygen  [-o FILE]                                       create a gossip encryption key
   raftlb genhash [--server-name NAME] [--verify-tls] URL         print a page's MD5/SHA-256 digests for an http(s) health check
   raftlb tls init --dir DIR                                      create the cluster CA
@@ -47,6 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"apply":   runApply,
 		"status":  runStatus,
 		"ipvs":    runIPVS,
+		"fence":   runFence,
 		"keygen":  runKeygen,
 		"genhash": runGenhash,
 		"tls":     runTLS,

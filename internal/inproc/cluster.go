@@ -39,6 +39,9 @@ type Options struct {
 	Timing cluster.Timing
 	// Lease is the VIP lease (default: the agent's).
 	Lease quorum.Lease
+	// MaxOverlap is how long the checker lets two nodes carry a VIP at
+	// once (default: the hand-over grace and a little for the scheduler).
+	MaxOverlap time.Duration
 }
 
 // Cluster is a running in-process cluster.
@@ -91,7 +94,10 @@ func Start(t testing.TB, opts Options) *Cluster {
 	c := &Cluster{t: t, opts: opts, tlsDir: t.TempDir(), lan: &director.FakeLAN{}, logs: &testkit.LogBuffer{}, nodes: map[string]*Node{}}
 	// The allowance covers the grace and the scheduler between a hold
 	// starting and the director seeing the successor's announcement.
-	c.Checker = NewChecker(opts.HandOverGrace+250*time.Millisecond, c.leads, c.highestTerm)
+	if opts.MaxOverlap == 0 {
+		opts.MaxOverlap = opts.HandOverGrace + 250*time.Millisecond
+	}
+	c.Checker = NewChecker(opts.MaxOverlap, c.leads, c.highestTerm)
 	if err := cluster.InitCA(c.tlsDir, 24*time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +166,8 @@ func (c *Cluster) Restart(nm string) *Node {
 	n := c.node(nm)
 	c.Checker.Revived(nm)
 	c.lan.Cut(n.ARP, false)
+	n.K.Attach()
+	n.IPVS.Attach()
 	n.RS = realserver.New(n.K, realserver.Config{Interface: "eth0", StateFile: filepath.Join(n.cfg.DataDir, "vips.json"), Lease: c.opts.Lease.Duration, Logger: c.logs.Logger()})
 	if err := n.RS.Start(); err != nil {
 		c.t.Fatal(err)
@@ -210,6 +218,28 @@ func (c *Cluster) Crash(nm string) {
 	<-n.done
 	n.K.PowerOff()
 	n.IPVS.PowerOff()
+}
+
+// Kill kills node nm's agent (kill -9) while its machine runs on: no
+// hand-over, no gossip leave, nothing it would write on the way out
+// reaches the kernel; the VIP it carried stays on the interface until its
+// lease ends there, and its IPVS table stays. Restart brings the agent
+// back on the same kernel.
+func (c *Cluster) Kill(nm string) {
+	n := c.node(nm)
+	c.mu.Lock()
+	running := n.running
+	n.running = false
+	c.mu.Unlock()
+	if !running {
+		return
+	}
+	n.K.Detach()
+	n.IPVS.Detach()
+	c.lan.Cut(n.ARP, true) // its ARP watcher and sender die with it
+	_ = n.C.Abort()
+	n.stop()
+	<-n.done
 }
 
 // Stop stops node nm gracefully, in the agent's shutdown order

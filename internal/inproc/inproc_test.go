@@ -8,6 +8,7 @@ import (
 
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/quorum"
 )
 
 var vip = netip.MustParseAddr("172.95.69.100")
@@ -141,6 +142,46 @@ func TestDCCrash(t *testing.T) {
 		c.Restart(dc.Name)
 		c.Converged()
 	})
+}
+
+// TestDCAgentKilled: the DC's agent is killed (kill -9) while its machine
+// runs on, so its kernel keeps the VIP until the lease ends there. With
+// takeover lease the new DC claims only after that: never two holders.
+// With immediate it claims at once, and the two hold the VIP together
+// for no longer than the lease (the judge sees that overlap, so it would
+// see one under lease). The killed agent comes back as a member.
+func TestDCAgentKilled(t *testing.T) {
+	lease := quorum.Lease{Duration: 2 * time.Second}
+	for _, policy := range []string{fsm.TakeoverLease, fsm.TakeoverImmediate} {
+		t.Run(policy, func(t *testing.T) {
+			c := Start(t, Options{Lease: lease, MaxOverlap: lease.Duration + lease.WriteWindow()})
+			s := spec("rr")
+			s.Policy.Takeover = policy
+			c.Apply("n1", s)
+			c.Converged()
+			dc := c.WaitDC()
+			c.Kill(dc.Name)
+			next := c.WaitDC(others(c, dc)...)
+			testkit.WaitFor(t, "the new DC to hold the VIP", func() bool { return next.Holds(vip) })
+			testkit.WaitFor(t, "the killed agent's VIP to expire", func() bool { return !dc.Holds(vip) })
+			overlap := c.Checker.LongestOverlap()
+			switch policy {
+			case fsm.TakeoverLease:
+				if overlap != 0 {
+					t.Errorf("takeover lease: %s and %s both carried the VIP for %s", dc.Name, next.Name, overlap)
+				}
+			case fsm.TakeoverImmediate:
+				if overlap == 0 || overlap > lease.Duration+lease.WriteWindow() {
+					t.Errorf("takeover immediate: two holders for %s, want some, at most the lease %s", overlap, lease.Duration)
+				}
+			}
+			if h := next.C.FSM().State().Holders[vip]; h.Node != next.Name {
+				t.Errorf("recorded holder %+v, want %s", h, next.Name)
+			}
+			c.Restart(dc.Name)
+			c.Converged()
+		})
+	}
 }
 
 // TestDCIsolated: the DC's cable is pulled. It loses quorum and lets go of
