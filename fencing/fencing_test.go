@@ -118,7 +118,14 @@ func TestTimeoutIsAFailureAndKillsTheGroup(t *testing.T) {
 	path, _ := agent(t, []string{"plug"}, `sleep 300 & echo $! > `+pidFile+`; wait`)
 	d := device("slow", path, map[string]string{"m30": ""})
 	d.Timeout = time.Second
-	out := NewRunner(Config{}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
+	// A guard far beyond the device's timeout: if it is what ends the run,
+	// the device's timeout was not applied.
+	guard, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out := NewRunner(Config{}).Fence(guard, fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
+	if guard.Err() != nil {
+		t.Fatalf("the test's guard ended the agent, not the device's 1s timeout: %+v", out)
+	}
 	if out.Success || out.Err == nil || !strings.Contains(out.Err.Error(), "no answer within 1s") || out.Attempts != d.Retries+1 {
 		t.Fatalf("outcome %+v, want a failure for the timeout after %d attempts", out, d.Retries+1)
 	}

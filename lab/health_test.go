@@ -67,22 +67,51 @@ func (c *rcluster) waitDest(dc, server string, p uint16, what string, cond func(
 	}
 }
 
-// waitRemoval polls (every 5 ms) until server leaves the DC's table for
-// port 3128, and returns when and what counter read right then: the
-// failed checks it took.
-func (c *rcluster) waitRemoval(dc, server string, counter *lab.PacketCounter) (time.Time, int) {
+// removal is when a server was seen to leave the DC's table, and what a
+// packet counter of its failed checks says about how many it took.
+type removal struct {
+	at time.Time
+	// atMost is the counter read right after the last table that still
+	// had the server: at most fall checks had failed by then, plus those
+	// that landed while the counter was read (slack); atLeast is the
+	// counter read right after the first table without it: at least fall.
+	atMost, atLeast int
+	slack           int
+}
+
+// check reports a removal that did not take fall failed checks.
+func (r removal) check(fall int) error {
+	if r.atLeast < fall || r.atMost > fall+r.slack {
+		return fmt.Errorf("between %d and %d failed checks before it left the table (the count after the last table that had it, and after the first that did not), want fall = %d (allowing %d more that land while the kernel is read)", r.atMost, r.atLeast, fall, r.slack)
+	}
+	return nil
+}
+
+// waitRemoval polls until server leaves the DC's table for port 3128 and
+// returns when, with the counter read after each table read: reading the
+// table and the counter each take a few hundred milliseconds under TCG,
+// while the checks go on every interval.
+func (c *rcluster) waitRemoval(dc, server string, counter *lab.PacketCounter) removal {
 	c.t.Helper()
+	interval, _ := time.ParseDuration(checkInterval)
 	key := netip.AddrPortFrom(netip.MustParseAddr(lab.IP(server)), 3128)
 	deadline := time.Now().Add(30 * time.Second)
+	last := removal{}
 	for {
-		if _, ok := c.dests(dc, 3128)[key]; !ok {
-			at := time.Now()
-			n, err := counter.Read()
-			if err != nil {
-				c.t.Fatal(err)
-			}
-			return at, int(n)
+		_, present := c.dests(dc, 3128)[key]
+		at := time.Now()
+		n, err := counter.Read()
+		if err != nil {
+			c.t.Fatal(err)
 		}
+		// A check in flight is counted before it fails; and every check
+		// sent while the counter was read.
+		slack := 1 + int(time.Since(at)/interval) + 1
+		if !present {
+			last.at, last.atLeast, last.slack = at, int(n), max(last.slack, slack)
+			return last
+		}
+		last.atMost, last.slack = int(n), slack
 		if time.Now().After(deadline) {
 			c.t.Fatalf("timed out waiting for %s to leave the DC %s's table %v", server, dc, c.dests(dc, 3128))
 		}
@@ -117,9 +146,10 @@ func TestHealthStoppedServiceLeavesAndReturns(t *testing.T) {
 		}
 		t0 := time.Now()
 		c.serves[n].Kill()
-		t1, probes := c.waitRemoval(dc, n, refusals)
-		if probes < checkFall || probes > checkFall+1 {
-			t.Errorf("run %d: %s left the table after %d refused checks, want fall = %d (one more may land while the table is polled)", run, n, probes, checkFall)
+		rm := c.waitRemoval(dc, n, refusals)
+		t1 := rm.at
+		if err := rm.check(checkFall); err != nil {
+			t.Errorf("run %d: %s (refused): %v", run, n, err)
 		}
 		if err := refusals.Remove(); err != nil {
 			t.Fatal(err)
@@ -170,9 +200,10 @@ func TestHealthBlackholedServerLeaves(t *testing.T) {
 		// Timed from when nft returns, the rule certainly in place:
 		// starting a program in the VM takes 0.2–0.4 s under TCG.
 		t0 := time.Now()
-		t1, dropped := c.waitRemoval(dc, n, hole)
-		if dropped < checkFall || dropped > checkFall+1 {
-			t.Errorf("run %d: %s left the table after %d timed-out checks, want fall = %d (one more may land while the table is polled)", run, n, dropped, checkFall)
+		rm := c.waitRemoval(dc, n, hole)
+		t1 := rm.at
+		if err := rm.check(checkFall); err != nil {
+			t.Errorf("run %d: %s (black-holed): %v", run, n, err)
 		}
 		if err := hole.Remove(); err != nil {
 			t.Fatal(err)

@@ -170,6 +170,14 @@ func TestNemesis(t *testing.T) {
 			}
 			t.Logf("%s run %d: DC %s; two MACs answered %d rounds (longest %.0f ms), two kernels held the VIP %s, nobody answered for %.0f ms at most; two nodes had IPVS rules for %s; %d IPVS writes by a non-DC; client outage %.0f ms (%d of %d failed %v)",
 				f.name, run, dc, wire.TwoMACRounds, wire.LongestTwoMACMS(), both, wire.LongestSilentMS(), multi, writes, r.LongestOutageMS, r.Failures, r.Attempts, r.Errors)
+			// The lab's spec takes over under lease: no fault may have two
+			// MACs answer, nor two kernels carry the VIP.
+			if wire.TwoMACRounds != 0 || both != 0 {
+				t.Errorf("%s run %d: two MACs answered %d rounds, two kernels held the VIP %s; want neither under takeover lease", f.name, run, wire.TwoMACRounds, both)
+			}
+			if writes != 0 {
+				t.Errorf("%s run %d: %d IPVS writes by a node that was no longer DC", f.name, run, writes)
+			}
 			twoMACs = append(twoMACs, wire.LongestTwoMACMS())
 			silent = append(silent, wire.LongestSilentMS())
 			outage = append(outage, r.LongestOutageMS)

@@ -254,6 +254,16 @@ func (l *Lab) Run(ns string, args ...string) string {
 	return out
 }
 
+// RunStdin is Run with stdin (a fence agent's options, say).
+func (l *Lab) RunStdin(ns, stdin string, args ...string) string {
+	l.t.Helper()
+	out, err := l.exec(stdin, nsArgv(ns, args))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return out
+}
+
 func nsArgv(ns string, args []string) []string {
 	if ns == "" {
 		return args

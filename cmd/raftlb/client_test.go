@@ -118,6 +118,8 @@ func TestClientCommandsBadUsage(t *testing.T) {
 		{[]string{"fence", "--api", addr, "../n1"}, "node name"},
 		{[]string{"fence", "--api", addr, "--wait", "-1s", "n1"}, "--wait"},
 		{[]string{"fence", "confirm", "--api", addr}, "fence confirm needs exactly one NODE"},
+		{[]string{"fence", "--api", addr, "history"}, "history comes right after fence"},
+		{[]string{"fence", "--api", addr, "confirm", "n1"}, "confirm comes right after fence"},
 		{[]string{"fence", "history", "--api", addr, "n1"}, "takes no arguments"},
 	}
 	for _, tc := range cases {

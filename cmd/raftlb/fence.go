@@ -38,6 +38,9 @@ func runFence(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if sub := fs.Arg(0); sub == "confirm" || sub == "history" {
+		return fmt.Errorf("%w: %s comes right after fence: raftlb fence %s [--api ADDR] ...", cli.ErrUsage, sub, sub)
+	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: fence needs exactly one NODE\n%s", cli.ErrUsage, fenceUsage)
 	}

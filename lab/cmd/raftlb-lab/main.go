@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/raftlb/raftlb/internal/cli"
@@ -34,6 +35,11 @@ Usage:
   raftlb-lab garp --ip IP [--iface eth0]
       send one gratuitous ARP for IP, as raftlb does
 
+Called as fence_lab (a symlink), it is the lab's fence agent: the
+fence-agents protocol on stdin (action, plug = a lab namespace, fail=1 for
+a broken device); off kills the namespace's processes and downs its eth0,
+on boots it afresh, status answers from the link.
+
 Run 'raftlb-lab COMMAND -h' for the flags of a command.
 `
 
@@ -41,7 +47,13 @@ func main() {
 	// SIGTERM and SIGINT end the commands gracefully: serve stops
 	// listening, probe and arpwatch stop and still write their reports.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var code int
+	if filepath.Base(os.Args[0]) == FenceAgentName {
+		// Called as the lab's fence agent (a symlink), by raftlb.
+		code = runFenceAgent(ctx, os.Stdin, os.Stdout, os.Stderr)
+	} else {
+		code = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
 	stop()
 	os.Exit(code)
 }
