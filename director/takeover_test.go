@@ -341,9 +341,12 @@ func TestFreezeKeepsServingUntilAnotherDCIsKnown(t *testing.T) {
 	}
 	w.c.setLeader("m40")
 	testkit.WaitFor(t, "the release once m40 is DC", func() bool { return !w.has("eth0") && len(w.table()) == 0 && w.has("lo") })
-	if rel := w.d.released.take(); rel == nil || rel.Reason != fsm.ReleaseQuorumLost || rel.Term != 2 {
-		t.Errorf("release to report %+v, want quorum-lost of term 2", rel)
-	}
+	// The release reaches the DC (here the fake's own handler) and the log:
+	// the audit may have reported it already, so the log is the judge.
+	testkit.WaitFor(t, "the release recorded", func() bool {
+		h := w.holder()
+		return h.Node == "m30" && h.Term == 2 && h.Released && h.Reason == fsm.ReleaseQuorumLost
+	})
 }
 
 // TestStopReleasesAtOnce: under no_quorum stop the VIP leaves the
