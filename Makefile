@@ -33,10 +33,12 @@ e2e:
 	lab/run.sh -test.v
 
 # The nemesis suite alone, RUNS injections of each fault class (CI runs
-# one of each within make test); prints `figure:` lines per class.
+# one of each within make test) under TAKEOVER (lease or immediate);
+# prints `figure:` lines per class.
 RUNS ?= 5
+TAKEOVER ?= lease
 nemesis:
-	LAB_TIMEOUT=$${LAB_TIMEOUT:-60m} lab/run.sh -test.v -test.run '^TestNemesis$$' -lab.nemesis-runs=$(RUNS)
+	LAB_TIMEOUT=$${LAB_TIMEOUT:-60m} lab/run.sh -test.v -test.run '^TestNemesis$$' -lab.nemesis-runs=$(RUNS) -lab.nemesis-takeover=$(TAKEOVER)
 
 vet:
 	$(GO) vet ./...

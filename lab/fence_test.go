@@ -17,13 +17,15 @@ import (
 // fenceSpec is labSpec with takeover fence and the lab's fence device
 // (raftlb-lab called as fence_lab) for every node; broken makes it a
 // device that fails every action.
-func fenceSpec(agent string, broken bool) string {
+func fenceSpec(agent string, broken bool) string { return fenceSpecQuorum(agent, broken, "stop") }
+
+func fenceSpecQuorum(agent string, broken bool, noQuorum string) string {
 	params := ""
 	if broken {
 		params = "      params: {fail: \"1\"}\n"
 	}
 	return labSpec + `policy:
-  no_quorum: stop
+  no_quorum: ` + noQuorum + `
   takeover: fence
 fencing:
   devices:
@@ -205,6 +207,42 @@ func TestRaftlbFence(t *testing.T) {
 	c.l.RunStdin("", "action=on\nplug="+dc+"\n", agent)
 	c.startServe(dc)
 	c.startAgent(dc)
+
+	// 3. no_quorum freeze, the device still broken: the cut-off DC keeps
+	// serving what it holds, past its lease, and the majority does not
+	// take over; once the cable is back it learns of the new DC and lets
+	// go, and the new DC claims — never two MACs.
+	c.apply(fenceSpecQuorum(agent, true, "freeze"))
+	dc = c.waitHealthy(lab.Nodes())
+	rest = others(dc)
+	hw, aw = c.judges("arp-freeze")
+	probe = c.startProbe("probe-freeze", dc)
+	undo = c.isolate(dc)
+	c.eventually("a failed fencing of the frozen "+dc, 60*time.Second, func() (bool, error) {
+		ev, ok := fenced(c.fenceHistory(rest[0]), dc)
+		return ok && ev.Result == "failed", nil
+	})
+	for until := time.Now().Add(5 * time.Second); time.Now().Before(until); time.Sleep(100 * time.Millisecond) {
+		if !c.has(dc, "eth0") {
+			t.Fatalf("the frozen DC %s let go of the VIP while cut off (no_quorum freeze)", dc)
+		}
+	}
+	frozenServed, err := probe.Stop(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	undo()
+	next, healed := c.waitVIPOnInterface(rest, 60*time.Second)
+	c.eventually("the frozen DC to let go", 30*time.Second, func() (bool, error) { return !c.has(dc, "eth0"), nil })
+	spans, wire = c.verdicts(hw, aw)
+	if wire.TwoMACRounds != 0 || overlaps(spans) != 0 {
+		t.Errorf("freeze: two MACs answered %d rounds, two kernels held the VIP for %s; want neither", wire.TwoMACRounds, overlaps(spans))
+	}
+	t.Logf("freeze: %s cut off kept the VIP and served %d of %d requests while the fence failed; after the cable came back %s held the VIP at %s",
+		dc, frozenServed.Successes, frozenServed.Attempts, next, healed.UTC().Format("15:04:05.000"))
+	figure("lab_fence_freeze_served_while_cut_off", float64(frozenServed.Successes), "count")
+	figure("lab_fence_freeze_two_macs", wire.LongestTwoMACMS(), "ms")
+
 	c.apply(fenceSpec(agent, false))
 	c.waitHealthy(lab.Nodes())
 }
