@@ -40,8 +40,14 @@ func RenderStatus(w io.Writer, st status.Status) error {
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, n := range st.Nodes {
 		dp := ""
-		if n.Dataplane != "" {
+		switch {
+		case n.Witness:
+			dp = "witness (never directs)"
+		case n.Dataplane != "":
 			dp = "dataplane " + n.Dataplane
+		}
+		if n.CannotDirect != "" {
+			dp += "; cannot direct: " + oneLine(n.CannotDirect)
 		}
 		fmt.Fprintf(tw, "  * %s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, capitalize(n.Status), n.Role, dp)
 	}

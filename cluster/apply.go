@@ -29,7 +29,7 @@ func (n *Node) ApplySpec(ctx context.Context, spec fsm.Spec, expectVersion uint6
 	}
 	for {
 		if n.IsLeader() {
-			res, err := n.applySpecLocal(spec, expectVersion)
+			res, err := n.applySpecLocal(ctx, spec, expectVersion)
 			if !lostLeadership(err) {
 				return res, err
 			}
@@ -48,7 +48,12 @@ func (n *Node) ApplySpec(ctx context.Context, spec fsm.Spec, expectVersion uint6
 	}
 }
 
-func (n *Node) applySpecLocal(spec fsm.Spec, expectVersion uint64) (ApplyResult, error) {
+func (n *Node) applySpecLocal(ctx context.Context, spec fsm.Spec, expectVersion uint64) (ApplyResult, error) {
+	if check := n.specCheck(); check != nil {
+		if problems := check(ctx, spec); len(problems) > 0 {
+			return ApplyResult{}, &fsm.ValidationError{Problems: problems}
+		}
+	}
 	cmd, err := fsm.EncodeCommand(fsm.CmdSetSpec, fsm.SetSpec{Spec: spec, ExpectVersion: expectVersion})
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("encode spec: %w", err)
@@ -69,6 +74,23 @@ func (n *Node) applySpecLocal(spec fsm.Spec, expectVersion uint64) (ApplyResult,
 		return ApplyResult{}, res.Err
 	}
 	return ApplyResult{Version: res.Version, Changed: res.Changed}, nil
+}
+
+// SpecCheck is asked on the DC before a spec is committed: what the
+// members lack to carry it (the director asks each for its interfaces).
+type SpecCheck func(ctx context.Context, spec fsm.Spec) []fsm.Problem
+
+// SetSpecCheck registers the check.
+func (n *Node) SetSpecCheck(c SpecCheck) {
+	n.handlersMu.Lock()
+	defer n.handlersMu.Unlock()
+	n.checkSpec = c
+}
+
+func (n *Node) specCheck() SpecCheck {
+	n.handlersMu.Lock()
+	defer n.handlersMu.Unlock()
+	return n.checkSpec
 }
 
 // applyLocal commits an internal command on the DC and returns its log

@@ -37,6 +37,10 @@ type Config struct {
 	// Dataplane is advertised to peers so status can say whether a node
 	// programs the kernel ("kernel") or runs the control plane only ("none").
 	Dataplane string
+	// Witness makes this node a voter that never directs and is no real
+	// server: the third vote of a two-node cluster. It runs without a
+	// data plane.
+	Witness bool
 
 	Timing Timing
 
@@ -116,6 +120,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BootstrapExpect < 0 {
 		errs = append(errs, fmt.Errorf("bootstrap-expect %d must not be negative", c.BootstrapExpect))
+	}
+	if c.Witness && c.Dataplane != "none" {
+		errs = append(errs, fmt.Errorf("a witness runs without a data plane (--dataplane none), not %q", c.Dataplane))
 	}
 	if c.MaxVoters < 1 {
 		errs = append(errs, fmt.Errorf("max voters %d must be at least 1", c.MaxVoters))

@@ -20,6 +20,11 @@ type nodeMeta struct {
 	Expect    int    `json:"e,omitempty"`
 	HasState  bool   `json:"s,omitempty"`
 	Dataplane string `json:"d,omitempty"`
+	// Witness: a voter that never directs (raftlb agent --witness).
+	Witness bool `json:"w,omitempty"`
+	// NoDirect says why this node cannot hold the VIPs now (its claim
+	// failed); empty when it can.
+	NoDirect string `json:"n,omitempty"`
 }
 
 const metaVersion = 1

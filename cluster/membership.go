@@ -336,7 +336,7 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 // register records a live Raft member in the replicated node registry.
 func (n *Node) register(m member, state fsm.State) {
 	raftAddr, _ := netip.ParseAddrPort(m.RaftAddr)
-	node := fsm.Node{Name: m.Name, Address: m.Addr, RaftAddr: raftAddr, GossipAddr: m.Gossip, JoinedAt: time.Now().UTC()}
+	node := fsm.Node{Name: m.Name, Address: m.Addr, RaftAddr: raftAddr, GossipAddr: m.Gossip, Witness: m.Meta.Witness, JoinedAt: time.Now().UTC()}
 	if old, ok := state.Nodes[m.Name]; ok {
 		node.JoinedAt = old.JoinedAt
 		if old == node {

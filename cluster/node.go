@@ -54,6 +54,7 @@ type Node struct {
 	// handlers serve the RPC operations other packages registered.
 	handlersMu sync.Mutex
 	handlers   map[string]Handler
+	checkSpec  SpecCheck
 	// handOverTerm is the term in which this node began handing its DC
 	// duties over on purpose, or 0.
 	handOverTerm atomic.Uint64
@@ -125,6 +126,7 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 		Expect:    cfg.BootstrapExpect,
 		HasState:  n.hadState,
 		Dataplane: cfg.Dataplane,
+		Witness:   cfg.Witness,
 	}
 	ml, err := n.newMemberlist()
 	if err != nil {

@@ -135,7 +135,7 @@ func (n *Node) serveRPC(ctx context.Context, req rpcRequest) rpcResponse {
 		if !n.IsLeader() {
 			return rpcResponse{NotDC: true, Error: "not the DC"}
 		}
-		res, err := n.applySpecLocal(*req.Spec, req.ExpectVersion)
+		res, err := n.applySpecLocal(ctx, *req.Spec, req.ExpectVersion)
 		if lostLeadership(err) {
 			return rpcResponse{NotDC: true, Error: err.Error()}
 		}

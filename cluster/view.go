@@ -41,6 +41,10 @@ type NodeView struct {
 	Role      string `json:"role"`   // DC | member | non-voter | joining | not in cluster
 	Gossip    string `json:"gossip"` // alive | suspect | gone | unknown
 	Dataplane string `json:"dataplane,omitempty"`
+	// Witness marks a voter that never directs; CannotDirect says why a
+	// node cannot hold the VIPs now, if it cannot.
+	Witness      bool   `json:"witness,omitempty"`
+	CannotDirect string `json:"cannot_direct,omitempty"`
 }
 
 // contactTimeout is how long a follower may go without hearing from the DC
@@ -60,10 +64,12 @@ func (n *Node) View() View {
 	}
 	gossip := map[string]memberlist.NodeStateType{}
 	dataplane := map[string]string{}
+	metas := map[string]nodeMeta{}
 	addrs := map[string]string{}
 	for _, m := range n.members() {
 		gossip[m.Name] = m.State
 		dataplane[m.Name] = m.Meta.Dataplane
+		metas[m.Name] = m.Meta
 		if m.Addr.IsValid() {
 			addrs[m.Name] = m.Addr.String()
 		}
@@ -156,8 +162,17 @@ func (n *Node) View() View {
 		if name == n.cfg.Name {
 			ns.Dataplane = n.cfg.Dataplane
 			ns.Gossip = "alive"
+			n.gossip.mu.Lock()
+			metas[name] = n.gossip.meta
+			n.gossip.mu.Unlock()
 		} else if s, ok := gossip[name]; ok {
 			ns.Gossip = gossipStateName(s)
+		}
+		if m, ok := metas[name]; ok {
+			ns.Witness = m.Witness
+			if can, why := metaCanDirect(m); !can && !m.Witness && m.Dataplane != "none" {
+				ns.CannotDirect = why
+			}
 		}
 		if online(name) {
 			ns.Status = "online"

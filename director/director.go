@@ -43,6 +43,18 @@ type Cluster interface {
 	Commit(t fsm.CommandType, payload any) (uint64, error)
 	// Leader is the node this one knows as DC ("" none).
 	Leader() string
+	// CanDirect is whether this node can hold the VIPs (and why not);
+	// SetCannotDirect tells the peers it cannot ("" : it can again).
+	// Directors lists the live voters that can; TransferLeadershipTo
+	// hands leadership to one.
+	CanDirect() (bool, string)
+	SetCannotDirect(reason string)
+	Directors() []string
+	TransferLeadershipTo(to, reason string) error
+	// LiveMembers lists the live members; CallNode asks one an RPC
+	// operation.
+	LiveMembers() map[string]bool
+	CallNode(ctx context.Context, name, op string, req, resp any) error
 	// Handle registers an RPC operation; CallDC asks the DC one.
 	Handle(op string, h cluster.Handler)
 	CallDC(ctx context.Context, op string, req, resp any) error
@@ -94,6 +106,9 @@ type Config struct {
 	// HealthDial opens the health checks' connections (nil: a plain
 	// net.Dialer); tests confine them to loopback.
 	HealthDial health.DialFunc
+	// Watchdog arms the machine's watchdog for a term that takes the
+	// VIPs (watchdog.go); nil: none.
+	Watchdog func() (Watchdog, error)
 	// Fencer runs fence agents for a takeover with policy fence and for
 	// an operator's raftlb fence; nil: this agent cannot fence.
 	Fencer Fencer
@@ -167,6 +182,14 @@ type Director struct {
 	// stopping says Run is on its way out (a term then never freezes).
 	frozen   freezer
 	stopping atomic.Bool
+	// wd is the armed watchdog, if any.
+	wd atomic.Pointer[Watchdog]
+	// claimFailed is why this node's last claim failed, for the spec
+	// version it failed on (direct.go).
+	noDirectMu         sync.Mutex
+	claimFailed        string
+	claimFailedVersion uint64
+	claimFailedAt      time.Time
 }
 
 // New returns a Director. dp nil means the node has no data plane.
@@ -177,6 +200,7 @@ func New(c Cluster, dp *Dataplane, cfg Config) *Director {
 	c.Handle(releaseOp, d.serveRelease)
 	c.Handle(fenceOp, d.serveFence)
 	c.Handle(fenceConfirmOp, d.serveConfirm)
+	c.Handle(checkSpecOp, d.serveCheckSpec)
 	return d
 }
 
@@ -267,6 +291,7 @@ func (d *Director) Run(ctx context.Context) error {
 		}
 	}
 	d.logFollow(d.follow())
+	d.checkCanDirect(d.c.FSM().Spec())
 	audit := time.NewTicker(d.cfg.AuditInterval)
 	defer audit.Stop()
 
@@ -283,7 +308,11 @@ func (d *Director) Run(ctx context.Context) error {
 		run.stop()
 		if d.frozen.get() != nil {
 			d.frozen.set(nil)
-			d.logFollow(d.follow())
+			if err := d.follow(); err != nil {
+				d.logFollow(err)
+				return // the watchdog stays armed: nothing feeds it now
+			}
+			d.disarm()
 		}
 	}()
 	for {
@@ -304,6 +333,7 @@ func (d *Director) Run(ctx context.Context) error {
 				d.logFollow(d.follow())
 			}
 		case <-specs:
+			d.checkCanDirect(d.c.FSM().Spec())
 			if run == nil && d.frozen.get() == nil {
 				d.logFollow(d.follow())
 			}
@@ -320,6 +350,7 @@ func (d *Director) Run(ctx context.Context) error {
 				d.audit()
 				d.reportRelease(ctx)
 			}
+			d.checkCanDirect(d.c.FSM().Spec())
 		}
 	}
 }

@@ -51,6 +51,8 @@ type fakeCluster struct {
 	handlers    map[string]cluster.Handler
 	commitErr   error
 	leader      string
+	noDirect    string          // why m30 cannot direct
+	cannot      map[string]bool // other nodes that cannot direct
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -87,6 +89,57 @@ func (c *fakeCluster) commit(t fsm.CommandType, payload any) (uint64, error) {
 		return 0, r.Err
 	}
 	return index, nil
+}
+
+func (c *fakeCluster) CanDirect() (bool, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.noDirect == "", c.noDirect
+}
+
+func (c *fakeCluster) SetCannotDirect(reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.noDirect = reason
+}
+
+// Directors are the online nodes, this one unless it cannot direct.
+func (c *fakeCluster) Directors() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for n, up := range c.online {
+		if up && (n != "m30" || c.noDirect == "") && !c.cannot[n] {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (c *fakeCluster) TransferLeadershipTo(to, reason string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.transfers = append(c.transfers, to+": "+reason)
+	return c.transferErr
+}
+
+func (c *fakeCluster) LiveMembers() map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]bool{}
+	for n, up := range c.online {
+		if up {
+			out[n] = !c.cannot[n]
+		}
+	}
+	return out
+}
+
+// CallNode calls this node's own handler for every node: the director's
+// tests have one kernel.
+func (c *fakeCluster) CallNode(ctx context.Context, _ string, op string, req, resp any) error {
+	return c.CallDC(ctx, op, req, resp)
 }
 
 func (c *fakeCluster) Leader() string {

@@ -55,6 +55,8 @@ func (d *Director) renewFrozen() {
 	lapsed, err := d.dp.RS.Renew()
 	if err != nil {
 		d.logger.Error("frozen: renewing the VIPs' lease failed", "err", err)
+	} else {
+		d.feed() // the agent is alive and serving
 	}
 	if len(lapsed) > 0 {
 		d.logger.Warn("frozen: the VIPs' lease had lapsed (this agent was starved); they are back on the interface", "vips", lapsed)
@@ -75,6 +77,10 @@ func (d *Director) checkFrozen() {
 	}
 	d.frozen.set(nil)
 	d.logger.Warn("frozen: another node is DC; releasing the VIPs and IPVS services kept since quorum was lost", "dc", leader, "frozen_for", time.Since(f.since).Round(time.Millisecond))
-	d.logFollow(d.follow())
+	if err := d.follow(); err != nil {
+		d.logFollow(err)
+	} else {
+		d.disarm()
+	}
 	d.released.set(fsm.ReleaseVIPs{Node: d.c.Name(), Term: f.term, VIPs: f.vips, Reason: fsm.ReleaseQuorumLost, At: time.Now()})
 }

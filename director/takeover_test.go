@@ -122,9 +122,7 @@ func TestTakeoverFenceClaimsOnlyAfterTheFence(t *testing.T) {
 	if w.has("eth0") || w.holder().Node != "m40" {
 		t.Fatalf("after a failed fence: VIP on eth0 %v, holder %+v; want no takeover", w.has("eth0"), w.holder())
 	}
-	if !strings.Contains(w.logs.String(), "fencing failed") {
-		t.Errorf("a failed fence is not logged as an error:\n%s", w.logs.String())
-	}
+	testkit.WaitFor(t, "the failed fence logged as an error", func() bool { return strings.Contains(w.logs.String(), "level=ERROR msg=\"fencing failed") })
 	// The retry (after fenceBackoff) succeeds, and the VIP is claimed.
 	testkit.WaitFor(t, "the VIP claimed after the fence", func() bool { return w.has("eth0") })
 	h := w.holder()
@@ -325,7 +323,8 @@ func leaderAt(term uint64, at time.Time) cluster.LeaderEvent {
 // Under stop it lets go at once.
 func TestFreezeKeepsServingUntilAnotherDCIsKnown(t *testing.T) {
 	lease := quorum.Lease{Duration: time.Second}
-	w, _ := fenceWorld(t, fsm.TakeoverFence, func(c *Config) { c.Lease = lease; c.AuditInterval = 50 * time.Millisecond })
+	wd := &fakeWatchdog{}
+	w, _ := fenceWorld(t, fsm.TakeoverFence, func(c *Config) { c.Lease = lease; c.AuditInterval = 50 * time.Millisecond; c.Watchdog = wd.open })
 	s := withTakeover(fsm.TakeoverFence)
 	s.Policy.NoQuorum = fsm.NoQuorumFreeze
 	w.c.setSpec(s)
@@ -339,10 +338,15 @@ func TestFreezeKeepsServingUntilAnotherDCIsKnown(t *testing.T) {
 	if !w.has("eth0") || len(w.table()) != 1 {
 		t.Fatalf("frozen past the lease: VIP on eth0 %v, IPVS %v; want both kept", w.has("eth0"), w.table())
 	}
+	_, fedFrozen, disarmed := wd.counts()
+	time.Sleep(lease.RenewEvery() * 2)
+	if _, fed, _ := wd.counts(); disarmed != 0 || fed == fedFrozen {
+		t.Errorf("frozen: the watchdog was disarmed (%d) or not fed (%d → %d): a frozen DC is alive and serving", disarmed, fedFrozen, fed)
+	}
 	w.c.setLeader("m40")
 	testkit.WaitFor(t, "the release once m40 is DC", func() bool { return !w.has("eth0") && len(w.table()) == 0 && w.has("lo") })
-	// The release reaches the DC (here the fake's own handler) and the log:
-	// the audit may have reported it already, so the log is the judge.
+	testkit.WaitFor(t, "the watchdog disarmed after the release", func() bool { _, _, d := wd.counts(); return d == 1 })
+	// The release reaches the DC (here the fake's own handler) and the log.
 	testkit.WaitFor(t, "the release recorded", func() bool {
 		h := w.holder()
 		return h.Node == "m30" && h.Term == 2 && h.Released && h.Reason == fsm.ReleaseQuorumLost

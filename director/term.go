@@ -55,6 +55,9 @@ type term struct {
 	// takeover.
 	recheck   *time.Timer
 	burstLeft int
+	// handingOff: this term cannot direct and hands leadership over
+	// (direct.go); it acts on no event meanwhile.
+	handingOff bool
 	// fencing is the nodes a takeover's fencing runs for (fence.go).
 	fenceMu sync.Mutex
 	fencing map[string]bool
@@ -147,14 +150,30 @@ func (t *term) establish(ctx context.Context) error {
 	t.startMembership(ctx)
 	t.startDeviceChecks(ctx)
 	if t.d.dp == nil {
-		t.log.Info("DC without a data plane: coordinating the cluster, holding no VIP")
+		t.log.Info("DC without a data plane: coordinating the cluster, holding no VIP, handing leadership to a node that can direct")
+		t.handingOff = true
+		t.startHandOff(ctx, "this node has no data plane (a witness, or --dataplane none)")
+		return nil
+	}
+	if can, why := t.d.c.CanDirect(); !can && t.handOff(why) {
+		t.handingOff = true // the loop idles until leadership has gone
 		return nil
 	}
 	t.startHealth()
 	if err := t.awaitTakeover(ctx); err != nil {
 		return fmt.Errorf("takeover: %w", err)
 	}
-	return t.retry(ctx, "claim", t.claim)
+	if err := t.arm(); err != nil {
+		t.d.claimFailedNow(err)
+		return err
+	}
+	if err := t.retry(ctx, "claim", t.claim); err != nil {
+		if ctx.Err() == nil {
+			t.d.claimFailedNow(err)
+		}
+		return err
+	}
+	return nil
 }
 
 // retry runs step until it succeeds, up to GiveUpAfter attempts, pausing
@@ -180,6 +199,9 @@ func (t *term) retry(ctx context.Context, what string, step func() error) error 
 // must.
 func (t *term) giveUp(err error) {
 	t.log.Error("cannot carry out the DC's duties: handing leadership to another node", "err", err)
+	if t.handOff(err.Error()) {
+		return
+	}
 	if terr := t.d.c.TransferLeadership(err.Error()); terr != nil {
 		t.log.Error("leadership transfer failed: staying DC and starting over", "err", terr)
 	}
@@ -238,7 +260,7 @@ var errNoDataplane = errors.New("no data plane")
 // handle acts on one event. Every event may lead to a write to the kernel,
 // so leadership in this term is verified first (invariant 2).
 func (t *term) handle(ev event) error {
-	if t.d.dp == nil {
+	if t.d.dp == nil || t.handingOff {
 		return nil // membership runs on its own; nothing else to do
 	}
 	if err := t.verify(); err != nil {
@@ -272,6 +294,7 @@ func (t *term) verify() error {
 		return fmt.Errorf("leadership not verified: %w", err)
 	}
 	t.verifiedAt = time.Now()
+	t.d.feed()
 	return nil
 }
 
@@ -544,7 +567,9 @@ func (t *term) revoke() {
 				t.log.Warn("no successor announced every VIP within the grace; releasing them anyway", "grace", t.d.cfg.HandOverGrace)
 			}
 		}
-		t.release()
+		if t.release() {
+			t.d.disarm()
+		}
 		t.log.Info("DC duties released: VIPs back on lo, IPVS services removed")
 		t.ann.stop()
 	}
@@ -567,7 +592,7 @@ const releaseTries = 10
 
 // release takes the VIPs off their interface and removes the IPVS
 // services, retrying a failure (a netlink error) with a growing pause.
-func (t *term) release() {
+func (t *term) release() bool {
 	err := retry.Do(context.Background(), retry.Policy{Attempts: releaseTries, Interval: 50 * time.Millisecond, MaxInterval: time.Second},
 		func(_ context.Context, attempt int) error {
 			err := t.d.follow()
@@ -577,8 +602,10 @@ func (t *term) release() {
 			return err
 		})
 	if err != nil {
-		t.log.Error("the VIPs could not be released; the kernel drops them from the interface when their lease ends", "lease", t.d.cfg.Lease.Duration, "err", err)
+		t.log.Error("the VIPs could not be released; the kernel drops them from the interface when their lease ends (and an armed watchdog resets the machine)", "lease", t.d.cfg.Lease.Duration, "err", err)
+		return false
 	}
+	return true
 }
 
 // checkTargets lists the real servers to health-check: every backend of

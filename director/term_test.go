@@ -213,19 +213,24 @@ func TestRevokeReleasesEverything(t *testing.T) {
 }
 
 // TestEstablishThatKeepsFailingHandsOver: a barrier that never completes,
-// or a VIP the kernel refuses, ends in a leadership transfer that says why
-// — not in a silent retry loop.
+// or a VIP the kernel refuses, ends in a leadership transfer to a node that
+// can direct, saying why — not in a silent retry loop; after a refused
+// claim this node tells its peers it cannot direct. A node that lacks a
+// VIP's interface knows it cannot before it tries, and hands over at once.
 func TestEstablishThatKeepsFailingHandsOver(t *testing.T) {
 	for _, tc := range []struct {
 		name, reason string
 		breakIt      func(w *world)
+		tried        bool // the claim was tried (and logged as given up)
+		cannot       bool // this node says it cannot direct afterwards
 	}{
-		{"barrier", "barrier failed 2 times", func(w *world) { w.c.barrierErr = errors.New("timed out enqueuing operation") }},
-		{"claim", "claim failed 2 times", func(w *world) {
+		{"barrier", "barrier failed 2 times", func(w *world) { w.c.barrierErr = errors.New("timed out enqueuing operation") }, true, false},
+		{"claim refused", "claim failed 2 times", func(w *world) { w.k.Refuse(errors.New("permission denied")) }, true, true},
+		{"interface missing", "lacks the interface of VIP 172.95.69.100 on eth9", func(w *world) {
 			s := squid("rr")
 			s.VIPs[0].Interface = "eth9" // not on this node
 			w.c.setSpec(s)
-		}},
+		}, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, nil)
@@ -233,11 +238,14 @@ func TestEstablishThatKeepsFailingHandsOver(t *testing.T) {
 			w.run()
 			w.c.leaders <- leader(7)
 			testkit.WaitFor(t, "a leadership transfer", func() bool { return len(w.c.transferReasons()) > 0 })
-			if r := w.c.transferReasons()[0]; !strings.Contains(r, tc.reason) {
-				t.Errorf("transfer reason %q, want it to say %q", r, tc.reason)
+			if r := w.c.transferReasons()[0]; !strings.HasPrefix(r, "m40: ") || !strings.Contains(r, tc.reason) {
+				t.Errorf("transfer %q, want one to m40 (the first node that can direct) saying %q", r, tc.reason)
 			}
-			if !strings.Contains(w.logs.String(), "cannot carry out the DC's duties") {
-				t.Errorf("the give-up is not logged:\n%s", w.logs.String())
+			if tried := strings.Contains(w.logs.String(), "cannot carry out the DC's duties"); tried != tc.tried {
+				t.Errorf("the give-up logged %v, want %v:\n%s", tried, tc.tried, w.logs.String())
+			}
+			if can, why := w.c.CanDirect(); can == tc.cannot {
+				t.Errorf("can direct %v (%q), want %v", can, why, !tc.cannot)
 			}
 			// The transfer elects another node; this one follows.
 			w.c.leaders <- follower
@@ -249,11 +257,15 @@ func TestEstablishThatKeepsFailingHandsOver(t *testing.T) {
 	}
 }
 
-// TestNoDataplaneCoordinatesOnly: a node without a data plane runs the
-// membership step while DC and touches nothing else.
+// TestNoDataplaneCoordinatesOnly: a node without a data plane (a witness)
+// runs the membership step while DC, touches nothing else, and hands
+// leadership to a node that can direct; with none reachable it says so
+// and keeps trying.
 func TestNoDataplaneCoordinatesOnly(t *testing.T) {
 	c := newFakeCluster(t)
 	c.setSpec(squid("rr"))
+	c.cannot = map[string]bool{"m40": true}
+	c.online["m50"] = false
 	logs := &testkit.LogBuffer{}
 	d := New(c, nil, testConfig(t, logs))
 	tm := d.newTerm(2)
@@ -261,6 +273,15 @@ func TestNoDataplaneCoordinatesOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, "the membership step", func() bool { return c.reconciledMembers() > 0 })
+	testkit.WaitFor(t, "the complaint that nobody can direct", func() bool { return strings.Contains(logs.String(), "no node that can is reachable") })
+	if r := c.transferReasons(); len(r) != 0 {
+		t.Errorf("handed leadership to %v, none of which can direct", r)
+	}
+	c.setOnline("m50", true) // a membership change: the hand-off tries again
+	testkit.WaitFor(t, "leadership handed to m50", func() bool {
+		r := c.transferReasons()
+		return len(r) > 0 && strings.HasPrefix(r[0], "m50: ")
+	})
 	for _, ev := range []event{evSpec, evMembers, evTick, evRefresh} {
 		if err := tm.handle(ev); err != nil {
 			t.Errorf("handle(%s) without a data plane: %v", ev, err)
@@ -269,6 +290,22 @@ func TestNoDataplaneCoordinatesOnly(t *testing.T) {
 	tm.revoke()
 	if _, err := d.Table(); !errors.Is(err, ErrNoKernel) {
 		t.Errorf("Table without a data plane: %v, want ErrNoKernel", err)
+	}
+}
+
+// TestCheckSpecNamesMissingInterfaces: before a spec is committed the DC
+// asks every member whether it has each VIP's interface; the problems
+// name the VIP, the interface and the nodes that lack it.
+func TestCheckSpecNamesMissingInterfaces(t *testing.T) {
+	w := newWorld(t, nil)
+	s := squid("rr")
+	if p := w.d.CheckSpec(context.Background(), s); len(p) != 0 {
+		t.Fatalf("a spec every node can carry: %v", p)
+	}
+	s.VIPs = append(s.VIPs, fsm.VIP{Address: netip.MustParseAddr("172.95.69.101"), Interface: "e0"})
+	p := w.d.CheckSpec(context.Background(), s)
+	if len(p) != 1 || p[0].Path != "vips[1].interface" || !strings.Contains(p[0].Message, "e0 is missing on m30, m40, m50") {
+		t.Errorf("problems %v, want vips[1].interface: e0 missing on every node", p)
 	}
 }
 

@@ -18,7 +18,8 @@ type Backend struct {
 func (b Backend) AddrPort() netip.AddrPort { return netip.AddrPortFrom(b.Address, b.Port) }
 
 // Backends resolves a service's real servers: with all-nodes, every
-// registered node that online reports as up, at its bind address;
+// registered node that online reports as up, at its bind address (a
+// witness is none);
 // otherwise the explicit list. Sorted by address and port. It is a pure
 // function of the replicated state and the caller's view of which nodes
 // are online.
@@ -34,7 +35,7 @@ func (s State) Backends(svc Service, online func(node string) bool) []Backend {
 			port = svc.Port
 		}
 		for name, nd := range s.Nodes {
-			if online(name) {
+			if online(name) && !nd.Witness {
 				out = append(out, Backend{Address: nd.Address, Port: port, Weight: svc.RealServers.NodeWeight, Node: name})
 			}
 		}

@@ -92,5 +92,5 @@ func sameConfig(a, b Spec) bool {
 // the first one is the one worth keeping.
 func sameNode(a, b Node) bool {
 	return a.Name == b.Name && a.Address == b.Address &&
-		a.RaftAddr == b.RaftAddr && a.GossipAddr == b.GossipAddr
+		a.RaftAddr == b.RaftAddr && a.GossipAddr == b.GossipAddr && a.Witness == b.Witness
 }

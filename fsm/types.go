@@ -143,5 +143,7 @@ type Node struct {
 	Address    netip.Addr     `json:"address"`     // --bind: the real-server address
 	RaftAddr   netip.AddrPort `json:"raft_addr"`   // Raft transport (mutual TLS)
 	GossipAddr netip.AddrPort `json:"gossip_addr"` // memberlist
-	JoinedAt   time.Time      `json:"joined_at"`   // set by the proposer, never by Apply
+	// Witness: a voter that never directs and is no real server.
+	Witness  bool      `json:"witness,omitempty"`
+	JoinedAt time.Time `json:"joined_at"` // set by the proposer, never by Apply
 }

@@ -54,7 +54,12 @@ type rcluster struct {
 	ns     map[string]*lab.NS
 	// sysctls0 is each node's settings before its agent first started.
 	sysctls0 map[string]map[string]string
+	// extra is more agent flags, per node.
+	extra map[string][]string
 }
+
+// witness reports whether n runs as a witness: no real server.
+func (c *rcluster) witness(n string) bool { return slices.Contains(c.extra[n], "--witness") }
 
 type status struct {
 	DC     string `json:"dc"`
@@ -69,7 +74,11 @@ type status struct {
 	SpecVersion uint64 `json:"spec_version"`
 }
 
-func newRaftlbCluster(t *testing.T) *rcluster {
+func newRaftlbCluster(t *testing.T) *rcluster { return newRaftlbClusterWith(t, nil) }
+
+// newRaftlbClusterWith is newRaftlbCluster with extra agent flags per
+// node ("--witness").
+func newRaftlbClusterWith(t *testing.T, extra map[string][]string) *rcluster {
 	t.Helper()
 	// The cluster's directory is removed after the lab's teardown has
 	// killed the agents (cleanups run last-in first-out): t.TempDir would
@@ -79,7 +88,7 @@ func newRaftlbCluster(t *testing.T) *rcluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	c := &rcluster{t: t, l: lab.New(t), dir: dir, agents: map[string]*lab.Proc{}, serves: map[string]*lab.Proc{}, starts: map[string]int{}, ns: map[string]*lab.NS{}, sysctls0: map[string]map[string]string{}}
+	c := &rcluster{t: t, l: lab.New(t), dir: dir, agents: map[string]*lab.Proc{}, serves: map[string]*lab.Proc{}, starts: map[string]int{}, ns: map[string]*lab.NS{}, sysctls0: map[string]map[string]string{}, extra: extra}
 	r := c.l.Bin("raftlb")
 	c.l.Run("", r, "keygen", "-o", filepath.Join(c.dir, "key"))
 	c.l.Run("", r, "tls", "init", "--dir", filepath.Join(c.dir, "tls"))
@@ -138,7 +147,8 @@ func (c *rcluster) startAgent(n string) {
 		"--name", n, "--bind", lab.IP(n), "--data-dir", filepath.Join(c.dir, n),
 		"--api", "unix://" + c.sock(n), "--bootstrap-expect", "3", "--interface", "eth0",
 		"--key-file", filepath.Join(c.dir, "key"), "--tls-dir", filepath.Join(c.dir, "tls")}
-	p, err := c.l.Start(n, fmt.Sprintf("agent-%s-%d", n, c.starts[n]), append(args, raftTiming()...)...)
+	args = append(append(args, raftTiming()...), c.extra[n]...)
+	p, err := c.l.Start(n, fmt.Sprintf("agent-%s-%d", n, c.starts[n]), args...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -233,7 +243,9 @@ func (c *rcluster) waitHealthy(nodes []string) string {
 	c.t.Helper()
 	var want []string
 	for _, n := range nodes {
-		want = append(want, lab.IP(n))
+		if !c.witness(n) {
+			want = append(want, lab.IP(n))
+		}
 	}
 	sort.Strings(want)
 	// The DC is asked again on every poll: right after a node rejoins,

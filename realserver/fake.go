@@ -23,6 +23,7 @@ type Fake struct {
 	Writes   []string
 	observe  func(write string)
 	detached bool
+	refuse   error // what AddrLease answers, when set
 }
 
 // NewFake returns a Fake whose interfaces are lo plus devs and whose
@@ -49,6 +50,14 @@ func (f *Fake) wrote(w string) {
 	if f.observe != nil {
 		f.observe(w)
 	}
+}
+
+// Refuse makes every later AddrLease fail with err (nil: succeed again),
+// as a kernel that refuses the VIP does.
+func (f *Fake) Refuse(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refuse = err
 }
 
 // Detach makes every later write a no-op, as when the agent that would
@@ -118,6 +127,9 @@ func (f *Fake) AddrLease(dev string, p netip.Prefix, lifetime time.Duration) err
 	}
 	if err := f.dev(dev); err != nil {
 		return err
+	}
+	if f.refuse != nil {
+		return fmt.Errorf("address %s on %s: %w", p, dev, f.refuse)
 	}
 	if lifetime < time.Second || lifetime%time.Second != 0 {
 		return fmt.Errorf("address %s on %s: lifetime %s is not a whole number of seconds: invalid argument", p, dev, lifetime)

@@ -241,6 +241,12 @@ func (m *Manager) OnInterface() []netip.Addr {
 	return out
 }
 
+// HasInterface reports whether the kernel has the interface.
+func (m *Manager) HasInterface(iface string) bool {
+	_, err := m.k.Addrs(iface)
+	return err == nil
+}
+
 func (m *Manager) knowsIface(iface string) bool {
 	_, ok := m.prev["net/ipv4/conf/"+iface+"/arp_ignore"]
 	return ok

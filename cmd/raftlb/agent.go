@@ -29,19 +29,22 @@ import (
 	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/realserver"
 	"github.com/raftlb/raftlb/status"
+	"github.com/raftlb/raftlb/watchdog"
 )
 
 type agentFlags struct {
 	name, dataDir, bind, apiAddr, iface, dataplane, config string
 	keyFile, tlsDir, logLevel                              string
 	raftPort, gossipPort, bootstrapExpect, maxVoters       int
-	insecure                                               bool
+	insecure, witness                                      bool
 	join                                                   stringList
 	timing                                                 cluster.Timing
 	snapshotThreshold                                      uint64
 	garpCount                                              int
 	garpRefresh                                            time.Duration
 	vipLease                                               time.Duration
+	watchdog                                               string
+	watchdogTimeout                                        time.Duration
 }
 
 // newAgentFlagSet defines the agent's flags. The config file's keys are
@@ -60,6 +63,9 @@ func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs.IntVar(&f.maxVoters, "max-voters", cluster.DefaultMaxVoters, "Raft voters; further nodes join as non-voters")
 	fs.StringVar(&f.iface, "interface", "", "interface the DC puts VIPs on when the services file names none")
 	fs.StringVar(&f.dataplane, "dataplane", "kernel", "kernel (IPVS, addresses, ARP), fake (the director against in-memory fakes, for tests) or none (control plane only)")
+	fs.StringVar(&f.watchdog, "watchdog", "", "watchdog device (/dev/watchdog) armed while this node is DC and fed only after verifying its leadership: a hung agent resets the machine")
+	fs.DurationVar(&f.watchdogTimeout, "watchdog-timeout", 5*time.Second, "the watchdog's timeout (whole seconds, at least the VIP lease)")
+	fs.BoolVar(&f.witness, "witness", false, "a voter that never directs and is no real server, without a data plane: the third vote of a two-node cluster")
 	fs.StringVar(&f.config, "config", "", "YAML file with these settings (keys are the flag names); flags override it")
 	fs.StringVar(&f.keyFile, "key-file", "", "gossip encryption key (create with: raftlb keygen -o FILE)")
 	fs.StringVar(&f.tlsDir, "tls-dir", "", "directory with ca.pem, NAME.pem and NAME-key.pem (create with: raftlb tls)")
@@ -108,6 +114,24 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 	}
 	if f.dataplane != "kernel" && f.dataplane != "fake" && f.dataplane != "none" {
 		return nil, fmt.Errorf("%w: --dataplane %q: want kernel, fake or none", cli.ErrUsage, f.dataplane)
+	}
+	timeoutSet := false
+	fs.Visit(func(fl *flag.Flag) { timeoutSet = timeoutSet || fl.Name == "watchdog-timeout" })
+	switch {
+	case f.watchdog == "" && timeoutSet:
+		return nil, fmt.Errorf("%w: --watchdog-timeout without --watchdog: name the device", cli.ErrUsage)
+	case f.watchdog != "" && (f.watchdogTimeout < f.vipLease || f.watchdogTimeout%time.Second != 0):
+		return nil, fmt.Errorf("%w: --watchdog-timeout %s: whole seconds, at least the VIP lease (%s), or a healthy DC would reset", cli.ErrUsage, f.watchdogTimeout, f.vipLease)
+	case f.watchdog != "" && !filepath.IsAbs(f.watchdog):
+		return nil, fmt.Errorf("%w: --watchdog %q: want the device's absolute path", cli.ErrUsage, f.watchdog)
+	}
+	if f.witness {
+		set := false
+		fs.Visit(func(fl *flag.Flag) { set = set || fl.Name == "dataplane" })
+		if set && f.dataplane != "none" {
+			return nil, fmt.Errorf("%w: --witness runs without a data plane: drop --dataplane %s", cli.ErrUsage, f.dataplane)
+		}
+		f.dataplane = "none"
 	}
 	for _, j := range f.join {
 		if _, err := netip.ParseAddrPort(j); err != nil {
@@ -162,7 +186,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	cfg := cluster.Config{
 		Name: f.name, BindAddr: bind, RaftPort: f.raftPort, GossipPort: f.gossipPort,
 		DataDir: f.dataDir, BootstrapExpect: f.bootstrapExpect, MaxVoters: f.maxVoters,
-		Insecure: f.insecure, Dataplane: f.dataplane, Timing: f.timing,
+		Insecure: f.insecure, Dataplane: f.dataplane, Witness: f.witness, Timing: f.timing,
 		SnapshotThreshold: f.snapshotThreshold, Logger: logger,
 	}
 	if !f.insecure {
@@ -203,7 +227,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	// membership duties.
 	dir := director.New(node, dp, director.Config{
 		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: quorum.Lease{Duration: f.vipLease},
-		Fencer: fencing.NewRunner(fencing.Config{Logger: logger}), Logger: logger,
+		Fencer: fencing.NewRunner(fencing.Config{Logger: logger}), Watchdog: openWatchdog(f), Logger: logger,
 	})
 	// The status view asks the node, the replicated state and, for the
 	// health checks, this node's director while DC or the DC over RPC.
@@ -215,6 +239,7 @@ func runAgent(args []string, stderr io.Writer) error {
 		}
 	}
 	view := status.NewSource(node, dir.Health, kernel)
+	node.SetSpecCheck(dir.CheckSpec)
 	dirCtx, stopDirector := context.WithCancel(context.Background())
 	dirDone := make(chan struct{})
 	go func() {
@@ -304,6 +329,21 @@ func (a agentAPI) Status() status.Status { return a.view.Status() }
 // nothing reaches the kernel: for tests of real agent processes), or none
 // (nil). The real-server side starts at once: a restarted agent takes any
 // VIP it left on the interface back to lo before anything else.
+// openWatchdog opens --watchdog for a term that takes the VIPs; nil
+// without one.
+func openWatchdog(f *agentFlags) func() (director.Watchdog, error) {
+	if f.watchdog == "" {
+		return nil
+	}
+	return func() (director.Watchdog, error) {
+		d, err := watchdog.Open(f.watchdog, f.watchdogTimeout)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	}
+}
+
 func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, func(), error) {
 	switch f.dataplane {
 	case "none":

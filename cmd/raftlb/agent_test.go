@@ -82,6 +82,11 @@ func TestAgentRefusesBadInput(t *testing.T) {
 		{"no data dir", []string{"--data-dir", ""}, []string{"a data directory is required"}},
 		{"same ports", []string{"--raft-port", "7000", "--gossip-port", "7000"}, []string{"both 7000"}},
 		{"missing config file", []string{"--config", "/nonexistent/raftlb.yaml"}, []string{"/nonexistent/raftlb.yaml"}},
+		{"witness with a data plane", []string{"--witness", "--dataplane", "kernel"}, []string{"--witness runs without a data plane"}},
+		{"bad vip lease", []string{"--vip-lease", "1500ms"}, []string{"--vip-lease", "whole seconds"}},
+		{"watchdog timeout alone", []string{"--watchdog-timeout", "10s"}, []string{"--watchdog-timeout without --watchdog"}},
+		{"watchdog timeout below the lease", []string{"--watchdog", "/dev/watchdog", "--watchdog-timeout", "1s"}, []string{"at least the VIP lease"}},
+		{"watchdog relative", []string{"--watchdog", "watchdog"}, []string{"absolute path"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -168,6 +173,14 @@ join:
 	// Defaults the file does not mention stay.
 	if f.raftPort != 7947 || f.gossipPort != 7946 || f.dataplane != "kernel" {
 		t.Errorf("defaults changed: raft-port %d gossip-port %d dataplane %q", f.raftPort, f.gossipPort, f.dataplane)
+	}
+}
+
+// TestWitnessHasNoDataplane: --witness alone runs without a data plane.
+func TestWitnessHasNoDataplane(t *testing.T) {
+	f, err := parseAgentArgs([]string{"--witness", "--name", "tie"}, io.Discard)
+	if err != nil || f.dataplane != "none" || !f.witness {
+		t.Fatalf("--witness: %+v, %v; want a witness without a data plane", f, err)
 	}
 }
 

@@ -1,6 +1,8 @@
 package inproc
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -243,4 +245,48 @@ func TestSpecChangeDuringFailover(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestTwoNodesAndAWitness: two data-plane nodes and a witness survive the
+// loss of either data-plane node; the witness, made leader, hands
+// leadership to a node that can direct at once; a spec whose VIP names an
+// interface the nodes lack is refused at apply, naming them, and changes
+// nothing.
+func TestTwoNodesAndAWitness(t *testing.T) {
+	c := Start(t, Options{Witness: "n3"})
+	c.Apply("n1", spec("rr"))
+	c.Converged()
+	for _, lost := range []string{"n1", "n2"} {
+		survivor := map[string]string{"n1": "n2", "n2": "n1"}[lost]
+		c.Crash(lost)
+		testkit.WaitFor(t, survivor+" to hold the VIP after "+lost+" died", func() bool {
+			dc := c.WaitDC(c.Node(survivor), c.Node("n3"))
+			return dc.Name == survivor && c.Node(survivor).Holds(vip)
+		})
+		c.Converged()
+		c.Restart(lost)
+		c.Converged()
+	}
+
+	dc := c.WaitDC()
+	if err := dc.C.TransferLeadershipTo("n3", "test: the witness is elected"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the witness to hand leadership back", func() bool {
+		next := c.WaitDC()
+		return next.Name != "n3" && next.Holds(vip)
+	})
+	c.Converged()
+
+	bad := spec("rr")
+	bad.VIPs[0].Interface = "e0"
+	before := c.Node("n1").C.FSM().Spec().Version
+	_, err := c.Node("n3").C.ApplySpec(context.Background(), bad, 0)
+	var ve *fsm.ValidationError
+	if !errors.As(err, &ve) || !strings.Contains(err.Error(), "e0 is missing on n1, n2") {
+		t.Fatalf("a spec naming a missing interface: %v, want a validation error naming n1 and n2", err)
+	}
+	if v := c.Node("n1").C.FSM().Spec().Version; v != before {
+		t.Errorf("the refused spec changed the version %d → %d", before, v)
+	}
 }

@@ -1,0 +1,155 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+)
+
+// Not every node can direct (hold the VIPs and the IPVS table): a witness
+// (a voter that only breaks ties), a node run with --dataplane none, and a
+// node whose claim the kernel refused (its interface for a VIP is missing,
+// say) cannot. Each says so in its gossip metadata, and a DC that cannot
+// direct hands leadership to one that can, so a node that can is DC
+// whenever one is reachable.
+
+// CanDirect reports whether this node can hold the VIPs, and why not.
+func (n *Node) CanDirect() (bool, string) {
+	n.gossip.mu.Lock()
+	defer n.gossip.mu.Unlock()
+	return metaCanDirect(n.gossip.meta)
+}
+
+func metaCanDirect(m nodeMeta) (bool, string) {
+	switch {
+	case m.Witness:
+		return false, "a witness never directs"
+	case m.Dataplane == "none":
+		return false, "it runs without a data plane (--dataplane none)"
+	case m.NoDirect != "":
+		return false, m.NoDirect
+	}
+	return true, ""
+}
+
+// SetCannotDirect tells the peers that this node cannot hold the VIPs, and
+// why ("" clears it: it can again). The change travels with gossip.
+func (n *Node) SetCannotDirect(reason string) {
+	if len(reason) > maxNoDirect {
+		reason = reason[:maxNoDirect]
+	}
+	n.gossip.mu.Lock()
+	changed := n.gossip.meta.NoDirect != reason
+	n.gossip.meta.NoDirect = reason
+	n.gossip.mu.Unlock()
+	if !changed || n.ml == nil {
+		return
+	}
+	if reason != "" {
+		n.logger.Warn("this node cannot direct: peers will not hand it leadership", "reason", reason)
+	} else {
+		n.logger.Info("this node can direct again")
+	}
+	if err := n.ml.UpdateNode(5 * time.Second); err != nil {
+		n.logger.Warn("telling peers whether this node can direct failed", "err", err)
+	}
+}
+
+// maxNoDirect bounds the reason in the 512-byte gossip metadata.
+const maxNoDirect = 200
+
+// Directors lists the live voters that can direct, this node included if
+// it can, sorted by name.
+func (n *Node) Directors() []string {
+	voters := map[string]bool{}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if s.Suffrage == raft.Voter {
+				voters[string(s.ID)] = true
+			}
+		}
+	}
+	var out []string
+	for _, m := range n.members() {
+		if m.MetaErr != nil || m.State != memberlist.StateAlive || !voters[m.Name] {
+			continue
+		}
+		if ok, _ := metaCanDirect(m.Meta); ok {
+			out = append(out, m.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TransferLeadershipTo hands leadership to the voter named to, because
+// this node cannot direct (reason is logged).
+func (n *Node) TransferLeadershipTo(to, reason string) error {
+	if n.raft.State() != raft.Leader {
+		return nil
+	}
+	var addr raft.ServerAddress
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if string(s.ID) == to && s.Suffrage == raft.Voter {
+				addr = s.Address
+			}
+		}
+	}
+	if addr == "" {
+		return fmt.Errorf("leadership transfer: %s is not a voter", to)
+	}
+	n.logger.Warn("transferring leadership to a node that can direct", "to", to, "reason", reason)
+	if err := n.raft.LeadershipTransferToServer(raft.ServerID(to), addr).Error(); err != nil {
+		return fmt.Errorf("leadership transfer to %s: %w", to, err)
+	}
+	return nil
+}
+
+// CallNode sends a registered operation to the member named name and
+// decodes its answer into resp.
+func (n *Node) CallNode(ctx context.Context, name, op string, req, resp any) error {
+	var addr string
+	for _, m := range n.members() {
+		if m.Name == name && m.MetaErr == nil {
+			addr = m.RaftAddr
+		}
+	}
+	if addr == "" {
+		return fmt.Errorf("%s: not a live member", name)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("%s request: %w", op, err)
+	}
+	r, err := n.call(ctx, addr, rpcRequest{Op: op, Body: body})
+	if err != nil {
+		return err
+	}
+	if r.Error != "" {
+		return errors.New(r.Error)
+	}
+	if err := json.Unmarshal(r.Body, resp); err != nil {
+		return fmt.Errorf("%s response from %s: %w", op, name, err)
+	}
+	return nil
+}
+
+// LiveMembers lists the members gossip sees alive, with whether each can
+// direct, this node included.
+func (n *Node) LiveMembers() map[string]bool {
+	out := map[string]bool{}
+	for _, m := range n.members() {
+		if m.MetaErr != nil || m.State != memberlist.StateAlive {
+			continue
+		}
+		out[m.Name], _ = metaCanDirect(m.Meta)
+	}
+	return out
+}

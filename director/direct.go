@@ -1,0 +1,193 @@
+package director
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// A node that cannot direct — a witness, a node without a data plane, a
+// node that lacks the interface of a VIP or whose claim the kernel refused
+// — never stays DC while one that can is reachable: its term hands
+// leadership over at once. When no node can, it says so (and a node with a
+// data plane tries anyway: better than nobody).
+
+// missingInterfaces lists, for spec, the VIPs whose interface this node
+// lacks, as "vip on iface".
+func (d *Director) missingInterfaces(spec fsm.Spec) []string {
+	if d.dp == nil {
+		return nil
+	}
+	var out []string
+	for _, v := range spec.VIPs {
+		iface := d.ifaceOf(v)
+		if !d.dp.RS.HasInterface(iface) {
+			out = append(out, fmt.Sprintf("%s on %s", v.Address, iface))
+		}
+	}
+	return out
+}
+
+// checkCanDirect tells the peers whether this node can hold the spec's
+// VIPs: not while an interface is missing, nor for a while after a claim
+// failed (until the spec changes or noDirectRetry passed).
+func (d *Director) checkCanDirect(spec fsm.Spec) {
+	if d.dp == nil {
+		return
+	}
+	if missing := d.missingInterfaces(spec); len(missing) > 0 {
+		d.c.SetCannotDirect("this node lacks the interface of VIP " + strings.Join(missing, ", "))
+		return
+	}
+	d.noDirectMu.Lock()
+	failed, version, at := d.claimFailed, d.claimFailedVersion, d.claimFailedAt
+	if failed != "" && (version != spec.Version || time.Since(at) > noDirectRetry) {
+		d.claimFailed = ""
+		failed = ""
+	}
+	d.noDirectMu.Unlock()
+	d.c.SetCannotDirect(failed)
+}
+
+// noDirectRetry is how long a node whose claim failed keeps saying it
+// cannot direct, unless the spec changes first.
+const noDirectRetry = time.Minute
+
+// claimFailedNow records that this node's claim failed: it cannot direct
+// until the spec changes or noDirectRetry has passed.
+func (d *Director) claimFailedNow(err error) {
+	reason := "claiming the VIPs failed: " + err.Error()
+	d.noDirectMu.Lock()
+	d.claimFailed, d.claimFailedVersion, d.claimFailedAt = reason, d.c.FSM().Spec().Version, time.Now()
+	d.noDirectMu.Unlock()
+	d.c.SetCannotDirect(reason)
+}
+
+// otherDirector is a live voter other than this node that can direct.
+func (t *term) otherDirector() (string, bool) {
+	dirs := slices.DeleteFunc(t.d.c.Directors(), func(n string) bool { return n == t.d.c.Name() })
+	if len(dirs) == 0 {
+		return "", false
+	}
+	return dirs[0], true
+}
+
+// handOff hands leadership to a node that can direct, if one is
+// reachable, and reports whether it did.
+func (t *term) handOff(why string) bool {
+	to, ok := t.otherDirector()
+	if !ok {
+		return false
+	}
+	t.log.Warn("this node cannot direct: handing leadership to one that can", "to", to, "why", why)
+	if err := t.d.c.TransferLeadershipTo(to, why); err != nil {
+		t.log.Warn("handing leadership to a node that can direct failed", "to", to, "err", err)
+		return false
+	}
+	return true
+}
+
+// startHandOff runs, for a term that cannot direct at all (no data
+// plane), until leadership is handed to a node that can: at once, on
+// every membership change and every MembershipInterval.
+func (t *term) startHandOff(ctx context.Context, why string) {
+	changes, unsubscribe := t.d.c.SubscribeMembership()
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer unsubscribe()
+		tick := time.NewTicker(t.d.cfg.MembershipInterval)
+		defer tick.Stop()
+		warned := false
+		for {
+			if t.handOff(why) {
+				return
+			}
+			if !warned {
+				t.log.Error("DC that cannot direct, and no node that can is reachable: nobody holds the VIPs", "why", why)
+				warned = true
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-changes:
+			case <-tick.C:
+			}
+		}
+	}()
+}
+
+// checkSpecOp is the RPC operation on which the DC asks a member whether
+// it could carry a spec about to be applied (its interfaces).
+const checkSpecOp = "check-spec"
+
+// serveCheckSpec answers, for a spec the DC is about to apply, what this
+// node lacks to carry it.
+func (d *Director) serveCheckSpec(_ context.Context, _ string, body json.RawMessage) (any, error) {
+	var spec fsm.Spec
+	if err := json.Unmarshal(body, &spec); err != nil {
+		return nil, fmt.Errorf("check-spec request: %w", err)
+	}
+	missing := d.missingInterfaces(spec)
+	if missing == nil {
+		missing = []string{}
+	}
+	return missing, nil
+}
+
+// checkSpecTimeout bounds the question to each member.
+const checkSpecTimeout = 2 * time.Second
+
+// CheckSpec is run by the DC before it commits a spec: every live member
+// with a data plane must have each VIP's interface. A member that does not
+// answer in time is left out (it says so itself once the spec arrives);
+// the problems name the VIP, the interface and the nodes.
+func (d *Director) CheckSpec(ctx context.Context, spec fsm.Spec) []fsm.Problem {
+	members := d.c.LiveMembers()
+	type answer struct {
+		node    string
+		missing []string
+		err     error
+	}
+	answers := make(chan answer, len(members))
+	asked := 0
+	for node := range members {
+		asked++
+		go func() {
+			cctx, cancel := context.WithTimeout(ctx, checkSpecTimeout)
+			defer cancel()
+			var missing []string
+			err := d.c.CallNode(cctx, node, checkSpecOp, spec, &missing)
+			answers <- answer{node, missing, err}
+		}()
+	}
+	byVIP := map[string][]string{}
+	for range asked {
+		a := <-answers
+		if a.err != nil {
+			d.logger.Warn("could not ask a member whether it has the spec's interfaces", "node", a.node, "err", a.err)
+			continue
+		}
+		for _, m := range a.missing {
+			byVIP[m] = append(byVIP[m], a.node)
+		}
+	}
+	var problems []fsm.Problem
+	for i, v := range spec.VIPs {
+		for m, nodes := range byVIP {
+			if strings.HasPrefix(m, v.Address.String()+" on ") {
+				slices.Sort(nodes)
+				problems = append(problems, fsm.Problem{
+					Path:    fmt.Sprintf("vips[%d].interface", i),
+					Message: fmt.Sprintf("%s is missing on %s: no node could hold %s there", strings.TrimPrefix(m, v.Address.String()+" on "), strings.Join(nodes, ", "), v.Address),
+				})
+			}
+		}
+	}
+	return problems
+}
