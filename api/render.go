@@ -36,8 +36,16 @@ func RenderStatus(w io.Writer, st status.Status) error {
 	}
 	fmt.Fprintf(&b, "  * no-quorum-policy: %s, takeover: %s\n", noQuorum, st.Policy.TakeoverPolicy())
 
+	if st.SkippedEntries > 0 {
+		fmt.Fprintf(&b, "  * %d log entries skipped here: this node's release cannot read them (upgrade it)\n", st.SkippedEntries)
+	}
+
 	fmt.Fprintf(&b, "\nNode List:\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	newest := 0
+	for _, n := range st.Nodes {
+		newest = max(newest, n.Schema)
+	}
 	for _, n := range st.Nodes {
 		dp := ""
 		switch {
@@ -48,6 +56,9 @@ func RenderStatus(w io.Writer, st status.Status) error {
 		}
 		if n.CannotDirect != "" {
 			dp += "; cannot direct: " + oneLine(n.CannotDirect)
+		}
+		if n.Schema != 0 && n.Schema < newest {
+			dp += fmt.Sprintf("; older release (schema %d of %d): upgrade it", n.Schema, newest)
 		}
 		fmt.Fprintf(tw, "  * %s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, capitalize(n.Status), n.Role, dp)
 	}

@@ -268,3 +268,28 @@ func TestRenderFencing(t *testing.T) {
 }
 
 func sampleRender(t *testing.T) string { return render(t, sampleStatus()) }
+
+// TestRenderNodesThatCannotDirectOrAreOlder: a witness, a node that cannot
+// direct, and a node of an older release during a rolling upgrade are
+// each named on their line; skipped entries are counted.
+func TestRenderNodesThatCannotDirectOrAreOlder(t *testing.T) {
+	st := sampleStatus()
+	st.Nodes[0].Schema, st.Nodes[1].Schema, st.Nodes[2].Schema = 2, 2, 1
+	st.Nodes[0].CannotDirect = "VIP 172.95.69.100's interface eth0 is missing"
+	st.Nodes = append(st.Nodes, cluster.NodeView{Name: "tie", Address: "10.0.0.9", Status: "online", Role: "member", Gossip: "alive", Witness: true, Schema: 2})
+	st.SkippedEntries = 3
+	out := render(t, st)
+	for _, want := range [][]string{
+		{"* n1", "Online", "dataplane kernel; cannot direct: VIP 172.95.69.100's interface eth0 is missing"},
+		{"* n3", "Offline", "older release (schema 1 of 2): upgrade it"},
+		{"* tie", "Online", "witness (never directs)"},
+		{"* 3 log entries skipped here: this node's release cannot read them (upgrade it)"},
+	} {
+		if _, ok := lineWith(out, want...); !ok {
+			t.Errorf("status view lacks a line with %q:\n%s", want, out)
+		}
+	}
+	if _, ok := lineWith(out, "* n2", "older release"); ok {
+		t.Errorf("n2 is shown as older:\n%s", out)
+	}
+}

@@ -58,6 +58,9 @@ func (n *Node) applySpecLocal(ctx context.Context, spec fsm.Spec, expectVersion 
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("encode spec: %w", err)
 	}
+	if err := n.checkSchema(cmd); err != nil {
+		return ApplyResult{}, err
+	}
 	f := n.raft.Apply(cmd, applyTimeout)
 	if err := f.Error(); err != nil {
 		return ApplyResult{}, fmt.Errorf("commit spec: %w", err)
@@ -96,6 +99,9 @@ func (n *Node) specCheck() SpecCheck {
 // applyLocal commits an internal command on the DC and returns its log
 // index.
 func (n *Node) applyLocal(cmd []byte) (uint64, error) {
+	if err := n.checkSchema(cmd); err != nil {
+		return 0, err
+	}
 	f := n.raft.Apply(cmd, applyTimeout)
 	if err := f.Error(); err != nil {
 		return 0, err

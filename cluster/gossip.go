@@ -25,6 +25,9 @@ type nodeMeta struct {
 	// NoDirect says why this node cannot hold the VIPs now (its claim
 	// failed); empty when it can.
 	NoDirect string `json:"n,omitempty"`
+	// Schema is the schema version this node's release reads (fsm.Schema);
+	// absent from releases before schemas were advertised.
+	Schema int `json:"c,omitempty"`
 }
 
 const metaVersion = 1

@@ -275,6 +275,13 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 		s, ok := servers[id]
 		switch {
 		case !ok:
+			if why := n.admissible(m, state); why != "" {
+				if rejected[m.Name] != why {
+					n.logger.Warn("not admitting node to Raft", "peer", m.Name, "why", why)
+					rejected[m.Name] = why
+				}
+				continue
+			}
 			if _, err := n.Ping(ctx, m.RaftAddr); err != nil {
 				if msg := err.Error(); rejected[m.Name] != msg {
 					n.logger.Warn("not admitting node to Raft: its Raft port does not answer over mutual TLS", "peer", m.Name, "raft", m.RaftAddr, "err", err)
@@ -335,13 +342,9 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 
 // register records a live Raft member in the replicated node registry.
 func (n *Node) register(m member, state fsm.State) {
-	raftAddr, _ := netip.ParseAddrPort(m.RaftAddr)
-	node := fsm.Node{Name: m.Name, Address: m.Addr, RaftAddr: raftAddr, GossipAddr: m.Gossip, Witness: m.Meta.Witness, JoinedAt: time.Now().UTC()}
-	if old, ok := state.Nodes[m.Name]; ok {
-		node.JoinedAt = old.JoinedAt
-		if old == node {
-			return
-		}
+	node := registration(m, state)
+	if old, ok := state.Nodes[m.Name]; ok && old == node {
+		return
 	}
 	cmd, err := fsm.EncodeCommand(fsm.CmdRegisterNode, node)
 	if err != nil {
@@ -351,6 +354,16 @@ func (n *Node) register(m member, state fsm.State) {
 	if _, err := n.applyLocal(cmd); err != nil {
 		n.logger.Warn("registering node failed", "peer", m.Name, "err", err)
 	}
+}
+
+// registration is the registry entry for a live member.
+func registration(m member, state fsm.State) fsm.Node {
+	raftAddr, _ := netip.ParseAddrPort(m.RaftAddr)
+	node := fsm.Node{Name: m.Name, Address: m.Addr, RaftAddr: raftAddr, GossipAddr: m.Gossip, Witness: m.Meta.Witness, Schema: fsm.NodeSchema(m.Meta.Schema), JoinedAt: time.Now().UTC()}
+	if old, ok := state.Nodes[m.Name]; ok {
+		node.JoinedAt = old.JoinedAt
+	}
+	return node
 }
 
 // removeServer takes a node out of Raft and the registry. Removing a node

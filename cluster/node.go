@@ -127,6 +127,7 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 		HasState:  n.hadState,
 		Dataplane: cfg.Dataplane,
 		Witness:   cfg.Witness,
+		Schema:    n.fsm.Schema(),
 	}
 	ml, err := n.newMemberlist()
 	if err != nil {

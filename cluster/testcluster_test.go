@@ -29,13 +29,26 @@ type testCluster struct {
 	mu     sync.Mutex
 	nodes  map[string]*Node
 	cfgs   map[string]Config
+	// schemas plays older releases: the schema a node's FSM reads (by
+	// name; absent means fsm.Schema).
+	schemas map[string]int
 }
 
 // newTestCluster starts n nodes expecting n for bootstrap and joins them
 // through node 1. mod may adjust each node's config.
 func newTestCluster(t *testing.T, n int, mod func(*Config)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, tlsDir: t.TempDir(), logs: &testkit.LogBuffer{}, nodes: map[string]*Node{}, cfgs: map[string]Config{}}
+	return newMixedCluster(t, n, mod, nil)
+}
+
+// newMixedCluster is newTestCluster with some nodes playing older
+// releases (schemas: node name → the schema its FSM reads).
+func newMixedCluster(t *testing.T, n int, mod func(*Config), schemas map[string]int) *testCluster {
+	t.Helper()
+	if schemas == nil {
+		schemas = map[string]int{}
+	}
+	c := &testCluster{t: t, tlsDir: t.TempDir(), logs: &testkit.LogBuffer{}, nodes: map[string]*Node{}, cfgs: map[string]Config{}, schemas: schemas}
 	if err := InitCA(c.tlsDir, 24*time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +104,10 @@ func (c *testCluster) config(i, expect int) Config {
 
 func (c *testCluster) start(cfg Config) *Node {
 	c.t.Helper()
-	nd, err := Start(cfg, fsm.New())
+	c.mu.Lock()
+	schema := c.schemas[cfg.Name]
+	c.mu.Unlock()
+	nd, err := Start(cfg, fsm.NewWith(fsm.Options{Schema: schema, Logger: cfg.Logger.With("component", "fsm", "node", cfg.Name)}))
 	if err != nil {
 		c.t.Fatalf("start %s: %v", cfg.Name, err)
 	}

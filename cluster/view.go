@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
+	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/quorum"
 )
 
@@ -30,6 +31,8 @@ type View struct {
 	// step down: see Quorum); LeaderAddr is the leader's Raft address.
 	IsLeader   bool
 	LeaderAddr string
+	// SkippedEntries counts the log entries this node skipped (fsm.Skipped).
+	SkippedEntries uint64
 }
 
 // NodeView is one node's line in the status view. JSON keys are part of
@@ -45,6 +48,9 @@ type NodeView struct {
 	// node cannot hold the VIPs now, if it cannot.
 	Witness      bool   `json:"witness,omitempty"`
 	CannotDirect string `json:"cannot_direct,omitempty"`
+	// Schema is the schema version the node's release reads (fsm.Schema):
+	// live nodes say so in gossip, others as the registry last recorded.
+	Schema int `json:"schema"`
 }
 
 // contactTimeout is how long a follower may go without hearing from the DC
@@ -55,7 +61,7 @@ func (n *Node) contactTimeout() time.Duration { return 2 * n.cfg.Timing.RaftHear
 // node registry. A node cut off from the DC says so.
 func (n *Node) View() View {
 	now := time.Now()
-	st := View{Time: now.UTC(), Node: n.cfg.Name, Term: n.raft.CurrentTerm()}
+	st := View{Time: now.UTC(), Node: n.cfg.Name, Term: n.raft.CurrentTerm(), SkippedEntries: n.fsm.Skipped()}
 	state := n.fsm.State()
 
 	var servers []raft.Server
@@ -168,7 +174,11 @@ func (n *Node) View() View {
 		} else if s, ok := gossip[name]; ok {
 			ns.Gossip = gossipStateName(s)
 		}
+		if reg, ok := state.Nodes[name]; ok {
+			ns.Schema = fsm.NodeSchema(reg.Schema)
+		}
 		if m, ok := metas[name]; ok {
+			ns.Schema = fsm.NodeSchema(m.Schema)
 			ns.Witness = m.Witness
 			if can, why := metaCanDirect(m); !can && !m.Witness && m.Dataplane != "none" {
 				ns.CannotDirect = why

@@ -93,30 +93,31 @@ func (t *term) handOff(why string) bool {
 }
 
 // startHandOff runs, for a term that cannot direct at all (no data
-// plane), until leadership is handed to a node that can: at once, on
-// every membership change and every MembershipInterval.
+// plane), until leadership is handed to a node that can: at once (before
+// it returns), then on every membership change and every
+// MembershipInterval.
 func (t *term) startHandOff(ctx context.Context, why string) {
 	changes, unsubscribe := t.d.c.SubscribeMembership()
+	if t.handOff(why) {
+		unsubscribe()
+		return
+	}
+	t.log.Error("DC that cannot direct, and no node that can is reachable: nobody holds the VIPs", "why", why)
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
 		defer unsubscribe()
 		tick := time.NewTicker(t.d.cfg.MembershipInterval)
 		defer tick.Stop()
-		warned := false
 		for {
-			if t.handOff(why) {
-				return
-			}
-			if !warned {
-				t.log.Error("DC that cannot direct, and no node that can is reachable: nobody holds the VIPs", "why", why)
-				warned = true
-			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-changes:
 			case <-tick.C:
+			}
+			if t.handOff(why) {
+				return
 			}
 		}
 	}()

@@ -17,6 +17,7 @@ func (st State) Clone() State {
 	maps.Copy(out.Holders, st.Holders)
 	out.FenceHistory = slices.Clone(st.FenceHistory)
 	out.DeviceChecks = maps.Clone(st.DeviceChecks)
+	out.Schema = st.Schema
 	return out
 }
 
@@ -92,5 +93,6 @@ func sameConfig(a, b Spec) bool {
 // the first one is the one worth keeping.
 func sameNode(a, b Node) bool {
 	return a.Name == b.Name && a.Address == b.Address &&
-		a.RaftAddr == b.RaftAddr && a.GossipAddr == b.GossipAddr && a.Witness == b.Witness
+		a.RaftAddr == b.RaftAddr && a.GossipAddr == b.GossipAddr && a.Witness == b.Witness &&
+		a.Schema == b.Schema
 }

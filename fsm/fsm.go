@@ -3,8 +3,11 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 )
@@ -19,17 +22,53 @@ type FSM struct {
 
 	watchMu  sync.Mutex
 	watchers map[chan struct{}]struct{}
+
+	schema  int // the schema this node reads
+	logger  *slog.Logger
+	skipped atomic.Uint64
+}
+
+// Options configure an FSM.
+type Options struct {
+	// Schema is the schema version this node reads; 0 means Schema. Tests
+	// set it lower to play an older release.
+	Schema int
+	// Logger gets the entries this node skips; nil discards.
+	Logger *slog.Logger
 }
 
 var _ raft.FSM = (*FSM)(nil)
 
 // New returns an FSM holding the empty spec (version 0, no-quorum policy
 // stop) and no nodes. Applying an empty services file to it is a no-op.
-func New() *FSM {
+func New() *FSM { return NewWith(Options{}) }
+
+// NewWith is New with options.
+func NewWith(o Options) *FSM {
+	if o.Schema == 0 {
+		o.Schema = Schema
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	return &FSM{
 		state:    State{Spec: Spec{Policy: Policy{NoQuorum: DefaultNoQuorum, Takeover: DefaultTakeover}}, Nodes: make(map[string]Node), Holders: make(map[netip.Addr]Holder)},
 		watchers: make(map[chan struct{}]struct{}),
+		schema:   o.Schema,
+		logger:   o.Logger,
 	}
+}
+
+// Schema is the schema version this node reads.
+func (f *FSM) Schema() int { return f.schema }
+
+// Skipped counts the entries this node skipped: flagged IgnoreUnknownType
+// and beyond what its release reads.
+func (f *FSM) Skipped() uint64 { return f.skipped.Load() }
+
+func (f *FSM) skip(l *raft.Log, what string) {
+	f.skipped.Add(1)
+	f.logger.Warn("skipped a log entry this release cannot read; its proposer marked it safe to skip", "index", l.Index, "term", l.Term, "entry", what, "schema", f.schema, "skipped", f.skipped.Load())
 }
 
 // Result is what Apply returns for every known command; the proposer reads
@@ -64,9 +103,18 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if err != nil {
 		var unknown *UnknownCommandError
 		if errors.As(err, &unknown) && unknown.IgnoreUnknown {
+			f.skip(l, unknown.Error())
 			return nil
 		}
 		panic(fmt.Errorf("fsm: cannot apply log entry %d (term %d): %w", l.Index, l.Term, err))
+	}
+	if need := cmd.Schema(); need > f.schema {
+		// What this release would meet as an unknown type or field.
+		if cmd.IgnoreUnknown {
+			f.skip(l, fmt.Sprintf("%s of schema %d", cmd.Type, need))
+			return nil
+		}
+		panic(fmt.Errorf("fsm: cannot apply log entry %d (term %d): %s needs schema %d, this release reads %d: upgrade raftlb on this node", l.Index, l.Term, cmd.Type, need, f.schema))
 	}
 	var res *Result
 	switch cmd.Type {
@@ -92,10 +140,20 @@ func (f *FSM) Apply(l *raft.Log) any {
 		// DecodeCommand returns an error for every other type.
 		panic(fmt.Errorf("fsm: log entry %d: decoded command %s has no handler", l.Index, cmd.Type))
 	}
-	if res.Changed {
+	if res.Changed && !cmd.IgnoreUnknown {
+		// Older nodes skip what is marked so; a node that reads less
+		// than any other entry cannot replay this log.
+		f.raiseSchema(cmd.Schema())
 		f.notify()
 	}
 	return res
+}
+
+// raiseSchema records that the log now uses schema v.
+func (f *FSM) raiseSchema(v int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state.Schema = max(f.state.Schema, v)
 }
 
 func (f *FSM) setSpec(c SetSpec) *Result {

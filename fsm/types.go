@@ -20,6 +20,9 @@ type State struct {
 	FenceHistory []FenceEvent `json:"fence_history,omitempty"`
 	// DeviceChecks is each fence device's last check result that changed.
 	DeviceChecks map[string]DeviceCheck `json:"device_checks,omitempty"`
+	// Schema is the highest schema version an applied entry needed: a
+	// node that reads less cannot replay this log.
+	Schema int `json:"schema,omitempty"`
 }
 
 // Spec is the declarative service definition submitted with `raftlb apply`.
@@ -144,6 +147,8 @@ type Node struct {
 	RaftAddr   netip.AddrPort `json:"raft_addr"`   // Raft transport (mutual TLS)
 	GossipAddr netip.AddrPort `json:"gossip_addr"` // memberlist
 	// Witness: a voter that never directs and is no real server.
-	Witness  bool      `json:"witness,omitempty"`
+	Witness bool `json:"witness,omitempty"`
+	// Schema is the schema version the node advertised (see Schema).
+	Schema   int       `json:"schema,omitempty"`
 	JoinedAt time.Time `json:"joined_at"` // set by the proposer, never by Apply
 }

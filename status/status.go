@@ -32,6 +32,9 @@ type Status struct {
 	Services        []ServiceStatus    `json:"services"`
 	Policy          fsm.Policy         `json:"policy"`
 	Fencing         FencingStatus      `json:"fencing"`
+	// SkippedEntries counts the log entries this node skipped because its
+	// release cannot read them (their proposer marked them safe to skip).
+	SkippedEntries uint64 `json:"skipped_entries,omitempty"`
 }
 
 // VIPStatus says where a virtual IP is: who the log says holds it, and
@@ -116,7 +119,7 @@ type Checks map[health.Key]health.State
 func Assemble(v cluster.View, state fsm.State, checks Checks, kernel KernelFunc) Status {
 	st := Status{
 		Time: v.Time, Node: v.Node, DC: v.DC, Term: v.Term, Quorum: v.Quorum, Stale: v.Stale,
-		Warning: v.Warning, LastContactMS: v.LastContactMS, NodesConfigured: v.NodesConfigured,
+		Warning: v.Warning, LastContactMS: v.LastContactMS, NodesConfigured: v.NodesConfigured, SkippedEntries: v.SkippedEntries,
 		Nodes: v.Nodes, SpecVersion: state.Spec.Version, Policy: state.Spec.Policy,
 		Fencing: fencingStatus(state),
 	}

@@ -212,7 +212,7 @@ func runAgent(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeDataplane()
-	state := fsm.New()
+	state := fsm.NewWith(fsm.Options{Logger: logger.With("component", "fsm")})
 	node, err := cluster.Start(cfg, state)
 	if err != nil {
 		if dp != nil {
