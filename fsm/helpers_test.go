@@ -42,11 +42,11 @@ func webSpec() Spec {
 		Policy: Policy{NoQuorum: "stop", Takeover: "immediate"},
 		Services: []Service{
 			{
-				Name: "web", VIP: vip4, Port: 80, Protocol: "tcp", Scheduler: "wlc", Forwarding: "masq",
+				Name: "web", VIP: vip4, Port: 80, Protocol: "tcp", Scheduler: "wlc", Forwarding: "route",
 				Persistence: Persistence{Timeout: time.Minute, Netmask: netip.MustParseAddr("255.255.255.0")},
 				RealServers: RealServers{Servers: []RealServer{
-					{Address: netip.MustParseAddr("10.0.1.5"), Port: 8080, Weight: 2},
-					{Address: netip.MustParseAddr("10.0.1.6"), Port: 8080, Weight: 0},
+					{Address: netip.MustParseAddr("10.0.1.5"), Port: 80, Weight: 2},
+					{Address: netip.MustParseAddr("10.0.1.6"), Port: 80, Weight: 0},
 				}},
 				HealthCheck: &HealthCheck{
 					Type: "http", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 1, Fall: 3,

@@ -37,7 +37,7 @@ import (
 //	    port: 3128
 //	    protocol: tcp            # tcp (default) | udp
 //	    scheduler: rr            # default wlc; rr wrr lc wlc lblc lblcr dh sh sed nq mh
-//	    forwarding: route        # route (default, LVS-DR) | masq | tunnel
+//	    forwarding: route        # route (LVS-DR), the only one: masq and tunnel are refused
 //	    persistence: 20s         # optional; a Go duration or whole seconds; 0 = none
 //	    persistence_netmask: 255.255.255.0  # optional, needs persistence
 //	    real_servers: all-nodes  # default; or [{address: 10.0.0.5, port: 3128, weight: 2}]

@@ -104,12 +104,12 @@ services:
   - vip: 10.0.0.1
     port: 80
     scheduler: wrr
-    forwarding: masq
+    forwarding: route
     persistence: 300
     persistence_netmask: 255.255.0.0
     real_servers:
       - {address: 10.0.1.5}
-      - {address: 10.0.1.6, port: 8080, weight: 0}
+      - {address: 10.0.1.6, port: 80, weight: 0}
     fallback: 10.0.9.9
     health_check:
       type: http
@@ -119,11 +119,11 @@ services:
 				VIPs:   []VIP{{Address: netip.MustParseAddr("10.0.0.1")}},
 				Policy: Policy{NoQuorum: "stop", Takeover: "immediate"},
 				Services: []Service{{
-					VIP: netip.MustParseAddr("10.0.0.1"), Port: 80, Protocol: "tcp", Scheduler: "wrr", Forwarding: "masq",
+					VIP: netip.MustParseAddr("10.0.0.1"), Port: 80, Protocol: "tcp", Scheduler: "wrr", Forwarding: "route",
 					Persistence: Persistence{Timeout: 300 * time.Second, Netmask: netip.MustParseAddr("255.255.0.0")},
 					RealServers: RealServers{Servers: []RealServer{
 						{Address: netip.MustParseAddr("10.0.1.5"), Port: 80, Weight: 1},
-						{Address: netip.MustParseAddr("10.0.1.6"), Port: 8080, Weight: 0},
+						{Address: netip.MustParseAddr("10.0.1.6"), Port: 80, Weight: 0},
 					}},
 					Fallback: &RealServer{Address: netip.MustParseAddr("10.0.9.9"), Port: 80, Weight: 1},
 					HealthCheck: &HealthCheck{
@@ -138,16 +138,16 @@ services:
 			in: `
 vips: [{address: "2001:db8::1"}]
 services:
-  - {vip: "2001:db8::1", port: 443, forwarding: masq, real_servers: all-nodes, node_port: 8443, node_weight: 3,
-     fallback: "[2001:db8::99]:8443"}
+  - {vip: "2001:db8::1", port: 443, forwarding: route, real_servers: all-nodes, node_port: 443, node_weight: 3,
+     fallback: "[2001:db8::99]:443"}
 `,
 			want: Spec{
 				VIPs:   []VIP{{Address: netip.MustParseAddr("2001:db8::1")}},
 				Policy: Policy{NoQuorum: "stop", Takeover: "lease"},
 				Services: []Service{{
-					VIP: netip.MustParseAddr("2001:db8::1"), Port: 443, Protocol: "tcp", Scheduler: "wlc", Forwarding: "masq",
-					RealServers: RealServers{AllNodes: true, NodePort: 8443, NodeWeight: 3},
-					Fallback:    &RealServer{Address: netip.MustParseAddr("2001:db8::99"), Port: 8443, Weight: 1},
+					VIP: netip.MustParseAddr("2001:db8::1"), Port: 443, Protocol: "tcp", Scheduler: "wlc", Forwarding: "route",
+					RealServers: RealServers{AllNodes: true, NodePort: 443, NodeWeight: 3},
+					Fallback:    &RealServer{Address: netip.MustParseAddr("2001:db8::99"), Port: 443, Weight: 1},
 				}},
 			},
 		},
@@ -230,7 +230,9 @@ func TestParseServicesRejects(t *testing.T) {
 		{"real server without address", goodFile + "    real_servers: [{port: 80}]\n", []string{"line 8", web + ".real_servers[0].address: required"}},
 		{"real server bad address", goodFile + "    real_servers: [{address: host1}]\n", []string{web + ".real_servers[0].address", "host1"}},
 		{"duplicate real server", goodFile + "    real_servers: [{address: 10.0.1.1}, {address: 10.0.1.1, port: 80}]\n", []string{web + ".real_servers[1]", "duplicate"}},
-		{"route cannot change port", goodFile + "    real_servers: [{address: 10.0.1.1, port: 8080}]\n", []string{web + ".real_servers[0].port", "masq"}},
+		{"route cannot change port", goodFile + "    real_servers: [{address: 10.0.1.1, port: 8080}]\n", []string{web + ".real_servers[0].port", "direct routing cannot change the port"}},
+		{"masq refused", goodFile + "    forwarding: masq\n", []string{"line 8", web + ".forwarding", "masq is not supported", "direct routing only"}},
+		{"tunnel refused", goodFile + "    forwarding: tunnel\n", []string{"line 8", web + ".forwarding", "tunnel is not supported"}},
 		{"route cannot change node port", goodFile + "    node_port: 8080\n", []string{"line 8", web + ".node_port"}},
 		{"node weight without all-nodes", goodFile + "    real_servers: [{address: 10.0.1.1}]\n    node_weight: 2\n", []string{"line 9", web + ".node_weight", "all-nodes"}},
 		{"node weight out of range", goodFile + "    node_weight: 65536\n", []string{web + ".node_weight", "65536"}},

@@ -196,9 +196,14 @@ func (v *validator) service(p string, svc Service) {
 		v.addf(p+".scheduler", "unknown scheduler %q (want one of %s)", svc.Scheduler, schedulerList)
 	}
 	switch svc.Forwarding {
-	case ForwardRoute, ForwardMasq, ForwardTunnel:
+	case ForwardRoute:
+	case ForwardMasq, ForwardTunnel:
+		// The kernel would take either, and nothing would answer: NAT
+		// needs the DC as every real server's gateway, tunnelling an ipip
+		// interface carrying the VIP on every real server.
+		v.addf(p+".forwarding", "%s is not supported: the agent sets up direct routing only (every node a real server with the VIP on lo); it configures neither the gateway NAT needs nor the ipip interface tunnelling needs", svc.Forwarding)
 	default:
-		v.addf(p+".forwarding", "unknown forwarding %q (want route, masq or tunnel)", svc.Forwarding)
+		v.addf(p+".forwarding", "unknown forwarding %q (want route)", svc.Forwarding)
 	}
 	v.persistence(p, svc)
 
@@ -300,13 +305,12 @@ func (v *validator) realServer(p string, svc Service, srv RealServer) bool {
 	return ok
 }
 
-// samePort rejects a backend port that differs from the service port when
-// the forwarding method cannot change it: with direct routing and tunnelling
-// the packet reaches the real server with its original destination port, so
-// IPVS would silently ignore the configured one.
+// samePort rejects a backend port that differs from the service port:
+// with direct routing the packet reaches the real server with its original
+// destination port, so IPVS would silently ignore the configured one.
 func (v *validator) samePort(p string, svc Service, port uint16) {
 	if svc.Forwarding != ForwardMasq && svc.Port != 0 && port != svc.Port {
-		v.addf(p, "%d differs from the service port %d; only forwarding masq can change the port", port, svc.Port)
+		v.addf(p, "%d differs from the service port %d; direct routing cannot change the port", port, svc.Port)
 	}
 }
 

@@ -204,6 +204,31 @@ func TestNemesis(t *testing.T) {
 		figure(prefix+"_ipvs_writes_by_non_dc", float64(nonDC), "count")
 		figure(prefix+"_specs_lost", float64(lost), "count")
 	}
+	panics := c.panics()
+	figure("lab_nemesis_panics", float64(len(panics)), "count")
+	for _, p := range panics {
+		t.Errorf("an agent panicked: %s", p)
+	}
+}
+
+// panics lists every panic in every agent's logs (stdout and stderr), as
+// "LOG: first line".
+func (c *rcluster) panics() []string {
+	c.t.Helper()
+	var out []string
+	for _, n := range lab.Nodes() {
+		for i := 1; i <= c.starts[n]; i++ {
+			name := fmt.Sprintf("agent-%s-%d.log", n, i)
+			data, err := os.ReadFile(filepath.Join(c.l.LogDir(), name))
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			for _, m := range lab.Panics(string(data)) {
+				out = append(out, name+": "+m)
+			}
+		}
+	}
+	return out
 }
 
 func slicesMax(v []float64) float64 {
