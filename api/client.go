@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,6 +87,10 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte
 		}
 		return &Error{Code: resp.StatusCode, Message: er.Error, Problems: er.Problems}
 	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data
+		return nil
+	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
 			return fmt.Errorf("decode answer from %s: %w", c.addr, err)
@@ -101,10 +107,31 @@ func (c *Client) Status(ctx context.Context) (status.Status, error) {
 }
 
 // Apply submits a services file.
-func (c *Client) Apply(ctx context.Context, servicesYAML []byte) (ApplyResponse, error) {
+func (c *Client) Apply(ctx context.Context, servicesYAML []byte, o ApplyOptions) (ApplyResponse, error) {
+	q := url.Values{}
+	if o.ExpectVersion != 0 {
+		q.Set("expect_version", strconv.FormatUint(o.ExpectVersion, 10))
+	}
+	if o.DryRun {
+		q.Set("dry_run", "true")
+	}
+	if o.AllowEmpty {
+		q.Set("allow_empty", "true")
+	}
+	path := "/v1/apply"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
 	var r ApplyResponse
-	err := c.do(ctx, http.MethodPost, "/v1/apply", "application/yaml", servicesYAML, &r)
+	err := c.do(ctx, http.MethodPost, path, "application/yaml", servicesYAML, &r)
 	return r, err
+}
+
+// Spec fetches the applied spec as a services file.
+func (c *Client) Spec(ctx context.Context) ([]byte, error) {
+	var raw []byte
+	err := c.do(ctx, http.MethodGet, "/v1/spec", "", nil, &raw)
+	return raw, err
 }
 
 // Join asks the agent to join the given gossip addresses, retrying for as

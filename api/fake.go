@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"sync"
 
@@ -16,6 +17,11 @@ type FakeAgent struct {
 	mu sync.Mutex
 
 	View status.Status // what Status returns
+	// Current is what Spec returns; SpecWaitErr what WaitForSpec does.
+	Current     fsm.Spec
+	SpecWaitErr error
+	// NoDC makes Leader answer that no DC is known.
+	NoDC bool
 
 	// Apply, when set, answers ApplySpec; otherwise ApplyResult and
 	// ApplyErr do.
@@ -52,6 +58,36 @@ func (a *FakeAgent) Status() status.Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.View
+}
+
+// Leader implements Agent: View.DC, or "dc" when the view names none.
+func (a *FakeAgent) Leader() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case a.NoDC:
+		return ""
+	case a.View.DC != "":
+		return a.View.DC
+	}
+	return "dc"
+}
+
+// Spec implements Agent.
+func (a *FakeAgent) Spec() fsm.Spec {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if reflect.DeepEqual(a.Current, fsm.Spec{}) {
+		return fsm.New().Spec() // what a new cluster holds
+	}
+	return a.Current
+}
+
+// WaitForSpec implements Agent.
+func (a *FakeAgent) WaitForSpec(context.Context, uint64) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.SpecWaitErr
 }
 
 // ApplySpec implements Agent.

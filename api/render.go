@@ -25,8 +25,14 @@ func RenderStatus(w io.Writer, st status.Status) error {
 	default:
 		fmt.Fprintf(&b, "  * Current DC: NONE (term %d) - partition WITHOUT quorum\n", st.Term)
 	}
+	if st.Health.State != "" {
+		fmt.Fprintf(&b, "  * Health: %s\n", oneLine(st.Health.String()))
+	}
 	if st.Warning != "" {
 		fmt.Fprintf(&b, "  * WARNING: %s\n", st.Warning)
+	}
+	if st.HealthNote != "" {
+		fmt.Fprintf(&b, "  * Real servers' health unknown: %s\n", oneLine(st.HealthNote))
 	}
 	fmt.Fprintf(&b, "  * Spec version: %d\n", st.SpecVersion)
 	fmt.Fprintf(&b, "  * %d nodes configured, %d virtual services\n", st.NodesConfigured, len(st.Services))

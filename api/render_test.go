@@ -293,3 +293,18 @@ func TestRenderNodesThatCannotDirectOrAreOlder(t *testing.T) {
 		t.Errorf("n2 is shown as older:\n%s", out)
 	}
 }
+
+func TestRenderHealthVerdictAndNote(t *testing.T) {
+	st := sampleStatus()
+	st.Health = status.Verdict{State: status.StateDegraded, Code: 1, Reasons: []string{"node n3 is offline"}}
+	st.HealthNote = "the DC runs no health checks: it has no data plane"
+	out := render(t, st)
+	for _, want := range []string{
+		"  * Health: DEGRADED: node n3 is offline\n",
+		"  * Real servers' health unknown: the DC runs no health checks: it has no data plane\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status view lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -20,7 +20,13 @@ import (
 // Agent is what the API needs from the running node.
 type Agent interface {
 	Name() string
+	// Leader is the DC this node knows, "" when there is none.
+	Leader() string
 	Status() status.Status
+	// Spec is this node's copy of the applied spec; WaitForSpec waits
+	// until this node has applied spec version v.
+	Spec() fsm.Spec
+	WaitForSpec(ctx context.Context, v uint64) error
 	ApplySpec(ctx context.Context, spec fsm.Spec, expectVersion uint64) (cluster.ApplyResult, error)
 	Join(ctx context.Context, addrs []string) (int, error)
 	Leave(ctx context.Context) error
@@ -37,8 +43,23 @@ const maxJoinTimeout = 10 * time.Minute
 
 // ApplyResponse answers POST /v1/apply.
 type ApplyResponse struct {
+	// SpecVersion is the version now in force; for a dry run, the one the
+	// file was compared with.
 	SpecVersion uint64 `json:"spec_version"`
 	Changed     bool   `json:"changed"`
+	DryRun      bool   `json:"dry_run,omitempty"`
+	// Changes is what the apply changed (or, for a dry run, would).
+	Changes []fsm.Change `json:"changes"`
+	// CatchingUp: this node had not applied SpecVersion yet when the
+	// answer was sent, so its status may show an older one for a moment.
+	CatchingUp bool `json:"catching_up,omitempty"`
+}
+
+// ApplyOptions are the query parameters of POST /v1/apply.
+type ApplyOptions struct {
+	ExpectVersion uint64 // apply only if the spec still has this version
+	DryRun        bool   // compare, change nothing
+	AllowEmpty    bool   // a file without services or VIPs may remove them all
 }
 
 // JoinRequest is the body of POST /v1/join.
@@ -67,15 +88,17 @@ type Server struct {
 	left      func()
 	logger    *slog.Logger
 	http      *http.Server
+	dcWait    time.Duration
 }
 
 // NewServer builds the API. left is called after a successful leave so the
 // agent can shut down.
 func NewServer(agent Agent, left func(), logger *slog.Logger) *Server {
-	s := &Server{agent: agent, left: left, logger: logger.With("component", "api")}
+	s := &Server{agent: agent, left: left, logger: logger.With("component", "api"), dcWait: defaultDCWait}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("POST /v1/apply", s.apply)
+	mux.HandleFunc("GET /v1/spec", s.spec)
 	mux.HandleFunc("POST /v1/join", s.join)
 	mux.HandleFunc("POST /v1/leave", s.leave)
 	mux.HandleFunc("GET /v1/ipvs", s.ipvs)
@@ -109,12 +132,10 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("services file too large or unreadable (limit %d bytes): %w", maxBody, err))
 		return
 	}
-	var expect uint64
-	if v := r.URL.Query().Get("expect_version"); v != "" {
-		if expect, err = strconv.ParseUint(v, 10, 64); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("expect_version %q is not a number", v))
-			return
-		}
+	opts, err := applyOptions(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
 	}
 	spec, err := fsm.ParseServices(body)
 	if err != nil {
@@ -123,15 +144,119 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
-	res, err := s.agent.ApplySpec(ctx, spec, expect)
-	if err != nil {
-		writeError(w, statusFor(err), err)
+	if !opts.DryRun {
+		if err := s.awaitDC(ctx); err != nil {
+			writeError(w, http.StatusServiceUnavailable, err)
+			return
+		}
+	}
+	// The changes are computed against the spec this node holds, and the
+	// apply is made conditional on that version, so what is printed is
+	// what changed; a node that was behind catches up and compares again.
+	for attempt := 1; ; attempt++ {
+		cur := s.agent.Spec()
+		changes := fsm.Diff(cur, spec)
+		if len(spec.VIPs) == 0 && len(spec.Services) == 0 && (len(cur.VIPs) > 0 || len(cur.Services) > 0) && !opts.AllowEmpty {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("the services file defines no VIP and no service: applying it would remove all %d service(s) and %d VIP(s); nothing was changed (to mean it: raftlb apply --allow-empty, or raftlb spec clear)", len(cur.Services), len(cur.VIPs)))
+			return
+		}
+		if opts.DryRun {
+			writeJSON(w, http.StatusOK, ApplyResponse{SpecVersion: cur.Version, Changed: len(changes) > 0, DryRun: true, Changes: orNone(changes)})
+			return
+		}
+		expect := opts.ExpectVersion
+		if expect == 0 {
+			expect = cur.Version
+		}
+		res, err := s.agent.ApplySpec(ctx, spec, expect)
+		if errors.Is(err, cluster.ErrConflict) && opts.ExpectVersion == 0 && attempt < 3 {
+			// This node was behind the DC: catch up, then compare again.
+			wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+			_ = s.agent.WaitForSpec(wctx, cur.Version+1)
+			wcancel()
+			continue
+		}
+		if err != nil {
+			writeError(w, statusFor(err), err)
+			return
+		}
+		if !res.Changed {
+			changes = nil
+		}
+		// Read your writes: this node's status shows the version once
+		// this answer arrives, or the answer says it does not yet.
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		catchingUp := s.agent.WaitForSpec(wctx, res.Version) != nil
+		wcancel()
+		if res.Changed {
+			s.logger.Info("services applied", "spec_version", res.Version, "changes", len(changes))
+		}
+		writeJSON(w, http.StatusOK, ApplyResponse{SpecVersion: res.Version, Changed: res.Changed, Changes: orNone(changes), CatchingUp: catchingUp})
 		return
 	}
-	if res.Changed {
-		s.logger.Info("services applied", "spec_version", res.Version)
+}
+
+func orNone(c []fsm.Change) []fsm.Change {
+	if c == nil {
+		return []fsm.Change{}
 	}
-	writeJSON(w, http.StatusOK, ApplyResponse{SpecVersion: res.Version, Changed: res.Changed})
+	return c
+}
+
+func applyOptions(r *http.Request) (ApplyOptions, error) {
+	q := r.URL.Query()
+	var o ApplyOptions
+	var err error
+	if v := q.Get("expect_version"); v != "" {
+		if o.ExpectVersion, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return o, fmt.Errorf("expect_version %q is not a number", v)
+		}
+	}
+	for name, dst := range map[string]*bool{"dry_run": &o.DryRun, "allow_empty": &o.AllowEmpty} {
+		if v := q.Get(name); v != "" {
+			if *dst, err = strconv.ParseBool(v); err != nil {
+				return o, fmt.Errorf("%s %q is not true or false", name, v)
+			}
+		}
+	}
+	return o, nil
+}
+
+// defaultDCWait is how long apply and leave wait for an election in
+// progress before they say there is no DC.
+const defaultDCWait = 3 * time.Second
+
+// awaitDC returns once this node knows a DC, or, after dcWait, an error
+// that says why there is none; a change needs the DC.
+func (s *Server) awaitDC(ctx context.Context) error {
+	deadline := time.Now().Add(s.dcWait)
+	for {
+		if s.agent.Leader() != "" {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			why := s.agent.Status().Warning
+			if why == "" {
+				why = "no DC is elected"
+			}
+			return fmt.Errorf("%w: %s; nothing was changed", cluster.ErrNoDC, why)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// spec answers GET /v1/spec: the applied spec as a services file.
+func (s *Server) spec(w http.ResponseWriter, r *http.Request) {
+	out, err := fsm.FormatServices(s.agent.Spec())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(out)
 }
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request) {
@@ -170,6 +295,10 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
+	if err := s.awaitDC(ctx); err != nil {
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("cannot leave: %w", err))
+		return
+	}
 	if err := s.agent.Leave(ctx); err != nil {
 		writeError(w, statusFor(err), err)
 		return

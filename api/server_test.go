@@ -18,6 +18,7 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/status"
 )
 
 // testServer is a Server on a unix socket with a Client pointed at it.
@@ -211,12 +212,12 @@ func TestApplyValidFile(t *testing.T) {
 	agent := &FakeAgent{ApplyResult: cluster.ApplyResult{Version: 5, Changed: true}}
 	ts := startServer(t, agent)
 
-	r, err := ts.client.Apply(context.Background(), []byte(validServices))
+	r, err := ts.client.Apply(context.Background(), []byte(validServices), ApplyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r != (ApplyResponse{SpecVersion: 5, Changed: true}) {
-		t.Errorf("apply answered %+v, want version 5 changed", r)
+	if r.SpecVersion != 5 || !r.Changed || len(r.Changes) == 0 || r.CatchingUp {
+		t.Errorf("apply answered %+v, want version 5 changed, with its changes", r)
 	}
 	want, err := fsm.ParseServices([]byte(validServices))
 	if err != nil {
@@ -237,12 +238,12 @@ func TestApplyValidFile(t *testing.T) {
 func TestApplyUnchanged(t *testing.T) {
 	agent := &FakeAgent{ApplyResult: cluster.ApplyResult{Version: 9, Changed: false}}
 	ts := startServer(t, agent)
-	r, err := ts.client.Apply(context.Background(), []byte(validServices))
+	r, err := ts.client.Apply(context.Background(), []byte(validServices), ApplyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r != (ApplyResponse{SpecVersion: 9}) {
-		t.Errorf("apply answered %+v, want version 9 unchanged", r)
+	if r.SpecVersion != 9 || r.Changed || len(r.Changes) != 0 {
+		t.Errorf("apply answered %+v, want version 9 unchanged, no changes", r)
 	}
 }
 
@@ -303,7 +304,7 @@ func TestApplyRejectsBadFile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			agent := &FakeAgent{}
 			ts := startServer(t, agent)
-			_, err := ts.client.Apply(context.Background(), []byte(tc.file))
+			_, err := ts.client.Apply(context.Background(), []byte(tc.file), ApplyOptions{})
 			ae := apiError(t, err, http.StatusBadRequest)
 			var got []string
 			for _, p := range ae.Problems {
@@ -340,7 +341,7 @@ func TestApplyOversizedBody(t *testing.T) {
 	ts := startServer(t, agent)
 	// A valid file padded with a comment past the 1 MiB limit.
 	body := []byte(validServices + "# " + strings.Repeat("x", maxBody) + "\n")
-	_, err := ts.client.Apply(context.Background(), body)
+	_, err := ts.client.Apply(context.Background(), body, ApplyOptions{})
 	ae := apiError(t, err, http.StatusRequestEntityTooLarge)
 	if !strings.Contains(ae.Message, "too large") {
 		t.Errorf("message %q: want it to say the file is too large", ae.Message)
@@ -352,7 +353,7 @@ func TestApplyOversizedBody(t *testing.T) {
 	// Exactly at the limit is still accepted.
 	body = []byte(validServices + "#")
 	body = append(body, bytes.Repeat([]byte("x"), maxBody-len(body))...)
-	if _, err := ts.client.Apply(context.Background(), body); err != nil {
+	if _, err := ts.client.Apply(context.Background(), body, ApplyOptions{}); err != nil {
 		t.Errorf("a body of exactly %d bytes: %v", maxBody, err)
 	}
 	if n := len(agent.Applied()); n != 1 {
@@ -375,7 +376,7 @@ func TestApplyAgentErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			agent := &FakeAgent{ApplyErr: tc.err}
 			ts := startServer(t, agent)
-			_, err := ts.client.Apply(context.Background(), []byte(validServices))
+			_, err := ts.client.Apply(context.Background(), []byte(validServices), ApplyOptions{})
 			ae := apiError(t, err, tc.code)
 			var ve *fsm.ValidationError
 			if errors.As(tc.err, &ve) {
@@ -385,10 +386,128 @@ func TestApplyAgentErrors(t *testing.T) {
 			} else if ae.Message != tc.err.Error() {
 				t.Errorf("message %q, want the agent's %q", ae.Message, tc.err.Error())
 			}
-			if n := len(agent.Applied()); n != 1 {
-				t.Errorf("ApplySpec called %d times, want once", n)
+			// A conflict without expect_version is this node being
+			// behind: it catches up and compares again, twice.
+			want := map[bool]int{true: 3, false: 1}[tc.name == "conflict"]
+			if n := len(agent.Applied()); n != want {
+				t.Errorf("ApplySpec called %d times, want %d", n, want)
 			}
 		})
+	}
+}
+
+// TestApplyDryRunAndSummary: a dry run lists what an apply would change
+// and changes nothing; the apply itself lists what it changed and is made
+// conditional on the version it compared with.
+func TestApplyDryRunAndSummary(t *testing.T) {
+	cur, err := fsm.ParseServices([]byte(validServices))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Version = 4
+	agent := &FakeAgent{Current: cur, ApplyResult: cluster.ApplyResult{Version: 5, Changed: true}}
+	ts := startServer(t, agent)
+	next := strings.Replace(validServices, "scheduler: rr", "scheduler: wlc", 1)
+	if next == validServices {
+		t.Fatal("the test file has no scheduler: rr to change")
+	}
+	r, err := ts.client.Apply(context.Background(), []byte(next), ApplyOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.DryRun || r.SpecVersion != 4 || len(r.Changes) != 1 || !strings.Contains(r.Changes[0].String(), "scheduler rr → wlc") {
+		t.Errorf("dry run answered %+v, want the one change against version 4", r)
+	}
+	if n := len(agent.Applied()); n != 0 {
+		t.Fatalf("a dry run called ApplySpec %d times", n)
+	}
+	r, err = ts.client.Apply(context.Background(), []byte(next), ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.DryRun || r.SpecVersion != 5 || len(r.Changes) != 1 {
+		t.Errorf("apply answered %+v, want version 5 and the one change", r)
+	}
+	if a := agent.Applied(); len(a) != 1 || a[0].Expect != 4 {
+		t.Errorf("ApplySpec calls %+v, want one conditional on version 4", a)
+	}
+
+	agent.mu.Lock()
+	agent.SpecWaitErr = context.DeadlineExceeded
+	agent.mu.Unlock()
+	if r, err := ts.client.Apply(context.Background(), []byte(next), ApplyOptions{}); err != nil || !r.CatchingUp {
+		t.Errorf("apply on a node that has not applied the version yet: %+v, %v; want catching_up", r, err)
+	}
+}
+
+// TestApplyRefusesToEmptyTheSpec: an empty or comment-only file would
+// remove every service and VIP: refused unless allowed, and nothing is
+// changed.
+func TestApplyRefusesToEmptyTheSpec(t *testing.T) {
+	cur, err := fsm.ParseServices([]byte(validServices))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := &FakeAgent{Current: cur, ApplyResult: cluster.ApplyResult{Version: 2, Changed: true}}
+	ts := startServer(t, agent)
+	for _, file := range []string{"", "# nothing here\n"} {
+		_, err := ts.client.Apply(context.Background(), []byte(file), ApplyOptions{})
+		ae := apiError(t, err, http.StatusBadRequest)
+		for _, want := range []string{"would remove all 1 service(s) and 1 VIP(s)", "nothing was changed", "--allow-empty"} {
+			if !strings.Contains(ae.Message, want) {
+				t.Errorf("%q: message %q lacks %q", file, ae.Message, want)
+			}
+		}
+	}
+	if n := len(agent.Applied()); n != 0 {
+		t.Fatalf("ApplySpec called %d times for an empty file", n)
+	}
+	r, err := ts.client.Apply(context.Background(), nil, ApplyOptions{AllowEmpty: true})
+	if err != nil || len(r.Changes) != 2 {
+		t.Errorf("allowed: %+v, %v; want both removals listed", r, err)
+	}
+	for _, q := range []string{"dry_run=maybe", "allow_empty=2"} {
+		if code, _ := ts.do(t, http.MethodPost, "/v1/apply?"+q, "application/yaml", nil); code != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", q, code)
+		}
+	}
+}
+
+// TestApplyAndLeaveWithoutDCFailFast: with no DC known, apply and leave
+// say so within the election wait and change nothing.
+func TestApplyAndLeaveWithoutDCFailFast(t *testing.T) {
+	agent := &FakeAgent{NoDC: true, View: status.Status{Warning: "this node has lost contact with the DC"}}
+	ts := startServer(t, agent)
+	ts.srv.dcWait = 200 * time.Millisecond
+	_, err := ts.client.Apply(context.Background(), []byte(validServices), ApplyOptions{})
+	ae := apiError(t, err, http.StatusServiceUnavailable)
+	if !strings.Contains(ae.Message, "lost contact with the DC") || !strings.Contains(ae.Message, "nothing was changed") {
+		t.Errorf("apply without a DC: %q", ae.Message)
+	}
+	err = ts.client.Leave(context.Background())
+	ae = apiError(t, err, http.StatusServiceUnavailable)
+	if !strings.HasPrefix(ae.Message, "cannot leave: no DC") {
+		t.Errorf("leave without a DC: %q", ae.Message)
+	}
+	if len(agent.Applied()) != 0 || agent.Leaves() != 0 {
+		t.Error("a request without a DC reached the agent")
+	}
+}
+
+// TestSpecShow: GET /v1/spec is the applied spec as a services file.
+func TestSpecShow(t *testing.T) {
+	cur, err := fsm.ParseServices([]byte(validServices))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, &FakeAgent{Current: cur})
+	out, err := ts.client.Spec(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := fsm.ParseServices(out)
+	if err != nil || !reflect.DeepEqual(back, cur) {
+		t.Errorf("spec show → parse: %v\n%s", err, out)
 	}
 }
 

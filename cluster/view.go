@@ -107,8 +107,10 @@ func (n *Node) View() View {
 			}
 		}
 	}
+	// The DC is the one others hear from: its last contact is now. (Raft
+	// keeps, on a leader, the last contact from when it followed.)
 	last := n.raft.LastContact()
-	if !last.IsZero() {
+	if !last.IsZero() && !isLeader {
 		st.LastContactMS = now.Sub(last).Milliseconds()
 	}
 	st.Quorum = quorum.Has(quorum.View{
@@ -138,7 +140,9 @@ func (n *Node) View() View {
 	if applied >= lastIndex && applied >= commit {
 		n.caughtUp.Store(true)
 	}
-	if st.Warning == "" && (applied < commit || !n.caughtUp.Load()) {
+	// The DC's log is the others' truth: it is never stale (its applied
+	// index trails its commit index only for the moment of each apply).
+	if st.Warning == "" && !isLeader && (applied < commit || !n.caughtUp.Load()) {
 		st.Stale = true
 		st.Warning = fmt.Sprintf("this node is catching up with the DC (applied %d of %d log entries): the data below may be stale", applied, max(commit, lastIndex))
 	}

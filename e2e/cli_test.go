@@ -157,7 +157,7 @@ func TestApplyValidatesAndReplicates(t *testing.T) {
 	good := writeFile(t, dir, "squid.yaml", squidServices)
 	want := before + 1
 	r := c.apply(via, good)
-	if r.code != 0 || strings.TrimSpace(r.stdout) != fmt.Sprintf("applied: spec version %d", want) {
+	if r.code != 0 || !strings.HasPrefix(r.stdout, fmt.Sprintf("applied: spec version %d, ", want)) {
 		t.Fatalf("valid apply via %s: want \"applied: spec version %d\": %s", via.name, want, r)
 	}
 	c.waitFor(fmt.Sprintf("spec version %d on every node", want), changeTimeout, func() error {
@@ -321,4 +321,62 @@ func applyAndWait(c *cluster, a *agent, file string, view []*agent) uint64 {
 		return c.sameSpecVersion(view, version)
 	})
 	return version
+}
+
+// TestApplySafetyAndSpecShow: through the CLI only, on a node that is not
+// the DC. An apply prints what it changed, and that node's status shows
+// the new version the moment apply returns (read your writes); a dry run
+// prints the same and changes nothing; a file without services and VIPs
+// is refused unless asked for; spec show prints a file apply takes back
+// unchanged.
+func TestApplySafetyAndSpecShow(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, blockSpec, 3)
+	dir := t.TempDir()
+	dc := c.mustStatus(c.agents[0]).DC
+	via := c.others(c.byName(dc))[0]
+
+	r := c.apply(via, writeFile(t, dir, "rr.yaml", squidServices))
+	var version uint64
+	if _, err := fmt.Sscanf(r.stdout, "applied: spec version %d, 2 change(s):", &version); r.code != 0 || err != nil ||
+		!strings.Contains(r.stdout, "\n  added service squid ") {
+		t.Fatalf("apply: want the version and its two changes: %s\nstdout %q stderr %q", r, r.stdout, r.stderr)
+	}
+	if st := c.mustStatus(via); st.SpecVersion < version {
+		t.Errorf("status on %s right after its apply shows spec version %d, want %d", via.name, st.SpecVersion, version)
+	}
+
+	wlc := writeFile(t, dir, "wlc.yaml", squidServicesWLC)
+	r = c.run("apply", "--api", via.api, "--dry-run", "-f", wlc)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, fmt.Sprintf("dry run: nothing was changed; against spec version %d, applying would make 1 change(s):\n", version)) ||
+		!strings.Contains(r.stdout, "scheduler rr → wlc") {
+		t.Fatalf("dry run: %s", r)
+	}
+	if err := c.sameSpecVersion(c.agents, version); err != nil {
+		t.Fatalf("after a dry run: %v", err)
+	}
+
+	for name, content := range map[string]string{"empty.yaml": "", "comments.yaml": "# nothing yet\n"} {
+		r = c.run("apply", "--api", via.api, "-f", writeFile(t, dir, name, content))
+		if r.code == 0 || !strings.Contains(r.stderr, "would remove all 1 service(s) and 1 VIP(s); nothing was changed") {
+			t.Errorf("%s: want it refused: %s", name, r)
+		}
+	}
+	if err := c.sameSpecVersion(c.agents, version); err != nil {
+		t.Fatalf("after refused empty files: %v", err)
+	}
+
+	shown := c.mustRaftlb("spec", "show", "--api", via.api).stdout
+	r = c.apply(c.byName(dc), writeFile(t, dir, "shown.yaml", shown))
+	if r.code != 0 || strings.TrimSpace(r.stdout) != fmt.Sprintf("unchanged: spec version %d", version) {
+		t.Errorf("spec show → apply: want unchanged: %s\nshown:\n%s", r, shown)
+	}
+
+	r = c.mustRaftlb("spec", "clear", "--api", via.api)
+	if !strings.Contains(r.stdout, "removed service squid ") {
+		t.Errorf("spec clear: %s", r)
+	}
+	if st := c.mustStatus(via); len(st.Services) != 0 {
+		t.Errorf("after spec clear: %d services", len(st.Services))
+	}
 }

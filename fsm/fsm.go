@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -226,6 +227,20 @@ func (f *FSM) State() State {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.state.Clone()
+}
+
+// WaitForSpec returns once the spec has version v or later, or ctx's error.
+func (f *FSM) WaitForSpec(ctx context.Context, v uint64) error {
+	ch, cancel := f.Subscribe()
+	defer cancel()
+	for f.Spec().Version < v {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("spec version %d not applied here yet (this node has %d): %w", v, f.Spec().Version, ctx.Err())
+		case <-ch:
+		}
+	}
+	return nil
 }
 
 // Spec returns a deep copy of the current spec.

@@ -58,6 +58,12 @@ func FuzzParseServices(f *testing.F) {
 		if !reflect.DeepEqual(back, spec) {
 			t.Fatalf("JSON round trip changed the spec\n got %+v\nwant %+v", back, spec)
 		}
+		// `raftlb spec show` prints what `raftlb apply` takes back.
+		if shown, err := FormatServices(spec); err != nil {
+			t.Fatalf("FormatServices: %v", err)
+		} else if again, err := ParseServices(shown); err != nil || !reflect.DeepEqual(again, spec) {
+			t.Fatalf("spec show → apply changed the spec (%v)\nshown:\n%s\n got %+v\nwant %+v", err, shown, again, spec)
+		}
 		// And the FSM accepts what the parser accepts, once the nodes its
 		// fencing section names are members.
 		a := applier{f: New()}

@@ -3,6 +3,7 @@ package status
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -35,6 +36,10 @@ type Status struct {
 	// SkippedEntries counts the log entries this node skipped because its
 	// release cannot read them (their proposer marked them safe to skip).
 	SkippedEntries uint64 `json:"skipped_entries,omitempty"`
+	// HealthNote says why the real servers' health is unknown, when it is.
+	HealthNote string `json:"health_note,omitempty"`
+	// Health is the verdict a monitoring system acts on (Verdict).
+	Health Verdict `json:"health"`
 }
 
 // VIPStatus says where a virtual IP is: who the log says holds it, and
@@ -134,6 +139,7 @@ func Assemble(v cluster.View, state fsm.State, checks Checks, kernel KernelFunc)
 	for _, svc := range state.Spec.Services {
 		st.Services = append(st.Services, serviceStatus(svc, state, isOnline, checks))
 	}
+	st.Health = judge(st)
 	return st
 }
 
@@ -262,11 +268,12 @@ func (s *Source) serveHealth(context.Context, string, json.RawMessage) (any, err
 	if !v.IsLeader {
 		return nil, cluster.ErrNoDC
 	}
+	if s.local == nil {
+		return nil, errNoChecks
+	}
 	out := []healthEntry{}
-	if s.local != nil {
-		for k, st := range s.local() {
-			out = append(out, healthEntry{Service: k.Service, Server: k.Server, State: st})
-		}
+	for k, st := range s.local() {
+		out = append(out, healthEntry{Service: k.Service, Server: k.Server, State: st})
 	}
 	return out, nil
 }
@@ -279,32 +286,39 @@ const askTimeout = time.Second
 func (s *Source) Status() Status {
 	v := s.node.View()
 	state := s.node.FSM().State()
-	return Assemble(v, state, s.checks(v, state), s.kernel)
+	checks, note := s.checks(v, state)
+	st := Assemble(v, state, checks, s.kernel)
+	st.HealthNote = note
+	return st
 }
 
-func (s *Source) checks(v cluster.View, state fsm.State) Checks {
+// errNoChecks is the DC's answer when it runs no health checks.
+var errNoChecks = errors.New("the DC runs no health checks: it has no data plane (--dataplane none or a witness)")
+
+// checks are the DC's health checks, or nil and why they are unknown.
+func (s *Source) checks(v cluster.View, state fsm.State) (Checks, string) {
 	hasChecks := false
 	for _, svc := range state.Spec.Services {
 		hasChecks = hasChecks || svc.HealthCheck != nil
 	}
 	switch {
 	case !hasChecks:
-		return nil
+		return nil, ""
 	case v.IsLeader:
 		if s.local == nil {
-			return nil
+			return nil, errNoChecks.Error()
 		}
-		return s.local()
+		return s.local(), ""
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), askTimeout)
 	defer cancel()
 	var entries []healthEntry
 	if err := s.node.CallDC(ctx, HealthOp, struct{}{}, &entries); err != nil {
-		return nil
+		return nil, "the DC's health checks could not be asked: " + err.Error()
 	}
 	out := make(Checks, len(entries))
 	for _, e := range entries {
 		out[health.Key{Service: e.Service, Server: e.Server}] = e.State
 	}
-	return out
+	return out, ""
 }

@@ -191,3 +191,23 @@ func TestSourceAsksTheDC(t *testing.T) {
 		t.Errorf("DC unreachable: health %q, want unknown", got)
 	}
 }
+
+// TestNoChecksWithoutADataPlane: a DC without a data plane runs no health
+// checks: it says so, it tells members asking so (they show unknown, not
+// up), and both give the reason.
+func TestNoChecksWithoutADataPlane(t *testing.T) {
+	dc := newFakeNode(t, true)
+	st := NewSource(dc, nil, nil).Status()
+	if got := st.Services[0].RealServers[0].Health; got != "unknown" || !strings.Contains(st.HealthNote, "runs no health checks") {
+		t.Errorf("on the DC: health %q, note %q", got, st.HealthNote)
+	}
+	if _, err := dc.handlers[HealthOp](context.Background(), "n2", nil); err == nil || !strings.Contains(err.Error(), "no data plane") {
+		t.Errorf("serving health without checks: %v, want an error that says why", err)
+	}
+	member := newFakeNode(t, false)
+	member.dcErr = errors.New("rpc health: the DC runs no health checks: it has no data plane (--dataplane none or a witness)")
+	st = NewSource(member, nil, nil).Status()
+	if got := st.Services[0].RealServers[0].Health; got != "unknown" || !strings.Contains(st.HealthNote, "runs no health checks") {
+		t.Errorf("on a member: health %q, note %q", got, st.HealthNote)
+	}
+}

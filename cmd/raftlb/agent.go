@@ -324,6 +324,12 @@ type agentAPI struct {
 
 func (a agentAPI) Status() status.Status { return a.view.Status() }
 
+func (a agentAPI) Spec() fsm.Spec { return a.Node.FSM().Spec() }
+
+func (a agentAPI) WaitForSpec(ctx context.Context, v uint64) error {
+	return a.Node.FSM().WaitForSpec(ctx, v)
+}
+
 // startDataplane opens the data plane --dataplane asks for: the kernel's
 // (IPVS, addresses, ARP), the recording fakes (the whole director runs,
 // nothing reaches the kernel: for tests of real agent processes), or none

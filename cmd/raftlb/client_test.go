@@ -87,7 +87,11 @@ func TestClientCommandsWithoutAgent(t *testing.T) {
 		{"status", "--api", missingSocket(t), "--json"},
 		{"leave", "--api", missingSocket(t)},
 	} {
-		stdout, _ := wantExit(t, 1, args, "cannot reach the agent", "is `raftlb agent` running")
+		code := 1
+		if args[0] == "status" {
+			code = 3 // a monitoring check's UNKNOWN
+		}
+		stdout, _ := wantExit(t, code, args, "cannot reach the agent", "is `raftlb agent` running")
 		if stdout != "" {
 			t.Errorf("raftlb %q: stdout %q, want nothing", args, stdout)
 		}
@@ -161,7 +165,7 @@ func TestApply(t *testing.T) {
 	services := writeFile(t, "services.yaml", servicesFile)
 
 	stdout, _ := wantExit(t, 0, []string{"apply", "--api", addr, "-f", services})
-	if stdout != "applied: spec version 3\n" {
+	if stdout != "applied: spec version 3, 2 change(s):\n  added vip 172.95.69.100 on the agent's --interface\n  added service squid 172.95.69.100:3128/tcp: real servers: all nodes on port 3128, weight 1\n" {
 		t.Errorf("stdout %q", stdout)
 	}
 	stdout, _ = wantExit(t, 0, []string{"apply", "--api", addr, "-f", services})
@@ -288,4 +292,39 @@ func TestFenceCommands(t *testing.T) {
 	}
 	agent.FenceErr = fmt.Errorf("no fence device of the spec fences n3")
 	wantExit(t, 1, []string{"fence", "--api", addr, "n3"}, "no fence device")
+}
+
+// TestStatusExitCodes: status exits as a monitoring check does, the same
+// with --json; --watch refreshes --count times.
+func TestStatusExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		view status.Status
+		code int
+		want string
+	}{
+		{"ok", status.Status{Node: "n1", DC: "n1", Quorum: true, Health: status.Verdict{State: "ok", Code: 0}}, 0, "Health: OK"},
+		{"degraded", status.Status{Node: "n1", DC: "n1", Quorum: true, Health: status.Verdict{State: "degraded", Code: 1, Reasons: []string{"node n3 is offline"}}}, 1, "Health: DEGRADED: node n3 is offline"},
+		{"critical", status.Status{Node: "n1", Health: status.Verdict{State: "critical", Code: 2, Reasons: []string{"no quorum: no DC is elected"}}}, 2, "Health: CRITICAL: no quorum"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, _ := startAgent(t, &api.FakeAgent{View: tc.view})
+			stdout, _ := wantExit(t, tc.code, []string{"status", "--api", addr})
+			if !strings.Contains(stdout, tc.want) {
+				t.Errorf("status:\n%s\nwant %q", stdout, tc.want)
+			}
+			stdout, _ = wantExit(t, tc.code, []string{"status", "--api", addr, "--json"})
+			if !strings.Contains(stdout, `"state": "`+tc.view.Health.State+`"`) {
+				t.Errorf("status --json lacks the verdict:\n%s", stdout)
+			}
+			stdout, _ = wantExit(t, tc.code, []string{"status", "--api", addr, "--watch", "--interval", "100ms", "--count", "2"})
+			if n := strings.Count(stdout, "Cluster Summary:"); n != 2 {
+				t.Errorf("--watch --count 2 printed %d views", n)
+			}
+		})
+	}
+	addr, _ := startAgent(t, &api.FakeAgent{})
+	for _, args := range [][]string{{"--interval", "1s"}, {"--count", "2"}, {"--watch", "--interval", "1ms"}, {"--watch", "--count", "-1"}} {
+		wantExit(t, 2, append([]string{"status", "--api", addr}, args...), "usage")
+	}
 }

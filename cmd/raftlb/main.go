@@ -21,7 +21,10 @@ Usage:
   raftlb join    [--api ADDR] HOST:GOSSIPPORT...                 join the local agent to a cluster
   raftlb leave   [--api ADDR]                                    leave the cluster for good and stop the agent
   raftlb release --data-dir DIR                                  after the agent exited: its VIPs off the interfaces, its IPVS services gone
-  raftlb apply   [--api ADDR] -f services.yaml                   submit the desired services
+  raftlb apply   [--api ADDR] [--dry-run] [--allow-empty] -f services.yaml
+                                                                 submit the desired services; print what changed
+  raftlb spec show  [--api ADDR]                                 print the applied spec as a services file
+  raftlb spec clear [--api ADDR]                                 remove every service and VIP
   raftlb status  [--api ADDR] [--json]                           show the cluster status
   raftlb ipvs    [--api ADDR] [--json]                           show this node's IPVS table (ipvsadm -Ln)
   raftlb fence   [--api ADDR] [--action off|reboot] NODE         have the DC fence NODE with the spec's devices
@@ -48,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"leave":   runLeave,
 		"release": runRelease,
 		"apply":   runApply,
+		"spec":    runSpec,
 		"status":  runStatus,
 		"ipvs":    runIPVS,
 		"fence":   runFence,

@@ -1,7 +1,8 @@
 // Package cli is what raftlb's two commands (raftlb and the lab's
 // raftlb-lab) share: dispatch to a subcommand, flag sets that report
 // instead of exiting, and one mapping from a command's error to its exit
-// status (0; 2 for a usage mistake, as the flag package does; 1 otherwise).
+// status (0; 2 for a usage mistake, as the flag package does; what an
+// *ExitError says; 1 otherwise).
 package cli
 
 import (
@@ -14,6 +15,22 @@ import (
 
 // ErrUsage marks a command-line mistake: exit status 2.
 var ErrUsage = errors.New("usage")
+
+// ExitError ends a command with a chosen exit status (a monitoring
+// check's), printing Err when it is not nil.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
 
 // Command runs one subcommand with the arguments after its name.
 type Command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
@@ -38,9 +55,15 @@ func Run(ctx context.Context, prog, usage string, commands map[string]Command, a
 		return 2
 	}
 	err := cmd(ctx, rest, stdout, stderr)
+	var exit *ExitError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &exit):
+		if exit.Err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", prog, exit.Err)
+		}
+		return exit.Code
 	case errors.Is(err, ErrUsage):
 		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 		return 2
