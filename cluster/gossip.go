@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -28,6 +29,9 @@ type nodeMeta struct {
 	// Schema is the schema version this node's release reads (fsm.Schema);
 	// absent from releases before schemas were advertised.
 	Schema int `json:"c,omitempty"`
+	// Leaving: the node is leaving the cluster for good (raftlb leave);
+	// no DC admits it again.
+	Leaving bool `json:"l,omitempty"`
 }
 
 const metaVersion = 1
@@ -67,12 +71,20 @@ type gossipDelegate struct {
 	// such a node as alive for a moment; the DC must not re-admit it until
 	// it joins again (a fresh NotifyJoin).
 	left map[string]bool
+	// logger reports nodes going and coming back, once each.
+	logger *slog.Logger
 }
 
 func (d *gossipDelegate) markLeft(name string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.left[name] = true
+}
+
+func (d *gossipDelegate) unmarkLeft(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.left, name)
 }
 
 func (d *gossipDelegate) hasLeft(name string) bool {
@@ -120,6 +132,9 @@ func (d *gossipDelegate) NotifyJoin(m *memberlist.Node) {
 	d.mu.Lock()
 	if d.departed[m.Name] {
 		delete(d.left, m.Name) // a fresh join after departing
+		if d.logger != nil {
+			d.logger.Info("node is back", "peer", m.Name)
+		}
 	}
 	delete(d.departed, m.Name)
 	d.live[m.Name] = mm
@@ -129,6 +144,13 @@ func (d *gossipDelegate) NotifyJoin(m *memberlist.Node) {
 
 func (d *gossipDelegate) NotifyLeave(m *memberlist.Node) {
 	d.mu.Lock()
+	if d.logger != nil && !d.departed[m.Name] {
+		if d.left[m.Name] {
+			d.logger.Info("node left the cluster", "peer", m.Name)
+		} else {
+			d.logger.Warn("node is gone: stopped, failed or cut off (said again when it is back)", "peer", m.Name)
+		}
+	}
 	d.departed[m.Name] = true
 	delete(d.live, m.Name)
 	d.mu.Unlock()

@@ -270,6 +270,9 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 		if m.State != memberlist.StateAlive || n.gossip.hasLeft(m.Name) {
 			continue
 		}
+		if _, in := servers[raft.ServerID(m.Name)]; !in && m.Meta.Leaving {
+			continue // on its way out: not admitted again
+		}
 		alive[m.Name] = true
 		id := raft.ServerID(m.Name)
 		s, ok := servers[id]
@@ -393,31 +396,56 @@ func (n *Node) removeServer(ctx context.Context, name string) error {
 	return nil
 }
 
-// Leave removes this node from the cluster for good: a DC first hands its
-// duties to another voter; gossip announces the departure (so the DC stops
-// seeing this node as a live member to admit); then the DC removes it from
-// Raft and the registry. The caller shuts the node down afterwards.
+// Leave removes this node from the cluster for good, or not at all. It
+// first tells its peers in gossip that it is leaving (so no DC admits it
+// again meanwhile); then a DC hands its duties to another voter, and the
+// DC removes the node from Raft and the registry; only then does the node
+// leave gossip. When the removal fails (no DC, no quorum) the node says
+// in gossip that it is not leaving after all and stays a full member. The
+// caller shuts the node down after a successful leave.
 func (n *Node) Leave(ctx context.Context) error {
-	if n.IsLeader() && n.otherVoters() > 0 && !n.transfer() {
-		n.logger.Warn("removing ourselves as DC instead")
+	n.setLeaving(true)
+	if err := n.leaveRaft(ctx); err != nil {
+		n.setLeaving(false)
+		n.logger.Warn("leaving the cluster failed: this node stays a member", "err", err)
+		return fmt.Errorf("%w; this node is still a member of the cluster", err)
 	}
 	if err := n.ml.Leave(gossipLeaveTimeout); err != nil {
 		n.logger.Warn("gossip leave did not complete", "err", err)
 	}
-	if n.IsLeader() {
-		// Still DC (alone, or the transfer failed): remove ourselves; Raft
-		// steps down once the change commits.
-		if n.otherVoters() > 0 {
-			if err := n.removeServer(ctx, n.cfg.Name); err != nil {
-				return err
-			}
-		}
-	} else if err := n.askDC(ctx, rpcRequest{Op: opLeave}); err != nil {
-		return fmt.Errorf("leave: %w", err)
-	}
 	_ = os.Remove(n.peersFile())
 	n.logger.Info("left the cluster")
 	return nil
+}
+
+// leaveRaft has this node removed from Raft and the registry.
+func (n *Node) leaveRaft(ctx context.Context) error {
+	if n.IsLeader() && n.otherVoters() > 0 && !n.transfer() {
+		n.logger.Warn("removing ourselves as DC instead")
+	}
+	if n.IsLeader() {
+		// Still DC (alone, or the transfer failed): remove ourselves; Raft
+		// steps down once the change commits.
+		if n.otherVoters() == 0 {
+			return nil
+		}
+		return n.removeServer(ctx, n.cfg.Name)
+	}
+	return n.askDC(ctx, rpcRequest{Op: opLeave})
+}
+
+// setLeaving says in gossip whether this node is leaving.
+func (n *Node) setLeaving(leaving bool) {
+	n.gossip.mu.Lock()
+	changed := n.gossip.meta.Leaving != leaving
+	n.gossip.meta.Leaving = leaving
+	n.gossip.mu.Unlock()
+	if !changed || n.ml == nil {
+		return
+	}
+	if err := n.ml.UpdateNode(gossipLeaveTimeout); err != nil {
+		n.logger.Warn("telling peers whether this node is leaving failed", "leaving", leaving, "err", err)
+	}
 }
 
 // askDC sends a request to the current DC, retrying while an election is

@@ -112,7 +112,7 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 		ctx:        ctx,
 		cancel:     cancel,
 	}
-	n.gossip = &gossipDelegate{wake: n.wake, departed: map[string]bool{}, live: map[string]member{}, left: map[string]bool{}}
+	n.gossip = &gossipDelegate{wake: n.wake, departed: map[string]bool{}, live: map[string]member{}, left: map[string]bool{}, logger: n.logger}
 	if cfg.Insecure {
 		n.logger.Warn("INSECURE MODE: gossip is not encrypted and Raft runs without TLS; anyone who can reach the ports can join and change the cluster. Use only for a local trial.")
 	}

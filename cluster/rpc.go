@@ -146,6 +146,7 @@ func (n *Node) serveRPC(ctx context.Context, req rpcRequest) rpcResponse {
 		}
 		n.gossip.markLeft(req.From)
 		if err := n.removeServer(ctx, req.From); err != nil {
+			n.gossip.unmarkLeft(req.From) // it stays a member
 			if lostLeadership(err) {
 				return rpcResponse{NotDC: true, Error: err.Error()}
 			}
