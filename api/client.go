@@ -147,6 +147,35 @@ func (c *Client) Join(ctx context.Context, addrs []string) (JoinResponse, error)
 	return r, err
 }
 
+// RemoveNode asks the DC to remove a node that is gone for good.
+func (c *Client) RemoveNode(ctx context.Context, node string, force bool) error {
+	body, _ := json.Marshal(NodeRequest{Node: node, Force: force})
+	return c.do(ctx, http.MethodPost, "/v1/node/remove", "application/json", body, nil)
+}
+
+// MoveDC asks the DC to hand its role to node (any that can direct when
+// ""), and returns the new DC.
+func (c *Client) MoveDC(ctx context.Context, node string) (string, error) {
+	body, _ := json.Marshal(NodeRequest{Node: node})
+	var r MoveResponse
+	err := c.do(ctx, http.MethodPost, "/v1/dc/move", "application/json", body, &r)
+	return r.DC, err
+}
+
+// SetStandby puts a node in standby or takes it out.
+func (c *Client) SetStandby(ctx context.Context, node string, standby bool) error {
+	body, _ := json.Marshal(StandbyRequest{Node: node, Standby: standby})
+	return c.do(ctx, http.MethodPost, "/v1/node/standby", "application/json", body, nil)
+}
+
+// SetServer disables a real server or enables it; it answers which one.
+func (c *Client) SetServer(ctx context.Context, service, server string, disabled bool) (string, error) {
+	body, _ := json.Marshal(ServerRequest{Service: service, Server: server, Disabled: disabled})
+	var r ServerResponse
+	err := c.do(ctx, http.MethodPost, "/v1/server", "application/json", body, &r)
+	return r.Server, err
+}
+
 // Leave asks the agent to leave the cluster and stop.
 func (c *Client) Leave(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/leave", "", nil, nil)

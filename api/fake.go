@@ -22,6 +22,11 @@ type FakeAgent struct {
 	SpecWaitErr error
 	// NoDC makes Leader answer that no DC is known.
 	NoDC bool
+	// Nodes is the registry State returns (with Current as its spec).
+	Nodes map[string]fsm.Node
+	// Standbys and Disables record SetStandby and SetServerDisabled.
+	Standbys []StandbyRequest
+	Disables []fsm.ServerDisable
 
 	// Apply, when set, answers ApplySpec; otherwise ApplyResult and
 	// ApplyErr do.
@@ -32,6 +37,11 @@ type FakeAgent struct {
 	JoinContacted int
 	JoinErr       error
 	LeaveErr      error
+	// AdminErr answers RemoveNode and MoveDC; Removed and Moved record
+	// them.
+	AdminErr error
+	Removed  []NodeRequest
+	Moved    []string
 
 	// FenceResult is what every fencing comes to in the history (success
 	// when empty); FenceErr refuses fence and confirm requests.
@@ -58,6 +68,30 @@ func (a *FakeAgent) Status() status.Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.View
+}
+
+// State implements Agent.
+func (a *FakeAgent) State() fsm.State {
+	spec := a.Spec()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return fsm.State{Spec: spec, Nodes: a.Nodes}
+}
+
+// SetStandby implements Agent.
+func (a *FakeAgent) SetStandby(_ context.Context, node string, standby bool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.Standbys = append(a.Standbys, StandbyRequest{Node: node, Standby: standby})
+	return a.AdminErr
+}
+
+// SetServerDisabled implements Agent.
+func (a *FakeAgent) SetServerDisabled(_ context.Context, ref fsm.ServerRef, disabled bool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.Disables = append(a.Disables, fsm.ServerDisable{ServerRef: ref, Disabled: disabled})
+	return a.AdminErr
 }
 
 // Leader implements Agent: View.DC, or "dc" when the view names none.
@@ -115,6 +149,25 @@ func (a *FakeAgent) Leave(context.Context) error {
 	defer a.mu.Unlock()
 	a.leaves++
 	return a.LeaveErr
+}
+
+// RemoveNode implements Agent.
+func (a *FakeAgent) RemoveNode(_ context.Context, name string, force bool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.Removed = append(a.Removed, NodeRequest{Node: name, Force: force})
+	return a.AdminErr
+}
+
+// MoveDC implements Agent: the DC moves to the node asked for, or "n2".
+func (a *FakeAgent) MoveDC(_ context.Context, to string) (string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.Moved = append(a.Moved, to)
+	if to == "" {
+		to = "n2"
+	}
+	return to, a.AdminErr
 }
 
 // Applied returns the ApplySpec calls so far.

@@ -63,6 +63,9 @@ func RenderStatus(w io.Writer, st status.Status) error {
 		if n.CannotDirect != "" {
 			dp += "; cannot direct: " + oneLine(n.CannotDirect)
 		}
+		if n.Standby {
+			dp += "; STANDBY (no new connections, DC only if no other node can be)"
+		}
 		if n.Schema != 0 && n.Schema < newest {
 			dp += fmt.Sprintf("; older release (schema %d of %d): upgrade it", n.Schema, newest)
 		}
@@ -107,7 +110,11 @@ func RenderStatus(w io.Writer, st status.Status) error {
 			fmt.Fprintf(tw, "    -> (no real server online)\t\t\t\t\n")
 		}
 		for _, rs := range s.RealServers {
-			fmt.Fprintf(tw, "    -> %s\t%s\t%d\t%s\t%s\n", hostPort(rs.Address, rs.Port), forwardName(s.Forwarding), rs.Weight, rs.Node, healthText(rs))
+			health := healthText(rs)
+			if rs.Drained != "" {
+				health += "; drained: " + rs.Drained
+			}
+			fmt.Fprintf(tw, "    -> %s\t%s\t%d\t%s\t%s\n", hostPort(rs.Address, rs.Port), forwardName(s.Forwarding), rs.Weight, rs.Node, health)
 		}
 		if s.Fallback != "" {
 			fmt.Fprintf(tw, "    fallback %s\t\t\t\t\n", s.Fallback)

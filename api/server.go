@@ -26,10 +26,49 @@ type Agent interface {
 	// Spec is this node's copy of the applied spec; WaitForSpec waits
 	// until this node has applied spec version v.
 	Spec() fsm.Spec
+	// State is this node's copy of the replicated state.
+	State() fsm.State
 	WaitForSpec(ctx context.Context, v uint64) error
 	ApplySpec(ctx context.Context, spec fsm.Spec, expectVersion uint64) (cluster.ApplyResult, error)
 	Join(ctx context.Context, addrs []string) (int, error)
 	Leave(ctx context.Context) error
+	// RemoveNode removes a node that is gone for good; MoveDC hands the
+	// DC role to a node (any that can direct when "") and names it.
+	RemoveNode(ctx context.Context, name string, force bool) error
+	MoveDC(ctx context.Context, to string) (string, error)
+	// SetStandby and SetServerDisabled are maintenance (fsm/maintenance.go).
+	SetStandby(ctx context.Context, node string, standby bool) error
+	SetServerDisabled(ctx context.Context, ref fsm.ServerRef, disabled bool) error
+}
+
+// StandbyRequest is the body of POST /v1/node/standby.
+type StandbyRequest struct {
+	Node    string `json:"node"`
+	Standby bool   `json:"standby"`
+}
+
+// ServerRequest is the body of POST /v1/server: the service by name or
+// VIP:PORT[/PROTOCOL], the real server by ADDR or ADDR:PORT.
+type ServerRequest struct {
+	Service  string `json:"service"`
+	Server   string `json:"server"`
+	Disabled bool   `json:"disabled"`
+}
+
+// ServerResponse names the real server a ServerRequest resolved to.
+type ServerResponse struct {
+	Server string `json:"server"`
+}
+
+// NodeRequest is the body of POST /v1/node/remove and POST /v1/dc/move.
+type NodeRequest struct {
+	Node  string `json:"node"`
+	Force bool   `json:"force,omitempty"`
+}
+
+// MoveResponse answers POST /v1/dc/move.
+type MoveResponse struct {
+	DC string `json:"dc"`
 }
 
 // maxBody bounds every request body.
@@ -99,6 +138,10 @@ func NewServer(agent Agent, left func(), logger *slog.Logger) *Server {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("POST /v1/apply", s.apply)
 	mux.HandleFunc("GET /v1/spec", s.spec)
+	mux.HandleFunc("POST /v1/node/remove", s.removeNode)
+	mux.HandleFunc("POST /v1/dc/move", s.moveDC)
+	mux.HandleFunc("POST /v1/node/standby", s.standby)
+	mux.HandleFunc("POST /v1/server", s.server)
 	mux.HandleFunc("POST /v1/join", s.join)
 	mux.HandleFunc("POST /v1/leave", s.leave)
 	mux.HandleFunc("GET /v1/ipvs", s.ipvs)
@@ -309,11 +352,85 @@ func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// act serves an operator's change of the cluster: the request decoded
+// into req and checked (check), then, once a DC is known, do; its answer
+// is the response.
+func (s *Server) act(w http.ResponseWriter, r *http.Request, what string, req any, check func() error, do func(context.Context) (any, error)) {
+	if !decodeBody(w, r, what, req) {
+		return
+	}
+	if err := check(); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	if err := s.awaitDC(ctx); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	out, err := do(ctx)
+	if err != nil {
+		writeError(w, statusFor(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
+	var req NodeRequest
+	s.act(w, r, "node request", &req, func() error { return fsm.ValidateNodeName(req.Node) }, func(ctx context.Context) (any, error) {
+		if err := s.agent.RemoveNode(ctx, req.Node, req.Force); err != nil {
+			return nil, err
+		}
+		s.logger.Warn("node removed", "node", req.Node, "forced", req.Force)
+		return struct{}{}, nil
+	})
+}
+
+func (s *Server) moveDC(w http.ResponseWriter, r *http.Request) {
+	var req NodeRequest
+	check := func() error {
+		if req.Force {
+			return errors.New("move request: force is for node removal")
+		}
+		if req.Node == "" {
+			return nil
+		}
+		return fsm.ValidateNodeName(req.Node)
+	}
+	s.act(w, r, "move request", &req, check, func(ctx context.Context) (any, error) {
+		dc, err := s.agent.MoveDC(ctx, req.Node)
+		return MoveResponse{DC: dc}, err
+	})
+}
+
+func (s *Server) standby(w http.ResponseWriter, r *http.Request) {
+	var req StandbyRequest
+	s.act(w, r, "standby request", &req, func() error { return fsm.ValidateNodeName(req.Node) }, func(ctx context.Context) (any, error) {
+		return struct{}{}, s.agent.SetStandby(ctx, req.Node, req.Standby)
+	})
+}
+
+func (s *Server) server(w http.ResponseWriter, r *http.Request) {
+	var req ServerRequest
+	var ref fsm.ServerRef
+	check := func() (err error) {
+		ref, err = s.agent.State().ResolveServer(req.Service, req.Server)
+		return err
+	}
+	s.act(w, r, "server request", &req, check, func(ctx context.Context) (any, error) {
+		return ServerResponse{Server: ref.String()}, s.agent.SetServerDisabled(ctx, ref, req.Disabled)
+	})
+}
+
 func statusFor(err error) int {
 	var ve *fsm.ValidationError
 	switch {
 	case errors.As(err, &ve):
 		return http.StatusBadRequest
+	case errors.Is(err, cluster.ErrRefused):
+		return http.StatusConflict
 	case errors.Is(err, cluster.ErrConflict):
 		return http.StatusConflict
 	case errors.Is(err, cluster.ErrNoDC):

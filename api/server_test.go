@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -669,4 +670,58 @@ func TestNewClientRejectsBadAddr(t *testing.T) {
 	if _, err := NewClient("unix://relative.sock"); err == nil {
 		t.Error("NewClient accepted a relative socket path")
 	}
+}
+
+// TestMaintenanceEndpoints: node removal, DC move, standby and a real
+// server's disable reach the agent as asked; bad requests and refusals
+// come back as clear errors that change nothing.
+func TestMaintenanceEndpoints(t *testing.T) {
+	cur, err := fsm.ParseServices([]byte(validServices))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1 := netip.MustParseAddr("10.0.0.1")
+	agent := &FakeAgent{Current: cur, Nodes: map[string]fsm.Node{"n1": {Name: "n1", Address: n1}}}
+	ts := startServer(t, agent)
+	ctx := context.Background()
+	if err := ts.client.RemoveNode(ctx, "n3", true); err != nil {
+		t.Fatal(err)
+	}
+	if dc, err := ts.client.MoveDC(ctx, ""); err != nil || dc != "n2" {
+		t.Errorf("move: %q, %v", dc, err)
+	}
+	if err := ts.client.SetStandby(ctx, "n3", true); err != nil {
+		t.Fatal(err)
+	}
+	svc := cur.Services[0] // all nodes: n1's address on the service port
+	name := svc.Name
+	got, err := ts.client.SetServer(ctx, name, "10.0.0.1", true)
+	if err != nil || got != netip.AddrPortFrom(n1, svc.Port).String()+" of "+svc.Key().String() {
+		t.Errorf("server disable: %q, %v", got, err)
+	}
+	if len(agent.Removed) != 1 || !agent.Removed[0].Force || len(agent.Moved) != 1 || len(agent.Standbys) != 1 || !agent.Standbys[0].Standby || len(agent.Disables) != 1 || !agent.Disables[0].Disabled {
+		t.Errorf("recorded: removed %v moved %v standbys %v disables %v", agent.Removed, agent.Moved, agent.Standbys, agent.Disables)
+	}
+
+	for _, tc := range []struct{ path, body, want string }{
+		{"/v1/node/remove", `{"node":"bad name!"}`, "node name"},
+		{"/v1/node/standby", `{"node":""}`, "node name"},
+		{"/v1/dc/move", `{"node":"n2","force":true}`, "force is for node removal"},
+		{"/v1/server", `{"service":"nope","server":"10.0.0.1"}`, `no service "nope"`},
+		{"/v1/server", `{"service":"` + name + `","server":"10.9.9.9"}`, "is not a real server of"},
+		{"/v1/node/remove", `{"node":"n3","extra":1}`, "unknown field"},
+	} {
+		code, er := ts.do(t, http.MethodPost, tc.path, "application/json", []byte(tc.body))
+		if code != http.StatusBadRequest || !strings.Contains(er.Error, tc.want) {
+			t.Errorf("%s %s: %d %q, want 400 with %q", tc.path, tc.body, code, er.Error, tc.want)
+		}
+	}
+	if len(agent.Removed) != 1 || len(agent.Standbys) != 1 || len(agent.Disables) != 1 || len(agent.Moved) != 1 {
+		t.Error("a bad request reached the agent")
+	}
+	agent.mu.Lock()
+	agent.AdminErr = fmt.Errorf("%w: n1 is the DC: move the DC first", cluster.ErrRefused)
+	agent.mu.Unlock()
+	err = ts.client.RemoveNode(ctx, "n1", false)
+	apiError(t, err, http.StatusConflict)
 }

@@ -21,10 +21,16 @@ import (
 
 // CanDirect reports whether this node can hold the VIPs, and why not.
 func (n *Node) CanDirect() (bool, string) {
+	if n.fsm.State().Standby[n.cfg.Name] {
+		return false, standbyReason
+	}
 	n.gossip.mu.Lock()
 	defer n.gossip.mu.Unlock()
 	return metaCanDirect(n.gossip.meta)
 }
+
+// standbyReason is why a node in standby cannot direct.
+const standbyReason = "it is in standby (raftlb node unstandby brings it back)"
 
 func metaCanDirect(m nodeMeta) (bool, string) {
 	switch {
@@ -75,9 +81,10 @@ func (n *Node) Directors() []string {
 			}
 		}
 	}
+	standby := n.fsm.State().Standby
 	var out []string
 	for _, m := range n.members() {
-		if m.MetaErr != nil || m.State != memberlist.StateAlive || !voters[m.Name] {
+		if m.MetaErr != nil || m.State != memberlist.StateAlive || !voters[m.Name] || standby[m.Name] {
 			continue
 		}
 		if ok, _ := metaCanDirect(m.Meta); ok {

@@ -255,11 +255,21 @@ func (n *Node) HandOver() {
 // again): the director stops balancing before the transfer begins, and
 // keeps its VIPs after losing leadership until it has seen the successor
 // announce them.
-func (n *Node) transfer() bool {
+func (n *Node) transfer() bool { return n.handOverTo("", "") }
+
+// handOverTo is transfer to the voter id at addr (any voter when id is
+// empty).
+func (n *Node) handOverTo(id raft.ServerID, addr raft.ServerAddress) bool {
 	term := max(n.raft.CurrentTerm(), 1)
 	n.handOverTerm.Store(term)
 	n.handOverHooks(true)
-	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+	var f raft.Future
+	if id == "" {
+		f = n.raft.LeadershipTransfer()
+	} else {
+		f = n.raft.LeadershipTransferToServer(id, addr)
+	}
+	if err := f.Error(); err != nil {
 		if n.raft.State() != raft.Leader && n.raft.CurrentTerm() > term {
 			// The transfer timed out, but a successor was elected in a
 			// later term all the same (a slow election): the hand-over

@@ -39,7 +39,7 @@ func (n *Node) Handle(op string, h Handler) {
 	n.handlersMu.Lock()
 	defer n.handlersMu.Unlock()
 	switch op {
-	case opPing, opApply, opLeave:
+	case opPing, opApply, opLeave, opRemoveNode, opMoveDC, opStandby, opServer:
 		panic(fmt.Sprintf("cluster: RPC operation %q is the channel's own", op))
 	}
 	n.handlers[op] = h
@@ -140,6 +140,20 @@ func (n *Node) serveRPC(ctx context.Context, req rpcRequest) rpcResponse {
 			return rpcResponse{NotDC: true, Error: err.Error()}
 		}
 		return resultToWire(res, err)
+	case opRemoveNode, opMoveDC, opStandby, opServer:
+		if !n.IsLeader() {
+			return rpcResponse{NotDC: true, Error: "not the DC"}
+		}
+		var ar adminRequest
+		if err := json.Unmarshal(req.Body, &ar); err != nil {
+			return rpcResponse{Error: "bad request: " + err.Error()}
+		}
+		ar.By = req.From // the certificate's name, not what the body says
+		name, err := n.serveAdmin(ctx, req.Op, ar)
+		if err != nil {
+			return rpcResponse{Error: err.Error()}
+		}
+		return rpcResponse{Name: name}
 	case opLeave:
 		if !n.IsLeader() {
 			return rpcResponse{NotDC: true, Error: "not the DC"}

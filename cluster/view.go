@@ -51,6 +51,8 @@ type NodeView struct {
 	// Schema is the schema version the node's release reads (fsm.Schema):
 	// live nodes say so in gossip, others as the registry last recorded.
 	Schema int `json:"schema"`
+	// Standby: the node is in standby (fsm/maintenance.go).
+	Standby bool `json:"standby,omitempty"`
 }
 
 // contactTimeout is how long a follower may go without hearing from the DC
@@ -188,6 +190,7 @@ func (n *Node) View() View {
 				ns.CannotDirect = why
 			}
 		}
+		ns.Standby = state.Standby[name]
 		if online(name) {
 			ns.Status = "online"
 		}

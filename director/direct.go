@@ -68,6 +68,27 @@ func (d *Director) claimFailedNow(err error) {
 	d.c.SetCannotDirect(reason)
 }
 
+// standbyMove hands the DC role on, with the graceful hand-over, once
+// this node is put in standby; while no other node can direct it stays DC
+// and says so (and tries again on the next change).
+func (t *term) standbyMove() {
+	if !t.d.c.FSM().State().Standby[t.d.c.Name()] || !t.moving.CompareAndSwap(false, true) {
+		return
+	}
+	t.log.Warn("this node is in standby: moving the DC role to a node that can direct")
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		to, err := t.d.c.MoveDC(t.ctx, "")
+		if err != nil {
+			t.moving.Store(false)
+			t.log.Error("in standby, but the DC role could not be moved: this node stays DC", "err", err)
+			return
+		}
+		t.log.Info("DC role moved (standby)", "to", to)
+	}()
+}
+
 // otherDirector is a live voter other than this node that can direct.
 func (t *term) otherDirector() (string, bool) {
 	dirs := slices.DeleteFunc(t.d.c.Directors(), func(n string) bool { return n == t.d.c.Name() })

@@ -51,6 +51,8 @@ type Cluster interface {
 	SetCannotDirect(reason string)
 	Directors() []string
 	TransferLeadershipTo(to, reason string) error
+	// MoveDC hands the DC role, gracefully, to a node that can direct.
+	MoveDC(ctx context.Context, to string) (string, error)
 	// LiveMembers lists the live members; CallNode asks one an RPC
 	// operation.
 	LiveMembers() map[string]bool

@@ -45,6 +45,7 @@ type fakeCluster struct {
 	verified    int
 	reconciled  int      // ReconcileMembers calls
 	transfers   []string // TransferLeadership reasons
+	moves       []string // MoveDC targets
 	handingOver bool
 	hooks       []func(bool)
 	memberSubs  []chan struct{}
@@ -122,6 +123,20 @@ func (c *fakeCluster) TransferLeadershipTo(to, reason string) error {
 	defer c.mu.Unlock()
 	c.transfers = append(c.transfers, to+": "+reason)
 	return c.transferErr
+}
+
+// MoveDC records a graceful move; it fails with transferErr.
+func (c *fakeCluster) MoveDC(_ context.Context, to string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.moves = append(c.moves, to)
+	return "m40", c.transferErr
+}
+
+func (c *fakeCluster) movesAsked() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.moves)
 }
 
 func (c *fakeCluster) LiveMembers() map[string]bool {

@@ -55,6 +55,9 @@ type term struct {
 	// takeover.
 	recheck   *time.Timer
 	burstLeft int
+	// moving: a move of the DC role (this node is in standby) is under
+	// way on its own goroutine.
+	moving atomic.Bool
 	// handingOff: this term cannot direct and hands leadership over
 	// (direct.go); it acts on no event meanwhile.
 	handingOff bool
@@ -268,6 +271,7 @@ func (t *term) handle(ev event) error {
 	}
 	switch ev {
 	case evSpec, evTakeover:
+		t.standbyMove()
 		return t.place()
 	case evResume:
 		// The hand-over that failed recorded a release: claim again.

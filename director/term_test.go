@@ -499,3 +499,26 @@ func TestAuditRepairsAFollower(t *testing.T) {
 		t.Errorf("the repair is not logged")
 	}
 }
+
+// TestStandbyMovesTheDC: a DC put in standby moves the DC role with the
+// graceful hand-over; when no node can take it, it stays DC and says so.
+func TestStandbyMovesTheDC(t *testing.T) {
+	w := newWorld(t, nil)
+	w.c.transferErr = errors.New("no other node can direct")
+	w.run()
+	w.c.leaders <- leader(2)
+	testkit.WaitFor(t, "the VIP claimed", func() bool { return w.has("eth0") })
+	w.c.apply(fsm.CmdNodeStandby, fsm.NodeStandby{Node: w.c.Name(), Standby: true, At: time.Now()})
+	testkit.WaitFor(t, "a move asked", func() bool { return w.c.movesAsked() == 1 })
+	testkit.WaitFor(t, "the failed move logged", func() bool {
+		return strings.Contains(w.logs.String(), "in standby, but the DC role could not be moved: this node stays DC")
+	})
+	if !w.has("eth0") {
+		t.Error("a DC in standby that could not move gave up its VIP")
+	}
+	w.c.mu.Lock()
+	w.c.transferErr = nil
+	w.c.mu.Unlock()
+	w.c.setSpec(squid("wlc")) // the next change tries again
+	testkit.WaitFor(t, "the move asked again", func() bool { return w.c.movesAsked() == 2 })
+}

@@ -93,7 +93,7 @@ func (c *cluster) start(a *agent) {
 		"agent", "--name", a.name, "--data-dir", a.dataDir, "--bind", a.ip,
 		"--raft-port", strconv.Itoa(a.raftPort), "--gossip-port", strconv.Itoa(a.gossipPort),
 		"--api", a.api, "--bootstrap-expect", strconv.Itoa(a.bootstrapExpect),
-		"--dataplane", "none", "--key-file", a.keyFile, "--tls-dir", a.tlsDir,
+		"--dataplane", c.dataplaneOr("none"), "--key-file", a.keyFile, "--tls-dir", a.tlsDir,
 	}
 	logf, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

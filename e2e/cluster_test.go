@@ -31,6 +31,7 @@ const (
 	blockForeign
 	blockCutOff
 	blockSpec
+	blockMaintenance
 	blockBench = 50
 )
 
@@ -59,6 +60,8 @@ type cluster struct {
 	keyFile string
 	tlsDir  string
 	agents  []*agent
+	// dataplane is the agents' --dataplane; "" is none.
+	dataplane string
 }
 
 // statusView is the part of `raftlb status --json` the tests read. It is a
@@ -109,7 +112,15 @@ func (r cliResult) String() string {
 // and has all n nodes online and configured.
 func startCluster(t testing.TB, block, n int) *cluster {
 	t.Helper()
+	return startClusterWith(t, block, n, "")
+}
+
+// startClusterWith is startCluster with the agents' --dataplane ("" is
+// none; fake runs the whole director against in-memory fakes).
+func startClusterWith(t testing.TB, block, n int, dataplane string) *cluster {
+	t.Helper()
 	c := newCluster(t, block)
+	c.dataplane = dataplane
 	for i := 1; i <= n; i++ {
 		c.addAgent(i, c.keyFile, c.tlsDir, n)
 	}
@@ -367,4 +378,11 @@ func writeFile(t testing.TB, dir, name, content string) string {
 		t.Fatalf("write %s: %v", name, err)
 	}
 	return path
+}
+
+func (c *cluster) dataplaneOr(def string) string {
+	if c.dataplane == "" {
+		return def
+	}
+	return c.dataplane
 }

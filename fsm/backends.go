@@ -12,6 +12,9 @@ type Backend struct {
 	Port    uint16
 	Weight  int
 	Node    string // the cluster node behind the address, if any
+	// Drained says why the backend gets no new connections (weight 0):
+	// its node is in standby, or it is disabled; "" otherwise.
+	Drained string
 }
 
 // AddrPort is where the backend listens.
@@ -42,6 +45,11 @@ func (s State) Backends(svc Service, online func(node string) bool) []Backend {
 	} else {
 		for _, rs := range svc.RealServers.Servers {
 			out = append(out, Backend{Address: rs.Address, Port: rs.Port, Weight: rs.Weight, Node: byAddr[rs.Address]})
+		}
+	}
+	for i := range out {
+		if why := s.drained(svc, out[i]); why != "" {
+			out[i].Weight, out[i].Drained = 0, why
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

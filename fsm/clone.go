@@ -18,6 +18,8 @@ func (st State) Clone() State {
 	out.FenceHistory = slices.Clone(st.FenceHistory)
 	out.DeviceChecks = maps.Clone(st.DeviceChecks)
 	out.Schema = st.Schema
+	out.Standby = maps.Clone(st.Standby)
+	out.Disabled = slices.Clone(st.Disabled)
 	return out
 }
 

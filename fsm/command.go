@@ -42,6 +42,11 @@ const (
 	// validate-all or monitor action); payload DeviceCheck. Informational:
 	// proposed with IgnoreUnknownType.
 	CmdDeviceCheck CommandType = 9
+	// CmdNodeStandby puts a node in standby or out; payload NodeStandby.
+	CmdNodeStandby CommandType = 10
+	// CmdServerDisable disables or enables a real server; payload
+	// ServerDisable.
+	CmdServerDisable CommandType = 11
 
 	// IgnoreUnknownType, OR'd into a type, tells a follower too old to know
 	// the type to skip the entry instead of crashing (as in nomad). Set it
@@ -77,6 +82,10 @@ func (t CommandType) String() string {
 		return "fence-confirm" + flag
 	case CmdDeviceCheck:
 		return "device-check" + flag
+	case CmdNodeStandby:
+		return "node-standby" + flag
+	case CmdServerDisable:
+		return "server-disable" + flag
 	}
 	return fmt.Sprintf("type-%d%s", uint8(t&^IgnoreUnknownType), flag)
 }
@@ -111,6 +120,8 @@ type Command struct {
 	FenceDone    *FenceDone
 	FenceConfirm *FenceConfirm
 	DeviceCheck  *DeviceCheck
+	Standby      *NodeStandby
+	Disable      *ServerDisable
 }
 
 // UnknownCommandError is returned by DecodeCommand for a command type this
@@ -147,6 +158,10 @@ func EncodeCommand(t CommandType, payload any) ([]byte, error) {
 		ok = isPayload[FenceConfirm](payload)
 	case CmdDeviceCheck:
 		ok = isPayload[DeviceCheck](payload)
+	case CmdNodeStandby:
+		ok = isPayload[NodeStandby](payload)
+	case CmdServerDisable:
+		ok = isPayload[ServerDisable](payload)
 	default:
 		return nil, fmt.Errorf("encode command: unknown type %s", t)
 	}
@@ -220,6 +235,14 @@ func DecodeCommand(b []byte) (Command, error) {
 	case CmdDeviceCheck:
 		if cmd.DeviceCheck, err = decodePayload[DeviceCheck](b[2:]); err == nil {
 			cmd.DeviceCheck.At = canonicalTime(cmd.DeviceCheck.At)
+		}
+	case CmdNodeStandby:
+		if cmd.Standby, err = decodePayload[NodeStandby](b[2:]); err == nil {
+			cmd.Standby.At = canonicalTime(cmd.Standby.At)
+		}
+	case CmdServerDisable:
+		if cmd.Disable, err = decodePayload[ServerDisable](b[2:]); err == nil {
+			cmd.Disable.At = canonicalTime(cmd.Disable.At)
 		}
 	default:
 		return Command{}, &UnknownCommandError{Type: cmd.Type, IgnoreUnknown: cmd.IgnoreUnknown}

@@ -137,6 +137,10 @@ func (f *FSM) Apply(l *raft.Log) any {
 		res = f.fenceConfirm(l.Index, *cmd.FenceConfirm)
 	case CmdDeviceCheck:
 		res = f.deviceCheck(*cmd.DeviceCheck)
+	case CmdNodeStandby:
+		res = f.nodeStandby(*cmd.Standby)
+	case CmdServerDisable:
+		res = f.serverDisable(*cmd.Disable)
 	default:
 		// DecodeCommand returns an error for every other type.
 		panic(fmt.Errorf("fsm: log entry %d: decoded command %s has no handler", l.Index, cmd.Type))

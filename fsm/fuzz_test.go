@@ -126,7 +126,7 @@ func FuzzDecodeCommand(f *testing.F) {
 			CmdSetSpec: cmd.SetSpec, CmdRegisterNode: cmd.Node, CmdDeregisterNode: cmd.Deregister,
 			CmdClaimVIPs: cmd.ClaimVIPs, CmdReleaseVIPs: cmd.ReleaseVIPs,
 			CmdFenceStart: cmd.FenceStart, CmdFenceDone: cmd.FenceDone, CmdFenceConfirm: cmd.FenceConfirm,
-			CmdDeviceCheck: cmd.DeviceCheck,
+			CmdDeviceCheck: cmd.DeviceCheck, CmdNodeStandby: cmd.Standby, CmdServerDisable: cmd.Disable,
 		}[cmd.Type]
 		typ := cmd.Type
 		if cmd.IgnoreUnknown {

@@ -20,7 +20,8 @@ import (
 //	   registry, the VIPs' holders
 //	2  fencing: the spec's fence devices and levels, the fencing records
 //	   and device checks; witness nodes (Node.Witness)
-const Schema = 2
+//	3  maintenance: nodes in standby, disabled real servers
+const Schema = 3
 
 // schemaName names what a schema version added, for the operator.
 func schemaName(v int) string {
@@ -29,6 +30,8 @@ func schemaName(v int) string {
 		return "the first schema"
 	case 2:
 		return "fencing and witness nodes"
+	case 3:
+		return "standby and disabled real servers"
 	}
 	return "unknown"
 }
@@ -46,6 +49,8 @@ func (c Command) Schema() int {
 		}
 	case CmdFenceStart, CmdFenceDone, CmdFenceConfirm, CmdDeviceCheck:
 		return 2
+	case CmdNodeStandby, CmdServerDisable:
+		return 3
 	}
 	return 1
 }

@@ -23,6 +23,10 @@ type State struct {
 	// Schema is the highest schema version an applied entry needed: a
 	// node that reads less cannot replay this log.
 	Schema int `json:"schema,omitempty"`
+	// Standby is the nodes in standby; Disabled the disabled real servers
+	// (fsm/maintenance.go).
+	Standby  map[string]bool `json:"standby,omitempty"`
+	Disabled []ServerRef     `json:"disabled,omitempty"`
 }
 
 // Spec is the declarative service definition submitted with `raftlb apply`.

@@ -110,7 +110,10 @@ type RealServerStatus struct {
 	Node    string `json:"node,omitempty"` // set when the backend is a cluster node
 	// Health is "up" or "down" from the DC's checks, "unknown" when the DC
 	// cannot be asked, and empty when the service has no check.
-	Health    string     `json:"health,omitempty"`
+	Health string `json:"health,omitempty"`
+	// Drained says why the real server gets no new connections: its node
+	// is in standby, or it is disabled.
+	Drained   string     `json:"drained,omitempty"`
 	Since     *time.Time `json:"since,omitempty"`
 	LastError string     `json:"last_error,omitempty"`
 }
@@ -199,7 +202,7 @@ func serviceStatus(svc fsm.Service, state fsm.State, online func(string) bool, c
 		ss.HealthCheck = svc.HealthCheck.Type
 	}
 	for _, b := range state.Backends(svc, online) {
-		rs := RealServerStatus{Address: b.Address.String(), Port: b.Port, Weight: b.Weight, Node: b.Node}
+		rs := RealServerStatus{Address: b.Address.String(), Port: b.Port, Weight: b.Weight, Node: b.Node, Drained: b.Drained}
 		if svc.HealthCheck != nil {
 			rs.Health = "unknown"
 			if checks != nil {

@@ -326,6 +326,8 @@ func (a agentAPI) Status() status.Status { return a.view.Status() }
 
 func (a agentAPI) Spec() fsm.Spec { return a.Node.FSM().Spec() }
 
+func (a agentAPI) State() fsm.State { return a.Node.FSM().State() }
+
 func (a agentAPI) WaitForSpec(ctx context.Context, v uint64) error {
 	return a.Node.FSM().WaitForSpec(ctx, v)
 }

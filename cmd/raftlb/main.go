@@ -25,7 +25,11 @@ Usage:
                                                                  submit the desired services; print what changed
   raftlb spec show  [--api ADDR]                                 print the applied spec as a services file
   raftlb spec clear [--api ADDR]                                 remove every service and VIP
-  raftlb status  [--api ADDR] [--json]                           show the cluster status
+  raftlb status  [--api ADDR] [--json] [--watch]                 show the cluster status; exits 0 ok, 1 degraded, 2 critical
+  raftlb node remove [--api ADDR] [--force] NODE                 remove a node that is gone for good (crm_node -R)
+  raftlb node standby|unstandby [--api ADDR] NODE                drain NODE (weight 0, never DC while another can be) / bring it back
+  raftlb server disable|enable [--api ADDR] SERVICE SERVER       drain one real server (weight 0) / bring it back
+  raftlb dc move [--api ADDR] [NODE]                             hand the DC role to NODE (or any node that can direct)
   raftlb ipvs    [--api ADDR] [--json]                           show this node's IPVS table (ipvsadm -Ln)
   raftlb fence   [--api ADDR] [--action off|reboot] NODE         have the DC fence NODE with the spec's devices
   raftlb fence confirm [--api ADDR] NODE                         tell the cluster NODE is down (stonith_admin --confirm)
@@ -52,6 +56,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"release": runRelease,
 		"apply":   runApply,
 		"spec":    runSpec,
+		"node":    runNode,
+		"dc":      runDC,
+		"server":  runServer,
 		"status":  runStatus,
 		"ipvs":    runIPVS,
 		"fence":   runFence,

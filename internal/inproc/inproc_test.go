@@ -290,3 +290,65 @@ func TestTwoNodesAndAWitness(t *testing.T) {
 		t.Errorf("the refused spec changed the version %d → %d", before, v)
 	}
 }
+
+// TestStandbyAndDisabledServer: a real server disabled, and a node in
+// standby, keep their place in the DC's IPVS table with weight 0 (no new
+// connections, the ones they have finish); a DC put in standby hands the
+// role over gracefully, and a node in standby is not chosen while another
+// can direct. Undone, both come back. The checker stays on throughout.
+func TestStandbyAndDisabledServer(t *testing.T) {
+	c, dc := serving(t, 3)
+	weights := func(n *Node) map[netip.Addr]int {
+		out := map[netip.Addr]int{}
+		svcs, _ := n.IPVS.Services()
+		for _, s := range svcs {
+			for _, d := range s.Dests {
+				out[d.Addr] = d.Weight
+			}
+		}
+		return out
+	}
+	ctx := context.Background()
+	member := others(c, dc)[0]
+	key := fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}
+	if err := member.C.SetServerDisabled(ctx, fsm.ServerRef{Service: key, Server: netip.AddrPortFrom(member.IP, 3128)}, true); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the disabled server at weight 0 on the DC", func() bool {
+		w := weights(dc)
+		return len(w) == 3 && w[member.IP] == 0 && w[dc.IP] == 1
+	})
+
+	// The DC in standby: the role moves, and the old DC drains.
+	if err := member.C.SetStandby(ctx, dc.Name, true); err != nil {
+		t.Fatal(err)
+	}
+	next := c.WaitDC(others(c, dc)...)
+	if next == dc {
+		t.Fatal("the DC in standby is still DC")
+	}
+	testkit.WaitFor(t, "the node in standby at weight 0 on the new DC", func() bool {
+		w := weights(next)
+		return len(w) == 3 && w[dc.IP] == 0
+	})
+	for _, d := range next.C.Directors() {
+		if d == dc.Name {
+			t.Errorf("a node in standby is among those that can direct: %v", next.C.Directors())
+		}
+	}
+
+	if err := member.C.SetStandby(ctx, dc.Name, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := member.C.SetServerDisabled(ctx, fsm.ServerRef{Service: key, Server: netip.AddrPortFrom(member.IP, 3128)}, false); err != nil {
+		t.Fatal(err)
+	}
+	now := c.WaitDC()
+	testkit.WaitFor(t, "every server back at weight 1", func() bool {
+		w := weights(now)
+		return len(w) == 3 && w[dc.IP] == 1 && w[member.IP] == 1
+	})
+	if v := c.Checker.Violations(); len(v) != 0 {
+		t.Errorf("violations: %v", v)
+	}
+}
