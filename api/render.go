@@ -41,6 +41,13 @@ func RenderStatus(w io.Writer, st status.Status) error {
 		noQuorum = "stop"
 	}
 	fmt.Fprintf(&b, "  * no-quorum-policy: %s, takeover: %s\n", noQuorum, st.Policy.TakeoverPolicy())
+	if p := st.Policy.PreferredDC; p != "" {
+		preempt := "never takes the role from a healthy DC"
+		if st.Policy.Preempt {
+			preempt = "preempts: takes the role whenever it can direct"
+		}
+		fmt.Fprintf(&b, "  * preferred DC: %s (%s)\n", p, preempt)
+	}
 
 	if st.SkippedEntries > 0 {
 		fmt.Fprintf(&b, "  * %d log entries skipped here: this node's release cannot read them (upgrade it)\n", st.SkippedEntries)

@@ -150,7 +150,7 @@ func (n *Node) moveDC(to string) (string, error) {
 	case to == "" && len(can) == 0:
 		return "", fmt.Errorf("%w: no other node can direct (online voters with a data plane, not in standby)", ErrRefused)
 	case to == "":
-		to = can[0]
+		to = n.preferredOf(can)
 	case !slices.Contains(can, to):
 		return "", fmt.Errorf("%w: %s cannot take the DC role: it is not an online voter that can direct (those are: %s)", ErrRefused, to, strings.Join(can, ", "))
 	}
@@ -165,6 +165,15 @@ func (n *Node) moveDC(to string) (string, error) {
 		return "", fmt.Errorf("moving the DC to %s failed; this node is still DC", to)
 	}
 	return to, nil
+}
+
+// preferredOf picks, among nodes that can direct, the spec's preferred
+// DC if it is one, else the first.
+func (n *Node) preferredOf(can []string) string {
+	if p := n.fsm.Spec().Policy.PreferredDC; slices.Contains(can, p) {
+		return p
+	}
+	return can[0]
 }
 
 // refusal marks the FSM's refusal of an operator's request (a validation

@@ -255,7 +255,17 @@ func (n *Node) HandOver() {
 // again): the director stops balancing before the transfer begins, and
 // keeps its VIPs after losing leadership until it has seen the successor
 // announce them.
-func (n *Node) transfer() bool { return n.handOverTo("", "") }
+func (n *Node) transfer() bool {
+	// To the spec's preferred DC when it can take the role, else to
+	// whichever voter Raft picks.
+	can := slices.DeleteFunc(n.Directors(), func(d string) bool { return d == n.cfg.Name })
+	if p := n.fsm.Spec().Policy.PreferredDC; p != "" && slices.Contains(can, p) {
+		if s, ok := configuration(n.raft)[p]; ok {
+			return n.handOverTo(s.ID, s.Address)
+		}
+	}
+	return n.handOverTo("", "")
+}
 
 // handOverTo is transfer to the voter id at addr (any voter when id is
 // empty).

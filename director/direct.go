@@ -68,24 +68,37 @@ func (d *Director) claimFailedNow(err error) {
 	d.c.SetCannotDirect(reason)
 }
 
-// standbyMove hands the DC role on, with the graceful hand-over, once
-// this node is put in standby; while no other node can direct it stays DC
-// and says so (and tries again on the next change).
-func (t *term) standbyMove() {
-	if !t.d.c.FSM().State().Standby[t.d.c.Name()] || !t.moving.CompareAndSwap(false, true) {
+// maybeMove hands the DC role on, with the graceful hand-over, when this
+// node is put in standby (to any node that can direct, the preferred one
+// first), or when the spec's preferred DC preempts and can direct. While
+// the move cannot be made the node stays DC, says so, and tries again on
+// the next change.
+func (t *term) maybeMove() {
+	state := t.d.c.FSM().State()
+	me, policy := t.d.c.Name(), state.Spec.Policy
+	var to, why string
+	switch {
+	case state.Standby[me]:
+		why = "this node is in standby"
+	case policy.Preempt && policy.PreferredDC != me && slices.Contains(t.d.c.Directors(), policy.PreferredDC):
+		to, why = policy.PreferredDC, "the preferred DC "+policy.PreferredDC+" can direct (preempt)"
+	default:
 		return
 	}
-	t.log.Warn("this node is in standby: moving the DC role to a node that can direct")
+	if !t.moving.CompareAndSwap(false, true) {
+		return
+	}
+	t.log.Warn("moving the DC role", "why", why, "to", to)
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		to, err := t.d.c.MoveDC(t.ctx, "")
+		moved, err := t.d.c.MoveDC(t.ctx, to)
 		if err != nil {
 			t.moving.Store(false)
-			t.log.Error("in standby, but the DC role could not be moved: this node stays DC", "err", err)
+			t.log.Error("the DC role could not be moved: this node stays DC", "why", why, "err", err)
 			return
 		}
-		t.log.Info("DC role moved (standby)", "to", to)
+		t.log.Info("DC role moved", "to", moved, "why", why)
 	}()
 }
 

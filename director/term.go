@@ -55,8 +55,8 @@ type term struct {
 	// takeover.
 	recheck   *time.Timer
 	burstLeft int
-	// moving: a move of the DC role (this node is in standby) is under
-	// way on its own goroutine.
+	// moving: a move of the DC role (standby, a preferred DC that
+	// preempts) is under way on its own goroutine.
 	moving atomic.Bool
 	// handingOff: this term cannot direct and hands leadership over
 	// (direct.go); it acts on no event meanwhile.
@@ -271,7 +271,7 @@ func (t *term) handle(ev event) error {
 	}
 	switch ev {
 	case evSpec, evTakeover:
-		t.standbyMove()
+		t.maybeMove()
 		return t.place()
 	case evResume:
 		// The hand-over that failed recorded a release: claim again.
@@ -280,6 +280,9 @@ func (t *term) handle(ev event) error {
 		}
 		return t.reconcile()
 	case evMembers, evHealth, evTick:
+		if ev == evMembers {
+			t.maybeMove()
+		}
 		return t.reconcile()
 	case evBurst:
 		return t.announceBurst()

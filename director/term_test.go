@@ -511,7 +511,7 @@ func TestStandbyMovesTheDC(t *testing.T) {
 	w.c.apply(fsm.CmdNodeStandby, fsm.NodeStandby{Node: w.c.Name(), Standby: true, At: time.Now()})
 	testkit.WaitFor(t, "a move asked", func() bool { return w.c.movesAsked() == 1 })
 	testkit.WaitFor(t, "the failed move logged", func() bool {
-		return strings.Contains(w.logs.String(), "in standby, but the DC role could not be moved: this node stays DC")
+		return strings.Contains(w.logs.String(), "the DC role could not be moved: this node stays DC")
 	})
 	if !w.has("eth0") {
 		t.Error("a DC in standby that could not move gave up its VIP")
@@ -521,4 +521,42 @@ func TestStandbyMovesTheDC(t *testing.T) {
 	w.c.mu.Unlock()
 	w.c.setSpec(squid("wlc")) // the next change tries again
 	testkit.WaitFor(t, "the move asked again", func() bool { return w.c.movesAsked() == 2 })
+}
+
+// TestPreemptMovesTheDC: with preempt, a DC that is not the preferred
+// node starts moving the role to it (when it can direct) as soon as the
+// spec or the membership changes; without preempt, or while the
+// preferred node cannot direct, it does not.
+func TestPreemptMovesTheDC(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		preempt   bool
+		preferred string
+		move      bool
+	}{
+		{"preempt", true, "m40", true},
+		{"no preempt", false, "m40", false},
+		{"preferred is this node", true, "m30", false},
+		{"preferred cannot direct", true, "m50", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, nil)
+			w.c.cannot = map[string]bool{"m50": true}
+			s := squid("rr")
+			s.Policy.PreferredDC, s.Policy.Preempt = tc.preferred, tc.preempt
+			w.c.setSpec(s)
+			tm := w.d.newTerm(2)
+			tm.ctx = context.Background()
+			if err := tm.handle(evMembers); err != nil {
+				t.Fatal(err)
+			}
+			if got := tm.moving.Load(); got != tc.move {
+				t.Errorf("moving %v, want %v", got, tc.move)
+			}
+			tm.wg.Wait()
+			if want := map[bool]int{true: 1, false: 0}[tc.move]; w.c.movesAsked() != want {
+				t.Errorf("%d moves asked, want %d", w.c.movesAsked(), want)
+			}
+		})
+	}
 }

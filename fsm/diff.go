@@ -82,8 +82,21 @@ func Diff(from, to Spec) []Change {
 		out = append(out, Change{Op: Changed, What: "policy", Detail: fmt.Sprintf("no_quorum %s → %s, takeover %s → %s",
 			from.Policy.NoQuorum, to.Policy.NoQuorum, from.Policy.TakeoverPolicy(), to.Policy.TakeoverPolicy())})
 	}
+	if from.Policy.PreferredDC != to.Policy.PreferredDC || from.Policy.Preempt != to.Policy.Preempt {
+		out = append(out, Change{Op: Changed, What: "preferred DC", Detail: fmt.Sprintf("%s → %s", preferredText(from.Policy), preferredText(to.Policy))})
+	}
 	out = append(out, fencingDiff(from.Fencing, to.Fencing)...)
 	return out
+}
+
+func preferredText(p Policy) string {
+	switch {
+	case p.PreferredDC == "":
+		return "(none)"
+	case p.Preempt:
+		return p.PreferredDC + " (preempts)"
+	}
+	return p.PreferredDC
 }
 
 func vipName(v VIP) string { return v.Address.String() + " on " + orAgents(v.Interface) }

@@ -29,8 +29,10 @@ type vipOut struct {
 }
 
 type policyOut struct {
-	NoQuorum string `yaml:"no_quorum"`
-	Takeover string `yaml:"takeover"`
+	NoQuorum    string `yaml:"no_quorum"`
+	Takeover    string `yaml:"takeover"`
+	PreferredDC string `yaml:"preferred_dc,omitempty"`
+	Preempt     bool   `yaml:"preempt,omitempty"`
 }
 
 type serviceOut struct {
@@ -91,7 +93,9 @@ type fenceDeviceOut struct {
 
 // FormatServices renders spec as a services file.
 func FormatServices(spec Spec) ([]byte, error) {
-	f := fileOut{VIPs: []vipOut{}, Services: []serviceOut{}, Policy: policyOut{NoQuorum: spec.Policy.NoQuorum, Takeover: spec.Policy.TakeoverPolicy()}}
+	f := fileOut{VIPs: []vipOut{}, Services: []serviceOut{}, Policy: policyOut{
+		NoQuorum: spec.Policy.NoQuorum, Takeover: spec.Policy.TakeoverPolicy(), PreferredDC: spec.Policy.PreferredDC, Preempt: spec.Policy.Preempt,
+	}}
 	for _, v := range spec.VIPs {
 		f.VIPs = append(f.VIPs, vipOut{Address: v.Address.String(), Interface: v.Interface})
 	}

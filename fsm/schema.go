@@ -20,7 +20,8 @@ import (
 //	   registry, the VIPs' holders
 //	2  fencing: the spec's fence devices and levels, the fencing records
 //	   and device checks; witness nodes (Node.Witness)
-//	3  maintenance: nodes in standby, disabled real servers
+//	3  maintenance: nodes in standby, disabled real servers; the spec's
+//	   preferred DC
 const Schema = 3
 
 // schemaName names what a schema version added, for the operator.
@@ -31,7 +32,7 @@ func schemaName(v int) string {
 	case 2:
 		return "fencing and witness nodes"
 	case 3:
-		return "standby and disabled real servers"
+		return "standby, disabled real servers, a preferred DC"
 	}
 	return "unknown"
 }
@@ -40,6 +41,9 @@ func schemaName(v int) string {
 func (c Command) Schema() int {
 	switch c.Type {
 	case CmdSetSpec:
+		if c.SetSpec.Spec.Policy.PreferredDC != "" {
+			return 3
+		}
 		if f := c.SetSpec.Spec.Fencing; len(f.Devices) > 0 || len(f.Levels) > 0 {
 			return 2
 		}

@@ -30,6 +30,8 @@ import (
 //	policy:                      # optional
 //	  no_quorum: stop            # stop (default) | freeze (needs takeover: fence)
 //	  takeover: lease            # lease (default) | fence (needs a fencing section) | immediate
+//	  preferred_dc: m30          # optional: the node the DC role goes to when it moves
+//	  preempt: false             # true: the preferred node also takes it from a healthy DC
 //	fencing:                     # optional: fence devices (see fencing_yaml.go)
 //	services:
 //	  - name: squid              # optional, unique when given
@@ -178,6 +180,9 @@ func (p *parser) file(f servicesFile) Spec {
 		spec.Policy.NoQuorum = orDefault(pe.NoQuorum, DefaultNoQuorum)
 		spec.Policy.Takeover = orDefault(pe.Takeover, DefaultTakeover)
 		spec.Policy.Fencing = pe.Fencing.Val
+		spec.Policy.PreferredDC, spec.Policy.Preempt = pe.PreferredDC.Val, pe.Preempt.Val
+		p.at("policy.preferred_dc", pe.PreferredDC.Line)
+		p.at("policy.preempt", pe.Preempt.Line)
 		p.at("policy.no_quorum", pe.NoQuorum.Line)
 		p.at("policy.takeover", pe.Takeover.Line)
 		p.at("policy.fencing", pe.Fencing.Line)

@@ -133,6 +133,13 @@ type Policy struct {
 	Takeover string `json:"takeover,omitempty"`
 	// Fencing is the setting takeover replaced; only false is accepted.
 	Fencing bool `json:"fencing,omitempty"`
+	// PreferredDC is the node that takes the DC role whenever the role
+	// moves and it can direct (a graceful stop, a DC in standby, dc move
+	// without a node). With Preempt it also takes the role from a healthy
+	// DC as soon as it can direct, as a VRRP priority does; without, it
+	// never does (keepalived's nopreempt).
+	PreferredDC string `json:"preferred_dc,omitempty"`
+	Preempt     bool   `json:"preempt,omitempty"`
 }
 
 // TakeoverPolicy is p.Takeover, with a stored spec's empty value read as

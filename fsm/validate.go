@@ -58,6 +58,11 @@ func (s Spec) Validate() error {
 func (s Spec) validateAgainst(st State) error {
 	var v validator
 	v.fencingNodes(s.Fencing, st.Nodes)
+	if p := s.Policy.PreferredDC; p != "" {
+		if _, ok := st.Nodes[p]; !ok {
+			v.addf("policy.preferred_dc", "%s is not a node of the cluster", p)
+		}
+	}
 	return v.err()
 }
 
@@ -146,6 +151,13 @@ func (v *validator) spec(s Spec) {
 		v.addf("policy.no_quorum", "ignore is refused: a DC that loses quorum always lets go of the VIPs before another can be elected (invariant 3); use stop, or freeze with takeover: fence")
 	default:
 		v.addf("policy.no_quorum", "unknown policy %q (want stop or freeze)", s.Policy.NoQuorum)
+	}
+	if s.Policy.PreferredDC != "" {
+		if err := ValidateNodeName(s.Policy.PreferredDC); err != nil {
+			v.addf("policy.preferred_dc", "%v", err)
+		}
+	} else if s.Policy.Preempt {
+		v.addf("policy.preempt", "preempt needs a preferred_dc")
 	}
 	if s.Policy.Fencing {
 		v.addf("policy.fencing", "fencing: true is replaced by takeover: fence, with fence devices in a fencing section")

@@ -27,9 +27,11 @@ type vipEntry struct {
 }
 
 type policyEntry struct {
-	NoQuorum at[string] `yaml:"no_quorum"`
-	Takeover at[string] `yaml:"takeover"`
-	Fencing  at[bool]   `yaml:"fencing"`
+	NoQuorum    at[string] `yaml:"no_quorum"`
+	Takeover    at[string] `yaml:"takeover"`
+	Fencing     at[bool]   `yaml:"fencing"`
+	PreferredDC at[string] `yaml:"preferred_dc"`
+	Preempt     at[bool]   `yaml:"preempt"`
 }
 
 type serviceEntry struct {

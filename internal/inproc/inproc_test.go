@@ -352,3 +352,42 @@ func TestStandbyAndDisabledServer(t *testing.T) {
 		t.Errorf("violations: %v", v)
 	}
 }
+
+// TestPreferredDC: without preempt the preferred node takes the role only
+// when it moves (dc move without a node), never from a healthy DC by
+// itself; with preempt it takes it as soon as it can direct, and again
+// when it comes back after a crash.
+func TestPreferredDC(t *testing.T) {
+	c, dc := serving(t, 3)
+	// The preferred node is the last by name among the others, so a move
+	// to "any" that ignored it would pick the other one.
+	preferred := others(c, dc)[1]
+	s := spec("rr")
+	s.Policy.PreferredDC = preferred.Name
+	c.Apply(dc.Name, s)
+	c.Converged()
+	if now := c.WaitDC(); now != dc {
+		t.Fatalf("a preferred DC without preempt took the role from a healthy DC (%s → %s)", dc.Name, now.Name)
+	}
+	moved, err := others(c, preferred)[0].C.MoveDC(context.Background(), "")
+	if err != nil || moved != preferred.Name {
+		t.Fatalf("dc move without a node: %q, %v; want the preferred %s", moved, err, preferred.Name)
+	}
+	c.WaitDC()
+	// Back to another node, then preempt: the role returns at once.
+	if _, err := preferred.C.MoveDC(context.Background(), dc.Name); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, dc.Name+" to lead again", func() bool { return c.WaitDC() == dc })
+	s.Policy.Preempt = true
+	c.Apply(dc.Name, s)
+	testkit.WaitFor(t, "the preferred DC to preempt", func() bool { return c.WaitDC() == preferred })
+	c.Crash(preferred.Name)
+	rest := others(c, preferred)
+	c.WaitDC(rest...)
+	c.Restart(preferred.Name)
+	testkit.WaitFor(t, "the preferred DC to take the role back", func() bool { return c.WaitDC() == c.Node(preferred.Name) })
+	if v := c.Checker.Violations(); len(v) != 0 {
+		t.Errorf("violations: %v", v)
+	}
+}
