@@ -52,6 +52,11 @@ fuzz:
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cmd/raftlb -run '^$$' -fuzz '^FuzzParseConfigFile$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./director -run '^$$' -fuzz '^FuzzARPSender$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzReadSnapshot$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzDecodeMeta$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzDecodeRPCRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzParsePeers$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./realserver -run '^$$' -fuzz '^FuzzParseStateFile$$' -fuzztime $(FUZZTIME)
 
 # Kill the DC 20 times on loopback; prints `figure: NAME = VALUE UNIT`.
 bench:

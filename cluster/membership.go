@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -166,12 +167,27 @@ func (n *Node) loadPeers() []string {
 	if err != nil {
 		return nil
 	}
-	var peers []string
-	if err := json.Unmarshal(b, &peers); err != nil {
+	peers, err := parsePeers(b)
+	if err != nil {
 		n.logger.Warn("ignoring unreadable peers file", "file", n.peersFile(), "err", err)
 		return nil
 	}
 	return peers
+}
+
+// parsePeers reads the peers file: a JSON list of HOST:PORT gossip
+// addresses.
+func parsePeers(b []byte) ([]string, error) {
+	var peers []string
+	if err := json.Unmarshal(b, &peers); err != nil {
+		return nil, err
+	}
+	for _, p := range peers {
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			return nil, fmt.Errorf("peer %q: %w", p, err)
+		}
+	}
+	return peers, nil
 }
 
 // memberDuties runs on every node: it keeps the peers file current,

@@ -100,14 +100,24 @@ type rpcResponse struct {
 	Body     json.RawMessage `json:"body,omitempty"` // a registered operation's answer
 }
 
+// decodeRPCRequest reads one request: a JSON object of known fields, at
+// most maxRPCSize bytes.
+func decodeRPCRequest(r io.Reader) (rpcRequest, error) {
+	var req rpcRequest
+	dec := json.NewDecoder(io.LimitReader(r, maxRPCSize))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return rpcRequest{}, err
+	}
+	return req, nil
+}
+
 // handleRPC serves one RPC connection; it is the muxLayer's rpc callback.
 func (n *Node) handleRPC(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(n.rpcTimeout()))
-	var req rpcRequest
-	dec := json.NewDecoder(io.LimitReader(c, maxRPCSize))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	req, err := decodeRPCRequest(c)
+	if err != nil {
 		n.logger.Warn("bad RPC request", "remote", c.RemoteAddr().String(), "err", err)
 		_ = json.NewEncoder(c).Encode(rpcResponse{Error: "bad request: " + err.Error()})
 		return

@@ -36,7 +36,7 @@ func (s *memSink) Write(p []byte) (int, error) {
 
 // populated returns an FSM with a spec at version 3 (with fencing), two
 // nodes, a VIP holder and a fencing history.
-func populated(t *testing.T) *FSM {
+func populated(t testing.TB) *FSM {
 	t.Helper()
 	a := applier{f: New()}
 	a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: squidSpec()}))
@@ -54,7 +54,7 @@ func populated(t *testing.T) *FSM {
 	return a.f
 }
 
-func snapshotBytes(t *testing.T, f *FSM) []byte {
+func snapshotBytes(t testing.TB, f *FSM) []byte {
 	t.Helper()
 	snap, err := f.Snapshot()
 	if err != nil {

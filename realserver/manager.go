@@ -378,6 +378,11 @@ func readStateFile(path string) ([]stateFileVIP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read VIP state: %w", err)
 	}
+	return parseStateFile(b, path)
+}
+
+// parseStateFile reads the VIP state file's content.
+func parseStateFile(b []byte, path string) ([]stateFileVIP, error) {
 	var vips []stateFileVIP
 	if err := json.Unmarshal(b, &vips); err != nil {
 		return nil, fmt.Errorf("VIP state file %s is corrupt (remove it after checking `ip addr`): %w", path, err)

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -36,7 +37,8 @@ type agentFlags struct {
 	name, dataDir, bind, apiAddr, iface, dataplane, config string
 	keyFile, tlsDir, logLevel                              string
 	raftPort, gossipPort, bootstrapExpect, maxVoters       int
-	insecure, witness                                      bool
+	insecure, witness, apiTCPLoopback                      bool
+	insecureNetns                                          string
 	join                                                   stringList
 	timing                                                 cluster.Timing
 	snapshotThreshold                                      uint64
@@ -69,7 +71,9 @@ func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs.StringVar(&f.config, "config", "", "YAML file with these settings (keys are the flag names); flags override it")
 	fs.StringVar(&f.keyFile, "key-file", "", "gossip encryption key (create with: raftlb keygen -o FILE)")
 	fs.StringVar(&f.tlsDir, "tls-dir", "", "directory with ca.pem, NAME.pem and NAME-key.pem (create with: raftlb tls)")
-	fs.BoolVar(&f.insecure, "insecure", false, "run without gossip encryption and TLS (local trials only)")
+	fs.BoolVar(&f.insecure, "insecure", false, "run without gossip encryption and TLS (local trials only: every address loopback, or inside --insecure-netns)")
+	fs.StringVar(&f.insecureNetns, "insecure-netns", "", "with --insecure: the network namespace (ip netns NAME) the agent must run in, for trials on non-loopback addresses")
+	fs.BoolVar(&f.apiTCPLoopback, "api-tcp-loopback", false, "allow --api on a loopback TCP address: every local user then controls the cluster")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&f.timing.RaftHeartbeatTimeout, "raft-heartbeat-timeout", f.timing.RaftHeartbeatTimeout, "follower timeout before an election")
 	fs.DurationVar(&f.timing.RaftElectionTimeout, "raft-election-timeout", f.timing.RaftElectionTimeout, "candidate timeout")
@@ -180,8 +184,21 @@ func runAgent(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: --api: %v", cli.ErrUsage, err)
 	}
-	if apiAddr.Unix == "" && !apiAddr.TCP.Addr().IsLoopback() {
-		logger.Warn("the admin API listens on a network address without authentication; anyone who reaches it controls the cluster", "api", apiAddr.String())
+	switch {
+	case apiAddr.Unix != "":
+	case !apiAddr.TCP.Addr().IsLoopback():
+		return fmt.Errorf("%w: --api %s: the admin API has no authentication over TCP; use a unix socket (the default, mode 0600), or a loopback address with --api-tcp-loopback", cli.ErrUsage, apiAddr)
+	case !f.apiTCPLoopback:
+		return fmt.Errorf("%w: --api %s: on TCP every local user can control the cluster; say so with --api-tcp-loopback, or use a unix socket (the default)", cli.ErrUsage, apiAddr)
+	default:
+		logger.Warn("the admin API listens on loopback TCP without authentication: every local user controls the cluster", "api", apiAddr.String())
+	}
+	if f.insecure {
+		if err := insecureAllowed(bind, f.insecureNetns, "/run/netns"); err != nil {
+			return fmt.Errorf("%w: --insecure: %v", cli.ErrUsage, err)
+		}
+	} else if f.insecureNetns != "" {
+		return fmt.Errorf("%w: --insecure-netns goes with --insecure", cli.ErrUsage)
 	}
 	cfg := cluster.Config{
 		Name: f.name, BindAddr: bind, RaftPort: f.raftPort, GossipPort: f.gossipPort,
@@ -426,4 +443,32 @@ func joinAtStart(ctx context.Context, node *cluster.Node, addrs []string, logger
 		}
 		return err
 	})
+}
+
+// insecureAllowed permits --insecure only where nobody else can reach the
+// agent: on a loopback bind address, or inside the network namespace the
+// operator names (netnsDir/NAME, as ip netns keeps them, must be this
+// process's).
+func insecureAllowed(bind netip.Addr, netns, netnsDir string) error {
+	if bind.IsLoopback() || bind.IsUnspecified() {
+		return nil // an unspecified bind is refused by the cluster's own check
+	}
+	if netns == "" {
+		return fmt.Errorf("--bind %s is not loopback: without encryption and TLS anyone who reaches it can apply, remove voters and inject Raft RPCs; use a loopback address, or run in a network namespace and name it with --insecure-netns", bind)
+	}
+	if strings.ContainsAny(netns, "/\x00") || netns == "." || netns == ".." {
+		return fmt.Errorf("--insecure-netns %q: a namespace name, as ip netns list shows", netns)
+	}
+	ours, err := os.Stat("/proc/self/ns/net")
+	if err != nil {
+		return fmt.Errorf("reading this process's network namespace: %w", err)
+	}
+	named, err := os.Stat(filepath.Join(netnsDir, netns))
+	if err != nil {
+		return fmt.Errorf("network namespace %q: %w", netns, err)
+	}
+	if !os.SameFile(ours, named) {
+		return fmt.Errorf("the agent does not run in network namespace %q (start it with ip netns exec %s)", netns, netns)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,6 +88,12 @@ func TestAgentRefusesBadInput(t *testing.T) {
 		{"watchdog timeout alone", []string{"--watchdog-timeout", "10s"}, []string{"--watchdog-timeout without --watchdog"}},
 		{"watchdog timeout below the lease", []string{"--watchdog", "/dev/watchdog", "--watchdog-timeout", "1s"}, []string{"at least the VIP lease"}},
 		{"watchdog relative", []string{"--watchdog", "watchdog"}, []string{"absolute path"}},
+		{"insecure on a network address", []string{"--bind", "10.9.9.9"}, []string{"--insecure: --bind 10.9.9.9 is not loopback", "--insecure-netns"}},
+		{"insecure in a namespace it is not in", []string{"--bind", "10.9.9.9", "--insecure-netns", "raftlb-nope"}, []string{`network namespace "raftlb-nope"`}},
+		{"insecure namespace name with a slash", []string{"--bind", "10.9.9.9", "--insecure-netns", "../x"}, []string{"a namespace name"}},
+		{"insecure netns without insecure", []string{"--insecure=false", "--key-file", "/k", "--tls-dir", "/t", "--insecure-netns", "x"}, []string{"--insecure-netns goes with --insecure"}},
+		{"api on a network address", []string{"--api", "10.9.9.9:7000"}, []string{"--api 10.9.9.9:7000", "no authentication over TCP"}},
+		{"api on loopback TCP without the flag", []string{"--api", "127.0.0.1:7000"}, []string{"--api 127.0.0.1:7000", "--api-tcp-loopback"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -287,5 +294,28 @@ func TestAgentRunsAndLeaves(t *testing.T) {
 	}
 	if _, err := os.Lstat(d.sock); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the admin socket is still there after the agent stopped: %v", err)
+	}
+}
+
+// TestInsecureAllowedInTheNamedNamespace: --insecure off loopback is
+// accepted only when the agent runs in the network namespace named (here
+// a name that resolves to this process's own namespace).
+func TestInsecureAllowedInTheNamedNamespace(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Symlink("/proc/self/ns/net", filepath.Join(dir, "ours")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "other"), nil, 0o600); err != nil {
+		t.Fatal(err) // any other file is another inode
+	}
+	bind := netip.MustParseAddr("10.9.9.9")
+	if err := insecureAllowed(bind, "ours", dir); err != nil {
+		t.Errorf("in the namespace named: %v", err)
+	}
+	if err := insecureAllowed(bind, "other", dir); err == nil || !strings.Contains(err.Error(), "does not run in network namespace") {
+		t.Errorf("in another: %v", err)
+	}
+	if err := insecureAllowed(netip.MustParseAddr("127.0.0.1"), "", dir); err != nil {
+		t.Errorf("loopback: %v", err)
 	}
 }
