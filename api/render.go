@@ -31,6 +31,9 @@ func RenderStatus(w io.Writer, st status.Status) error {
 	if st.Warning != "" {
 		fmt.Fprintf(&b, "  * WARNING: %s\n", st.Warning)
 	}
+	if st.CertWarning != "" {
+		fmt.Fprintf(&b, "  * WARNING: %s\n", oneLine(st.CertWarning))
+	}
 	if st.HealthNote != "" {
 		fmt.Fprintf(&b, "  * Real servers' health unknown: %s\n", oneLine(st.HealthNote))
 	}

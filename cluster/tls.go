@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/raftlb/raftlb/fsm"
@@ -362,4 +363,38 @@ func randomSerial() (*big.Int, error) {
 	}
 	// Serials must be positive; the range is now [1, 2^128].
 	return n.Add(n, big.NewInt(1)), nil
+}
+
+// ExpiryWarnWithin is how long before a certificate or the CA expires
+// the agent starts to warn (log, status).
+const ExpiryWarnWithin = 30 * 24 * time.Hour
+
+// CertWarning says, for the TLS material LoadTLS built, when this node's
+// certificate or the cluster CA expires within ExpiryWarnWithin of now,
+// and how to renew; "" otherwise.
+func CertWarning(conf *tls.Config, now time.Time) string {
+	if conf == nil || len(conf.Certificates) == 0 || conf.Certificates[0].Leaf == nil {
+		return ""
+	}
+	leaf := conf.Certificates[0].Leaf
+	var parts []string
+	if left := leaf.NotAfter.Sub(now); left < ExpiryWarnWithin {
+		parts = append(parts, fmt.Sprintf("this node's certificate %s, at %s: issue a new one (raftlb tls cert --name %s) and restart the agent", expiresIn(left), leaf.NotAfter.UTC().Format(time.DateOnly), leaf.Subject.CommonName))
+	}
+	// The chain as it verified when the certificate was issued.
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: conf.RootCAs, CurrentTime: leaf.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err == nil && len(chains) > 0 {
+		ca := chains[0][len(chains[0])-1]
+		if left := ca.NotAfter.Sub(now); left < ExpiryWarnWithin {
+			parts = append(parts, fmt.Sprintf("the cluster CA %s, at %s: create a new CA and certificates for every node", expiresIn(left), ca.NotAfter.UTC().Format(time.DateOnly)))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func expiresIn(left time.Duration) string {
+	if left <= 0 {
+		return "has expired"
+	}
+	return fmt.Sprintf("expires in %d day(s)", int(left.Hours()/24))
 }

@@ -479,3 +479,31 @@ func TestMutualTLSClientWithoutCertificate(t *testing.T) {
 	wantErrContains(t, serverErr, "certificate")
 	wantErrContains(t, clientErr, "certificate")
 }
+
+// TestCertWarning: within 30 days of this node's certificate or of the
+// CA running out, the agent says so (log, status), with what to do.
+func TestCertWarning(t *testing.T) {
+	dir := t.TempDir()
+	if err := InitCA(dir, 400*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := IssueNodeCert(dir, "n1", []net.IP{net.IPv4(127, 0, 0, 1)}, 100*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := LoadTLS(dir, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if w := CertWarning(conf, now); w != "" {
+		t.Errorf("100 days left: %q", w)
+	}
+	w := CertWarning(conf, now.Add(80*24*time.Hour))
+	if !strings.Contains(w, "this node's certificate expires in 19 day(s)") || !strings.Contains(w, "raftlb tls cert --name n1") || strings.Contains(w, "CA") {
+		t.Errorf("20 days left on the certificate: %q", w)
+	}
+	w = CertWarning(conf, now.Add(390*24*time.Hour))
+	if !strings.Contains(w, "the cluster CA expires in") {
+		t.Errorf("10 days left on the CA: %q", w)
+	}
+}

@@ -33,6 +33,9 @@ type View struct {
 	LeaderAddr string
 	// SkippedEntries counts the log entries this node skipped (fsm.Skipped).
 	SkippedEntries uint64
+	// CertWarning says when this node's certificate or the CA expires
+	// soon (CertWarning).
+	CertWarning string
 }
 
 // NodeView is one node's line in the status view. JSON keys are part of
@@ -63,7 +66,7 @@ func (n *Node) contactTimeout() time.Duration { return 2 * n.cfg.Timing.RaftHear
 // node registry. A node cut off from the DC says so.
 func (n *Node) View() View {
 	now := time.Now()
-	st := View{Time: now.UTC(), Node: n.cfg.Name, Term: n.raft.CurrentTerm(), SkippedEntries: n.fsm.Skipped()}
+	st := View{Time: now.UTC(), Node: n.cfg.Name, Term: n.raft.CurrentTerm(), SkippedEntries: n.fsm.Skipped(), CertWarning: CertWarning(n.cfg.TLS, now)}
 	state := n.fsm.State()
 
 	var servers []raft.Server

@@ -36,6 +36,9 @@ type Status struct {
 	// SkippedEntries counts the log entries this node skipped because its
 	// release cannot read them (their proposer marked them safe to skip).
 	SkippedEntries uint64 `json:"skipped_entries,omitempty"`
+	// CertWarning says when this node's certificate or the cluster CA
+	// expires within 30 days.
+	CertWarning string `json:"cert_warning,omitempty"`
 	// HealthNote says why the real servers' health is unknown, when it is.
 	HealthNote string `json:"health_note,omitempty"`
 	// Health is the verdict a monitoring system acts on (Verdict).
@@ -127,7 +130,7 @@ type Checks map[health.Key]health.State
 func Assemble(v cluster.View, state fsm.State, checks Checks, kernel KernelFunc) Status {
 	st := Status{
 		Time: v.Time, Node: v.Node, DC: v.DC, Term: v.Term, Quorum: v.Quorum, Stale: v.Stale,
-		Warning: v.Warning, LastContactMS: v.LastContactMS, NodesConfigured: v.NodesConfigured, SkippedEntries: v.SkippedEntries,
+		Warning: v.Warning, LastContactMS: v.LastContactMS, NodesConfigured: v.NodesConfigured, SkippedEntries: v.SkippedEntries, CertWarning: v.CertWarning,
 		Nodes: v.Nodes, SpecVersion: state.Spec.Version, Policy: state.Spec.Policy,
 		Fencing: fencingStatus(state),
 	}

@@ -62,6 +62,9 @@ func judge(st Status) Verdict {
 			}
 		}
 	}
+	if st.CertWarning != "" {
+		degraded = append(degraded, st.CertWarning)
+	}
 	for _, d := range st.Fencing.Devices {
 		if d.Check != nil && !d.Check.OK {
 			degraded = append(degraded, fmt.Sprintf("fence device %s: %s failed", d.Name, d.Check.Action))

@@ -35,6 +35,8 @@ func TestJudge(t *testing.T) {
 		{"a fence device failing", func(s *Status) {
 			s.Fencing.Devices = []DeviceStatus{{Name: "ipmi", Check: &fsm.DeviceCheck{Action: fsm.CheckMonitor, Error: "x"}}}
 		}, StateDegraded, 1, []string{"fence device ipmi: monitor failed"}},
+		{"a certificate running out", func(s *Status) { s.CertWarning = "this node's certificate expires in 9 day(s)" }, StateDegraded, 1,
+			[]string{"this node's certificate expires in 9 day(s)"}},
 		{"stale", func(s *Status) { s.Stale, s.Warning = true, "catching up" }, StateDegraded, 1, []string{"stale: catching up"}},
 		{"no quorum", func(s *Status) {
 			s.DC, s.Quorum, s.Warning = "", false, "this node reaches 1 of 3 voters"

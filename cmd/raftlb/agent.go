@@ -216,6 +216,9 @@ func runAgent(args []string, stderr io.Writer) error {
 		if cfg.TLS, err = cluster.LoadTLS(f.tlsDir, f.name); err != nil {
 			return err
 		}
+		if w := cluster.CertWarning(cfg.TLS, time.Now()); w != "" {
+			logger.Warn("certificates expire soon", "warning", w)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
