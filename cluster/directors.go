@@ -21,7 +21,7 @@ import (
 
 // CanDirect reports whether this node can hold the VIPs, and why not.
 func (n *Node) CanDirect() (bool, string) {
-	if n.fsm.State().Standby[n.cfg.Name] {
+	if n.fsm.InStandby(n.cfg.Name) {
 		return false, standbyReason
 	}
 	n.gossip.mu.Lock()
@@ -81,10 +81,9 @@ func (n *Node) Directors() []string {
 			}
 		}
 	}
-	standby := n.fsm.State().Standby
 	var out []string
 	for _, m := range n.members() {
-		if m.MetaErr != nil || m.State != memberlist.StateAlive || !voters[m.Name] || standby[m.Name] {
+		if m.MetaErr != nil || m.State != memberlist.StateAlive || !voters[m.Name] || n.fsm.InStandby(m.Name) {
 			continue
 		}
 		if ok, _ := metaCanDirect(m.Meta); ok {

@@ -74,11 +74,10 @@ func (d *Director) claimFailedNow(err error) {
 // the move cannot be made the node stays DC, says so, and tries again on
 // the next change.
 func (t *term) maybeMove() {
-	state := t.d.c.FSM().State()
-	me, policy := t.d.c.Name(), state.Spec.Policy
+	me, policy := t.d.c.Name(), t.d.c.FSM().Spec().Policy
 	var to, why string
 	switch {
-	case state.Standby[me]:
+	case t.d.c.FSM().InStandby(me):
 		why = "this node is in standby"
 	case policy.Preempt && policy.PreferredDC != me && slices.Contains(t.d.c.Directors(), policy.PreferredDC):
 		to, why = policy.PreferredDC, "the preferred DC "+policy.PreferredDC+" can direct (preempt)"
@@ -137,24 +136,7 @@ func (t *term) startHandOff(ctx context.Context, why string) {
 		return
 	}
 	t.log.Error("DC that cannot direct, and no node that can is reachable: nobody holds the VIPs", "why", why)
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		defer unsubscribe()
-		tick := time.NewTicker(t.d.cfg.MembershipInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-changes:
-			case <-tick.C:
-			}
-			if t.handOff(why) {
-				return
-			}
-		}
-	}()
+	t.onMembership(ctx, changes, unsubscribe, false, func() bool { return t.handOff(why) })
 }
 
 // checkSpecOp is the RPC operation on which the DC asks a member whether

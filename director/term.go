@@ -466,6 +466,16 @@ func (t *term) startMembership(ctx context.Context) {
 	mctx, cancel := context.WithCancel(ctx)
 	t.stopMembers = cancel
 	changes, unsubscribe := t.d.c.SubscribeMembership()
+	t.onMembership(mctx, changes, unsubscribe, true, func() bool {
+		t.d.c.ReconcileMembers(mctx)
+		return false
+	})
+}
+
+// onMembership runs step on the term's goroutine group on every
+// membership change and every MembershipInterval (and at once when now),
+// until step reports it is done or ctx ends; it owns unsubscribe.
+func (t *term) onMembership(ctx context.Context, changes <-chan struct{}, unsubscribe func(), now bool, step func() (done bool)) {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -473,9 +483,12 @@ func (t *term) startMembership(ctx context.Context) {
 		tick := time.NewTicker(t.d.cfg.MembershipInterval)
 		defer tick.Stop()
 		for {
-			t.d.c.ReconcileMembers(mctx)
+			if now && step() {
+				return
+			}
+			now = true
 			select {
-			case <-mctx.Done():
+			case <-ctx.Done():
 				return
 			case <-changes:
 			case <-tick.C:

@@ -40,6 +40,14 @@ type ServerDisable struct {
 	At       time.Time `json:"at"`
 }
 
+// InStandby reports whether node is in standby, without copying the
+// state (it is asked on every membership change).
+func (f *FSM) InStandby(node string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Standby[node]
+}
+
 func (f *FSM) nodeStandby(c NodeStandby) *Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
