@@ -31,8 +31,11 @@ type Config struct {
 	// GossipKey encrypts memberlist traffic; TLS secures Raft. Both must be
 	// set unless Insecure is true.
 	GossipKey []byte
-	TLS       *tls.Config
-	Insecure  bool
+	// GossipKeys are further keys gossip accepts (a rotation in progress,
+	// LoadKeyRing); GossipKey is the one it encrypts with.
+	GossipKeys [][]byte
+	TLS        *tls.Config
+	Insecure   bool
 
 	// Dataplane is advertised to peers so status can say whether a node
 	// programs the kernel ("kernel") or runs the control plane only ("none").

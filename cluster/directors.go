@@ -134,7 +134,7 @@ func (n *Node) CallNode(ctx context.Context, name, op string, req, resp any) err
 	if err != nil {
 		return fmt.Errorf("%s request: %w", op, err)
 	}
-	r, err := n.call(ctx, addr, rpcRequest{Op: op, Body: body})
+	r, err := n.call(ctx, addr, name, rpcRequest{Op: op, Body: body})
 	if err != nil {
 		return err
 	}

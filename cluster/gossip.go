@@ -209,11 +209,12 @@ func (n *Node) newMemberlist() (*memberlist.Memberlist, error) {
 	// A node that restarts with a new address may reclaim its name quickly.
 	c.DeadNodeReclaimTime = 10 * t.GossipProbeInterval
 	if len(n.cfg.GossipKey) > 0 {
-		kr, err := memberlist.NewKeyring(nil, n.cfg.GossipKey)
+		kr, err := memberlist.NewKeyring(n.cfg.GossipKeys, n.cfg.GossipKey)
 		if err != nil {
 			return nil, fmt.Errorf("gossip keyring: %w", err)
 		}
 		c.Keyring = kr
+		n.keyring = kr
 		c.GossipVerifyIncoming = true
 		c.GossipVerifyOutgoing = true
 	}

@@ -73,7 +73,7 @@ func TestRPCRefusesToSpeakForAnotherNode(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	dc := c.waitDC()
 	liar, victim := c.followers(dc)[0], c.followers(dc)[1].Name()
-	conn, err := liar.mux.dial(dc.RaftAddr(), 5*time.Second)
+	conn, err := liar.mux.dial(dc.RaftAddr(), dc.Name(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,10 +54,27 @@ func checkPrivate(path string, mode fs.FileMode) error {
 	return nil
 }
 
-// LoadKeyFile reads a gossip key written by WriteKeyFile (or any base64 key
-// of 16, 24 or 32 bytes; surrounding whitespace is ignored). It refuses a
-// file that group or others may access.
+// MaxGossipKeys bounds a key file's keyring: the key in use and those a
+// rotation adds or retires.
+const MaxGossipKeys = 4
+
+// LoadKeyFile reads a gossip key file and returns its first key, the one
+// that encrypts (LoadKeyRing).
 func LoadKeyFile(path string) ([]byte, error) {
+	keys, err := LoadKeyRing(path)
+	if err != nil {
+		return nil, err
+	}
+	return keys[0], nil
+}
+
+// LoadKeyRing reads a gossip key file: one base64 key of 16, 24 or 32
+// bytes per line (WriteKeyFile writes one), blank lines and # comments
+// ignored. The first key encrypts; every key decrypts, which is how a key
+// is rotated without a restart: add the new key as a second line on every
+// node and reload, move it first and reload, drop the old one and reload.
+// It refuses a file that group or others may access.
+func LoadKeyRing(path string) ([][]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -82,19 +99,34 @@ func LoadKeyFile(path string) ([]byte, error) {
 	if len(data) > maxKeyFileSize {
 		return nil, fmt.Errorf("gossip key file %s is larger than %d bytes; it should hold one base64 key", path, maxKeyFileSize)
 	}
-	text := strings.TrimSpace(string(data))
-	if text == "" {
+	var keys [][]byte
+	for i, line := range strings.Split(string(data), "\n") {
+		text := strings.TrimSpace(line)
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		key, err := base64.StdEncoding.DecodeString(text)
+		if err != nil {
+			// The decoder's error quotes an offset, never the key itself.
+			return nil, fmt.Errorf("gossip key file %s, line %d: not a base64 key: %w", path, i+1, err)
+		}
+		if err := checkKeyLength(key); err != nil {
+			return nil, fmt.Errorf("gossip key file %s, line %d: %w", path, i+1, err)
+		}
+		for _, k := range keys {
+			if string(k) == string(key) {
+				return nil, fmt.Errorf("gossip key file %s, line %d: the same key twice", path, i+1)
+			}
+		}
+		keys = append(keys, key)
+	}
+	switch {
+	case len(keys) == 0:
 		return nil, fmt.Errorf("gossip key file %s is empty (create a key with: raftlb keygen)", path)
+	case len(keys) > MaxGossipKeys:
+		return nil, fmt.Errorf("gossip key file %s holds %d keys, at most %d (the key in use first, then those being rotated in or out)", path, len(keys), MaxGossipKeys)
 	}
-	key, err := base64.StdEncoding.DecodeString(text)
-	if err != nil {
-		// The decoder's error quotes an offset, never the key itself.
-		return nil, fmt.Errorf("gossip key file %s does not hold a base64 key: %w", path, err)
-	}
-	if err := checkKeyLength(key); err != nil {
-		return nil, fmt.Errorf("gossip key file %s: %w", path, err)
-	}
-	return key, nil
+	return keys, nil
 }
 
 // WriteKeyFile writes key, base64-encoded, to a new file of mode 0600. It

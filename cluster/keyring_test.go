@@ -193,3 +193,46 @@ func TestWriteKeyFileIsStandardBase64(t *testing.T) {
 		t.Errorf("file holds %q, want %q", got, want)
 	}
 }
+
+// TestLoadKeyRing: a key file may hold the keys of a rotation, one per
+// line; the first encrypts. Comments and blank lines are skipped; a
+// repeated key, too many keys, or a bad line is an error naming the line.
+func TestLoadKeyRing(t *testing.T) {
+	var keys []string
+	for range MaxGossipKeys + 1 {
+		k, err := GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, EncodeKey(k))
+	}
+	write := func(text string) string {
+		path := filepath.Join(t.TempDir(), "gossip.key")
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	ring, err := LoadKeyRing(write("# rotating\n" + keys[1] + "\n\n  " + keys[0] + "  \n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ring) != 2 || EncodeKey(ring[0]) != keys[1] || EncodeKey(ring[1]) != keys[0] {
+		t.Errorf("ring %d keys, want the two in file order", len(ring))
+	}
+	if first, err := LoadKeyFile(write(keys[1] + "\n" + keys[0] + "\n")); err != nil || EncodeKey(first) != keys[1] {
+		t.Errorf("LoadKeyFile: %v, want the first key", err)
+	}
+	for _, tc := range []struct{ text, want string }{
+		{keys[0] + "\n" + keys[0] + "\n", "line 2: the same key twice"},
+		{strings.Join(keys, "\n"), "holds 5 keys, at most 4"},
+		{keys[0] + "\nnot base64!\n", "line 2: not a base64 key"},
+		{"# only a comment\n", "is empty"},
+	} {
+		if _, err := LoadKeyRing(write(tc.text)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("LoadKeyRing(%q): %v, want %q", tc.text, err, tc.want)
+		} else if strings.Contains(err.Error(), keys[0]) {
+			t.Errorf("the error quotes a key: %v", err)
+		}
+	}
+}

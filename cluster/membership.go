@@ -112,8 +112,12 @@ func (n *Node) checkPeerTLS(ctx context.Context) error {
 		if m.Name == n.cfg.Name || m.MetaErr != nil || m.State != memberlist.StateAlive {
 			continue
 		}
-		if _, err := n.Ping(ctx, m.RaftAddr); err != nil {
-			lastErr = fmt.Errorf("joined gossip, but Raft over mutual TLS to %s (%s) failed: %w (are this node's certificate and the peer's issued by the same cluster CA?)", m.Name, m.RaftAddr, err)
+		if _, err := n.Ping(ctx, m.Name, m.RaftAddr); err != nil {
+			hint := ""
+			if !strings.Contains(err.Error(), "refused: ") {
+				hint = " (are this node's certificate and the peer's issued by the same cluster CA?)"
+			}
+			lastErr = fmt.Errorf("joined gossip, but Raft over mutual TLS to %s (%s) failed: %w%s", m.Name, m.RaftAddr, err, hint)
 			continue
 		}
 		return nil
@@ -301,7 +305,7 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 				}
 				continue
 			}
-			if _, err := n.Ping(ctx, m.RaftAddr); err != nil {
+			if _, err := n.Ping(ctx, m.Name, m.RaftAddr); err != nil {
 				if msg := err.Error(); rejected[m.Name] != msg {
 					n.logger.Warn("not admitting node to Raft: its Raft port does not answer over mutual TLS", "peer", m.Name, "raft", m.RaftAddr, "err", err)
 					rejected[m.Name] = msg
@@ -400,14 +404,33 @@ func (n *Node) removeServer(ctx context.Context, name string) error {
 			n.logger.Info("removed node from Raft", "peer", name)
 		}
 	}
-	if _, ok := n.fsm.State().Nodes[name]; ok {
-		cmd, err := fsm.EncodeCommand(fsm.CmdDeregisterNode, fsm.DeregisterNode{Name: name})
-		if err != nil {
+	d := fsm.DeregisterNode{Name: name}
+	if n.currentTLS() != nil {
+		d.Revoke = n.revocation(name, time.Now())
+	}
+	if _, ok := n.fsm.State().Nodes[name]; !ok && d.Revoke == nil {
+		return nil
+	}
+	cmd, err := fsm.EncodeCommand(fsm.CmdDeregisterNode, d)
+	if err != nil {
+		return err
+	}
+	_, err = n.applyLocal(cmd)
+	var se *fsm.SchemaError
+	if errors.As(err, &se) && d.Revoke != nil {
+		// A node of an older release cannot read a revocation: remove
+		// without one, and say what that leaves open.
+		n.logger.Warn("removing the node without revoking its certificate: some nodes cannot read a revocation yet", "peer", name, "err", err)
+		if cmd, err = fsm.EncodeCommand(fsm.CmdDeregisterNode, fsm.DeregisterNode{Name: name}); err != nil {
 			return err
 		}
-		if _, err := n.applyLocal(cmd); err != nil {
-			return fmt.Errorf("deregister %s: %w", name, err)
-		}
+		_, err = n.applyLocal(cmd)
+	}
+	if err != nil {
+		return fmt.Errorf("deregister %s: %w", name, err)
+	}
+	if d.Revoke != nil {
+		n.logger.Info("revoked the certificates of the removed node", "peer", name, "serials", strings.Join(d.Revoke.Serials, ","), "issued_before", d.Revoke.IssuedBefore.Format(time.RFC3339))
 	}
 	return nil
 }
@@ -474,11 +497,11 @@ func (n *Node) askDC(ctx context.Context, req rpcRequest) error {
 func (n *Node) forward(ctx context.Context, req rpcRequest) (rpcResponse, error) {
 	var resp rpcResponse
 	err := retry.Do(ctx, retry.Policy{Interval: forwardRetry}, func(context.Context, int) error {
-		addr, _ := n.raft.LeaderWithID()
+		addr, id := n.raft.LeaderWithID()
 		if addr == "" {
 			return ErrNoDC
 		}
-		r, err := n.call(ctx, string(addr), req)
+		r, err := n.call(ctx, string(addr), string(id), req)
 		switch {
 		case err != nil:
 			return err

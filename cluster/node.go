@@ -52,6 +52,8 @@ type Node struct {
 	// never bootstraps again.
 	hadState bool
 	// handlers serve the RPC operations other packages registered.
+	keyring    *memberlist.Keyring // nil when insecure
+	serials    seenSerials         // certificate serials each peer used (identity.go)
 	handlersMu sync.Mutex
 	handlers   map[string]Handler
 	checkSpec  SpecCheck
@@ -192,7 +194,7 @@ func (n *Node) startRaft() error {
 	}
 
 	bind := netip.AddrPortFrom(n.cfg.BindAddr, uint16(n.cfg.RaftPort))
-	mux, err := newMuxLayer(bind, n.cfg.TLS, n.handleRPC, n.cfg.Filter, n.logger.With("subsystem", "transport"))
+	mux, err := newMuxLayer(bind, n.cfg.TLS, n.handleRPC, n.checkPeer, n.cfg.Filter, n.logger.With("subsystem", "transport"))
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -54,7 +55,7 @@ func (n *Node) handler(op string) Handler {
 // CallDC sends a registered operation to the current DC and decodes its
 // answer into resp. It fails at once when no DC is known.
 func (n *Node) CallDC(ctx context.Context, op string, req, resp any) error {
-	addr, _ := n.raft.LeaderWithID()
+	addr, id := n.raft.LeaderWithID()
 	if addr == "" {
 		return ErrNoDC
 	}
@@ -62,7 +63,7 @@ func (n *Node) CallDC(ctx context.Context, op string, req, resp any) error {
 	if err != nil {
 		return fmt.Errorf("%s request: %w", op, err)
 	}
-	r, err := n.call(ctx, string(addr), rpcRequest{Op: op, Body: body})
+	r, err := n.call(ctx, string(addr), string(id), rpcRequest{Op: op, Body: body})
 	if err != nil {
 		return err
 	}
@@ -125,8 +126,19 @@ func (n *Node) handleRPC(c net.Conn) {
 	// With TLS the certificate names the caller; a peer may only speak for
 	// itself.
 	if cn := peerName(c); cn != "" && cn != req.From {
+		n.logger.Warn("refused an RPC sent in another node's name", "certificate", cn, "claims", req.From, "op", req.Op, "remote", c.RemoteAddr().String())
 		_ = json.NewEncoder(c).Encode(rpcResponse{Error: fmt.Sprintf("certificate is for %q, request claims %q", cn, req.From)})
 		return
+	}
+	// Anyone the CA vouches for may ping (a joining node proves its
+	// certificate so); everything else is for members.
+	if req.Op != opPing {
+		remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+		if err := n.requireMember(req.From, remote.Addr().Unmap()); err != nil {
+			n.logger.Warn("refused an RPC from a node that is not a member", "from", req.From, "op", req.Op, "err", err)
+			_ = json.NewEncoder(c).Encode(rpcResponse{Error: "refused: " + err.Error()})
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.rpcTimeout())
 	defer cancel()
@@ -219,14 +231,15 @@ func wireToResult(resp rpcResponse) (ApplyResult, error) {
 	return ApplyResult{Version: resp.Version, Changed: resp.Changed}, nil
 }
 
-// call sends one RPC to a peer's Raft address.
-func (n *Node) call(ctx context.Context, addr string, req rpcRequest) (rpcResponse, error) {
+// call sends one RPC to a peer's Raft address; the peer must present the
+// certificate of node expect ("": of the node configured at addr).
+func (n *Node) call(ctx context.Context, addr, expect string, req rpcRequest) (rpcResponse, error) {
 	req.From = n.cfg.Name
 	timeout := n.rpcTimeout()
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
 	}
-	c, err := n.mux.dial(addr, timeout)
+	c, err := n.mux.dial(addr, expect, timeout)
 	if err != nil {
 		return rpcResponse{}, err
 	}
@@ -248,9 +261,9 @@ func (n *Node) call(ctx context.Context, addr string, req rpcRequest) (rpcRespon
 }
 
 // Ping proves that addr speaks raftlb RPC and, with TLS, that both sides'
-// certificates come from the same CA.
-func (n *Node) Ping(ctx context.Context, addr string) (string, error) {
-	resp, err := n.call(ctx, addr, rpcRequest{Op: opPing})
+// certificates come from the same CA and the one at addr is node name's.
+func (n *Node) Ping(ctx context.Context, name, addr string) (string, error) {
+	resp, err := n.call(ctx, addr, name, rpcRequest{Op: opPing})
 	if err != nil {
 		return "", err
 	}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -100,10 +101,70 @@ func initCAAt(dir string, validity time.Duration, now time.Time) error {
 // the CA's, as it could not be verified past that. Existing files are not
 // replaced.
 func IssueNodeCert(dir, node string, ips []net.IP, validity time.Duration) error {
-	return issueNodeCertAt(dir, node, ips, validity, time.Now())
+	return issueNodeCertAt(dir, dir, node, ips, validity, time.Now())
 }
 
-func issueNodeCertAt(dir, node string, ips []net.IP, validity time.Duration, now time.Time) error {
+// IssueNodeDir issues node's certificate with the CA in caDir into outDir
+// (created 0700), with a copy of ca.pem: the node's whole TLS directory,
+// and nothing of the CA's private key. outDir must be another directory
+// than caDir, and must not hold a CA key.
+func IssueNodeDir(caDir, outDir, node string, ips []net.IP, validity time.Duration) error {
+	if err := fsm.ValidateNodeName(node); err != nil {
+		return err
+	}
+	if _, err := readCACert(caDir, time.Now()); err != nil {
+		return err
+	}
+	if same, err := sameDir(caDir, outDir); err != nil {
+		return err
+	} else if same {
+		return fmt.Errorf("--out %s is the CA's directory: a node's TLS directory must not hold %s; name a directory of its own", outDir, caKeyFile)
+	}
+	if _, err := os.Lstat(filepath.Join(outDir, caKeyFile)); err == nil {
+		return fmt.Errorf("%s holds a CA private key (%s): a node's TLS directory must not; name another directory", outDir, caKeyFile)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(caDir, caCertFile))
+	if err != nil {
+		return fmt.Errorf("read the cluster CA: %w", err)
+	}
+	if err := os.MkdirAll(outDir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", outDir, err)
+	}
+	outCA := filepath.Join(outDir, caCertFile)
+	if have, err := os.ReadFile(outCA); err == nil {
+		if !bytes.Equal(have, caPEM) {
+			return fmt.Errorf("%s holds another CA's certificate than %s; name another directory", outCA, filepath.Join(caDir, caCertFile))
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", outCA, err)
+	}
+	if err := issueNodeCertAt(caDir, outDir, node, ips, validity, time.Now()); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(outCA); errors.Is(err, fs.ErrNotExist) {
+		if err := writeNewFile(outCA, caPEM, 0o644, "CA certificate"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sameDir reports whether a and b are one directory (b may not exist yet).
+func sameDir(a, b string) (bool, error) {
+	ai, err := os.Stat(a)
+	if err != nil {
+		return false, fmt.Errorf("CA directory: %w", err)
+	}
+	bi, err := os.Stat(b)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	return os.SameFile(ai, bi), nil
+}
+
+func issueNodeCertAt(caDir, dir, node string, ips []net.IP, validity time.Duration, now time.Time) error {
 	if err := fsm.ValidateNodeName(node); err != nil {
 		return err
 	}
@@ -115,7 +176,7 @@ func issueNodeCertAt(dir, node string, ips []net.IP, validity time.Duration, now
 			return fmt.Errorf("invalid IP address %v for the certificate of node %s", ip, node)
 		}
 	}
-	ca, caKey, err := loadCA(dir, now)
+	ca, caKey, err := loadCA(caDir, now)
 	if err != nil {
 		return err
 	}

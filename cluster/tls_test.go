@@ -308,7 +308,7 @@ func TestLoadTLSErrors(t *testing.T) {
 	t.Run("expired", func(t *testing.T) {
 		later := now.Add(2 * time.Hour)
 		d := newTestCA(t)
-		if err := issueNodeCertAt(d, "n1", nil, time.Hour, now); err != nil {
+		if err := issueNodeCertAt(d, d, "n1", nil, time.Hour, now); err != nil {
 			t.Fatal(err)
 		}
 		_, err := loadTLSAt(d, "n1", later)
@@ -320,7 +320,7 @@ func TestLoadTLSErrors(t *testing.T) {
 	})
 	t.Run("not yet valid", func(t *testing.T) {
 		d := newTestCA(t)
-		if err := issueNodeCertAt(d, "n1", nil, time.Hour, now.Add(time.Hour)); err != nil {
+		if err := issueNodeCertAt(d, d, "n1", nil, time.Hour, now.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		_, err := loadTLSAt(d, "n1", now.Add(-clockSkew))

@@ -3,12 +3,15 @@ package cluster
 import (
 	"bufio"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -26,11 +29,17 @@ const handshakeTimeout = 5 * time.Second
 // muxLayer is a raft.StreamLayer over TCP (with mutual TLS unless insecure)
 // that hands Raft connections to Raft and raftlb RPC connections to rpc.
 type muxLayer struct {
-	ln     net.Listener
-	tls    *tls.Config
-	local  netip.Addr // outgoing connections are sourced from --bind
-	rpc    func(net.Conn)
-	logger *slog.Logger
+	ln net.Listener
+	// tls is the current mutual-TLS configuration (nil: insecure); a
+	// reload swaps it, and new connections use the new one.
+	tls   atomic.Pointer[tls.Config]
+	local netip.Addr // outgoing connections are sourced from --bind
+	rpc   func(net.Conn)
+	// check decides whether the verified peer of a connection is who it
+	// must be (cluster/identity.go); nil accepts any peer the CA signed.
+	check    func(peer) error
+	logger   *slog.Logger
+	refusals *repeats // a refused peer is logged once a minute, not per retry
 	// filter, set only by tests, cuts traffic to and from chosen peers.
 	filter *NetFilter
 
@@ -40,16 +49,32 @@ type muxLayer struct {
 	wg        sync.WaitGroup
 }
 
-func newMuxLayer(addr netip.AddrPort, tlsConf *tls.Config, rpc func(net.Conn), filter *NetFilter, logger *slog.Logger) (*muxLayer, error) {
+// peer is what a connection's check sees: the certificate the peer
+// presented (verified against the CA), where it is, and what it is for.
+type peer struct {
+	cert   *x509.Certificate
+	remote netip.Addr
+	// outbound: this node dialed address (expect: the node it meant to
+	// reach, "" when it only knew the address); else the peer dialed in
+	// for Raft (raft) or for RPC.
+	outbound bool
+	address  string
+	expect   string
+	raft     bool
+}
+
+func newMuxLayer(addr netip.AddrPort, tlsConf *tls.Config, rpc func(net.Conn), check func(peer) error, filter *NetFilter, logger *slog.Logger) (*muxLayer, error) {
 	ln, err := net.Listen("tcp", addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w", addr, err)
 	}
 	m := &muxLayer{
-		ln: ln, tls: tlsConf, local: addr.Addr(), rpc: rpc, filter: filter, logger: logger,
+		ln: ln, local: addr.Addr(), rpc: rpc, check: check, filter: filter, logger: logger,
+		refusals:  newRepeats(time.Now),
 		raftConns: make(chan net.Conn),
 		closed:    make(chan struct{}),
 	}
+	m.tls.Store(tlsConf)
 	m.wg.Add(1)
 	go m.serve()
 	return m, nil
@@ -88,8 +113,9 @@ func (m *muxLayer) route(c net.Conn) {
 	}
 	conn := c
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
-	if m.tls != nil {
-		tc := tls.Server(c, m.tls)
+	var tc *tls.Conn
+	if conf := m.tls.Load(); conf != nil {
+		tc = tls.Server(c, conf)
 		if err := tc.Handshake(); err != nil {
 			m.logger.Warn("rejected raft connection: TLS handshake failed",
 				"remote", c.RemoteAddr().String(), "err", err)
@@ -106,13 +132,32 @@ func (m *muxLayer) route(c net.Conn) {
 	}
 	_ = c.SetDeadline(time.Time{})
 	pc := &peekedConn{Conn: conn, r: br}
-	if first[0] == rpcMagic {
+	isRPC := first[0] == rpcMagic
+	var rc net.Conn = pc
+	if tc != nil && m.check != nil {
+		remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+		p := peer{cert: tc.ConnectionState().PeerCertificates[0], remote: remote.Addr().Unmap(), raft: !isRPC}
+		if err := m.check(p); err != nil {
+			m.refused(p, err)
+			if isRPC {
+				// The caller reads the refusal as the answer to its request.
+				_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
+				_ = json.NewEncoder(conn).Encode(rpcResponse{Error: "refused: " + err.Error()})
+			}
+			_ = conn.Close()
+			return
+		}
+		if !isRPC {
+			rc = newHeaderCheck(pc, br, p.cert.Subject.CommonName, func(err error) { m.refused(p, err) })
+		}
+	}
+	if isRPC {
 		_, _ = br.ReadByte()
 		m.rpc(pc)
 		return
 	}
 	select {
-	case m.raftConns <- pc:
+	case m.raftConns <- rc:
 	case <-m.closed:
 		_ = conn.Close()
 	}
@@ -143,14 +188,38 @@ func (m *muxLayer) Wait() { m.wg.Wait() }
 
 func (m *muxLayer) Addr() net.Addr { return m.ln.Addr() }
 
-// Dial implements raft.StreamLayer.
+// refused logs a peer the check turned away: once per peer and reason a
+// minute, as Raft retries a refused connection on every heartbeat.
+func (m *muxLayer) refused(p peer, err error) {
+	key := fmt.Sprintf("%s %s %v", p.cert.Subject.CommonName, p.remote, err)
+	if say, suppressed := m.refusals.say(key); say {
+		args := []any{"certificate", p.cert.Subject.CommonName, "serial", certSerial(p.cert), "err", err}
+		if p.outbound {
+			args = append(args, "dialed", p.address)
+		} else {
+			args = append(args, "remote", p.remote.String())
+		}
+		if suppressed > 0 {
+			args = append(args, "repeated", suppressed)
+		}
+		m.logger.Warn("refused a peer whose certificate is not the node it must be", args...)
+	}
+}
+
+// setTLS swaps the TLS configuration new connections use.
+func (m *muxLayer) setTLS(conf *tls.Config) { m.tls.Store(conf) }
+
+// Dial implements raft.StreamLayer. Raft knows only the address; the
+// check finds the node configured there.
 func (m *muxLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return m.dial(string(address), timeout)
+	return m.dial(string(address), "", timeout)
 }
 
 // dial opens a connection to a peer's Raft port, completing the TLS
-// handshake so a certificate problem surfaces here with its real cause.
-func (m *muxLayer) dial(address string, timeout time.Duration) (net.Conn, error) {
+// handshake so a certificate problem surfaces here with its real cause,
+// and checking that the peer is expect (or whoever is configured at
+// address).
+func (m *muxLayer) dial(address, expect string, timeout time.Duration) (net.Conn, error) {
 	if !m.filter.allowedAddr(address) {
 		return nil, fmt.Errorf("dial %s: blocked by test partition", address)
 	}
@@ -163,16 +232,26 @@ func (m *muxLayer) dial(address string, timeout time.Duration) (net.Conn, error)
 	if raw == nil {
 		return nil, fmt.Errorf("dial %s: blocked by test partition", address)
 	}
-	if m.tls == nil {
+	conf := m.tls.Load()
+	if conf == nil {
 		return raw, nil
 	}
-	tc := tls.Client(raw, m.tls)
+	tc := tls.Client(raw, conf)
 	_ = tc.SetDeadline(time.Now().Add(timeout))
 	if err := tc.Handshake(); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("TLS to %s: %w", address, err)
 	}
 	_ = tc.SetDeadline(time.Time{})
+	if m.check != nil {
+		remote, _ := netip.ParseAddrPort(address)
+		p := peer{cert: tc.ConnectionState().PeerCertificates[0], remote: remote.Addr().Unmap(), outbound: true, address: address, expect: expect}
+		if err := m.check(p); err != nil {
+			m.refused(p, err)
+			tc.Close()
+			return nil, fmt.Errorf("%s: %w", address, err)
+		}
+	}
 	return tc, nil
 }
 

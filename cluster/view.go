@@ -66,7 +66,7 @@ func (n *Node) contactTimeout() time.Duration { return 2 * n.cfg.Timing.RaftHear
 // node registry. A node cut off from the DC says so.
 func (n *Node) View() View {
 	now := time.Now()
-	st := View{Time: now.UTC(), Node: n.cfg.Name, Term: n.raft.CurrentTerm(), SkippedEntries: n.fsm.Skipped(), CertWarning: CertWarning(n.cfg.TLS, now)}
+	st := View{Time: now.UTC(), Node: n.cfg.Name, Term: n.raft.CurrentTerm(), SkippedEntries: n.fsm.Skipped(), CertWarning: CertWarning(n.currentTLS(), now)}
 	state := n.fsm.State()
 
 	var servers []raft.Server

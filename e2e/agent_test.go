@@ -39,12 +39,14 @@ type process struct {
 }
 
 // addAgent defines agent n<host> at 127.0.<block>.<host> with free ports
-// and a certificate issued by the CA in tlsDir; it does not start it.
-func (c *cluster) addAgent(host int, keyFile, tlsDir string, bootstrapExpect int) *agent {
+// and a TLS directory of its own issued by the CA in caDir (as `raftlb
+// tls cert --out` makes it: never the CA's key); it does not start it.
+func (c *cluster) addAgent(host int, keyFile, caDir string, bootstrapExpect int) *agent {
 	c.t.Helper()
 	name := fmt.Sprintf("n%d", host)
 	ip := fmt.Sprintf("127.0.%d.%d", c.block, host)
-	c.mustRaftlb("tls", "cert", "--dir", tlsDir, "--name", name, "--ip", ip)
+	tlsDir := filepath.Join(c.dir, name+"-tls")
+	c.mustRaftlb("tls", "cert", "--dir", caDir, "--name", name, "--ip", ip, "--out", tlsDir)
 	raftPort, gossipPort := freePorts(c.t, ip)
 	a := &agent{
 		name: name, ip: ip, raftPort: raftPort, gossipPort: gossipPort,

@@ -32,6 +32,7 @@ const (
 	blockCutOff
 	blockSpec
 	blockMaintenance
+	blockRotation
 	blockBench = 50
 )
 

@@ -20,6 +20,13 @@ func (st State) Clone() State {
 	out.Schema = st.Schema
 	out.Standby = maps.Clone(st.Standby)
 	out.Disabled = slices.Clone(st.Disabled)
+	if st.Revoked != nil {
+		out.Revoked = make([]Revocation, len(st.Revoked))
+		for i, r := range st.Revoked {
+			r.Serials = slices.Clone(r.Serials)
+			out.Revoked[i] = r
+		}
+	}
 	return out
 }
 

@@ -102,6 +102,10 @@ type SetSpec struct {
 // DeregisterNode removes a node from the registry.
 type DeregisterNode struct {
 	Name string `json:"name"`
+	// Revoke, when set, revokes the node's certificates in the same
+	// entry, so a removed node is never a member with a usable
+	// certificate nor a former member with one.
+	Revoke *Revocation `json:"revoke,omitempty"`
 }
 
 // Command is a decoded command. Exactly one payload field is set, the one
@@ -211,7 +215,10 @@ func DecodeCommand(b []byte) (Command, error) {
 			cmd.Node.JoinedAt = canonicalTime(cmd.Node.JoinedAt)
 		}
 	case CmdDeregisterNode:
-		cmd.Deregister, err = decodePayload[DeregisterNode](b[2:])
+		if cmd.Deregister, err = decodePayload[DeregisterNode](b[2:]); err == nil && cmd.Deregister.Revoke != nil {
+			r := cmd.Deregister.Revoke.canonical()
+			cmd.Deregister.Revoke = &r
+		}
 	case CmdClaimVIPs:
 		if cmd.ClaimVIPs, err = decodePayload[ClaimVIPs](b[2:]); err == nil {
 			cmd.ClaimVIPs.At = canonicalTime(cmd.ClaimVIPs.At)

@@ -124,7 +124,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	case CmdRegisterNode:
 		res = f.registerNode(*cmd.Node)
 	case CmdDeregisterNode:
-		res = f.deregisterNode(cmd.Deregister.Name)
+		res = f.deregisterNode(*cmd.Deregister)
 	case CmdClaimVIPs:
 		res = f.claimVIPs(*cmd.ClaimVIPs)
 	case CmdReleaseVIPs:
@@ -211,16 +211,30 @@ func (f *FSM) registerNode(n Node) *Result {
 	return res
 }
 
-func (f *FSM) deregisterNode(name string) *Result {
+func (f *FSM) deregisterNode(d DeregisterNode) *Result {
+	var problems []Problem
+	if d.Name == "" {
+		problems = append(problems, Problem{Path: "name", Message: "required"})
+	}
+	if d.Revoke != nil {
+		problems = append(problems, d.Revoke.validate()...)
+		if d.Revoke.Node != d.Name {
+			problems = append(problems, Problem{Path: "revoke.node", Message: fmt.Sprintf("revokes %q while removing %q", d.Revoke.Node, d.Name)})
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	res := &Result{Version: f.state.Spec.Version}
-	if name == "" {
-		res.Err = &ValidationError{Problems: []Problem{{Path: "name", Message: "required"}}}
+	if len(problems) > 0 {
+		res.Err = &ValidationError{Problems: problems}
 		return res
 	}
-	if _, ok := f.state.Nodes[name]; ok {
-		delete(f.state.Nodes, name)
+	if _, ok := f.state.Nodes[d.Name]; ok {
+		delete(f.state.Nodes, d.Name)
+		res.Changed = true
+	}
+	if d.Revoke != nil {
+		f.revoke(*d.Revoke)
 		res.Changed = true
 	}
 	return res

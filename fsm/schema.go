@@ -22,7 +22,8 @@ import (
 //	   and device checks; witness nodes (Node.Witness)
 //	3  maintenance: nodes in standby, disabled real servers; the spec's
 //	   preferred DC
-const Schema = 3
+//	4  revoked certificates (a removal that revokes)
+const Schema = 4
 
 // schemaName names what a schema version added, for the operator.
 func schemaName(v int) string {
@@ -33,6 +34,8 @@ func schemaName(v int) string {
 		return "fencing and witness nodes"
 	case 3:
 		return "standby, disabled real servers, a preferred DC"
+	case 4:
+		return "revoked certificates"
 	}
 	return "unknown"
 }
@@ -55,6 +58,10 @@ func (c Command) Schema() int {
 		return 2
 	case CmdNodeStandby, CmdServerDisable:
 		return 3
+	case CmdDeregisterNode:
+		if c.Deregister.Revoke != nil {
+			return 4
+		}
 	}
 	return 1
 }

@@ -127,6 +127,14 @@ func readSnapshot(r io.Reader) (State, error) {
 		c.At = canonicalTime(c.At)
 		st.DeviceChecks[name] = c
 	}
+	seen := map[string]bool{}
+	for i, r := range st.Revoked {
+		if ps := r.validate(); len(ps) > 0 || seen[r.Node] {
+			return State{}, fmt.Errorf("revoked certificates: invalid record for %q", r.Node)
+		}
+		seen[r.Node] = true
+		st.Revoked[i] = r.canonical()
+	}
 	return st, nil
 }
 

@@ -27,6 +27,9 @@ type State struct {
 	// (fsm/maintenance.go).
 	Standby  map[string]bool `json:"standby,omitempty"`
 	Disabled []ServerRef     `json:"disabled,omitempty"`
+	// Revoked is the removed nodes' certificates, by node name
+	// (fsm/revoke.go): every connection is checked against it.
+	Revoked []Revocation `json:"revoked,omitempty"`
 }
 
 // Spec is the declarative service definition submitted with `raftlb apply`.

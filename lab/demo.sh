@@ -50,13 +50,13 @@ done
 bold "3. Secrets: an encrypted gossip key and a CA with one certificate per machine"
 run "$R" keygen -o "$D/key" >/dev/null
 run "$R" tls init --dir "$D/tls" >/dev/null
-for n in "${NODES[@]}"; do "$R" tls cert --dir "$D/tls" --name "$n" --ip "$(ip_of "$n")" >/dev/null; done
+for n in "${NODES[@]}"; do "$R" tls cert --dir "$D/tls" --name "$n" --ip "$(ip_of "$n")" --out "$D/tls-$n" >/dev/null; done
 
 bold "4. One raftlb agent per machine, the same command everywhere"
 for n in "${NODES[@]}"; do
 	ip netns exec "$n" "$R" agent --name "$n" --bind "$(ip_of "$n")" --data-dir "$D/$n" \
 		--api "$(sock "$n")" --bootstrap-expect 3 --interface eth0 \
-		--key-file "$D/key" --tls-dir "$D/tls" >"$OUT/agent-$n.log" 2>&1 &
+		--key-file "$D/key" --tls-dir "$D/tls-$n" >"$OUT/agent-$n.log" 2>&1 &
 	echo $! >"$D/$n.pid"
 done
 say "  ip netns exec m30 raftlb agent --name m30 --bind 172.95.69.30 --bootstrap-expect 3 --interface eth0 ..."

@@ -103,7 +103,7 @@ func newRaftlbClusterWith(t *testing.T, extra map[string][]string) *rcluster {
 		c.ns[n] = h
 	}
 	for _, n := range lab.Nodes() {
-		c.l.Run("", r, "tls", "cert", "--dir", filepath.Join(c.dir, "tls"), "--name", n, "--ip", lab.IP(n))
+		c.l.Run("", r, "tls", "cert", "--dir", filepath.Join(c.dir, "tls"), "--name", n, "--ip", lab.IP(n), "--out", filepath.Join(c.dir, "tls-"+n))
 		c.startServe(n)
 		c.sysctls0[n] = c.sysctls(n, nodeSysctls("eth0")...)
 	}
@@ -148,7 +148,7 @@ func (c *rcluster) startAgent(n string) {
 	args := []string{c.l.Bin("raftlb"), "agent",
 		"--name", n, "--bind", lab.IP(n), "--data-dir", filepath.Join(c.dir, n),
 		"--api", "unix://" + c.sock(n), "--bootstrap-expect", "3", "--interface", "eth0",
-		"--key-file", filepath.Join(c.dir, "key"), "--tls-dir", filepath.Join(c.dir, "tls")}
+		"--key-file", filepath.Join(c.dir, "key"), "--tls-dir", filepath.Join(c.dir, "tls-"+n)}
 	args = append(append(args, raftTiming()...), c.extra[n]...)
 	p, err := c.l.Start(n, fmt.Sprintf("agent-%s-%d", n, c.starts[n]), args...)
 	if err != nil {

@@ -34,12 +34,12 @@ now_ms() { date +%s%3N; }
 say "Secrets: one gossip key and a CA with a certificate per node"
 "$R" keygen -o "$D/key"
 "$R" tls init --dir "$D/tls"
-for i in 1 2 3; do "$R" tls cert --dir "$D/tls" --name "n$i" --ip "127.0.0.$i" >/dev/null; done
+for i in 1 2 3; do "$R" tls cert --dir "$D/tls" --name "n$i" --ip "127.0.0.$i" --out "$D/tls-n$i" >/dev/null; done
 
 say "Three agents on 127.0.0.1-3 (logs in $D/n*.log)"
 start() {
 	"$R" agent --name "n$1" --data-dir "$D/d$1" --bind "127.0.0.$1" --api "$(sock "$1")" \
-		--bootstrap-expect 3 --dataplane none --key-file "$D/key" --tls-dir "$D/tls" 2>>"$D/n$1.log" &
+		--bootstrap-expect 3 --dataplane none --key-file "$D/key" --tls-dir "$D/tls-n$1" 2>>"$D/n$1.log" &
 	pids[$1]=$!
 }
 for i in 1 2 3; do start "$i"; done

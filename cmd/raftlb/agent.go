@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -210,14 +211,13 @@ func runAgent(args []string, stderr io.Writer) error {
 		if f.keyFile == "" || f.tlsDir == "" {
 			return fmt.Errorf("%w: --key-file and --tls-dir are required (create them with `raftlb keygen` and `raftlb tls`), or pass --insecure for a local trial", cli.ErrUsage)
 		}
-		if cfg.GossipKey, err = cluster.LoadKeyFile(f.keyFile); err != nil {
+		keys, err := cluster.LoadKeyRing(f.keyFile)
+		if err != nil {
 			return err
 		}
-		if cfg.TLS, err = cluster.LoadTLS(f.tlsDir, f.name); err != nil {
+		cfg.GossipKey, cfg.GossipKeys = keys[0], keys[1:]
+		if cfg.TLS, err = loadAgentTLS(f.tlsDir, f.name, logger); err != nil {
 			return err
-		}
-		if w := cluster.CertWarning(cfg.TLS, time.Now()); w != "" {
-			logger.Warn("certificates expire soon", "warning", w)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -242,6 +242,12 @@ func runAgent(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if !f.insecure {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go reloadOnHUP(ctx, hup, node, f, logger)
+	}
 	// The director runs on every node: with a data plane it holds the VIPs
 	// and the IPVS table while DC; without one it still runs the DC's
 	// membership duties.
@@ -446,6 +452,48 @@ func joinAtStart(ctx context.Context, node *cluster.Node, addrs []string, logger
 		}
 		return err
 	})
+}
+
+// loadAgentTLS loads the node's TLS material from dir, refusing a
+// directory that holds the CA's private key (whoever reads it mints
+// certificates the cluster accepts), and warns of a certificate or CA that
+// expires soon.
+func loadAgentTLS(dir, name string, logger *slog.Logger) (*tls.Config, error) {
+	if _, err := os.Lstat(filepath.Join(dir, "ca-key.pem")); err == nil {
+		return nil, fmt.Errorf("--tls-dir %s holds ca-key.pem, the cluster CA's private key: whoever can read it on this node mints certificates the cluster accepts. Keep it on the machine where certificates are issued, and give the node a directory of its own (raftlb tls cert --out DIR)", dir)
+	}
+	conf, err := cluster.LoadTLS(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	if w := cluster.CertWarning(conf, time.Now()); w != "" {
+		logger.Warn("certificates expire soon", "warning", w)
+	}
+	return conf, nil
+}
+
+// reloadOnHUP reloads the gossip keys and the TLS material on SIGHUP
+// (systemctl reload raftlb) without a restart. What fails to load is
+// logged and the material in use is kept.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, node *cluster.Node, f *agentFlags, logger *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		logger.Info("SIGHUP: reloading the gossip keys and the TLS certificate")
+		if keys, err := cluster.LoadKeyRing(f.keyFile); err != nil {
+			logger.Error("reload: keeping the gossip keys in use", "err", err)
+		} else if err := node.ReloadGossipKeys(keys); err != nil {
+			logger.Error("reload: keeping the gossip keys in use", "err", err)
+		}
+		if conf, err := loadAgentTLS(f.tlsDir, f.name, logger); err != nil {
+			logger.Error("reload: keeping the TLS certificate in use", "err", err)
+		} else if err := node.ReloadTLS(conf); err != nil {
+			logger.Error("reload: keeping the TLS certificate in use", "err", err)
+		}
+	}
 }
 
 // insecureAllowed permits --insecure only where nobody else can reach the

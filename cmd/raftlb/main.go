@@ -37,7 +37,7 @@ Usage:
   raftlb keygen  [-o FILE]                                       create a gossip encryption key
   raftlb genhash [--server-name NAME] [--verify-tls] URL         print a page's MD5/SHA-256 digests for an http(s) health check
   raftlb tls init --dir DIR                                      create the cluster CA
-  raftlb tls cert --dir DIR --name NODE [--ip IP]...             create a node certificate
+  raftlb tls cert --dir DIR --name NODE --out NODEDIR [--ip IP]...  create a node's TLS directory
 
 Run 'raftlb COMMAND -h' for the flags of a command.
 `

@@ -57,7 +57,8 @@ func runTLS(args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "cert":
 		fs := newFlagSet("tls cert", stderr)
-		dir := fs.String("dir", "", "directory holding the CA; the node certificate is written here")
+		dir := fs.String("dir", "", "directory holding the CA (ca.pem, ca-key.pem)")
+		out := fs.String("out", "", "the node's TLS directory to write: NODE.pem, NODE-key.pem and a copy of ca.pem, never the CA's key (created 0700)")
 		name := fs.String("name", "", "node name (as given to raftlb agent --name)")
 		days := fs.Int("days", 825, "validity of the certificate in days")
 		var ips stringList
@@ -65,8 +66,8 @@ func runTLS(args []string, stdout, stderr io.Writer) error {
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
-		if *dir == "" || *name == "" || fs.NArg() > 0 || *days < 1 {
-			return fmt.Errorf("%w: tls cert needs --dir DIR --name NODE", cli.ErrUsage)
+		if *dir == "" || *name == "" || *out == "" || fs.NArg() > 0 || *days < 1 {
+			return fmt.Errorf("%w: tls cert needs --dir CADIR --name NODE --out NODEDIR", cli.ErrUsage)
 		}
 		// A bad name is a command-line mistake, like a bad --ip.
 		if err := fsm.ValidateNodeName(*name); err != nil {
@@ -80,10 +81,10 @@ func runTLS(args []string, stdout, stderr io.Writer) error {
 			}
 			parsed = append(parsed, ip)
 		}
-		if err := cluster.IssueNodeCert(*dir, *name, parsed, time.Duration(*days)*24*time.Hour); err != nil {
+		if err := cluster.IssueNodeDir(*dir, *out, *name, parsed, time.Duration(*days)*24*time.Hour); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "created %s/%s.pem and %s/%s-key.pem; copy them with ca.pem to node %s\n", *dir, *name, *dir, *name, *name)
+		fmt.Fprintf(stdout, "created %s with ca.pem, %s.pem and %s-key.pem: copy it to node %s as its --tls-dir (/etc/raftlb/tls)\n", *out, *name, *name, *name)
 		return nil
 	default:
 		return fmt.Errorf("%w: unknown tls subcommand %q: want init or cert", cli.ErrUsage, args[0])

@@ -90,13 +90,20 @@ func TestTLSInitAndCert(t *testing.T) {
 		t.Errorf("ca-key.pem has mode %04o, want it private", fi.Mode().Perm())
 	}
 
-	wantExit(t, 0, []string{"tls", "cert", "--dir", dir, "--name", "n1", "--ip", "127.0.0.1", "--ip", "::1"})
-	for _, f := range []string{"n1.pem", "n1-key.pem"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			t.Errorf("tls cert did not create %s: %v", f, err)
-		}
+	node := filepath.Join(t.TempDir(), "n1-tls")
+	wantExit(t, 0, []string{"tls", "cert", "--dir", dir, "--name", "n1", "--out", node, "--ip", "127.0.0.1", "--ip", "::1"})
+	// The node's directory: its pair and the CA's certificate, never the
+	// CA's key; the CA's directory is unchanged.
+	if got := dirNames(t, node); got != "ca.pem n1-key.pem n1.pem" {
+		t.Errorf("the node's TLS directory holds %q", got)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "n1.pem"))
+	if got := dirNames(t, dir); got != "ca-key.pem ca.pem" {
+		t.Errorf("the CA's directory holds %q after tls cert", got)
+	}
+	if fi, err := os.Stat(node); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the node's TLS directory: %v, mode %v, want 0700", err, fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(filepath.Join(node, "n1.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,13 +122,38 @@ func TestTLSInitAndCert(t *testing.T) {
 		t.Errorf("certificate IPs %v, want 127.0.0.1 and ::1", cert.IPAddresses)
 	}
 	// What the CLI wrote is what the agent loads.
-	if _, err := cluster.LoadTLS(dir, "n1"); err != nil {
+	if _, err := cluster.LoadTLS(node, "n1"); err != nil {
 		t.Errorf("the agent cannot load what tls wrote: %v", err)
 	}
+	// A second node's directory may be the same one: ca.pem is the same.
+	wantExit(t, 0, []string{"tls", "cert", "--dir", dir, "--name", "n2", "--out", node})
 
 	// Neither the CA nor a node certificate is replaced.
 	wantExit(t, 1, []string{"tls", "init", "--dir", dir}, "a CA already exists")
-	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n1"}, "already exists")
+	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n1", "--out", node}, "already exists")
+	// The CA's key never lands where an agent reads.
+	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n3", "--out", dir}, "is the CA's directory")
+	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n3", "--out", dir + "/."}, "is the CA's directory")
+	other := filepath.Join(t.TempDir(), "other")
+	wantExit(t, 0, []string{"tls", "init", "--dir", other})
+	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n3", "--out", other}, "holds a CA private key")
+	if err := os.Remove(filepath.Join(other, "ca-key.pem")); err != nil {
+		t.Fatal(err)
+	}
+	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n3", "--out", other}, "holds another CA's certificate")
+}
+
+func dirNames(t *testing.T, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return strings.Join(names, " ")
 }
 
 func TestTLSCertBadInput(t *testing.T) {
@@ -138,14 +170,14 @@ func TestTLSCertBadInput(t *testing.T) {
 		{[]string{"--name", strings.Repeat("n", 64)}, "1-63 characters"},
 		{[]string{"--name", "n1", "--ip", "300.1.1.1"}, `--ip "300.1.1.1" is not an IP address`},
 		{[]string{"--name", "n1", "--ip", "m30.example"}, `--ip "m30.example" is not an IP address`},
-		{[]string{"--name", "n1", "--days", "0"}, "tls cert needs --dir DIR --name NODE"},
-		{[]string{"--name", "n1", "extra"}, "tls cert needs --dir DIR --name NODE"},
-		{[]string{}, "tls cert needs --dir DIR --name NODE"},
+		{[]string{"--name", "n1", "--days", "0"}, "tls cert needs --dir CADIR --name NODE --out NODEDIR"},
+		{[]string{"--name", "n1", "extra"}, "tls cert needs --dir CADIR --name NODE --out NODEDIR"},
+		{[]string{}, "tls cert needs --dir CADIR --name NODE --out NODEDIR"},
 	}
 	for _, tc := range cases {
-		wantExit(t, 2, append([]string{"tls", "cert", "--dir", dir}, tc.args...), "raftlb: usage: ", tc.want)
+		wantExit(t, 2, append([]string{"tls", "cert", "--dir", dir, "--out", filepath.Join(t.TempDir(), "node")}, tc.args...), "raftlb: usage: ", tc.want)
 	}
-	wantExit(t, 2, []string{"tls", "cert", "--name", "n1"}, "tls cert needs --dir DIR --name NODE")
+	wantExit(t, 2, []string{"tls", "cert", "--name", "n1", "--dir", dir}, "tls cert needs --dir CADIR --name NODE --out NODEDIR")
 
 	// Only the CA is there: no refused command wrote anything.
 	entries, err := os.ReadDir(dir)
@@ -163,7 +195,7 @@ func TestTLSCertBadInput(t *testing.T) {
 
 func TestTLSCertWithoutCA(t *testing.T) {
 	dir := t.TempDir()
-	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n1"}, "no cluster CA in "+dir, "raftlb tls init")
+	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n1", "--out", filepath.Join(dir, "n1")}, "no cluster CA in "+dir, "raftlb tls init")
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("tls cert without a CA left %d files behind", len(entries))
 	}

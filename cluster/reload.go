@@ -1,0 +1,100 @@
+package cluster
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Rotation without a restart. Both reloads change what new connections
+// use; neither touches Raft's leadership.
+
+// ReloadGossipKeys replaces the gossip keyring with keys: the first
+// encrypts, every one decrypts (LoadKeyRing says how a rotation goes).
+func (n *Node) ReloadGossipKeys(keys [][]byte) error {
+	if n.keyring == nil {
+		return errors.New("gossip is not encrypted (--insecure): there is no key to rotate")
+	}
+	if len(keys) == 0 || len(keys) > MaxGossipKeys {
+		return fmt.Errorf("%d gossip keys: want 1 to %d", len(keys), MaxGossipKeys)
+	}
+	for _, k := range keys {
+		if err := checkKeyLength(k); err != nil {
+			return err
+		}
+	}
+	for _, k := range keys {
+		if err := n.keyring.AddKey(k); err != nil {
+			return fmt.Errorf("install gossip key %s: %w", KeyFingerprint(k), err)
+		}
+	}
+	if err := n.keyring.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("use gossip key %s: %w", KeyFingerprint(keys[0]), err)
+	}
+	for _, old := range n.keyring.GetKeys() {
+		if !containsKey(keys, old) {
+			if err := n.keyring.RemoveKey(old); err != nil {
+				return fmt.Errorf("retire gossip key %s: %w", KeyFingerprint(old), err)
+			}
+		}
+	}
+	fps := make([]string, len(keys))
+	for i, k := range keys {
+		fps[i] = KeyFingerprint(k)
+	}
+	n.logger.Info("gossip keys reloaded", "encrypts_with", fps[0], "accepts", fps)
+	return nil
+}
+
+func containsKey(keys [][]byte, k []byte) bool {
+	for _, x := range keys {
+		if bytes.Equal(x, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// KeyFingerprint names a gossip key in logs without revealing it: the
+// first 8 bytes of its SHA-256, in hex.
+func KeyFingerprint(key []byte) string {
+	sum := sha256.Sum256(key)
+	return "sha256:" + hex.EncodeToString(sum[:8])
+}
+
+// ReloadTLS makes every new connection, Raft and RPC, in both directions,
+// use conf (from LoadTLS), and closes Raft's pooled connections so
+// replication redials with it. conf must be this node's.
+func (n *Node) ReloadTLS(conf *tls.Config) error {
+	if n.mux.tls.Load() == nil {
+		return errors.New("raft runs without TLS (--insecure): there is no certificate to reload")
+	}
+	if conf == nil || len(conf.Certificates) == 0 || conf.Certificates[0].Leaf == nil {
+		return errors.New("no certificate to reload")
+	}
+	leaf := conf.Certificates[0].Leaf
+	if leaf.Subject.CommonName != n.cfg.Name {
+		return fmt.Errorf("the certificate is for node %q, not %s", leaf.Subject.CommonName, n.cfg.Name)
+	}
+	old := n.mux.tls.Load()
+	n.mux.setTLS(conf)
+	if cur := old.Certificates[0].Leaf; cur != nil && cur.Equal(leaf) {
+		n.logger.Info("TLS certificate reloaded: unchanged", "serial", certSerial(leaf))
+		return nil
+	}
+	n.trans.CloseStreams()
+	n.logger.Info("TLS certificate reloaded", "serial", certSerial(leaf), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// currentTLS is the TLS configuration in use; nil when insecure.
+func (n *Node) currentTLS() *tls.Config {
+	if n.mux == nil {
+		return n.cfg.TLS
+	}
+	return n.mux.tls.Load()
+}

@@ -1,0 +1,119 @@
+//go:build linux
+
+package e2e
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestRotationBySIGHUP: the operator's rotation of a running three-node
+// cluster, through the CLI and SIGHUP only: a new gossip key rolled out in
+// three reloads (added, made primary, the old one dropped), and a node's
+// certificate reissued and reloaded. The DC and its term never change;
+// afterwards a node with only the old key cannot join, and an apply
+// through the rotated node works.
+func TestRotationBySIGHUP(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, blockRotation, 3)
+	before := c.mustStatus(c.agents[0])
+	hupAll := func(step string) {
+		t.Helper()
+		for _, a := range c.agents {
+			n := strings.Count(readLog(t, a), "gossip keys reloaded")
+			c.signal(a, syscall.SIGHUP)
+			c.waitFor(a.name+" reloading its keys ("+step+")", changeTimeout, func() error {
+				if log := readLog(t, a); strings.Count(log, "gossip keys reloaded") <= n {
+					return fmt.Errorf("no reload logged yet")
+				}
+				return nil
+			})
+		}
+	}
+	oldKey := strings.TrimSpace(string(mustRead(t, c.keyFile)))
+	newKeyFile := filepath.Join(c.dir, "new.key")
+	c.mustRaftlb("keygen", "-o", newKeyFile)
+	newKey := strings.TrimSpace(string(mustRead(t, newKeyFile)))
+	for _, step := range []struct{ name, keys string }{
+		{"new key added", oldKey + "\n" + newKey + "\n"},
+		{"new key first", newKey + "\n" + oldKey + "\n"},
+		{"old key dropped", newKey + "\n"},
+	} {
+		// Every agent reads the same key file here, as each node's copy
+		// would be changed in the same step.
+		if err := os.WriteFile(c.keyFile, []byte(step.keys), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		hupAll(step.name)
+	}
+
+	// A certificate reissued for n2 in place, then reloaded.
+	n2 := c.agents[1]
+	oldSerial := serialIn(t, filepath.Join(n2.tlsDir, "n2.pem"))
+	for _, f := range []string{"n2.pem", "n2-key.pem"} {
+		if err := os.Remove(filepath.Join(n2.tlsDir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.mustRaftlb("tls", "cert", "--dir", c.tlsDir, "--name", "n2", "--ip", n2.ip, "--out", n2.tlsDir)
+	newSerial := serialIn(t, filepath.Join(n2.tlsDir, "n2.pem"))
+	c.signal(n2, syscall.SIGHUP)
+	c.waitFor("n2 reloading its certificate", changeTimeout, func() error {
+		if log := readLog(t, n2); !strings.Contains(log, "TLS certificate reloaded") || !strings.Contains(log, "serial="+newSerial) {
+			return fmt.Errorf("serial %s not reloaded yet (old %s)", newSerial, oldSerial)
+		}
+		return nil
+	})
+	applyAndWait(c, n2, writeFile(t, c.dir, "squid.yaml", squidServices), c.agents)
+
+	// A stranger with the retired key is refused.
+	stranger := c.addAgent(4, filepath.Join(c.dir, "old.key"), c.tlsDir, 0)
+	if err := os.WriteFile(stranger.keyFile, []byte(oldKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.start(stranger)
+	c.waitAPI(stranger)
+	if r := c.join(stranger, c.agents[0]); r.code == 0 || !strings.Contains(r.stderr, "gossip key differs") {
+		t.Errorf("join with the retired gossip key: %s", r)
+	}
+
+	for _, a := range c.agents[:3] {
+		st := c.mustStatus(a)
+		if st.DC != before.DC || st.Term != before.Term {
+			t.Errorf("%s: DC %s in term %d after the rotation, was %s in term %d", a.name, st.DC, st.Term, before.DC, before.Term)
+		}
+	}
+}
+
+func readLog(t *testing.T, a *agent) string {
+	t.Helper()
+	return string(mustRead(t, a.logPath))
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func serialIn(t *testing.T, path string) string {
+	t.Helper()
+	block, _ := pem.Decode(mustRead(t, path))
+	if block == nil {
+		t.Fatalf("%s holds no PEM block", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert.SerialNumber.Text(16)
+}
