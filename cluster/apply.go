@@ -24,7 +24,7 @@ const applyTimeout = 5 * time.Second
 // when non-zero, makes the change conditional on the current version.
 func (n *Node) ApplySpec(ctx context.Context, spec fsm.Spec, expectVersion uint64) (ApplyResult, error) {
 	// Validate here too, so a bad spec is refused without a round trip.
-	if err := spec.Validate(); err != nil {
+	if err := spec.ValidateNew(); err != nil {
 		return ApplyResult{}, err
 	}
 	for {
@@ -49,6 +49,10 @@ func (n *Node) ApplySpec(ctx context.Context, spec fsm.Spec, expectVersion uint6
 }
 
 func (n *Node) applySpecLocal(ctx context.Context, spec fsm.Spec, expectVersion uint64) (ApplyResult, error) {
+	// A forwarded spec was checked where it was applied; by its release.
+	if err := spec.ValidateNew(); err != nil {
+		return ApplyResult{}, err
+	}
 	if check := n.specCheck(); check != nil {
 		if problems := check(ctx, spec); len(problems) > 0 {
 			return ApplyResult{}, &fsm.ValidationError{Problems: problems}
@@ -98,8 +102,12 @@ func (n *Node) specCheck() SpecCheck {
 
 // applyLocal commits an internal command on the DC and returns its log
 // index.
-func (n *Node) applyLocal(cmd []byte) (uint64, error) {
-	if err := n.checkSchema(cmd); err != nil {
+func (n *Node) applyLocal(cmd []byte) (uint64, error) { return n.applyExcept(cmd, "") }
+
+// applyExcept is applyLocal for an entry that removes node except, which
+// need not read it.
+func (n *Node) applyExcept(cmd []byte, except string) (uint64, error) {
+	if err := n.checkSchemaExcept(cmd, except); err != nil {
 		return 0, err
 	}
 	f := n.raft.Apply(cmd, applyTimeout)

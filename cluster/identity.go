@@ -37,6 +37,9 @@ func certSerial(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
 // checkPeer is the muxLayer's check.
 func (n *Node) checkPeer(p peer) error {
 	name, serial := p.cert.Subject.CommonName, certSerial(p.cert)
+	if err := fsm.ValidateNodeName(name); err != nil {
+		return fmt.Errorf("the certificate's name is no node name: %w", err)
+	}
 	if r, ok := n.fsm.Revoked(name, serial, p.cert.NotBefore); ok {
 		return fmt.Errorf("the certificate of node %s (serial %s) was revoked when node %s was removed at %s; issue a new one (raftlb tls cert --name %s) to join again",
 			name, serial, r.Node, r.At.Format(time.RFC3339), name)
@@ -66,12 +69,33 @@ func (n *Node) checkPeer(p peer) error {
 	return nil
 }
 
+// checkRaftHeader checks one Raft request on an inbound connection from p:
+// its header must name p's node (Raft takes a leader or candidate from it)
+// and, once this node has a configuration, that node's configured address;
+// and p must still pass checkPeer (not revoked, not removed meanwhile).
+func (n *Node) checkRaftHeader(p peer, h raft.RPCHeader) error {
+	cn := p.cert.Subject.CommonName
+	if id := string(h.ID); id != cn {
+		return fmt.Errorf("a raft request in the name of node %q over a connection whose certificate is node %s's", id, cn)
+	}
+	if addr, ok := n.configuredServers()[cn]; ok && string(h.Addr) != string(addr) {
+		return fmt.Errorf("a raft request of node %s giving its address as %q; it is configured at %s", cn, h.Addr, addr)
+	}
+	return n.checkPeer(p)
+}
+
 // requireMember refuses an RPC from a node that is not in the Raft
 // configuration, or that calls from another address than the one
-// configured for it.
-func (n *Node) requireMember(from string, remote netip.Addr) error {
-	servers := n.configuredServers()
-	addr, ok := servers[from]
+// configured for it. orRegistered also accepts a node still in the
+// registry only: a leave retried after its removal from Raft committed
+// and its deregistration did not.
+func (n *Node) requireMember(from string, remote netip.Addr, orRegistered bool) error {
+	addr, ok := n.configuredServers()[from]
+	if !ok && orRegistered {
+		if node, in := n.fsm.State().Nodes[from]; in {
+			addr, ok = raft.ServerAddress(node.RaftAddr.String()), true
+		}
+	}
 	if !ok {
 		return fmt.Errorf("node %q is not a member of the cluster: only members may ask this of the DC", from)
 	}

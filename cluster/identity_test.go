@@ -36,7 +36,7 @@ func impostor(t *testing.T, c *testCluster, certName string, ip netip.Addr) *mux
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := newMuxLayer(netip.AddrPortFrom(ip, 0), conf, func(net.Conn) {}, nil, nil, c.cfgs["n1"].Logger)
+	m, err := newMuxLayer(netip.AddrPortFrom(ip, 0), conf, func(net.Conn) {}, nil, nil, nil, c.cfgs["n1"].Logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,15 +44,15 @@ func impostor(t *testing.T, c *testCluster, certName string, ip netip.Addr) *mux
 	return m
 }
 
-// requestVote sends a vote request in the name of id over a Raft
+// requestVote sends a vote request in the name of id at addr over a Raft
 // connection and returns Raft's answer, or the error reading it.
-func requestVote(t *testing.T, conn net.Conn, id string, term uint64) (*raft.RequestVoteResponse, error) {
+func requestVote(t *testing.T, conn net.Conn, id, addr string, term uint64) (*raft.RequestVoteResponse, error) {
 	t.Helper()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	w := bufio.NewWriter(conn)
 	_ = w.WriteByte(raftRequestVote)
 	enc := codec.NewEncoder(w, &codec.MsgpackHandle{BasicHandle: codec.BasicHandle{TimeNotBuiltin: true}})
-	req := raft.RequestVoteRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(id), Addr: []byte("127.0.0.99:1")}, Term: term}
+	req := raft.RequestVoteRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(id), Addr: []byte(addr)}, Term: term}
 	if err := enc.Encode(&req); err != nil {
 		t.Fatal(err)
 	}
@@ -117,11 +117,25 @@ func TestRaftRefusesARequestInAnotherNodesName(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if resp, err := requestVote(t, conn, dc.Name(), term); err == nil {
+	if resp, err := requestVote(t, conn, dc.Name(), dc.RaftAddr(), term); err == nil {
 		t.Fatalf("a vote request in %s's name over %s's certificate was answered: %+v", dc.Name(), a.Name(), resp)
 	}
 	c.waitFor("the refusal logged", 5*time.Second, func() bool {
 		return c.logs.Count(`a raft request in the name of node \"`+dc.Name()+`\" over a connection whose certificate is node `+a.Name()) > 0
+	})
+
+	// In its own name, but at another node's address: refused too (Raft
+	// would take that address for the candidate's).
+	conn1, err := a.mux.dial(b.RaftAddr(), b.Name(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn1.Close()
+	if resp, err := requestVote(t, conn1, a.Name(), dc.RaftAddr(), term); err == nil {
+		t.Fatalf("a vote request giving the DC's address was answered: %+v", resp)
+	}
+	c.waitFor("the address refusal logged", 5*time.Second, func() bool {
+		return c.logs.Count("a raft request of node "+a.Name()+` giving its address as \"`+dc.RaftAddr()) > 0
 	})
 
 	// The control: in its own name the same request gets Raft's answer.
@@ -130,7 +144,7 @@ func TestRaftRefusesARequestInAnotherNodesName(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn2.Close()
-	resp, err := requestVote(t, conn2, a.Name(), term)
+	resp, err := requestVote(t, conn2, a.Name(), a.RaftAddr(), term)
 	if err != nil {
 		t.Fatalf("a vote request in %s's own name: %v", a.Name(), err)
 	}
@@ -153,7 +167,7 @@ func TestRaftRefusesANonMember(t *testing.T) {
 		t.Fatal(err) // the TLS handshake itself succeeds: the CA signed it
 	}
 	defer conn.Close()
-	if resp, err := requestVote(t, conn, "mallory", dc.raft.CurrentTerm()+1); err == nil {
+	if resp, err := requestVote(t, conn, "mallory", "127.0.0.9:1", dc.raft.CurrentTerm()+1); err == nil {
 		t.Fatalf("a non-member's vote request was answered: %+v", resp)
 	}
 	c.waitFor("the refusal logged", 5*time.Second, func() bool {
@@ -323,4 +337,40 @@ func TestRemovedNodesCertificateIsRefused(t *testing.T) {
 	c.start(fresh)
 	c.join("n4", dc.Name())
 	c.waitFor("n4 admitted with a new certificate", 10*time.Second, func() bool { _, in := raftServers(dc)["n4"]; return in })
+}
+
+// TestRemovalNeedsEveryNodeToReadTheRevocation: while n3 runs a release
+// that cannot read a revocation, removing another node is refused and
+// changes nothing (it must not keep a usable certificate); removing n3
+// itself is not held up by n3.
+func TestRemovalNeedsEveryNodeToReadTheRevocation(t *testing.T) {
+	c := newMixedCluster(t, 3, nil, map[string]int{"n3": 3})
+	dc := c.waitDC()
+	if dc.Name() == "n3" {
+		if err := dc.raft.LeadershipTransfer().Error(); err != nil {
+			t.Fatal(err)
+		}
+		dc = c.waitDC()
+	}
+	other := "n1"
+	if dc.Name() == "n1" {
+		other = "n2"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := dc.removeServer(ctx, other)
+	if err == nil || !strings.Contains(err.Error(), "removing "+other+" revokes its certificate: this change needs schema 4 (revoked certificates), which n3 cannot read") {
+		t.Fatalf("removing %s beside an n3 of schema 3: %v", other, err)
+	}
+	if _, in := raftServers(dc)[other]; !in {
+		t.Fatalf("%s was removed from Raft anyway", other)
+	}
+	if err := dc.removeServer(ctx, "n3"); err != nil {
+		t.Fatalf("removing n3 itself: %v", err)
+	}
+	c.waitFor("n3 out and revoked", 10*time.Second, func() bool {
+		_, in := raftServers(dc)["n3"]
+		st := dc.FSM().State()
+		return !in && len(st.Revoked) == 1 && st.Revoked[0].Node == "n3"
+	})
 }

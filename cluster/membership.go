@@ -329,7 +329,15 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 			n.logger.Info("added node to Raft", "peer", m.Name, "as", suffrage)
 			servers[id] = raft.Server{ID: id, Address: raft.ServerAddress(m.RaftAddr), Suffrage: raft.Nonvoter}
 		case string(s.Address) != m.RaftAddr:
-			// Same node, new address: re-adding with the same ID updates it.
+			// Same node, new address: re-adding with the same ID updates
+			// it, once the certificate there names the node.
+			if _, err := n.Ping(ctx, m.Name, m.RaftAddr); err != nil {
+				if msg := err.Error(); rejected[m.Name] != msg {
+					n.logger.Warn("not moving node to its new address: its Raft port there does not answer as the node over mutual TLS", "peer", m.Name, "raft", m.RaftAddr, "err", err)
+					rejected[m.Name] = msg
+				}
+				continue
+			}
 			var f raft.IndexFuture
 			if s.Suffrage == raft.Voter {
 				f = n.raft.AddVoter(id, raft.ServerAddress(m.RaftAddr), 0, raftChangeTimeout)
@@ -389,9 +397,23 @@ func registration(m member, state fsm.State) fsm.Node {
 	return node
 }
 
-// removeServer takes a node out of Raft and the registry. Removing a node
-// that is not there is a no-op.
+// removeServer takes a node out of Raft and the registry, and revokes its
+// certificates (with TLS) in the same entry. Removing a node that is not
+// there is a no-op. When some remaining node cannot read a revocation (an
+// older release), nothing is removed: a removed node must not keep a
+// usable certificate.
 func (n *Node) removeServer(ctx context.Context, name string) error {
+	d := fsm.DeregisterNode{Name: name}
+	if n.currentTLS() != nil {
+		d.Revoke = n.revocation(name, time.Now())
+	}
+	cmd, err := fsm.EncodeCommand(fsm.CmdDeregisterNode, d)
+	if err != nil {
+		return err
+	}
+	if err := n.checkSchemaExcept(cmd, name); err != nil {
+		return fmt.Errorf("removing %s revokes its certificate: %w", name, err)
+	}
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return err
@@ -404,29 +426,10 @@ func (n *Node) removeServer(ctx context.Context, name string) error {
 			n.logger.Info("removed node from Raft", "peer", name)
 		}
 	}
-	d := fsm.DeregisterNode{Name: name}
-	if n.currentTLS() != nil {
-		d.Revoke = n.revocation(name, time.Now())
-	}
 	if _, ok := n.fsm.State().Nodes[name]; !ok && d.Revoke == nil {
 		return nil
 	}
-	cmd, err := fsm.EncodeCommand(fsm.CmdDeregisterNode, d)
-	if err != nil {
-		return err
-	}
-	_, err = n.applyLocal(cmd)
-	var se *fsm.SchemaError
-	if errors.As(err, &se) && d.Revoke != nil {
-		// A node of an older release cannot read a revocation: remove
-		// without one, and say what that leaves open.
-		n.logger.Warn("removing the node without revoking its certificate: some nodes cannot read a revocation yet", "peer", name, "err", err)
-		if cmd, err = fsm.EncodeCommand(fsm.CmdDeregisterNode, fsm.DeregisterNode{Name: name}); err != nil {
-			return err
-		}
-		_, err = n.applyLocal(cmd)
-	}
-	if err != nil {
+	if _, err := n.applyExcept(cmd, name); err != nil {
 		return fmt.Errorf("deregister %s: %w", name, err)
 	}
 	if d.Revoke != nil {

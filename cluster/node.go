@@ -194,7 +194,7 @@ func (n *Node) startRaft() error {
 	}
 
 	bind := netip.AddrPortFrom(n.cfg.BindAddr, uint16(n.cfg.RaftPort))
-	mux, err := newMuxLayer(bind, n.cfg.TLS, n.handleRPC, n.checkPeer, n.cfg.Filter, n.logger.With("subsystem", "transport"))
+	mux, err := newMuxLayer(bind, n.cfg.TLS, n.handleRPC, n.checkPeer, n.checkRaftHeader, n.cfg.Filter, n.logger.With("subsystem", "transport"))
 	if err != nil {
 		return err
 	}
@@ -239,6 +239,7 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	n.mux.start()
 	return nil
 }
 

@@ -27,22 +27,23 @@ const (
 	raftRequestPreVote
 )
 
-// headerCheck is an inbound Raft connection whose requests are checked
-// against the peer certificate's name, then re-encoded for Raft.
+// headerCheck is an inbound Raft connection whose every request is
+// checked (check: the header against the peer's certificate, and the
+// peer again, so a revocation or removal ends a connection opened
+// before), then re-encoded for Raft.
 type headerCheck struct {
 	net.Conn
-	cn     string
-	r      *bufio.Reader
-	dec    *codec.Decoder
-	enc    *codec.Encoder
-	out    bytes.Buffer // the current request, re-encoded
-	raw    int64        // snapshot bytes still to pass through
-	refuse func(error)
-	err    error
+	r     *bufio.Reader
+	dec   *codec.Decoder
+	enc   *codec.Encoder
+	out   bytes.Buffer // the current request, re-encoded
+	raw   int64        // snapshot bytes still to pass through
+	check func(raft.RPCHeader) error
+	err   error
 }
 
-func newHeaderCheck(c net.Conn, r io.Reader, cn string, refuse func(error)) *headerCheck {
-	h := &headerCheck{Conn: c, cn: cn, r: bufio.NewReader(r), refuse: refuse}
+func newHeaderCheck(c net.Conn, r io.Reader, check func(raft.RPCHeader) error) *headerCheck {
+	h := &headerCheck{Conn: c, r: bufio.NewReader(r), check: check}
 	h.dec = codec.NewDecoder(h.r, &codec.MsgpackHandle{})
 	// The encoding Raft's senders use (NetworkTransport's default).
 	h.enc = codec.NewEncoder(&h.out, &codec.MsgpackHandle{BasicHandle: codec.BasicHandle{TimeNotBuiltin: true}})
@@ -93,18 +94,20 @@ func (h *headerCheck) next() error {
 	if err := h.dec.Decode(req); err != nil {
 		return err
 	}
-	if id := string(req.GetRPCHeader().ID); id != h.cn {
-		err := fmt.Errorf("a raft request in the name of node %q over a connection whose certificate is node %s's", id, h.cn)
-		h.refuse(err)
+	if err := h.check(req.GetRPCHeader()); err != nil {
 		_ = h.Conn.Close()
 		return err
+	}
+	if s, ok := req.(*raft.InstallSnapshotRequest); ok {
+		if s.Size < 0 {
+			_ = h.Conn.Close()
+			return fmt.Errorf("a raft snapshot of %d bytes", s.Size)
+		}
+		h.raw = s.Size
 	}
 	h.out.WriteByte(t)
 	if err := h.enc.Encode(req); err != nil {
 		return fmt.Errorf("re-encode raft request: %w", err)
-	}
-	if s, ok := req.(*raft.InstallSnapshotRequest); ok {
-		h.raw = s.Size
 	}
 	return nil
 }

@@ -82,7 +82,7 @@ func (n *Node) ReloadTLS(conf *tls.Config) error {
 	}
 	old := n.mux.tls.Load()
 	n.mux.setTLS(conf)
-	if cur := old.Certificates[0].Leaf; cur != nil && cur.Equal(leaf) {
+	if cur := old.Certificates[0].Leaf; cur != nil && cur.Equal(leaf) && old.RootCAs.Equal(conf.RootCAs) {
 		n.logger.Info("TLS certificate reloaded: unchanged", "serial", certSerial(leaf))
 		return nil
 	}

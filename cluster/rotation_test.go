@@ -128,3 +128,82 @@ func TestRotateCertificateWithoutRestart(t *testing.T) {
 		t.Errorf("the DC changed during the rotation (term %d, then %d)", term, dc.raft.CurrentTerm())
 	}
 }
+
+// TestRotateTheCAWithoutRestart: a new CA rolled out by reloads: a node
+// with a certificate of the new CA is refused while the others trust only
+// the old one; once every node's ca.pem holds both and is reloaded, it
+// works, with the same DC throughout.
+func TestRotateTheCAWithoutRestart(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	dc := c.waitDC()
+	term := dc.raft.CurrentTerm()
+	f := c.followers(dc)[0]
+	newCA := t.TempDir()
+	if err := InitCA(newCA, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	oldPEM, err := os.ReadFile(filepath.Join(c.tlsDir, caCertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newPEM, err := os.ReadFile(filepath.Join(newCA, caCertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := append(append([]byte{}, oldPEM...), newPEM...)
+
+	// f's directory: a certificate of the new CA, both CAs trusted.
+	if err := IssueNodeCert(newCA, f.Name(), []net.IP{f.cfg.BindAddr.AsSlice()}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	fDir := t.TempDir()
+	for _, name := range []string{nodeCertFile(f.Name()), nodeKeyFile(f.Name())} {
+		data, err := os.ReadFile(filepath.Join(newCA, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(fDir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(fDir, caCertFile), bundle, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := LoadTLS(fDir, f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ReloadTLS(conf); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := f.Ping(ctx, dc.Name(), dc.RaftAddr()); err == nil {
+		t.Fatal("the DC, trusting only the old CA, accepted a certificate of the new one")
+	}
+
+	// Every other node trusts both.
+	if err := os.WriteFile(filepath.Join(c.tlsDir, caCertFile), bundle, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range c.live() {
+		if nd == f {
+			continue
+		}
+		conf, err := LoadTLS(c.tlsDir, nd.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nd.ReloadTLS(conf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if _, err := f.ApplySpec(ctx2, sampleSpec(8080), 0); err != nil {
+		t.Fatalf("apply through the node of the new CA: %v", err)
+	}
+	if !dc.IsLeader() || dc.raft.CurrentTerm() != term {
+		t.Errorf("the DC changed during the rotation (term %d, then %d)", term, dc.raft.CurrentTerm())
+	}
+}

@@ -134,7 +134,7 @@ func (n *Node) handleRPC(c net.Conn) {
 	// certificate so); everything else is for members.
 	if req.Op != opPing {
 		remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-		if err := n.requireMember(req.From, remote.Addr().Unmap()); err != nil {
+		if err := n.requireMember(req.From, remote.Addr().Unmap(), req.Op == opLeave); err != nil {
 			n.logger.Warn("refused an RPC from a node that is not a member", "from", req.From, "op", req.Op, "err", err)
 			_ = json.NewEncoder(c).Encode(rpcResponse{Error: "refused: " + err.Error()})
 			return

@@ -13,16 +13,21 @@ import (
 // node reads its schema, and admits to Raft no node that reads less than
 // the log uses.
 
-// nodeSchemas is the schema each node reads: what a live node advertises
-// in gossip, else what the registry recorded when it last registered. A
-// node that is down still counts: it replays the log when it comes back.
+// nodeSchemas is the schema each member reads (in the Raft configuration
+// or the registry): what it advertises in gossip while alive, else what
+// the registry recorded when it last registered. A member that is down
+// still counts: it replays the log when it comes back. A node that is
+// only in gossip does not: it is not admitted unless it reads the log.
 func (n *Node) nodeSchemas() map[string]int {
 	out := map[string]int{}
 	for name, node := range n.fsm.State().Nodes {
 		out[name] = fsm.NodeSchema(node.Schema)
 	}
+	servers := n.configuredServers()
 	for _, m := range n.members() {
-		if m.MetaErr == nil && m.State == memberlist.StateAlive && !n.gossip.hasLeft(m.Name) {
+		_, registered := out[m.Name]
+		_, configured := servers[m.Name]
+		if (registered || configured) && m.MetaErr == nil && m.State == memberlist.StateAlive && !n.gossip.hasLeft(m.Name) {
 			out[m.Name] = fsm.NodeSchema(m.Meta.Schema)
 		}
 	}
@@ -31,7 +36,11 @@ func (n *Node) nodeSchemas() map[string]int {
 
 // checkSchema refuses cmd when some node cannot read it. An entry older
 // nodes may skip passes: they skip it, log it and count it.
-func (n *Node) checkSchema(cmd []byte) error {
+func (n *Node) checkSchema(cmd []byte) error { return n.checkSchemaExcept(cmd, "") }
+
+// checkSchemaExcept is checkSchema leaving out the node being removed by
+// cmd: it will not read the log again.
+func (n *Node) checkSchemaExcept(cmd []byte, except string) error {
 	c, err := fsm.DecodeCommand(cmd)
 	if err != nil {
 		return fmt.Errorf("check the entry's schema: %w", err)
@@ -42,7 +51,7 @@ func (n *Node) checkSchema(cmd []byte) error {
 	}
 	var older []string
 	for name, v := range n.nodeSchemas() {
-		if v < need {
+		if v < need && name != except {
 			older = append(older, name)
 		}
 	}

@@ -112,7 +112,7 @@ func IssueNodeDir(caDir, outDir, node string, ips []net.IP, validity time.Durati
 	if err := fsm.ValidateNodeName(node); err != nil {
 		return err
 	}
-	if _, err := readCACert(caDir, time.Now()); err != nil {
+	if _, err := readCACerts(caDir, time.Now()); err != nil {
 		return err
 	}
 	if same, err := sameDir(caDir, outDir); err != nil {
@@ -235,7 +235,7 @@ func loadTLSAt(dir, node string, now time.Time) (*tls.Config, error) {
 	if err := fsm.ValidateNodeName(node); err != nil {
 		return nil, err
 	}
-	ca, err := readCACert(dir, now)
+	cas, err := readCACerts(dir, now)
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +274,9 @@ func loadTLSAt(dir, node string, now time.Time) (*tls.Config, error) {
 		return nil, fmt.Errorf("certificate %s is not valid until %s; check this node's clock", certName, leaf.NotBefore.UTC().Format(time.RFC3339))
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(ca)
+	for _, ca := range cas {
+		pool.AddCert(ca)
+	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		if errors.As(err, new(x509.UnknownAuthorityError)) {
 			return nil, fmt.Errorf("certificate %s is not signed by %s in %s (issue one from this CA with: %s)", certName, caCertFile, dir, reissue)
@@ -300,8 +302,15 @@ func loadTLSAt(dir, node string, now time.Time) (*tls.Config, error) {
 	}, nil
 }
 
-// readCACert reads and checks ca.pem in dir.
-func readCACert(dir string, now time.Time) (*x509.Certificate, error) {
+// maxCAs bounds the CA certificates ca.pem may hold: the current one and
+// those a CA rotation adds or retires.
+const maxCAs = 4
+
+// readCACerts reads and checks ca.pem in dir: one CA certificate, or
+// several while the CA is rotated (trusted alike: add the new CA to every
+// node's ca.pem and reload, reissue the node certificates from it and
+// reload, then drop the old CA and reload).
+func readCACerts(dir string, now time.Time) ([]*x509.Certificate, error) {
 	p := filepath.Join(dir, caCertFile)
 	data, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -309,22 +318,38 @@ func readCACert(dir string, now time.Time) (*x509.Certificate, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("read cluster CA: %w", err)
 	}
-	ca, err := parseCertPEM(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
+	var cas []*x509.Certificate
+	for rest := data; len(bytes.TrimSpace(rest)) > 0; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil || block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("%s: certificate %d: no PEM CERTIFICATE block", p, len(cas)+1)
+		}
+		ca, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: certificate %d: %w", p, len(cas)+1, err)
+		}
+		if !ca.IsCA {
+			return nil, fmt.Errorf("%s is not a CA certificate", p)
+		}
+		if now.After(ca.NotAfter) {
+			return nil, fmt.Errorf("cluster CA %s expired at %s (create a new CA and new node certificates)", p, ca.NotAfter.UTC().Format(time.RFC3339))
+		}
+		cas = append(cas, ca)
 	}
-	if !ca.IsCA {
-		return nil, fmt.Errorf("%s is not a CA certificate", p)
+	switch {
+	case len(cas) == 0:
+		return nil, fmt.Errorf("%s: no PEM CERTIFICATE block", p)
+	case len(cas) > maxCAs:
+		return nil, fmt.Errorf("%s holds %d CA certificates, at most %d", p, len(cas), maxCAs)
 	}
-	if now.After(ca.NotAfter) {
-		return nil, fmt.Errorf("cluster CA %s expired at %s (create a new CA and new node certificates)", p, ca.NotAfter.UTC().Format(time.RFC3339))
-	}
-	return ca, nil
+	return cas, nil
 }
 
-// loadCA reads the CA certificate and its private key for signing.
+// loadCA reads the CA certificate whose private key is in dir, for
+// signing.
 func loadCA(dir string, now time.Time) (*x509.Certificate, crypto.Signer, error) {
-	ca, err := readCACert(dir, now)
+	cas, err := readCACerts(dir, now)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -340,10 +365,12 @@ func loadCA(dir string, now time.Time) (*x509.Certificate, crypto.Signer, error)
 		return nil, nil, fmt.Errorf("%s: %w", p, err)
 	}
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(ca.PublicKey) {
-		return nil, nil, fmt.Errorf("%s does not belong to %s in %s", caKeyFile, caCertFile, dir)
+	for _, ca := range cas {
+		if ok && pub.Equal(ca.PublicKey) {
+			return ca, key, nil
+		}
 	}
-	return ca, key, nil
+	return nil, nil, fmt.Errorf("%s does not belong to %s in %s", caKeyFile, caCertFile, dir)
 }
 
 // readPrivateFile reads a private key file, refusing one that group or
@@ -440,7 +467,7 @@ func CertWarning(conf *tls.Config, now time.Time) string {
 	leaf := conf.Certificates[0].Leaf
 	var parts []string
 	if left := leaf.NotAfter.Sub(now); left < ExpiryWarnWithin {
-		parts = append(parts, fmt.Sprintf("this node's certificate %s, at %s: issue a new one (raftlb tls cert --name %s) and restart the agent", expiresIn(left), leaf.NotAfter.UTC().Format(time.DateOnly), leaf.Subject.CommonName))
+		parts = append(parts, fmt.Sprintf("this node's certificate %s, at %s: issue a new one (raftlb tls cert --name %s) and reload the agent (systemctl reload raftlb)", expiresIn(left), leaf.NotAfter.UTC().Format(time.DateOnly), leaf.Subject.CommonName))
 	}
 	// The chain as it verified when the certificate was issued.
 	chains, err := leaf.Verify(x509.VerifyOptions{Roots: conf.RootCAs, CurrentTime: leaf.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})

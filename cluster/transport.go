@@ -36,10 +36,18 @@ type muxLayer struct {
 	local netip.Addr // outgoing connections are sourced from --bind
 	rpc   func(net.Conn)
 	// check decides whether the verified peer of a connection is who it
-	// must be (cluster/identity.go); nil accepts any peer the CA signed.
-	check    func(peer) error
-	logger   *slog.Logger
-	refusals *repeats // a refused peer is logged once a minute, not per retry
+	// must be, and checkHeader whether a Raft request on an inbound
+	// connection may come from that peer (cluster/identity.go); nil
+	// accepts any peer the CA signed.
+	check       func(peer) error
+	checkHeader func(p peer, h raft.RPCHeader) error
+	// ready is closed once Raft runs and the replicated state (its
+	// revocations) is restored: until then nothing inbound is checked, so
+	// nothing inbound is served.
+	ready     chan struct{}
+	readyOnce sync.Once
+	logger    *slog.Logger
+	refusals  *repeats // a refused peer is logged once a minute, not per retry
 	// filter, set only by tests, cuts traffic to and from chosen peers.
 	filter *NetFilter
 
@@ -63,13 +71,14 @@ type peer struct {
 	raft     bool
 }
 
-func newMuxLayer(addr netip.AddrPort, tlsConf *tls.Config, rpc func(net.Conn), check func(peer) error, filter *NetFilter, logger *slog.Logger) (*muxLayer, error) {
+func newMuxLayer(addr netip.AddrPort, tlsConf *tls.Config, rpc func(net.Conn), check func(peer) error, checkHeader func(peer, raft.RPCHeader) error, filter *NetFilter, logger *slog.Logger) (*muxLayer, error) {
 	ln, err := net.Listen("tcp", addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w", addr, err)
 	}
 	m := &muxLayer{
-		ln: ln, local: addr.Addr(), rpc: rpc, check: check, filter: filter, logger: logger,
+		ln: ln, local: addr.Addr(), rpc: rpc, check: check, checkHeader: checkHeader, filter: filter, logger: logger,
+		ready:     make(chan struct{}),
 		refusals:  newRepeats(time.Now),
 		raftConns: make(chan net.Conn),
 		closed:    make(chan struct{}),
@@ -133,6 +142,12 @@ func (m *muxLayer) route(c net.Conn) {
 	_ = c.SetDeadline(time.Time{})
 	pc := &peekedConn{Conn: conn, r: br}
 	isRPC := first[0] == rpcMagic
+	select {
+	case <-m.ready:
+	case <-m.closed:
+		_ = conn.Close()
+		return
+	}
 	var rc net.Conn = pc
 	if tc != nil && m.check != nil {
 		remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
@@ -147,8 +162,14 @@ func (m *muxLayer) route(c net.Conn) {
 			_ = conn.Close()
 			return
 		}
-		if !isRPC {
-			rc = newHeaderCheck(pc, br, p.cert.Subject.CommonName, func(err error) { m.refused(p, err) })
+		if !isRPC && m.checkHeader != nil {
+			rc = newHeaderCheck(pc, br, func(h raft.RPCHeader) error {
+				err := m.checkHeader(p, h)
+				if err != nil {
+					m.refused(p, err)
+				}
+				return err
+			})
 		}
 	}
 	if isRPC {
@@ -205,6 +226,9 @@ func (m *muxLayer) refused(p peer, err error) {
 		m.logger.Warn("refused a peer whose certificate is not the node it must be", args...)
 	}
 }
+
+// start lets inbound connections be served: Raft runs.
+func (m *muxLayer) start() { m.readyOnce.Do(func() { close(m.ready) }) }
 
 // setTLS swaps the TLS configuration new connections use.
 func (m *muxLayer) setTLS(conf *tls.Config) { m.tls.Store(conf) }

@@ -157,6 +157,54 @@ func (d *Director) serveCheckSpec(_ context.Context, _ string, body json.RawMess
 	return missing, nil
 }
 
+// checkProgramsOp is the RPC operation on which the DC asks a member
+// whether its own configuration lets the spec's programs run there: the
+// exec checks' commands and the fence devices' agents. The spec names the
+// programs; each node's configuration decides, and the spec cannot widen
+// it (procrun.Allow).
+const checkProgramsOp = "check-programs"
+
+// ProgramChecker is a Fencer that can say whether a fence device may run
+// on this node: its agent, its options (fencing.Runner).
+type ProgramChecker interface {
+	CheckDevice(d fsm.FenceDevice) error
+}
+
+// programProblems lists what of spec's programs this node would not run.
+func (d *Director) programProblems(spec fsm.Spec) []fsm.Problem {
+	var out []fsm.Problem
+	for i, svc := range spec.Services {
+		hc := svc.HealthCheck
+		if hc == nil || hc.Type != fsm.CheckExec || len(hc.Command) == 0 {
+			continue
+		}
+		if err := d.cfg.Exec.Permit(hc.Command[0]); err != nil {
+			out = append(out, fsm.Problem{Path: fmt.Sprintf("services[%d].health_check.command[0]", i), Message: err.Error()})
+		}
+	}
+	// A Fencer that cannot say (a test's) has no objection.
+	if checker, ok := d.cfg.Fencer.(ProgramChecker); ok {
+		for i, dev := range spec.Fencing.Devices {
+			if err := checker.CheckDevice(dev); err != nil {
+				out = append(out, fsm.Problem{Path: fmt.Sprintf("fencing.devices[%d]", i), Message: err.Error()})
+			}
+		}
+	}
+	return out
+}
+
+func (d *Director) serveCheckPrograms(_ context.Context, _ string, body json.RawMessage) (any, error) {
+	var spec fsm.Spec
+	if err := json.Unmarshal(body, &spec); err != nil {
+		return nil, fmt.Errorf("check-programs request: %w", err)
+	}
+	problems := d.programProblems(spec)
+	if problems == nil {
+		problems = []fsm.Problem{}
+	}
+	return problems, nil
+}
+
 // checkSpecTimeout bounds the question to each member.
 const checkSpecTimeout = 2 * time.Second
 
@@ -167,31 +215,42 @@ const checkSpecTimeout = 2 * time.Second
 func (d *Director) CheckSpec(ctx context.Context, spec fsm.Spec) []fsm.Problem {
 	members := d.c.LiveMembers()
 	type answer struct {
-		node    string
-		missing []string
-		err     error
+		node            string
+		missing         []string
+		programs        []fsm.Problem
+		err, programErr error
 	}
 	answers := make(chan answer, len(members))
-	asked := 0
-	for node := range members {
-		asked++
+	for node, canDirect := range members {
 		go func() {
 			cctx, cancel := context.WithTimeout(ctx, checkSpecTimeout)
 			defer cancel()
-			var missing []string
-			err := d.c.CallNode(cctx, node, checkSpecOp, spec, &missing)
-			answers <- answer{node, missing, err}
+			a := answer{node: node}
+			a.err = d.c.CallNode(cctx, node, checkSpecOp, spec, &a.missing)
+			// Only a node that can direct ever runs the spec's programs.
+			if canDirect && needsPrograms(spec) {
+				a.programErr = d.c.CallNode(cctx, node, checkProgramsOp, spec, &a.programs)
+			}
+			answers <- a
 		}()
 	}
 	byVIP := map[string][]string{}
-	for range asked {
+	byProblem := map[fsm.Problem][]string{}
+	for range members {
 		a := <-answers
+		if a.programErr != nil {
+			// An older release does not know the question; a node that
+			// does not answer checks again before it runs anything.
+			d.logger.Warn("could not ask a member whether it lets the spec's programs run", "node", a.node, "err", a.programErr)
+		}
 		if a.err != nil {
 			d.logger.Warn("could not ask a member whether it has the spec's interfaces", "node", a.node, "err", a.err)
-			continue
 		}
 		for _, m := range a.missing {
 			byVIP[m] = append(byVIP[m], a.node)
+		}
+		for _, p := range a.programs {
+			byProblem[p] = append(byProblem[p], a.node)
 		}
 	}
 	var problems []fsm.Problem
@@ -206,5 +265,21 @@ func (d *Director) CheckSpec(ctx context.Context, spec fsm.Spec) []fsm.Problem {
 			}
 		}
 	}
-	return problems
+	var programs []fsm.Problem
+	for p, nodes := range byProblem {
+		slices.Sort(nodes)
+		programs = append(programs, fsm.Problem{Path: p.Path, Message: fmt.Sprintf("not allowed on %s: %s", strings.Join(nodes, ", "), p.Message)})
+	}
+	slices.SortFunc(programs, func(a, b fsm.Problem) int { return strings.Compare(a.Path+a.Message, b.Path+b.Message) })
+	return append(problems, programs...)
+}
+
+// needsPrograms says whether spec names programs a node runs.
+func needsPrograms(spec fsm.Spec) bool {
+	for _, svc := range spec.Services {
+		if hc := svc.HealthCheck; hc != nil && hc.Type == fsm.CheckExec {
+			return true
+		}
+	}
+	return len(spec.Fencing.Devices) > 0
 }

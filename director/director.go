@@ -111,6 +111,10 @@ type Config struct {
 	// Watchdog arms the machine's watchdog for a term that takes the
 	// VIPs (watchdog.go); nil: none.
 	Watchdog func() (Watchdog, error)
+	// Exec is this node's policy for the spec's exec health checks (the
+	// directories their programs may come from, the user, the number at
+	// once); nil runs none.
+	Exec *health.Exec
 	// Fencer runs fence agents for a takeover with policy fence and for
 	// an operator's raftlb fence; nil: this agent cannot fence.
 	Fencer Fencer
@@ -203,6 +207,7 @@ func New(c Cluster, dp *Dataplane, cfg Config) *Director {
 	c.Handle(fenceOp, d.serveFence)
 	c.Handle(fenceConfirmOp, d.serveConfirm)
 	c.Handle(checkSpecOp, d.serveCheckSpec)
+	c.Handle(checkProgramsOp, d.serveCheckPrograms)
 	return d
 }
 

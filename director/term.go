@@ -502,7 +502,7 @@ func (t *term) startHealth() {
 	if t.mon != nil {
 		return
 	}
-	t.mon = health.NewMonitor(health.MonitorConfig{Logger: t.d.logger, Dial: t.d.cfg.HealthDial, OnChange: func(health.Key, health.State) {
+	t.mon = health.NewMonitor(health.MonitorConfig{Logger: t.d.logger, Dial: t.d.cfg.HealthDial, Exec: t.d.cfg.Exec, OnChange: func(health.Key, health.State) {
 		select {
 		case t.healthChanged <- struct{}{}:
 		default:
@@ -637,9 +637,12 @@ func checkTargets(state fsm.State, online func(string) bool) map[health.Key]heal
 		if svc.HealthCheck == nil {
 			continue
 		}
+		hc := *svc.HealthCheck
+		// A spec in the log from before the floors runs at the floor.
+		hc.Interval = max(hc.Interval, fsm.MinInterval(hc.Type))
 		for _, b := range state.Backends(svc, online) {
 			out[health.Key{Service: svc.Key(), Server: b.AddrPort()}] = health.Spec{
-				Check:  *svc.HealthCheck,
+				Check:  hc,
 				Target: health.Target{Addr: b.AddrPort(), VIP: netip.AddrPortFrom(svc.VIP, svc.Port)},
 			}
 		}

@@ -24,6 +24,7 @@ type agent struct {
 	dataDir         string
 	api             string // unix:///...
 	logPath         string
+	extra           []string // further flags
 	keyFile         string
 	tlsDir          string
 	bootstrapExpect int
@@ -97,6 +98,7 @@ func (c *cluster) start(a *agent) {
 		"--api", a.api, "--bootstrap-expect", strconv.Itoa(a.bootstrapExpect),
 		"--dataplane", c.dataplaneOr("none"), "--key-file", a.keyFile, "--tls-dir", a.tlsDir,
 	}
+	args = append(args, a.extra...)
 	logf, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		c.t.Fatalf("open log of %s: %v", a.name, err)

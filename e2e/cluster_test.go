@@ -33,6 +33,7 @@ const (
 	blockSpec
 	blockMaintenance
 	blockRotation
+	blockPrograms
 	blockBench = 50
 )
 
@@ -120,10 +121,18 @@ func startCluster(t testing.TB, block, n int) *cluster {
 // none; fake runs the whole director against in-memory fakes).
 func startClusterWith(t testing.TB, block, n int, dataplane string) *cluster {
 	t.Helper()
+	return startClusterExtra(t, block, n, dataplane, nil)
+}
+
+// startClusterExtra is startClusterWith with further flags for some
+// agents (by name).
+func startClusterExtra(t testing.TB, block, n int, dataplane string, extra map[string][]string) *cluster {
+	t.Helper()
 	c := newCluster(t, block)
 	c.dataplane = dataplane
 	for i := 1; i <= n; i++ {
-		c.addAgent(i, c.keyFile, c.tlsDir, n)
+		a := c.addAgent(i, c.keyFile, c.tlsDir, n)
+		a.extra = extra[a.name]
 	}
 	for _, a := range c.agents {
 		c.start(a)

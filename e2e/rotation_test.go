@@ -117,3 +117,47 @@ func serialIn(t *testing.T, path string) string {
 	}
 	return cert.SerialNumber.Text(16)
 }
+
+// TestSpecProgramsRefusedAtApply: the spec names programs, each node's own
+// flags decide whether they may run there. An exec check from a directory
+// only n1 allows, and a fence agent from a directory no node allows, are
+// refused at apply, naming the nodes and the setting; nothing changes.
+// Without them the spec applies.
+func TestSpecProgramsRefusedAtApply(t *testing.T) {
+	t.Parallel()
+	checks := t.TempDir()
+	if err := os.WriteFile(filepath.Join(checks, "check.sh"), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := startClusterExtra(t, blockPrograms, 3, "fake", map[string][]string{"n1": {"--exec-dir", checks}})
+	execCheck := squidServices + `    health_check:
+      type: exec
+      command: [` + filepath.Join(checks, "check.sh") + `]
+      interval: 2s
+      timeout: 1s
+`
+	r := c.apply(c.agents[1], writeFile(t, c.dir, "exec.yaml", execCheck))
+	if r.code == 0 || !strings.Contains(r.stderr, "services[0].health_check.command[0]") ||
+		!strings.Contains(r.stderr, "not allowed on n2, n3") || !strings.Contains(r.stderr, "this node allows no exec checks (the agent's --exec-dir DIR") {
+		t.Errorf("an exec check only n1 allows: %s", r)
+	}
+	fence := squidServices + `fencing:
+  devices:
+    - name: pdu
+      agent: ` + filepath.Join(checks, "fence_pdu") + `
+      hosts: [n1, n2, n3]
+      action: "off"
+      timeout: 20s
+`
+	r = c.apply(c.agents[0], writeFile(t, c.dir, "fence.yaml", fence))
+	if r.code == 0 || !strings.Contains(r.stderr, "fencing.devices[0]") || !strings.Contains(r.stderr, "not allowed on n1, n2, n3") ||
+		!strings.Contains(r.stderr, "is not in a directory this node allows for fence agents (--fence-agent-dir /usr/sbin)") {
+		t.Errorf("a fence agent outside /usr/sbin: %s", r)
+	}
+	if err := c.sameSpecVersion(c.agents, 0); err != nil {
+		t.Errorf("after refused applies: %v", err)
+	}
+	if r := c.apply(c.agents[0], writeFile(t, c.dir, "tcp.yaml", squidServices)); r.code != 0 {
+		t.Errorf("the same spec without the programs: %s", r)
+	}
+}

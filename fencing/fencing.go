@@ -24,9 +24,17 @@ import (
 // Config sets up a Runner. Every field may be left zero.
 type Config struct {
 	Logger *slog.Logger
-	// Path is where agents named without a slash are looked for (default
-	// /usr/sbin:/usr/bin:/sbin:/bin, where Debian's fence-agents live).
-	Path string
+	// Dirs are the directories fence agents may come from, the node's
+	// own setting (the agent's --fence-agent-dir; default /usr/sbin, where
+	// Debian's fence-agents installs them): a device's agent runs only if
+	// it is a program named fence_* directly in one of them, named by its
+	// name or its absolute path (procrun.Allow).
+	Dirs []string
+	// SecretDirs are the directories a device's {file: …} options may be
+	// read from (the agent's --fence-secret-dir; default
+	// /etc/raftlb/secrets): the DC sends what it reads to the device, so a
+	// spec must not name any file.
+	SecretDirs []string
 	// ReadFile reads a secret parameter's file (default os.ReadFile).
 	ReadFile func(string) ([]byte, error)
 }
@@ -34,7 +42,8 @@ type Config struct {
 // Runner runs fence agents.
 type Runner struct {
 	logger   *slog.Logger
-	path     []string
+	allow    procrun.Allow
+	secrets  []string
 	readFile func(string) ([]byte, error)
 
 	mu      sync.Mutex
@@ -47,14 +56,19 @@ func NewRunner(cfg Config) *Runner {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Path == "" {
-		cfg.Path = "/usr/sbin:/usr/bin:/sbin:/bin"
+	if len(cfg.Dirs) == 0 {
+		cfg.Dirs = []string{DefaultAgentDir}
+	}
+	if len(cfg.SecretDirs) == 0 {
+		cfg.SecretDirs = []string{DefaultSecretDir}
 	}
 	if cfg.ReadFile == nil {
 		cfg.ReadFile = os.ReadFile
 	}
 	return &Runner{
-		logger: cfg.Logger.With("component", "fencing"), path: filepath.SplitList(cfg.Path), readFile: cfg.ReadFile,
+		logger: cfg.Logger.With("component", "fencing"), readFile: cfg.ReadFile,
+		allow:   procrun.Allow{What: "fence agents", Flag: "--fence-agent-dir", Dirs: slices.Clone(cfg.Dirs), Prefix: "fence_"},
+		secrets: slices.Clone(cfg.SecretDirs),
 		rnd:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid()))),
 		hostArg: map[string]string{},
 	}
@@ -224,19 +238,65 @@ func (r *Runner) call(ctx context.Context, d fsm.FenceDevice, node, action strin
 	return result{code: 0, output: out}
 }
 
-// resolve finds the agent's program: an absolute path as it is, a name on
-// the search path.
+// DefaultAgentDir is where Debian's fence-agents installs the agents;
+// DefaultSecretDir where a node keeps the files of fence options.
+const (
+	DefaultAgentDir  = "/usr/sbin"
+	DefaultSecretDir = "/etc/raftlb/secrets"
+)
+
+// resolve finds the agent's program, an absolute path as it is, a name in
+// the allowed directories, and checks that this node lets it run.
 func (r *Runner) resolve(agent string) (string, error) {
-	if filepath.IsAbs(agent) {
-		return agent, nil
-	}
-	for _, dir := range r.path {
-		p := filepath.Join(dir, agent)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
+	path := agent
+	if !filepath.IsAbs(agent) {
+		path = ""
+		for _, dir := range r.allow.Dirs {
+			if p := filepath.Join(dir, agent); fileExists(p) {
+				path = p
+				break
+			}
+		}
+		if path == "" {
+			return "", fmt.Errorf("fence agent %s: %w (looked in %s; is fence-agents installed?)", agent, exec.ErrNotFound, strings.Join(r.allow.Dirs, ", "))
 		}
 	}
-	return "", fmt.Errorf("fence agent %s: %w (looked in %s; is fence-agents installed?)", agent, exec.ErrNotFound, strings.Join(r.path, ":"))
+	if err := r.allow.Check(path); err != nil {
+		return "", fmt.Errorf("fence agent: %w", err)
+	}
+	return path, nil
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// CheckDevice says why d may not run on this node, or nil: its agent, its
+// options, the files they are read from. The DC asks every node before it
+// commits a spec's fence devices.
+func (r *Runner) CheckDevice(d fsm.FenceDevice) error {
+	if _, err := r.resolve(d.Agent); err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(d.Params)) {
+		if err := r.checkParam(k, d.Params[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkParam refuses an option this node does not pass: a dangerous one
+// (fsm.DangerousFenceParam), or a file outside the secret directories.
+func (r *Runner) checkParam(k string, p fsm.FenceParam) error {
+	if fsm.DangerousFenceParam(k) {
+		return fmt.Errorf("option %s: not passed to fence agents (it could run or write anything as root)", k)
+	}
+	if p.File != "" && !slices.Contains(r.secrets, filepath.Dir(p.File)) {
+		return fmt.Errorf("option %s: %s is not in a directory this node reads fence secrets from (--fence-secret-dir %s)", k, p.File, strings.Join(r.secrets, ", "))
+	}
+	return nil
 }
 
 // options are d's parameters with secrets read from their files, and the
@@ -245,6 +305,9 @@ func (r *Runner) options(d fsm.FenceDevice) (map[string]string, []string, error)
 	opts := map[string]string{}
 	var secrets []string
 	for k, p := range d.Params {
+		if err := r.checkParam(k, p); err != nil {
+			return nil, nil, fmt.Errorf("device %s: %w", d.Name, err)
+		}
 		if p.File == "" {
 			opts[k] = p.Value
 			continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +40,22 @@ printf '%%s\n' "$in" > %[2]s/stdin.$n
 		t.Fatal(err)
 	}
 	return path, dir
+}
+
+// runnerFor is a Runner that allows the directories of f's agents.
+func runnerFor(f fsm.Fencing) *Runner {
+	var dirs, secrets []string
+	for _, d := range f.Devices {
+		if filepath.IsAbs(d.Agent) && !slices.Contains(dirs, filepath.Dir(d.Agent)) {
+			dirs = append(dirs, filepath.Dir(d.Agent))
+		}
+		for _, p := range d.Params {
+			if p.File != "" {
+				secrets = append(secrets, filepath.Dir(p.File))
+			}
+		}
+	}
+	return NewRunner(Config{Dirs: dirs, SecretDirs: secrets})
 }
 
 func device(name, path string, hosts map[string]string) fsm.FenceDevice {
@@ -78,7 +95,7 @@ func TestFenceSendsTheProtocol(t *testing.T) {
 	}
 	d := device("ipmi", path, map[string]string{"m30": "7"})
 	d.Params = map[string]fsm.FenceParam{"ipaddr": {Value: "10.0.0.30"}, "password": {File: secret}}
-	out := NewRunner(Config{}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
+	out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
 	if !out.Success || out.Level != 1 || out.Device != "ipmi" || out.Attempts != 1 || out.ExitCode != 0 {
 		t.Fatalf("outcome %+v", out)
 	}
@@ -102,7 +119,7 @@ func TestHostArgumentFromMetadata(t *testing.T) {
 	} {
 		path, dir := agent(t, tc.params, `exit 0`)
 		d := device("d", path, map[string]string{"m30": ""})
-		if out := NewRunner(Config{}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", fsm.FenceOff); !out.Success {
+		if out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", fsm.FenceOff); !out.Success {
 			t.Fatalf("%v: %+v", tc.params, out)
 		}
 		if got := read(t, filepath.Join(dir, "stdin.1")); got != tc.want {
@@ -122,7 +139,7 @@ func TestTimeoutIsAFailureAndKillsTheGroup(t *testing.T) {
 	// the device's timeout was not applied.
 	guard, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out := NewRunner(Config{}).Fence(guard, fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
+	out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(guard, fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
 	if guard.Err() != nil {
 		t.Fatalf("the test's guard ended the agent, not the device's 1s timeout: %+v", out)
 	}
@@ -148,13 +165,13 @@ func TestRetriesThenSuccess(t *testing.T) {
 	path, dir := agent(t, []string{"plug"}, `[ "$n" -ge 3 ] && exit 0; echo "Failed: Unable to connect" >&2; exit 1`)
 	d := device("flaky", path, map[string]string{"m30": ""})
 	d.Retries = 2
-	out := NewRunner(Config{}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
+	out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
 	if !out.Success || out.Attempts != 3 || runs(t, dir) != 3 {
 		t.Fatalf("outcome %+v after %d runs, want success on the third", out, runs(t, dir))
 	}
 	d.Retries = 1
 	_ = os.Remove(filepath.Join(dir, "runs"))
-	if out := NewRunner(Config{}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", ""); out.Success || out.ExitCode != 1 || !strings.Contains(out.Err.Error(), "Unable to connect") {
+	if out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", ""); out.Success || out.ExitCode != 1 || !strings.Contains(out.Err.Error(), "Unable to connect") {
 		t.Fatalf("with one retry: %+v, want a failure saying why", out)
 	}
 }
@@ -175,7 +192,7 @@ func TestLevels(t *testing.T) {
 		},
 		Levels: map[string][][]string{"m30": {{"b", "a"}, {"a", "c"}}},
 	}
-	out := NewRunner(Config{}).Fence(context.Background(), f, "m30", "")
+	out := runnerFor(f).Fence(context.Background(), f, "m30", "")
 	if !out.Success || out.Level != 2 || out.Device != "c" {
 		t.Fatalf("outcome %+v, want success at level 2 with c", out)
 	}
@@ -183,10 +200,10 @@ func TestLevels(t *testing.T) {
 		t.Errorf("runs: b %d (want 3: two retries), a %d (want 1: level 1 stopped at b), c %d", runs(t, badDir), runs(t, okDir), runs(t, lastDir))
 	}
 	f.Levels["m30"] = [][]string{{"b"}}
-	if out := NewRunner(Config{}).Fence(context.Background(), f, "m30", ""); out.Success || out.Level != 1 {
+	if out := runnerFor(f).Fence(context.Background(), f, "m30", ""); out.Success || out.Level != 1 {
 		t.Fatalf("one failing level: %+v", out)
 	}
-	if out := NewRunner(Config{}).Fence(context.Background(), f, "m99", ""); out.Success || out.Err == nil || !strings.Contains(out.Err.Error(), "no fence device fences m99") {
+	if out := runnerFor(f).Fence(context.Background(), f, "m99", ""); out.Success || out.Err == nil || !strings.Contains(out.Err.Error(), "no fence device fences m99") {
 		t.Fatalf("a node no device fences: %+v", out)
 	}
 }
@@ -195,7 +212,8 @@ func TestLevels(t *testing.T) {
 // bytes, valid UTF-8, within the bound.
 func TestOutputIsBounded(t *testing.T) {
 	path, _ := agent(t, []string{"plug"}, `head -c 5000000 /dev/urandom; echo "Success: Powered OFF"`)
-	out := NewRunner(Config{}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{device("loud", path, map[string]string{"m30": ""})}}, "m30", "")
+	f := fsm.Fencing{Devices: []fsm.FenceDevice{device("loud", path, map[string]string{"m30": ""})}}
+	out := runnerFor(f).Fence(context.Background(), f, "m30", "")
 	if !out.Success || len(out.Output) > fsm.MaxFenceOutput || !strings.HasSuffix(out.Output, "Success: Powered OFF\n") {
 		t.Fatalf("success %v, output of %d bytes ending %q", out.Success, len(out.Output), out.Output[max(0, len(out.Output)-30):])
 	}
@@ -208,7 +226,7 @@ func TestStatusMonitorValidate(t *testing.T) {
 *action=validate-all*) echo "Failed: bad ipaddr" >&2; exit 1;;
 esac`)
 	d := device("d", path, map[string]string{"m30": "on", "m40": "off", "m50": "broken"})
-	r := NewRunner(Config{})
+	r := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}})
 	if on, err := r.Status(context.Background(), d, "m30"); !on || err != nil {
 		t.Errorf("status of an on node: %v, %v", on, err)
 	}
@@ -228,13 +246,13 @@ esac`)
 
 func TestMissingAgentAndSecret(t *testing.T) {
 	d := device("gone", "fence_nonexistent_raftlb", map[string]string{"m30": ""})
-	if out := NewRunner(Config{}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", ""); out.Success || !strings.Contains(out.Err.Error(), "fence-agents installed") {
+	if out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", ""); out.Success || !strings.Contains(out.Err.Error(), "fence-agents installed") {
 		t.Errorf("a missing agent: %+v", out)
 	}
 	path, _ := agent(t, []string{"plug"}, `exit 0`)
 	d = device("d", path, map[string]string{"m30": ""})
 	d.Params = map[string]fsm.FenceParam{"password": {File: "/nonexistent/pass"}}
-	if out := NewRunner(Config{}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", ""); out.Success || !strings.Contains(out.Err.Error(), "/nonexistent/pass") {
+	if out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", ""); out.Success || !strings.Contains(out.Err.Error(), "/nonexistent/pass") {
 		t.Errorf("a missing secret file: %+v", out)
 	}
 }
@@ -280,5 +298,63 @@ func TestDebianFenceDummy(t *testing.T) {
 	slow.Timeout, slow.Retries = 2*time.Second, 0
 	if out := r.Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{slow}}, "m30", ""); out.Success || !strings.Contains(out.Err.Error(), "no answer within") {
 		t.Errorf("a delay beyond the timeout: %+v, want a timeout failure", out)
+	}
+}
+
+// TestAgentsOnlyFromAllowedDirectories: the node's setting decides which
+// programs a spec's fence device may run (they get the spec's options on
+// standard input as root): one outside the allowed directories, or not
+// named fence_*, such as a shell, is not run.
+func TestAgentsOnlyFromAllowedDirectories(t *testing.T) {
+	path, dir := agent(t, []string{"plug"}, `exit 0`)
+	d := device("d", path, map[string]string{"m30": ""})
+	out := NewRunner(Config{}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
+	if out.Success || out.Err == nil || !strings.Contains(out.Err.Error(), "is not in a directory this node allows for fence agents (--fence-agent-dir /usr/sbin)") {
+		t.Errorf("an agent outside the allowed directories: %+v", out)
+	}
+	if runs(t, dir) != 0 {
+		t.Error("the refused agent ran")
+	}
+	shell := NewRunner(Config{Dirs: []string{"/bin"}})
+	if err := shell.CheckDevice(fsm.FenceDevice{Agent: "/bin/sh"}); err == nil || !strings.Contains(err.Error(), "fence agents must be named fence_*") {
+		t.Errorf("a shell as a fence agent: %v", err)
+	}
+	if err := NewRunner(Config{}).CheckDevice(fsm.FenceDevice{Agent: "fence_dummy"}); err != nil {
+		t.Errorf("Debian's fence_dummy in /usr/sbin: %v", err)
+	}
+	if err := NewRunner(Config{}).CheckDevice(fsm.FenceDevice{Agent: "fence_nonesuch"}); err == nil || !strings.Contains(err.Error(), "looked in /usr/sbin") {
+		t.Errorf("a missing agent: %v", err)
+	}
+}
+
+// TestDangerousOptionsAndSecretFiles: options that would let a spec run or
+// write anything as root are not passed, whatever the log holds, and a
+// secret is read only from the node's secret directories: a spec cannot
+// send the gossip key to a device it chose.
+func TestDangerousOptionsAndSecretFiles(t *testing.T) {
+	path, dir := agent(t, []string{"plug"}, `exit 0`)
+	for _, k := range []string{"passwd_script", "ssh_path", "ssh_options", "debug", "openrc"} {
+		d := device("d", path, map[string]string{"m30": ""})
+		d.Params = map[string]fsm.FenceParam{k: {Value: "touch /tmp/owned"}}
+		out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
+		if out.Success || out.Err == nil || !strings.Contains(out.Err.Error(), "option "+k+": not passed to fence agents") {
+			t.Errorf("option %s: %+v", k, out)
+		}
+	}
+	if runs(t, dir) != 0 {
+		t.Error("an agent ran with a refused option")
+	}
+	key := filepath.Join(t.TempDir(), "gossip.key")
+	if err := os.WriteFile(key, []byte("c2VjcmV0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := device("d", path, map[string]string{"m30": ""})
+	d.Params = map[string]fsm.FenceParam{"password": {File: key}}
+	r := NewRunner(Config{Dirs: []string{dir}}) // the default secret directory
+	if err := r.CheckDevice(d); err == nil || !strings.Contains(err.Error(), "is not in a directory this node reads fence secrets from (--fence-secret-dir /etc/raftlb/secrets)") {
+		t.Errorf("a secret outside the secret directories: %v", err)
+	}
+	if out := r.Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", ""); out.Success || runs(t, dir) != 0 {
+		t.Errorf("fenced with a secret read from outside: %+v", out)
 	}
 }

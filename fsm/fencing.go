@@ -96,6 +96,20 @@ func secretParam(k string) bool {
 	return false
 }
 
+// DangerousFenceParam is an option with which a spec could make a fence
+// agent (run as root on the DC) run or write anything: a program to run
+// for the password (*_script, through a shell), a binary to use (*_path),
+// ssh options (ProxyCommand), a debug file to write, an environment file
+// to source through a shell (openrc). A new spec may not set them, and the
+// DC does not pass them from an older one.
+func DangerousFenceParam(k string) bool {
+	switch k {
+	case "ssh_options", "debug", "debug_file", "openrc":
+		return true
+	}
+	return strings.HasSuffix(k, "_script") || strings.HasSuffix(k, "_path")
+}
+
 func (v *validator) fencing(f Fencing) {
 	names := map[string]int{}
 	for i, d := range f.Devices {
@@ -125,6 +139,8 @@ func (v *validator) fencing(f Fencing) {
 				v.addf(pp, "not a fence agent option name (lower case letters, digits, '_')")
 			case reservedParam(k):
 				v.addf(pp, "raftlb sets %s itself", k)
+			case v.proposal && DangerousFenceParam(k):
+				v.addf(pp, "%s would let the spec make the fence agent run or write anything as root on the DC: not accepted", k)
 			case (val.Value == "") == (val.File == ""):
 				v.addf(pp, "give either a value or a file")
 			case secretParam(k) && val.Value != "":

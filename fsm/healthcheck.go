@@ -5,16 +5,38 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
+
+// The floors on check intervals: a spec cannot make the DC probe (or, for
+// exec checks, fork) faster than this, whatever it says.
+const (
+	MinCheckInterval     = 100 * time.Millisecond
+	MinExecCheckInterval = time.Second
+)
+
+// MinInterval is the floor on the interval of a check of type typ.
+func MinInterval(typ string) time.Duration {
+	if typ == CheckExec {
+		return MinExecCheckInterval
+	}
+	return MinCheckInterval
+}
 
 // healthCheck checks a health-check spec. It is stored and replicated
 // before the director acts on it, so everything the checker will rely on is
 // settled here: an exec command that cannot be run or a regular expression
 // that does not compile is an operator error, not a failing real server.
 func (v *validator) healthCheck(p string, hc HealthCheck) {
-	if hc.Interval <= 0 {
+	switch {
+	case hc.Interval <= 0:
 		v.addf(p+".interval", "must be positive")
+	case !v.proposal:
+	case hc.Interval < MinCheckInterval:
+		v.addf(p+".interval", "%s: want at least %s (every check of every real server runs this often on the DC)", hc.Interval, MinCheckInterval)
+	case hc.Type == CheckExec && hc.Interval < MinExecCheckInterval:
+		v.addf(p+".interval", "%s: an exec check starts a process each time; want at least %s", hc.Interval, MinExecCheckInterval)
 	}
 	switch {
 	case hc.Timeout <= 0:

@@ -120,7 +120,7 @@ func (p *parser) check(path string, line int, err error) {
 // Validate's complaint about the same path would only repeat it.
 func (p *parser) validate(spec Spec) error {
 	problems := p.problems
-	if err := spec.Validate(); err != nil {
+	if err := spec.ValidateNew(); err != nil {
 		var ve *ValidationError
 		if !errors.As(err, &ve) {
 			return err

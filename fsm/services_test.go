@@ -257,6 +257,8 @@ func TestParseServicesRejects(t *testing.T) {
 		{"exec without command", goodFile + "    health_check: {type: exec}\n", []string{web + ".health_check.command", "need a command"}},
 		{"exec relative command", goodFile + "    health_check: {type: exec, command: [check, --fast]}\n", []string{web + ".health_check.command[0]", "absolute"}},
 		{"exec command as string", goodFile + "    health_check: {type: exec, command: /bin/check}\n", []string{"line 8"}},
+		{"interval 1ms", goodFile + "    health_check: {interval: 1ms, timeout: 1ms}\n", []string{web + ".health_check.interval", "1ms: want at least 100ms"}},
+		{"exec interval 500ms", goodFile + "    health_check: {type: exec, command: [/bin/check], interval: 500ms, timeout: 100ms}\n", []string{web + ".health_check.interval", "an exec check starts a process each time; want at least 1s"}},
 		{"command on tcp check", goodFile + "    health_check: {command: [/bin/true]}\n", []string{web + ".health_check.command", "exec"}},
 		{"no_quorum", goodFile + "policy: {no_quorum: panic}\n", []string{"line 8", "policy.no_quorum", "panic"}},
 	}

@@ -53,6 +53,17 @@ func (s Spec) Validate() error {
 	return v.err()
 }
 
+// ValidateNew is Validate plus the rules only a spec proposed now must
+// meet: the floors on check intervals. The FSM applies log entries and
+// restores snapshots under Validate alone, so a spec an older release
+// accepted is never refused when it is replayed; the director raises its
+// intervals to the floors instead (MinInterval).
+func (s Spec) ValidateNew() error {
+	v := validator{proposal: true}
+	v.spec(s)
+	return v.err()
+}
+
 // validateAgainst checks what the spec alone cannot tell: the nodes its
 // fencing section names are members of the cluster.
 func (s Spec) validateAgainst(st State) error {
@@ -76,6 +87,8 @@ func (n Node) Validate() error {
 // validator collects problems; its methods never stop at the first one.
 type validator struct {
 	problems []Problem
+	// proposal adds the rules only a new spec must meet (ValidateNew).
+	proposal bool
 }
 
 func (v *validator) addf(path, format string, args ...any) {

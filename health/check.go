@@ -42,15 +42,16 @@ func defaultDial(dial DialFunc) DialFunc {
 // can be prepared once (the regular expression, the digests, the HTTP
 // transport) is prepared here rather than on every probe. The spec has
 // been validated by fsm; an error here means it was not. dial opens the
-// tcp and http(s) checks' connections; nil means a plain net.Dialer.
-func NewChecker(hc fsm.HealthCheck, dial DialFunc) (Checker, error) {
+// tcp and http(s) checks' connections; nil means a plain net.Dialer. exec
+// is the node's policy for exec checks; nil runs none.
+func NewChecker(hc fsm.HealthCheck, dial DialFunc, exec *Exec) (Checker, error) {
 	switch hc.Type {
 	case fsm.CheckTCP:
 		return tcpChecker{dial: defaultDial(dial)}, nil
 	case fsm.CheckHTTP, fsm.CheckHTTPS:
 		return newHTTPChecker(hc, defaultDial(dial))
 	case fsm.CheckExec:
-		return newExecChecker(hc.Command)
+		return newExecChecker(hc.Command, exec)
 	default:
 		return nil, fmt.Errorf("unknown health check type %q", hc.Type)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,13 +21,21 @@ const probeTimeout = 10 * time.Second
 
 func check(t *testing.T, hc fsm.HealthCheck, target Target) error {
 	t.Helper()
-	c, err := NewChecker(hc, testkit.DialContext(t))
+	c, err := NewChecker(hc, testkit.DialContext(t), allowing(hc))
 	if err != nil {
 		t.Fatalf("NewChecker(%+v): %v", hc, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	return c.Check(ctx, target)
+}
+
+// allowing is an exec policy that lets hc's program run from where it is.
+func allowing(hc fsm.HealthCheck) *Exec {
+	if len(hc.Command) == 0 {
+		return nil
+	}
+	return NewExec([]string{filepath.Dir(hc.Command[0])}, nil, 0)
 }
 
 // closedPort returns a loopback address where nothing listens.
@@ -85,7 +94,7 @@ func TestTCPCheck(t *testing.T) {
 }
 
 func TestTCPCheckHonoursDeadline(t *testing.T) {
-	c, err := NewChecker(fsm.HealthCheck{Type: fsm.CheckTCP}, testkit.DialContext(t))
+	c, err := NewChecker(fsm.HealthCheck{Type: fsm.CheckTCP}, testkit.DialContext(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +114,7 @@ func TestNewCheckerRejects(t *testing.T) {
 		{Type: fsm.CheckHTTP, Path: "/", DigestSHA256: strings.Repeat("0", 32)},
 		{Type: fsm.CheckExec},
 	} {
-		if _, err := NewChecker(hc, testkit.DialContext(t)); err == nil {
+		if _, err := NewChecker(hc, testkit.DialContext(t), nil); err == nil {
 			t.Errorf("NewChecker(%+v): no error", hc)
 		}
 	}

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/raftlb/raftlb/internal/procrun"
 )
@@ -15,24 +19,126 @@ import (
 // error reports its first line.
 const maxStderr = 4 << 10
 
+// Exec is how this node runs exec checks, set by its own configuration
+// and never by the spec: the directories their programs may come from,
+// the user they run as, and how many may run at once.
+type Exec struct {
+	Allow procrun.Allow
+	// User runs the check programs; nil: the agent's own user.
+	User  *syscall.Credential
+	slots chan struct{}
+}
+
+// DefaultExecProcs is how many exec checks may run at once on a node
+// unless its configuration says otherwise.
+const DefaultExecProcs = 8
+
+// NewExec returns the exec policy of a node: programs from dirs only
+// (none: no exec check runs), as user (nil: the agent's user), at most
+// maxProcs at once.
+func NewExec(dirs []string, user *syscall.Credential, maxProcs int) *Exec {
+	if maxProcs < 1 {
+		maxProcs = DefaultExecProcs
+	}
+	return &Exec{
+		Allow: procrun.Allow{What: "exec checks", Flag: "--exec-dir", Dirs: slices.Clone(dirs)},
+		User:  user, slots: make(chan struct{}, maxProcs),
+	}
+}
+
+// ErrNotRun says a check's program was not run (this node's policy
+// refused it, or no slot came free in time): the probe says nothing about
+// the server, which keeps its state.
+var ErrNotRun = errors.New("not run")
+
+// Permit says why this node would not run path as an exec check, or nil.
+// A nil policy runs none.
+func (e *Exec) Permit(path string) error {
+	if e == nil {
+		e = NewExec(nil, nil, 0)
+	}
+	if err := e.Allow.Check(path); err != nil {
+		return err
+	}
+	if e.User != nil {
+		return runnableBy(path, e.User.Uid, e.User.Gid)
+	}
+	return nil
+}
+
+// runnableBy says why uid (with only its primary group gid) could not run
+// path: every directory on the way must let it search, the file let it
+// read and execute (a script is read by its interpreter).
+func runnableBy(path string, uid, gid uint32) error {
+	allowed := func(fi os.FileInfo, bits os.FileMode) bool {
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return false
+		}
+		m := fi.Mode().Perm()
+		switch {
+		case st.Uid == uid:
+			return m&(bits<<6) == bits<<6
+		case st.Gid == gid:
+			return m&(bits<<3) == bits<<3
+		}
+		return m&bits == bits
+	}
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return err
+		}
+		if !allowed(fi, 0o1) {
+			return fmt.Errorf("%s: uid %d cannot enter directory %s", path, uid, dir)
+		}
+		if dir == "/" {
+			break
+		}
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !allowed(fi, 0o5) {
+		return fmt.Errorf("%s: uid %d (the agent's --exec-user) cannot read and execute it", path, uid)
+	}
+	return nil
+}
+
 // execChecker is keepalived's MISC_CHECK and ldirectord's
 // checktype=external: run a command, exit status 0 means healthy.
 type execChecker struct {
-	argv []string
+	argv   []string
+	policy *Exec
 }
 
-func newExecChecker(argv []string) (*execChecker, error) {
+func newExecChecker(argv []string, policy *Exec) (*execChecker, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, errors.New("exec check needs a command")
 	}
-	return &execChecker{argv: append([]string(nil), argv...)}, nil
+	if policy == nil {
+		policy = NewExec(nil, nil, 0) // runs nothing
+	}
+	return &execChecker{argv: append([]string(nil), argv...), policy: policy}, nil
 }
 
 func (c *execChecker) Check(ctx context.Context, t Target) error {
+	// The node's policy, checked on every run: the program may have
+	// changed since the spec was applied.
+	if err := c.policy.Permit(c.argv[0]); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotRun, err)
+	}
+	select {
+	case c.policy.slots <- struct{}{}:
+		defer func() { <-c.policy.slots }()
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %d exec checks were already running on this node until the timeout (the agent's --exec-max-procs)", ErrNotRun, cap(c.policy.slots))
+	}
 	// No shell, its own process group (a timeout kills whatever the
 	// command started, a shell script's curl too), and none of the
 	// agent's environment but a fixed PATH.
-	r := procrun.Run(ctx, procrun.Cmd{Argv: c.argv, Keep: maxStderr, Env: []string{
+	r := procrun.Run(ctx, procrun.Cmd{Argv: c.argv, Keep: maxStderr, User: c.policy.User, Env: []string{
 		procrun.DefaultPath,
 		"RAFTLB_RS_ADDR=" + addrString(t.Addr),
 		"RAFTLB_RS_PORT=" + strconv.Itoa(int(t.Addr.Port())),

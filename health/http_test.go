@@ -125,7 +125,7 @@ func TestHTTPCheckFreshConnectionPerProbe(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	c, err := NewChecker(httpCheck(nil), testkit.DialContext(t))
+	c, err := NewChecker(httpCheck(nil), testkit.DialContext(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -63,6 +64,8 @@ type MonitorConfig struct {
 	OnChange func(Key, State)
 	// Dial opens the probes' connections (nil: a plain net.Dialer).
 	Dial DialFunc
+	// Exec is the node's policy for exec checks (nil: none run).
+	Exec *Exec
 }
 
 // NewMonitor returns a monitor with no targets.
@@ -74,12 +77,12 @@ func NewMonitor(cfg MonitorConfig) *Monitor {
 	if onChange == nil {
 		onChange = func(Key, State) {}
 	}
-	dial := cfg.Dial
+	dial, exec := cfg.Dial, cfg.Exec
 	return &Monitor{
 		logger:     logger,
 		onChange:   onChange,
 		now:        time.Now,
-		newChecker: func(hc fsm.HealthCheck) (Checker, error) { return NewChecker(hc, dial) },
+		newChecker: func(hc fsm.HealthCheck) (Checker, error) { return NewChecker(hc, dial, exec) },
 		probes:     map[Key]*probeLoop{},
 		states:     map[Key]State{},
 	}
@@ -208,6 +211,19 @@ func (m *Monitor) probe(ctx context.Context, log *slog.Logger, k Key, t Target, 
 		// Stopped or replaced while probing: a cancelled probe says
 		// nothing about the server.
 		m.mu.Unlock()
+		return
+	}
+	if errors.Is(err, ErrNotRun) {
+		// Nor does a check this node would not run: the server keeps its
+		// state, and status says why it is not checked.
+		st := tracker.State()
+		before := m.states[k].LastError
+		st.LastError = err.Error()
+		m.states[k] = st
+		m.mu.Unlock()
+		if before != st.LastError {
+			log.Warn("health check not run: the server keeps its state", "err", err)
+		}
 		return
 	}
 	st, changed := tracker.Observe(err, m.now())

@@ -148,7 +148,8 @@ func (c *rcluster) startAgent(n string) {
 	args := []string{c.l.Bin("raftlb"), "agent",
 		"--name", n, "--bind", lab.IP(n), "--data-dir", filepath.Join(c.dir, n),
 		"--api", "unix://" + c.sock(n), "--bootstrap-expect", "3", "--interface", "eth0",
-		"--key-file", filepath.Join(c.dir, "key"), "--tls-dir", filepath.Join(c.dir, "tls-"+n)}
+		"--key-file", filepath.Join(c.dir, "key"), "--tls-dir", filepath.Join(c.dir, "tls-"+n),
+		"--fence-agent-dir", c.dir} // the fence scenario's fence_lab
 	args = append(append(args, raftTiming()...), c.extra[n]...)
 	p, err := c.l.Start(n, fmt.Sprintf("agent-%s-%d", n, c.starts[n]), args...)
 	if err != nil {

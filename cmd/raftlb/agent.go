@@ -12,8 +12,10 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,7 +28,9 @@ import (
 	"github.com/raftlb/raftlb/director"
 	"github.com/raftlb/raftlb/fencing"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/internal/cli"
+	"github.com/raftlb/raftlb/internal/procrun"
 	"github.com/raftlb/raftlb/internal/retry"
 	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/realserver"
@@ -48,6 +52,9 @@ type agentFlags struct {
 	vipLease                                               time.Duration
 	watchdog                                               string
 	watchdogTimeout                                        time.Duration
+	execDirs, fenceAgentDirs, fenceSecretDirs              stringList
+	execUser                                               string
+	execMaxProcs                                           int
 }
 
 // newAgentFlagSet defines the agent's flags. The config file's keys are
@@ -75,6 +82,11 @@ func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs.BoolVar(&f.insecure, "insecure", false, "run without gossip encryption and TLS (local trials only: every address loopback, or inside --insecure-netns)")
 	fs.StringVar(&f.insecureNetns, "insecure-netns", "", "with --insecure: the network namespace (ip netns NAME) the agent must run in, for trials on non-loopback addresses")
 	fs.BoolVar(&f.apiTCPLoopback, "api-tcp-loopback", false, "allow --api on a loopback TCP address: every local user then controls the cluster")
+	fs.Var(&f.execDirs, "exec-dir", "directory the spec's exec health checks may run programs from (repeatable; none: no exec check runs on this node)")
+	fs.StringVar(&f.execUser, "exec-user", "nobody", "the unprivileged user exec health checks run as")
+	fs.IntVar(&f.execMaxProcs, "exec-max-procs", health.DefaultExecProcs, "exec health checks running at once on this node")
+	fs.Var(&f.fenceAgentDirs, "fence-agent-dir", "directory the spec's fence devices may run fence_* agents from (repeatable; default "+fencing.DefaultAgentDir+")")
+	fs.Var(&f.fenceSecretDirs, "fence-secret-dir", "directory the spec's fence options may read {file: …} secrets from (repeatable; default "+fencing.DefaultSecretDir+")")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&f.timing.RaftHeartbeatTimeout, "raft-heartbeat-timeout", f.timing.RaftHeartbeatTimeout, "follower timeout before an election")
 	fs.DurationVar(&f.timing.RaftElectionTimeout, "raft-election-timeout", f.timing.RaftElectionTimeout, "candidate timeout")
@@ -138,6 +150,18 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 		}
 		f.dataplane = "none"
 	}
+	if err := procrun.CheckDirs("--exec-dir", f.execDirs); err != nil {
+		return nil, fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	}
+	if err := procrun.CheckDirs("--fence-agent-dir", f.fenceAgentDirs); err != nil {
+		return nil, fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	}
+	if err := procrun.CheckDirs("--fence-secret-dir", f.fenceSecretDirs); err != nil {
+		return nil, fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	}
+	if f.execMaxProcs < 1 || f.execMaxProcs > 1024 {
+		return nil, fmt.Errorf("%w: --exec-max-procs %d: want 1 to 1024", cli.ErrUsage, f.execMaxProcs)
+	}
 	for _, j := range f.join {
 		if _, err := netip.ParseAddrPort(j); err != nil {
 			if _, _, err := net.SplitHostPort(j); err != nil {
@@ -176,6 +200,11 @@ func runAgent(args []string, stderr io.Writer) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// SIGHUP (systemctl reload) is caught from the start: its default
+	// would end the agent. It is acted on once the node runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	bind, err := netip.ParseAddr(f.bind)
 	if err != nil {
@@ -223,6 +252,12 @@ func runAgent(args []string, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
+	var execUser *syscall.Credential
+	if len(f.execDirs) > 0 { // no exec check runs without one
+		if execUser, err = lookupExecUser(f.execUser, logger); err != nil {
+			return fmt.Errorf("%w: --exec-user: %v", cli.ErrUsage, err)
+		}
+	}
 
 	// Start order: the real-server side first (a restarted agent takes any
 	// VIP it left on the interface back to lo before anything else), then
@@ -242,18 +277,14 @@ func runAgent(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if !f.insecure {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		go reloadOnHUP(ctx, hup, node, f, logger)
-	}
+	go reloadOnHUP(ctx, hup, node, f, logger)
 	// The director runs on every node: with a data plane it holds the VIPs
 	// and the IPVS table while DC; without one it still runs the DC's
 	// membership duties.
 	dir := director.New(node, dp, director.Config{
 		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: quorum.Lease{Duration: f.vipLease},
-		Fencer: fencing.NewRunner(fencing.Config{Logger: logger}), Watchdog: openWatchdog(f), Logger: logger,
+		Exec:   health.NewExec(f.execDirs, execUser, f.execMaxProcs),
+		Fencer: fencing.NewRunner(fencing.Config{Logger: logger, Dirs: f.fenceAgentDirs, SecretDirs: f.fenceSecretDirs}), Watchdog: openWatchdog(f), Logger: logger,
 	})
 	// The status view asks the node, the replicated state and, for the
 	// health checks, this node's director while DC or the DC over RPC.
@@ -454,6 +485,34 @@ func joinAtStart(ctx context.Context, node *cluster.Node, addrs []string, logger
 	})
 }
 
+// lookupExecUser is the credential exec checks run with: the named user
+// and its primary group. An agent that is not root cannot switch users;
+// its checks run as itself.
+func lookupExecUser(name string, logger *slog.Logger) (*syscall.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("user %s has uid %q", name, u.Uid)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("user %s has gid %q", name, u.Gid)
+	}
+	switch {
+	case os.Geteuid() != 0:
+		if uint64(os.Geteuid()) != uid {
+			logger.Warn("not running as root: exec health checks run as the agent's own user", "exec_user", name)
+		}
+		return nil, nil
+	case uid == 0:
+		logger.Warn("exec health checks run as root (--exec-user): a check program can do anything on the DC", "exec_user", name)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
 // loadAgentTLS loads the node's TLS material from dir, refusing a
 // directory that holds the CA's private key (whoever reads it mints
 // certificates the cluster accepts), and warns of a certificate or CA that
@@ -481,6 +540,10 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, node *cluster.Node, 
 		case <-ctx.Done():
 			return
 		case <-hup:
+		}
+		if f.insecure {
+			logger.Warn("SIGHUP: nothing to reload without gossip encryption and TLS (--insecure)")
+			continue
 		}
 		logger.Info("SIGHUP: reloading the gossip keys and the TLS certificate")
 		if keys, err := cluster.LoadKeyRing(f.keyFile); err != nil {

@@ -62,7 +62,7 @@ func runTLS(args []string, stdout, stderr io.Writer) error {
 		name := fs.String("name", "", "node name (as given to raftlb agent --name)")
 		days := fs.Int("days", 825, "validity of the certificate in days")
 		var ips stringList
-		fs.Var(&ips, "ip", "IP address to include in the certificate (repeatable)")
+		fs.Var(&ips, "ip", "the node's address (its --bind), where peers accept the certificate from (repeatable; at least one)")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
@@ -80,6 +80,9 @@ func runTLS(args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("%w: --ip %q is not an IP address", cli.ErrUsage, s)
 			}
 			parsed = append(parsed, ip)
+		}
+		if len(parsed) == 0 {
+			return fmt.Errorf("%w: tls cert needs --ip, the node's --bind address: peers accept its certificate from the addresses it lists only", cli.ErrUsage)
 		}
 		if err := cluster.IssueNodeDir(*dir, *out, *name, parsed, time.Duration(*days)*24*time.Hour); err != nil {
 			return err

@@ -126,21 +126,22 @@ func TestTLSInitAndCert(t *testing.T) {
 		t.Errorf("the agent cannot load what tls wrote: %v", err)
 	}
 	// A second node's directory may be the same one: ca.pem is the same.
-	wantExit(t, 0, []string{"tls", "cert", "--dir", dir, "--name", "n2", "--out", node})
+	wantExit(t, 0, []string{"tls", "cert", "--dir", dir, "--name", "n2", "--out", node, "--ip", "127.0.0.2"})
+	wantExit(t, 2, []string{"tls", "cert", "--dir", dir, "--name", "n4", "--out", node}, "tls cert needs --ip, the node's --bind address")
 
 	// Neither the CA nor a node certificate is replaced.
 	wantExit(t, 1, []string{"tls", "init", "--dir", dir}, "a CA already exists")
-	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n1", "--out", node}, "already exists")
+	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n1", "--out", node, "--ip", "127.0.0.1"}, "already exists")
 	// The CA's key never lands where an agent reads.
-	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n3", "--out", dir}, "is the CA's directory")
-	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n3", "--out", dir + "/."}, "is the CA's directory")
+	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n3", "--out", dir, "--ip", "127.0.0.3"}, "is the CA's directory")
+	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n3", "--out", dir + "/.", "--ip", "127.0.0.3"}, "is the CA's directory")
 	other := filepath.Join(t.TempDir(), "other")
 	wantExit(t, 0, []string{"tls", "init", "--dir", other})
-	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n3", "--out", other}, "holds a CA private key")
+	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n3", "--out", other, "--ip", "127.0.0.3"}, "holds a CA private key")
 	if err := os.Remove(filepath.Join(other, "ca-key.pem")); err != nil {
 		t.Fatal(err)
 	}
-	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n3", "--out", other}, "holds another CA's certificate")
+	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n3", "--out", other, "--ip", "127.0.0.3"}, "holds another CA's certificate")
 }
 
 func dirNames(t *testing.T, dir string) string {
@@ -195,7 +196,7 @@ func TestTLSCertBadInput(t *testing.T) {
 
 func TestTLSCertWithoutCA(t *testing.T) {
 	dir := t.TempDir()
-	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n1", "--out", filepath.Join(dir, "n1")}, "no cluster CA in "+dir, "raftlb tls init")
+	wantExit(t, 1, []string{"tls", "cert", "--dir", dir, "--name", "n1", "--out", filepath.Join(dir, "n1"), "--ip", "127.0.0.1"}, "no cluster CA in "+dir, "raftlb tls init")
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("tls cert without a CA left %d files behind", len(entries))
 	}

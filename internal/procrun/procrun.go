@@ -36,6 +36,9 @@ type Cmd struct {
 	// Timeout ends the run (and kills the group) if the program is not
 	// done by then; 0 means only ctx does.
 	Timeout time.Duration
+	// User, when set, runs the program as this user and group (with no
+	// supplementary groups) instead of the agent's own.
+	User *syscall.Credential
 	// Keep bounds the output kept: the first Keep bytes of standard
 	// error, and the last Keep bytes of standard output and error
 	// together. Default 4 KiB.
@@ -77,7 +80,7 @@ func Run(ctx context.Context, c Cmd) Result {
 		cmd.Env = []string{DefaultPath}
 	}
 	cmd.Stdin = bytes.NewReader(c.Stdin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.User}
 	cmd.Cancel = func() error {
 		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		if errors.Is(err, syscall.ESRCH) {
