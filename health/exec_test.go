@@ -217,10 +217,10 @@ func TestExecCheckRunsAsTheConfiguredUser(t *testing.T) {
 // TestExecChecksAreCapped: with one slot, a second check does not start
 // while the first runs, and says so when its timeout comes.
 func TestExecChecksAreCapped(t *testing.T) {
-	gate := filepath.Join(t.TempDir(), "gate")
-	slow := script(t, `while [ ! -e "$1" ]; do sleep 0.01; done`+"\n")
+	gate, started := filepath.Join(t.TempDir(), "gate"), filepath.Join(t.TempDir(), "started")
+	slow := script(t, `touch "$2"; while [ ! -e "$1" ]; do sleep 0.01; done`+"\n")
 	policy := NewExec([]string{filepath.Dir(slow)}, nil, 1)
-	first, err := NewChecker(execCheck(slow, gate), testkit.DialContext(t), policy)
+	first, err := NewChecker(execCheck(slow, gate, started), testkit.DialContext(t), policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,8 +230,8 @@ func TestExecChecksAreCapped(t *testing.T) {
 		defer cancel()
 		done <- first.Check(ctx, execTarget)
 	}()
-	testkit.WaitFor(t, "the first check holding the slot", func() bool { return len(policy.slots) == 1 })
-	second, err := NewChecker(execCheck(slow, gate), testkit.DialContext(t), policy)
+	testkit.WaitFor(t, "the first check running", func() bool { _, err := os.Stat(started); return err == nil })
+	second, err := NewChecker(execCheck(slow, gate, started), testkit.DialContext(t), policy)
 	if err != nil {
 		t.Fatal(err)
 	}
