@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/quorum"
@@ -111,6 +112,8 @@ type Config struct {
 	// Watchdog arms the machine's watchdog for a term that takes the
 	// VIPs (watchdog.go); nil: none.
 	Watchdog func() (Watchdog, error)
+	// Events receives what the director does (events.Bus); nil drops it.
+	Events *events.Bus
 	// Exec is this node's policy for the spec's exec health checks (the
 	// directories their programs may come from, the user, the number at
 	// once); nil runs none.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/fencing"
+	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 )
 
@@ -194,6 +195,7 @@ func (t *term) beginFence(node, action, reason string) (*aFencing, error) {
 		return nil, fmt.Errorf("recording the intent to fence %s: %w", node, err)
 	}
 	t.log.Warn("fencing a node", "node", node, "action", act, "reason", reason, "id", id)
+	t.event(events.Event{Type: events.FenceStarted, Target: node, Message: fmt.Sprintf("fencing (%s): %s", act, reason)})
 	return &aFencing{t: t, id: id, node: node, action: action, spec: spec}, nil
 }
 
@@ -215,7 +217,19 @@ func (f *aFencing) run(ctx context.Context) (fsm.FenceEvent, error) {
 		return fsm.FenceEvent{}, fmt.Errorf("recording the result of fencing %s (%s): %w", f.node, done.Result, err)
 	}
 	ev, _ := fenceEvent(t.d.c.FSM().State(), f.id)
+	if out.Success {
+		t.event(events.Event{Type: events.FenceSucceeded, Target: f.node, Message: fmt.Sprintf("fenced by device %s (level %d)", out.Device, out.Level)})
+	} else {
+		t.event(events.Event{Type: events.FenceFailed, Target: f.node, Message: "fencing failed", Error: errorText(out.Err)})
+	}
 	return ev, nil
+}
+
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // boundOutput keeps the end of s within the history's bound.

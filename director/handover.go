@@ -24,6 +24,8 @@ type announcements struct {
 	// handingOver is asked when an announcement arrives: only then is
 	// another holder expected.
 	handingOver func() bool
+	// conflict is told of each address conflict once a term (nil: no one).
+	conflict func(vip netip.Addr)
 
 	mu       sync.Mutex
 	held     map[netip.Addr]bool // the VIPs this DC holds
@@ -85,6 +87,9 @@ func (a *announcements) seen(sender netip.Addr) {
 	if !a.warned[sender] {
 		a.warned[sender] = true
 		a.logger.Warn("another host announces a VIP this DC holds: address conflict", "vip", sender)
+		if a.conflict != nil {
+			a.conflict(sender)
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/internal/retry"
@@ -73,6 +74,9 @@ func (d *Director) newTerm(n uint64) *term {
 	t.recheck.Stop()
 	if d.dp != nil {
 		t.ann = newAnnouncements(d.dp.ARP, t.log, d.c.HandingOver)
+		t.ann.conflict = func(vip netip.Addr) {
+			t.event(events.Event{Type: events.AddressConflict, VIP: vip.String(), Message: "another host announces a VIP this DC holds"})
+		}
 	}
 	return t
 }
@@ -103,6 +107,8 @@ func (t *term) run(ctx context.Context) {
 	t.ctx = ctx
 	t.d.current.Store(t)
 	defer t.d.current.Store(nil)
+	t.event(events.Event{Type: events.DCGained, Message: "this node is now the DC"})
+	defer t.event(events.Event{Type: events.DCLost, Message: "this node is no longer the DC"})
 	defer t.revoke()
 	// Subscribed before establish: a change committed while the term
 	// starts is seen by the loop, not left for the next tick.
@@ -126,6 +132,12 @@ func (t *term) run(ctx context.Context) {
 		}
 		pause = min(2*pause, 2*time.Second)
 	}
+}
+
+// event publishes e as this term's.
+func (t *term) event(e events.Event) {
+	e.Term = t.n
+	t.d.cfg.Events.Publish(e)
 }
 
 // establish takes up the DC's duties, in this order:
@@ -395,6 +407,7 @@ func (t *term) place() error {
 		now[v.Address] = t.d.ifaceOf(v)
 		if _, ok := t.held[v.Address]; !ok {
 			t.log.Info("VIP claimed", "vip", v.Address, "interface", now[v.Address], "lease", t.d.cfg.Lease.Duration)
+			t.event(events.Event{Type: events.VIPClaimed, VIP: v.Address.String(), Message: "VIP claimed on " + now[v.Address]})
 		}
 	}
 	t.setHeld(now)
@@ -502,7 +515,12 @@ func (t *term) startHealth() {
 	if t.mon != nil {
 		return
 	}
-	t.mon = health.NewMonitor(health.MonitorConfig{Logger: t.d.logger, Dial: t.d.cfg.HealthDial, Exec: t.d.cfg.Exec, OnChange: func(health.Key, health.State) {
+	t.mon = health.NewMonitor(health.MonitorConfig{Logger: t.d.logger, Dial: t.d.cfg.HealthDial, Exec: t.d.cfg.Exec, OnChange: func(k health.Key, st health.State) {
+		e := events.Event{Type: events.ServerUp, Service: k.Service.String(), Server: k.Server.String(), Message: "real server up"}
+		if !st.Up {
+			e.Type, e.Message, e.Error = events.ServerDown, "real server down", st.LastError
+		}
+		t.event(e)
 		select {
 		case t.healthChanged <- struct{}{}:
 		default:
@@ -587,8 +605,12 @@ func (t *term) revoke() {
 				t.log.Warn("no successor announced every VIP within the grace; releasing them anyway", "grace", t.d.cfg.HandOverGrace)
 			}
 		}
+		released := sortedVIPs(t.held)
 		if t.release() {
 			t.d.disarm()
+		}
+		for _, v := range released {
+			t.event(events.Event{Type: events.VIPReleased, VIP: v.String(), Message: "VIP released: back on lo"})
 		}
 		t.log.Info("DC duties released: VIPs back on lo, IPVS services removed")
 		t.ann.stop()

@@ -3,7 +3,7 @@
 # runs this first): Debian's fence-agents, whose fence_dummy the fence
 # runner's conformance test calls. The kernel lab installs its own.
 set -euo pipefail
-need=(fence-agents)
+need=(fence-agents python3-aiosmtpd)
 missing=()
 for p in "${need[@]}"; do
 	dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")

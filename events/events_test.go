@@ -1,0 +1,46 @@
+package events
+
+import "testing"
+
+// TestBusKeepsOrderAndCountsWhatDidNotFit: subscribers get every event in
+// order up to their buffer; a full subscriber loses the rest, counted,
+// while the others and the publisher go on; the bus keeps the last few.
+func TestBusKeepsOrderAndCountsWhatDidNotFit(t *testing.T) {
+	b := NewBus("n1", 3)
+	fast, before := b.Subscribe(10)
+	slow, _ := b.Subscribe(1)
+	if len(before) != 0 {
+		t.Fatalf("a new bus kept %d events", len(before))
+	}
+	for _, typ := range []string{DCGained, VIPClaimed, ServerDown, ServerUp} {
+		b.Publish(Event{Type: typ, Message: typ})
+	}
+	for i, want := range []string{DCGained, VIPClaimed, ServerDown, ServerUp} {
+		e := <-fast.C()
+		if e.Type != want || e.Seq != uint64(i+1) || e.Node != "n1" || e.Time.IsZero() {
+			t.Errorf("event %d: %+v, want %s with seq %d from n1", i, e, want, i+1)
+		}
+	}
+	if e := <-slow.C(); e.Type != DCGained || slow.Dropped() != 3 {
+		t.Errorf("the slow subscriber: %+v, %d dropped; want the first and 3 dropped", e, slow.Dropped())
+	}
+	recent := b.Recent()
+	if len(recent) != 3 || recent[0].Type != VIPClaimed || recent[2].Type != ServerUp {
+		t.Errorf("recent %+v, want the last three", recent)
+	}
+	late, kept := b.Subscribe(1)
+	if len(kept) != 3 || kept[2].Seq != 4 {
+		t.Errorf("a late subscriber got %+v kept", kept)
+	}
+	late.Close()
+	late.Close()
+	b.Publish(Event{Type: DCLost})
+	if _, open := <-late.C(); open {
+		t.Error("a closed subscription got an event")
+	}
+	var none *Bus
+	none.Publish(Event{Type: DCLost}) // a nil bus takes and drops
+	if s, kept := none.Subscribe(1); kept != nil || s == nil {
+		t.Error("a nil bus's subscription")
+	}
+}
