@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/status"
 )
@@ -128,12 +130,15 @@ type Server struct {
 	logger    *slog.Logger
 	http      *http.Server
 	dcWait    time.Duration
+	events    *events.Bus
+	stopping  chan struct{} // closed by Shutdown: event streams end
+	stopOnce  sync.Once
 }
 
 // NewServer builds the API. left is called after a successful leave so the
 // agent can shut down.
 func NewServer(agent Agent, left func(), logger *slog.Logger) *Server {
-	s := &Server{agent: agent, left: left, logger: logger.With("component", "api"), dcWait: defaultDCWait}
+	s := &Server{agent: agent, left: left, logger: logger.With("component", "api"), dcWait: defaultDCWait, stopping: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("POST /v1/apply", s.apply)
@@ -145,6 +150,7 @@ func NewServer(agent Agent, left func(), logger *slog.Logger) *Server {
 	mux.HandleFunc("POST /v1/join", s.join)
 	mux.HandleFunc("POST /v1/leave", s.leave)
 	mux.HandleFunc("GET /v1/ipvs", s.ipvs)
+	mux.HandleFunc("GET /v1/events", s.eventsList)
 	s.fenceRoutes(mux)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s
@@ -162,8 +168,12 @@ func (s *Server) Serve(ln net.Listener) error {
 	return nil
 }
 
-// Shutdown stops accepting requests and waits for those in flight.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+// Shutdown stops accepting requests, ends the event streams, and waits
+// for the requests in flight.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stopping) })
+	return s.http.Shutdown(ctx)
+}
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.agent.Status())

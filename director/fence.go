@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/raftlb/raftlb/fencing"
 	"github.com/raftlb/raftlb/events"
+	"github.com/raftlb/raftlb/fencing"
 	"github.com/raftlb/raftlb/fsm"
 )
 

@@ -34,6 +34,7 @@ const (
 	blockMaintenance
 	blockRotation
 	blockPrograms
+	blockEvents
 	blockBench = 50
 )
 

@@ -7,6 +7,7 @@
 package events
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,4 +149,30 @@ func (s *Subscription) Close() {
 		}
 		close(s.c)
 	})
+}
+
+// WatchQuorum publishes quorum_lost and quorum_regained on b as has
+// changes, asked every interval, until ctx ends. The first answer is the
+// baseline: a node that starts without quorum says so once it has it.
+func WatchQuorum(ctx context.Context, b *Bus, interval time.Duration, has func() bool) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	known, had := false, false
+	for {
+		now := has()
+		switch {
+		case !known:
+			known, had = true, now
+		case had && !now:
+			b.Publish(Event{Type: QuorumLost, Message: "quorum lost: this node sees no majority of the voters"})
+		case !had && now:
+			b.Publish(Event{Type: QuorumRegained, Message: "quorum regained"})
+		}
+		had = now
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

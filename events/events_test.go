@@ -1,6 +1,11 @@
 package events
 
-import "testing"
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
 
 // TestBusKeepsOrderAndCountsWhatDidNotFit: subscribers get every event in
 // order up to their buffer; a full subscriber loses the rest, counted,
@@ -42,5 +47,31 @@ func TestBusKeepsOrderAndCountsWhatDidNotFit(t *testing.T) {
 	none.Publish(Event{Type: DCLost}) // a nil bus takes and drops
 	if s, kept := none.Subscribe(1); kept != nil || s == nil {
 		t.Error("a nil bus's subscription")
+	}
+}
+
+// TestWatchQuorum: a change of quorum is published once per change; the
+// first answer is the baseline.
+func TestWatchQuorum(t *testing.T) {
+	b := NewBus("n1", 10)
+	answers := make(chan bool)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); WatchQuorum(ctx, b, time.Millisecond, func() bool { return <-answers }) }()
+	for _, a := range []bool{false, true, true, false, false, true} {
+		answers <- a
+	}
+	cancel()
+	go func() {
+		for range answers {
+		}
+	}()
+	<-done
+	var got []string
+	for _, e := range b.Recent() {
+		got = append(got, e.Type)
+	}
+	if strings.Join(got, " ") != "quorum_regained quorum_lost quorum_regained" {
+		t.Errorf("events %v", got)
 	}
 }

@@ -73,6 +73,17 @@ func RunMail(ctx context.Context, b *Bus, m Mail, logger *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
+			// One last try with what is gathered (a graceful stop's events).
+			for len(sub.C()) > 0 {
+				batch = append(batch, <-sub.C())
+			}
+			if len(batch) > 0 {
+				dctx, cancel := context.WithTimeout(context.Background(), DrainFor)
+				if err := m.send(dctx, b.node, batch, lost); err != nil {
+					log.Warn("mail alert not sent before the agent stopped", "events", len(batch), "err", err)
+				}
+				cancel()
+			}
 			return
 		case e := <-sub.C():
 			batch = append(batch, e)

@@ -55,8 +55,13 @@ func Env(e Event) []string {
 	return env
 }
 
+// DrainFor bounds how long a notify script or the mailer, once told to
+// stop, goes on with the events already published (a graceful stop's
+// dc_lost and vip_released).
+const DrainFor = 3 * time.Second
+
 // RunScript runs s for every event published on b from now on, until ctx
-// ends. It returns when ctx is done.
+// ends; then it runs the events already queued, for at most DrainFor.
 func RunScript(ctx context.Context, b *Bus, s Script, logger *slog.Logger) {
 	if s.Timeout <= 0 {
 		s.Timeout = DefaultScriptTimeout
@@ -68,20 +73,43 @@ func RunScript(ctx context.Context, b *Bus, s Script, logger *slog.Logger) {
 	sub, _ := b.Subscribe(s.Queue)
 	defer sub.Close()
 	var dropped uint64
+	// Scripts run under run: it ends DrainFor after ctx, so the script
+	// running at the stop and those queued behind it still go.
+	run, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-run.Done():
+			return
+		}
+		t := time.NewTimer(DrainFor)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelRun()
+		case <-run.Done():
+		}
+	}()
 	for {
 		var e Event
 		select {
-		case <-ctx.Done():
-			return
 		case e = <-sub.C():
+		case <-ctx.Done():
+			select {
+			case e = <-sub.C():
+			default:
+				return // drained
+			}
 		}
 		if d := sub.Dropped(); d > dropped {
 			log.Warn("notify script falls behind: events dropped", "dropped", d-dropped, "dropped_total", d, "queue", s.Queue)
 			dropped = d
 		}
-		r := procrun.Run(ctx, procrun.Cmd{Argv: s.Argv, Env: Env(e), Timeout: s.Timeout})
+		r := procrun.Run(run, procrun.Cmd{Argv: s.Argv, Env: Env(e), Timeout: s.Timeout})
 		switch {
-		case ctx.Err() != nil:
+		case run.Err() != nil:
+			log.Warn("notify script stopped: the agent is stopping", "event", e.Type, "seq", e.Seq)
 			return
 		case r.Err != nil:
 			log.Error("notify script could not run", "event", e.Type, "seq", e.Seq, "err", r.Err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -156,6 +157,16 @@ func (c *rcluster) startAgent(n string) {
 		c.t.Fatal(err)
 	}
 	c.agents[n] = p
+	// Commands go to its admin API next: wait for it to answer (a killed
+	// agent's socket file may still be there).
+	c.eventually(n+"'s admin API", 30*time.Second, func() (bool, error) {
+		conn, err := net.Dial("unix", c.sock(n))
+		if err != nil {
+			return false, nil
+		}
+		conn.Close()
+		return true, nil
+	})
 }
 
 // cli runs `raftlb CMD --api <n's socket> ARGS...` from the VM's root

@@ -26,6 +26,7 @@ import (
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/director"
+	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fencing"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
@@ -55,6 +56,10 @@ type agentFlags struct {
 	execDirs, fenceAgentDirs, fenceSecretDirs              stringList
 	execUser                                               string
 	execMaxProcs                                           int
+	notify, mailTo                                         stringList
+	notifyTimeout, mailWindow                              time.Duration
+	notifyQueue                                            int
+	smtpRelay, mailFrom                                    string
 }
 
 // newAgentFlagSet defines the agent's flags. The config file's keys are
@@ -87,6 +92,13 @@ func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs.IntVar(&f.execMaxProcs, "exec-max-procs", health.DefaultExecProcs, "exec health checks running at once on this node")
 	fs.Var(&f.fenceAgentDirs, "fence-agent-dir", "directory the spec's fence devices may run fence_* agents from (repeatable; default "+fencing.DefaultAgentDir+")")
 	fs.Var(&f.fenceSecretDirs, "fence-secret-dir", "directory the spec's fence options may read {file: …} secrets from (repeatable; default "+fencing.DefaultSecretDir+")")
+	fs.Var(&f.notify, "notify", "program run for every event (DC, VIPs, real servers, quorum, fencing) with the event in RAFTLB_* variables; no shell (repeatable)")
+	fs.DurationVar(&f.notifyTimeout, "notify-timeout", events.DefaultScriptTimeout, "a notify program still running after this is killed with its process group")
+	fs.IntVar(&f.notifyQueue, "notify-queue", events.DefaultScriptQueue, "events waiting for a notify program; more are dropped, counted and logged")
+	fs.StringVar(&f.smtpRelay, "smtp-relay", "", "HOST:PORT of an SMTP relay to mail the events through (with --mail-from and --mail-to)")
+	fs.StringVar(&f.mailFrom, "mail-from", "", "sender of the mail alerts")
+	fs.Var(&f.mailTo, "mail-to", "recipient of the mail alerts (repeatable)")
+	fs.DurationVar(&f.mailWindow, "mail-window", events.DefaultMailWindow, "events within this long of the first go in one mail")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&f.timing.RaftHeartbeatTimeout, "raft-heartbeat-timeout", f.timing.RaftHeartbeatTimeout, "follower timeout before an election")
 	fs.DurationVar(&f.timing.RaftElectionTimeout, "raft-election-timeout", f.timing.RaftElectionTimeout, "candidate timeout")
@@ -162,6 +174,22 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 	if f.execMaxProcs < 1 || f.execMaxProcs > 1024 {
 		return nil, fmt.Errorf("%w: --exec-max-procs %d: want 1 to 1024", cli.ErrUsage, f.execMaxProcs)
 	}
+	for _, p := range f.notify {
+		if err := checkProgram(p); err != nil {
+			return nil, fmt.Errorf("%w: --notify: %v", cli.ErrUsage, err)
+		}
+	}
+	if f.notifyTimeout <= 0 || f.notifyTimeout > 10*time.Minute || f.notifyQueue < 1 || f.notifyQueue > 10000 {
+		return nil, fmt.Errorf("%w: --notify-timeout %s, --notify-queue %d: want 0 < timeout ≤ 10m and 1 ≤ queue ≤ 10000", cli.ErrUsage, f.notifyTimeout, f.notifyQueue)
+	}
+	if f.smtpRelay != "" || f.mailFrom != "" || len(f.mailTo) > 0 {
+		if err := events.CheckMail(f.mail()); err != nil {
+			return nil, fmt.Errorf("%w: --smtp-relay, --mail-from, --mail-to: %v", cli.ErrUsage, err)
+		}
+		if f.mailWindow < time.Second || f.mailWindow > time.Hour {
+			return nil, fmt.Errorf("%w: --mail-window %s: want 1s to 1h", cli.ErrUsage, f.mailWindow)
+		}
+	}
 	for _, j := range f.join {
 		if _, err := netip.ParseAddrPort(j); err != nil {
 			if _, _, err := net.SplitHostPort(j); err != nil {
@@ -170,6 +198,26 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 		}
 	}
 	return f, nil
+}
+
+func (f *agentFlags) mail() events.Mail {
+	return events.Mail{Relay: f.smtpRelay, From: f.mailFrom, To: f.mailTo, Window: f.mailWindow}
+}
+
+// checkProgram checks a program of the agent's own configuration (a notify
+// script): an absolute path to an executable file.
+func checkProgram(p string) error {
+	if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+		return fmt.Errorf("%q: want a clean absolute path", p)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", p)
+	}
+	return nil
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -281,8 +329,9 @@ func runAgent(args []string, stderr io.Writer) error {
 	// The director runs on every node: with a data plane it holds the VIPs
 	// and the IPVS table while DC; without one it still runs the DC's
 	// membership duties.
+	bus := events.NewBus(f.name, events.DefaultKeep)
 	dir := director.New(node, dp, director.Config{
-		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: quorum.Lease{Duration: f.vipLease},
+		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: quorum.Lease{Duration: f.vipLease}, Events: bus,
 		Exec:   health.NewExec(f.execDirs, execUser, f.execMaxProcs),
 		Fencer: fencing.NewRunner(fencing.Config{Logger: logger, Dirs: f.fenceAgentDirs, SecretDirs: f.fenceSecretDirs}), Watchdog: openWatchdog(f), Logger: logger,
 	})
@@ -317,6 +366,20 @@ func runAgent(args []string, stderr io.Writer) error {
 		srv.SetDataplane(dir)
 	}
 	srv.SetFencing(dir)
+	srv.SetEvents(bus)
+	// Off the DC's critical path: each subscriber has its own queue. They
+	// outlive the director, so a graceful stop's events go out too.
+	go events.WatchQuorum(ctx, bus, time.Second, func() bool { return node.View().Quorum })
+	notifyCtx, stopNotify := context.WithCancel(context.Background())
+	var notifiers sync.WaitGroup
+	for _, p := range f.notify {
+		notifiers.Go(func() {
+			events.RunScript(notifyCtx, bus, events.Script{Argv: []string{p}, Timeout: f.notifyTimeout, Queue: f.notifyQueue}, logger)
+		})
+	}
+	if f.smtpRelay != "" {
+		notifiers.Go(func() { events.RunMail(notifyCtx, bus, f.mail(), logger) })
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("admin API listening", "api", apiAddr.String())
@@ -353,6 +416,8 @@ func runAgent(args []string, stderr io.Writer) error {
 	node.HandOver()
 	stopDirector()
 	<-dirDone
+	stopNotify()
+	notifiers.Wait()
 	logger.Info("stopping: director stopped; leaving gossip")
 	node.LeaveGossip()
 	if dp != nil {

@@ -31,6 +31,7 @@ Usage:
   raftlb server disable|enable [--api ADDR] SERVICE SERVER       drain one real server (weight 0) / bring it back
   raftlb dc move [--api ADDR] [NODE]                             hand the DC role to NODE (or any node that can direct)
   raftlb ipvs    [--api ADDR] [--json]                           show this node's IPVS table (ipvsadm -Ln)
+  raftlb events  [--api ADDR] [--follow] [--json]                show what happened: DC, VIPs, real servers, quorum, fencing
   raftlb fence   [--api ADDR] [--action off|reboot] NODE         have the DC fence NODE with the spec's devices
   raftlb fence confirm [--api ADDR] NODE                         tell the cluster NODE is down (stonith_admin --confirm)
   raftlb fence history [--api ADDR] [--json]                     show the fencing history
@@ -61,6 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"server":  runServer,
 		"status":  runStatus,
 		"ipvs":    runIPVS,
+		"events":  runEvents,
 		"fence":   runFence,
 		"keygen":  runKeygen,
 		"genhash": runGenhash,
