@@ -168,6 +168,7 @@ type Director struct {
 	cfg    Config
 	logger *slog.Logger
 
+	beat       atomic.Int64  // when the director last showed it works (Beat)
 	writes     atomic.Uint64 // IPVS writes since start
 	reconciles atomic.Uint64 // table comparisons since start
 	// ipvsMu orders IPVS writes: a reconcile and the flush that begins a
@@ -255,6 +256,14 @@ func (d *Director) handOver(begun bool) {
 	}
 }
 
+// Beat is when the director last showed that it works: a node that is
+// not DC each audit tick, a DC each event its term handled (the lease's
+// renewals at least every RenewEvery). A hung agent stops beating; the
+// systemd watchdog is fed only while it beats.
+func (d *Director) Beat() time.Time { return time.Unix(0, d.beat.Load()) }
+
+func (d *Director) touch() { d.beat.Store(time.Now().UnixNano()) }
+
 // Writes returns the number of IPVS writes made since start.
 func (d *Director) Writes() uint64 { return d.writes.Load() }
 
@@ -300,6 +309,7 @@ func (d *Director) Run(ctx context.Context) error {
 			d.released.set(fsm.ReleaseVIPs{Node: d.c.Name(), VIPs: left, Reason: fsm.ReleaseRestart, At: time.Now()})
 		}
 	}
+	d.touch()
 	d.logFollow(d.follow())
 	d.checkCanDirect(d.c.FSM().Spec())
 	audit := time.NewTicker(d.cfg.AuditInterval)
@@ -352,6 +362,12 @@ func (d *Director) Run(ctx context.Context) error {
 				d.renewFrozen()
 			}
 		case <-audit.C:
+			// A node that is not DC, or a DC without a data plane (whose
+			// term has no periodic duty), works if this loop runs; a DC
+			// with one, if its term handles its events (term.handle).
+			if run == nil || d.dp == nil {
+				d.touch()
+			}
 			switch {
 			case run != nil:
 			case d.frozen.get() != nil:

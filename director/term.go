@@ -264,6 +264,8 @@ func (t *term) loop(ctx context.Context, members, specs <-chan struct{}) {
 		}
 		if err := t.handle(ev); err != nil {
 			t.log.Warn("DC step failed", "event", ev.String(), "err", err)
+		} else {
+			t.d.touch()
 		}
 	}
 }

@@ -383,6 +383,8 @@ func runAgent(args []string, stderr io.Writer) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("admin API listening", "api", apiAddr.String())
+	sd := notifier{logger: logger}
+	go sd.run(ctx, node.View, dir.Beat)
 	if len(f.join) > 0 {
 		go joinAtStart(ctx, node, f.join, logger)
 	}
@@ -412,6 +414,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	stopped := make(chan struct{})
 	defer close(stopped)
 	go shutdownWatchdog(stopped, stderr, logger)
+	sd.send("STOPPING=1\nSTATUS=stopping: handing DC duties over")
 	_ = srv.Shutdown(shutCtx)
 	node.HandOver()
 	stopDirector()
