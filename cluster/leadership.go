@@ -105,3 +105,34 @@ func (n *Node) watchLeadership(ctx context.Context) {
 		}
 	}
 }
+
+// ObserveDC calls fn with the name of each leader this node learns of (""
+// while it knows none), as Raft observes it: a DC that led only for a
+// moment is seen too. fn must return promptly. The returned function
+// stops observing.
+func (n *Node) ObserveDC(fn func(dc string)) func() {
+	ch := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case o := <-ch:
+				fn(string(o.Data.(raft.LeaderObservation).LeaderID))
+			case <-done:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			n.raft.DeregisterObserver(obs)
+			close(done)
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -97,4 +98,33 @@ func (n *Node) currentTLS() *tls.Config {
 		return n.cfg.TLS
 	}
 	return n.mux.tls.Load()
+}
+
+// CertExpiry says when this node's certificate and the cluster CA that
+// signed it expire; zero times when insecure.
+func (n *Node) CertExpiry() (node, ca time.Time) {
+	conf := n.currentTLS()
+	if conf == nil || len(conf.Certificates) == 0 || conf.Certificates[0].Leaf == nil {
+		return time.Time{}, time.Time{}
+	}
+	leaf := conf.Certificates[0].Leaf
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: conf.RootCAs, CurrentTime: leaf.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err == nil && len(chains) > 0 {
+		ca = chains[0][len(chains[0])-1].NotAfter
+	}
+	return leaf.NotAfter, ca
+}
+
+// ServerTLS is a TLS configuration for another listener of this node (the
+// HTTP one) that requires client certificates of the cluster CA, following
+// the node's reloads; nil when insecure.
+func (n *Node) ServerTLS() *tls.Config {
+	if n.currentTLS() == nil {
+		return nil
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := n.currentTLS().Clone()
+		c.NextProtos = []string{"h2", "http/1.1"}
+		return c, nil
+	}}
 }

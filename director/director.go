@@ -112,6 +112,9 @@ type Config struct {
 	// Watchdog arms the machine's watchdog for a term that takes the
 	// VIPs (watchdog.go); nil: none.
 	Watchdog func() (Watchdog, error)
+	// Metrics receives what the director measures (metrics.Observer);
+	// nil: nothing.
+	Metrics Metrics
 	// Events receives what the director does (events.Bus); nil drops it.
 	Events *events.Bus
 	// Exec is this node's policy for the spec's exec health checks (the
@@ -169,6 +172,7 @@ type Director struct {
 	logger *slog.Logger
 
 	beat       atomic.Int64  // when the director last showed it works (Beat)
+	garps      atomic.Uint64 // gratuitous ARPs (IPv6: neighbour advertisements) sent
 	writes     atomic.Uint64 // IPVS writes since start
 	reconciles atomic.Uint64 // table comparisons since start
 	// ipvsMu orders IPVS writes: a reconcile and the flush that begins a
@@ -255,6 +259,19 @@ func (d *Director) handOver(begun bool) {
 	default:
 	}
 }
+
+// Metrics receives the director's measurements.
+type Metrics interface {
+	// Reconciled is told how long one comparison of the kernel's IPVS
+	// table with the spec took, with the writes it made.
+	Reconciled(time.Duration)
+	// Probed is told how long one health probe of a real server took.
+	Probed(health.Key, time.Duration)
+}
+
+// GARPs returns the gratuitous ARPs (for IPv6, unsolicited neighbour
+// advertisements) sent since start.
+func (d *Director) GARPs() uint64 { return d.garps.Load() }
 
 // Beat is when the director last showed that it works: a node that is
 // not DC each audit tick, a DC each event its term handled (the lease's

@@ -23,6 +23,15 @@ type Service struct {
 	// Netmask groups persistent clients (IPv4 only); invalid means /32.
 	Netmask netip.Addr
 	Dests   []Dest
+	// Stats are the kernel's counters (ipvsadm -Ln --stats), read for
+	// display and metrics; they never take part in a diff.
+	Stats Stats
+}
+
+// Stats are IPVS counters since the service or real server was added:
+// connections, packets and bytes in and out.
+type Stats struct {
+	Connections, PacketsIn, PacketsOut, BytesIn, BytesOut uint64
 }
 
 // Dest is one real server of a service.
@@ -35,6 +44,7 @@ type Dest struct {
 	// they never take part in a diff.
 	ActiveConns   int
 	InactiveConns int
+	Stats         Stats
 }
 
 func (d Dest) id() netip.AddrPort { return netip.AddrPortFrom(d.Addr, d.Port) }

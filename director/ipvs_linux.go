@@ -155,6 +155,7 @@ func (k *KernelIPVS) Services() ([]Service, error) {
 			continue // firewall-mark services are not raftlb's
 		}
 		s := fromKernelService(ks)
+		s.Stats = Stats{Connections: uint64(ks.Stats.Connections), PacketsIn: uint64(ks.Stats.PacketsIn), PacketsOut: uint64(ks.Stats.PacketsOut), BytesIn: ks.Stats.BytesIn, BytesOut: ks.Stats.BytesOut}
 		dests, err := k.h.GetDestinations(ks)
 		if err != nil {
 			return nil, fmt.Errorf("list real servers of %s: %w", s.Key, err)
@@ -163,6 +164,7 @@ func (k *KernelIPVS) Services() ([]Service, error) {
 			s.Dests = append(s.Dests, Dest{
 				Addr: fromIP(kd.Address), Port: kd.Port, Weight: kd.Weight,
 				Forward: fwdName(kd.ConnectionFlags), ActiveConns: kd.ActiveConnections, InactiveConns: kd.InactiveConnections,
+				Stats: Stats{Connections: uint64(kd.Stats.Connections), PacketsIn: uint64(kd.Stats.PacketsIn), PacketsOut: uint64(kd.Stats.PacketsOut), BytesIn: kd.Stats.BytesIn, BytesOut: kd.Stats.BytesOut},
 			})
 		}
 		out = append(out, s)

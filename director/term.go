@@ -467,6 +467,8 @@ func (t *term) announce() error {
 		}
 		if err := t.d.dp.ARP.Gratuitous(t.held[vip], vip); err != nil {
 			errs = append(errs, fmt.Errorf("gratuitous ARP for %s: %w", vip, err))
+		} else {
+			t.d.garps.Add(1)
 		}
 	}
 	return errors.Join(errs...)
@@ -517,7 +519,11 @@ func (t *term) startHealth() {
 	if t.mon != nil {
 		return
 	}
-	t.mon = health.NewMonitor(health.MonitorConfig{Logger: t.d.logger, Dial: t.d.cfg.HealthDial, Exec: t.d.cfg.Exec, OnChange: func(k health.Key, st health.State) {
+	var observe func(health.Key, time.Duration)
+	if m := t.d.cfg.Metrics; m != nil {
+		observe = m.Probed
+	}
+	t.mon = health.NewMonitor(health.MonitorConfig{Logger: t.d.logger, Dial: t.d.cfg.HealthDial, Exec: t.d.cfg.Exec, Observe: observe, OnChange: func(k health.Key, st health.State) {
 		e := events.Event{Type: events.ServerUp, Service: k.Service.String(), Server: k.Server.String(), Message: "real server up"}
 		if !st.Up {
 			e.Type, e.Message, e.Error = events.ServerDown, "real server down", st.LastError
@@ -554,6 +560,10 @@ func (t *term) reconcile() error {
 		}
 	}
 	desired := Desired(state, isOnline, healthOf)
+	start := time.Now()
+	if m := d.cfg.Metrics; m != nil {
+		defer func() { m.Reconciled(time.Since(start)) }()
+	}
 	current, err := d.dp.IPVS.Services()
 	if err != nil {
 		return fmt.Errorf("reading IPVS table: %w", err)

@@ -35,6 +35,7 @@ const (
 	blockRotation
 	blockPrograms
 	blockEvents
+	blockMetrics
 	blockBench = 50
 )
 

@@ -39,7 +39,7 @@ func TestEventsAndNotifyOnAFailover(t *testing.T) {
 		data, _ := os.ReadFile(filepath.Join(out, node))
 		var lines []string
 		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-			if strings.HasPrefix(l, "dc_") || strings.HasPrefix(l, "vip_") {
+			if strings.HasPrefix(l, "dc_gained") || strings.HasPrefix(l, "dc_lost") || strings.HasPrefix(l, "vip_") {
 				lines = append(lines, strings.TrimSpace(l))
 			}
 		}
@@ -89,6 +89,16 @@ func TestEventsAndNotifyOnAFailover(t *testing.T) {
 	for _, a := range rest {
 		if a.name != next && len(seen(a.name)) != 0 {
 			t.Errorf("%s, not DC, saw %q", a.name, seen(a.name))
+		}
+		if a.name != next {
+			c.waitFor(a.name+"'s script told the DC moved", changeTimeout, func() error {
+				data, _ := os.ReadFile(filepath.Join(out, a.name))
+				if !strings.Contains(string(data), "dc_changed") {
+					st, _ := c.status(a)
+					return fmt.Errorf("%s's script saw %q; events: %s; status DC %q quorum %v", a.name, data, c.run("events", "--api", a.api).stdout, st.DC, st.Quorum)
+				}
+				return nil
+			})
 		}
 	}
 }

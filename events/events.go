@@ -21,6 +21,7 @@ const (
 	VIPReleased     = "vip_released"
 	ServerUp        = "server_up"
 	ServerDown      = "server_down"
+	DCChanged       = "dc_changed" // another node became DC, as this node sees it
 	QuorumLost      = "quorum_lost"
 	QuorumRegained  = "quorum_regained"
 	AddressConflict = "address_conflict"
@@ -30,7 +31,7 @@ const (
 )
 
 // Types lists every event type, in the order a reader meets them.
-var Types = []string{DCGained, DCLost, VIPClaimed, VIPReleased, ServerUp, ServerDown, QuorumLost, QuorumRegained, AddressConflict, FenceStarted, FenceSucceeded, FenceFailed}
+var Types = []string{DCGained, DCLost, DCChanged, VIPClaimed, VIPReleased, ServerUp, ServerDown, QuorumLost, QuorumRegained, AddressConflict, FenceStarted, FenceSucceeded, FenceFailed}
 
 // Event is one thing that happened, as seen by Node. Fields that do not
 // apply are empty. No secret is ever in an event.
@@ -162,7 +163,7 @@ func WatchQuorum(ctx context.Context, b *Bus, interval time.Duration, has func()
 		now := has()
 		switch {
 		case !known:
-			known, had = true, now
+			known = true
 		case had && !now:
 			b.Publish(Event{Type: QuorumLost, Message: "quorum lost: this node sees no majority of the voters"})
 		case !had && now:
@@ -175,4 +176,28 @@ func WatchQuorum(ctx context.Context, b *Bus, interval time.Duration, has func()
 		case <-t.C:
 		}
 	}
+}
+
+// DCWatch turns the leaders a node learns of into dc_changed events: one
+// each time another node than the last known DC becomes DC.
+type DCWatch struct {
+	b    *Bus
+	mu   sync.Mutex
+	last string
+}
+
+// NewDCWatch returns a DCWatch publishing on b.
+func NewDCWatch(b *Bus) *DCWatch { return &DCWatch{b: b} }
+
+// Saw is told each leader this node learns of ("" while none is known).
+func (w *DCWatch) Saw(dc string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if dc == "" || dc == w.last {
+		return
+	}
+	if w.last != "" {
+		w.b.Publish(Event{Type: DCChanged, Target: dc, Message: "the DC is now " + dc + " (was " + w.last + ")"})
+	}
+	w.last = dc
 }

@@ -75,3 +75,20 @@ func TestWatchQuorum(t *testing.T) {
 		t.Errorf("events %v", got)
 	}
 }
+
+// TestDCWatch: the first DC is the baseline; each new one is an event;
+// a leaderless moment in between is not.
+func TestDCWatch(t *testing.T) {
+	b := NewBus("n1", 10)
+	w := NewDCWatch(b)
+	for _, dc := range []string{"", "n1", "n1", "", "n2", "n2", "n1"} {
+		w.Saw(dc)
+	}
+	var got []string
+	for _, e := range b.Recent() {
+		got = append(got, e.Type+":"+e.Target)
+	}
+	if strings.Join(got, " ") != "dc_changed:n2 dc_changed:n1" {
+		t.Errorf("events %v", got)
+	}
+}

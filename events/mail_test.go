@@ -48,7 +48,7 @@ func smtpServerAt(t *testing.T, addr string) string {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	testkit.WaitFor(t, "the SMTP server to listen", func() bool {
-		c, err := net.Dial("tcp", addr)
+		c, err := testkit.Dial(t, "tcp", addr)
 		if err == nil {
 			c.Close()
 		}

@@ -37,6 +37,7 @@ type Monitor struct {
 	onChange   func(Key, State)
 	now        func() time.Time
 	newChecker func(fsm.HealthCheck) (Checker, error)
+	observe    func(Key, time.Duration)
 
 	// setMu serialises Set and Stop, which wait for probe loops to end;
 	// the loops themselves take only mu.
@@ -66,6 +67,8 @@ type MonitorConfig struct {
 	Dial DialFunc
 	// Exec is the node's policy for exec checks (nil: none run).
 	Exec *Exec
+	// Observe, when set, is told how long each probe took.
+	Observe func(Key, time.Duration)
 }
 
 // NewMonitor returns a monitor with no targets.
@@ -77,12 +80,16 @@ func NewMonitor(cfg MonitorConfig) *Monitor {
 	if onChange == nil {
 		onChange = func(Key, State) {}
 	}
-	dial, exec := cfg.Dial, cfg.Exec
+	dial, exec, observe := cfg.Dial, cfg.Exec, cfg.Observe
+	if observe == nil {
+		observe = func(Key, time.Duration) {}
+	}
 	return &Monitor{
 		logger:     logger,
 		onChange:   onChange,
 		now:        time.Now,
 		newChecker: func(hc fsm.HealthCheck) (Checker, error) { return NewChecker(hc, dial, exec) },
+		observe:    observe,
 		probes:     map[Key]*probeLoop{},
 		states:     map[Key]State{},
 	}
@@ -203,7 +210,9 @@ func (m *Monitor) run(ctx context.Context, k Key, p *probeLoop, tracker *Tracker
 // probe checks once, records the result and reports a change.
 func (m *Monitor) probe(ctx context.Context, log *slog.Logger, k Key, t Target, c Checker, tracker *Tracker, timeout time.Duration) {
 	pctx, cancel := context.WithTimeout(ctx, timeout)
+	start := time.Now()
 	err := c.Check(pctx, t)
+	m.observe(k, time.Since(start))
 	cancel()
 
 	m.mu.Lock()

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -150,7 +151,8 @@ func (c *rcluster) startAgent(n string) {
 		"--name", n, "--bind", lab.IP(n), "--data-dir", filepath.Join(c.dir, n),
 		"--api", "unix://" + c.sock(n), "--bootstrap-expect", "3", "--interface", "eth0",
 		"--key-file", filepath.Join(c.dir, "key"), "--tls-dir", filepath.Join(c.dir, "tls-"+n),
-		"--fence-agent-dir", c.dir} // the fence scenario's fence_lab
+		"--fence-agent-dir", c.dir, // the fence scenario's fence_lab
+		"--http", "127.0.0.1:9647"} // /metrics, in the node's namespace
 	args = append(append(args, raftTiming()...), c.extra[n]...)
 	p, err := c.l.Start(n, fmt.Sprintf("agent-%s-%d", n, c.starts[n]), args...)
 	if err != nil {
@@ -510,4 +512,65 @@ func brokenAcross(t *testing.T, run int, r lab.ProbeReport, from, to time.Time) 
 			run, a.Start.UTC().Format("15:04:05.000"), a.Error, a.Detail, inFlight)
 	}
 	return broken
+}
+
+// scrape GETs node n's /metrics from inside its namespace and returns the
+// samples by their series.
+func (c *rcluster) scrape(n string) map[string]float64 {
+	c.t.Helper()
+	out := c.l.Run(n, c.l.Bin("raftlb-lab"), "fetch", "--url", "http://127.0.0.1:9647/metrics")
+	values := map[string]float64{}
+	for _, line := range strings.Split(out, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			values[line[:i]] = v
+		}
+	}
+	return values
+}
+
+// checkMetrics scrapes the DC and the other nodes and checks what they
+// say against the kernels: who holds the VIP on eth0, and the DC's IPVS
+// counters.
+func (c *rcluster) checkMetrics(dc string) {
+	c.t.Helper()
+	svc, _, err := c.table(dc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	vipSeries := `raftlb_vip_on_interface{interface="eth0",vip="` + lab.VIP + `"}`
+	name := lab.VIP + ":3128/tcp"
+	for _, n := range lab.Nodes() {
+		m := c.scrape(n)
+		if got, want := m[vipSeries], map[bool]float64{true: 1, false: 0}[c.has(n, "eth0")]; got != want {
+			c.t.Errorf("%s: %s = %v, the kernel says %v", n, vipSeries, got, want)
+		}
+		if got, want := m["raftlb_dc"], map[bool]float64{true: 1, false: 0}[n == dc]; got != want {
+			c.t.Errorf("%s: raftlb_dc = %v, want %v", n, got, want)
+		}
+		if n != dc {
+			continue
+		}
+		conns := m[`raftlb_ipvs_service_connections_total{service="`+name+`"}`]
+		after, _, err := c.table(dc)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		// The kernel folds its per-CPU counters every couple of seconds:
+		// the scrape lies between the two readings.
+		if conns < float64(svc.Conns) || conns > float64(after.Conns) {
+			c.t.Errorf("DC %s: connections %v in /metrics, %d then %d in the kernel", n, conns, svc.Conns, after.Conns)
+		}
+		for _, d := range after.Dests {
+			series := `raftlb_ipvs_real_server_packets_total{direction="in",server="` + d.Addr.String() + `",service="` + name + `"}`
+			if _, ok := m[series]; !ok {
+				c.t.Errorf("DC %s: no %s", n, series)
+			}
+		}
+		figure("lab_metrics_dc_ipvs_connections", conns, "count")
+		figure("lab_metrics_dc_process_resident_memory", m["process_resident_memory_bytes"]/(1<<20), "MiB")
+	}
 }

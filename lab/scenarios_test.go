@@ -56,6 +56,7 @@ func TestRaftlbBalance(t *testing.T) {
 		svc, ok, err := c.table(dc)
 		return ok && svc.Conns >= uint64(r.Successes), err
 	})
+	c.checkMetrics(dc)
 	for _, n := range lab.Nodes() {
 		svc, ok, err := c.table(n)
 		if err != nil {

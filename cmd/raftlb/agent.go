@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -60,6 +61,8 @@ type agentFlags struct {
 	notifyTimeout, mailWindow                              time.Duration
 	notifyQueue                                            int
 	smtpRelay, mailFrom                                    string
+	httpAddr                                               string
+	httpMTLS, httpPublic                                   bool
 }
 
 // newAgentFlagSet defines the agent's flags. The config file's keys are
@@ -99,6 +102,9 @@ func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs.StringVar(&f.mailFrom, "mail-from", "", "sender of the mail alerts")
 	fs.Var(&f.mailTo, "mail-to", "recipient of the mail alerts (repeatable)")
 	fs.DurationVar(&f.mailWindow, "mail-window", events.DefaultMailWindow, "events within this long of the first go in one mail")
+	fs.StringVar(&f.httpAddr, "http", "", "IP:PORT for Prometheus /metrics and the live status page (off when empty; loopback unless --http-mtls or --http-public)")
+	fs.BoolVar(&f.httpMTLS, "http-mtls", false, "on --http require client certificates of the cluster CA")
+	fs.BoolVar(&f.httpPublic, "http-public", false, "allow --http on a non-loopback address without TLS: anyone who reaches it sees the cluster's layout")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&f.timing.RaftHeartbeatTimeout, "raft-heartbeat-timeout", f.timing.RaftHeartbeatTimeout, "follower timeout before an election")
 	fs.DurationVar(&f.timing.RaftElectionTimeout, "raft-election-timeout", f.timing.RaftElectionTimeout, "candidate timeout")
@@ -173,6 +179,13 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 	}
 	if f.execMaxProcs < 1 || f.execMaxProcs > 1024 {
 		return nil, fmt.Errorf("%w: --exec-max-procs %d: want 1 to 1024", cli.ErrUsage, f.execMaxProcs)
+	}
+	if f.httpAddr != "" {
+		if err := checkHTTPAddr(f.httpAddr, f.httpMTLS, f.httpPublic, f.insecure); err != nil {
+			return nil, fmt.Errorf("%w: %v", cli.ErrUsage, err)
+		}
+	} else if f.httpMTLS || f.httpPublic {
+		return nil, fmt.Errorf("%w: --http-mtls and --http-public go with --http", cli.ErrUsage)
 	}
 	for _, p := range f.notify {
 		if err := checkProgram(p); err != nil {
@@ -330,8 +343,16 @@ func runAgent(args []string, stderr io.Writer) error {
 	// and the IPVS table while DC; without one it still runs the DC's
 	// membership duties.
 	bus := events.NewBus(f.name, events.DefaultKeep)
-	dir := director.New(node, dp, director.Config{
-		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: quorum.Lease{Duration: f.vipLease}, Events: bus,
+	// The registry's sources are read at scrape time; the director is
+	// made below and reports to m.
+	var dir *director.Director
+	reg, m, err := newRegistry(metricSources(node, func() *director.Director { return dir }, dp))
+	if err != nil {
+		_ = node.Shutdown()
+		return err
+	}
+	dir = director.New(node, dp, director.Config{
+		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: quorum.Lease{Duration: f.vipLease}, Events: bus, Metrics: m,
 		Exec:   health.NewExec(f.execDirs, execUser, f.execMaxProcs),
 		Fencer: fencing.NewRunner(fencing.Config{Logger: logger, Dirs: f.fenceAgentDirs, SecretDirs: f.fenceSecretDirs}), Watchdog: openWatchdog(f), Logger: logger,
 	})
@@ -370,6 +391,8 @@ func runAgent(args []string, stderr io.Writer) error {
 	// Off the DC's critical path: each subscriber has its own queue. They
 	// outlive the director, so a graceful stop's events go out too.
 	go events.WatchQuorum(ctx, bus, time.Second, func() bool { return node.View().Quorum })
+	stopDCWatch := node.ObserveDC(events.NewDCWatch(bus).Saw)
+	defer stopDCWatch()
 	notifyCtx, stopNotify := context.WithCancel(context.Background())
 	var notifiers sync.WaitGroup
 	for _, p := range f.notify {
@@ -385,6 +408,19 @@ func runAgent(args []string, stderr io.Writer) error {
 	logger.Info("admin API listening", "api", apiAddr.String())
 	sd := notifier{logger: logger}
 	go sd.run(ctx, node.View, dir.Beat)
+	go countEvents(ctx, bus, m)
+	var web *webServer
+	if f.httpAddr != "" {
+		var tlsConf *tls.Config
+		if f.httpMTLS {
+			tlsConf = node.ServerTLS()
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler(reg, logger))
+		if web, err = startWeb(f.httpAddr, tlsConf, mux, logger); err != nil {
+			logger.Error("not serving --http", "err", err)
+		}
+	}
 	if len(f.join) > 0 {
 		go joinAtStart(ctx, node, f.join, logger)
 	}
@@ -416,6 +452,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	go shutdownWatchdog(stopped, stderr, logger)
 	sd.send("STOPPING=1\nSTATUS=stopping: handing DC duties over")
 	_ = srv.Shutdown(shutCtx)
+	web.shutdown(shutCtx)
 	node.HandOver()
 	stopDirector()
 	<-dirDone

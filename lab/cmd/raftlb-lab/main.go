@@ -32,6 +32,8 @@ Usage:
   raftlb-lab arpwatch --vip IP [--iface eth0] [--interval 20ms] [--duration D] [--out FILE]
       ask who-has VIP every interval and report, as JSON, every round in
       which two or more MACs (or none) answered, and the gratuitous ARPs seen
+  raftlb-lab fetch --url URL
+      GET the URL and print the body (an agent's /metrics, from its namespace)
   raftlb-lab garp --ip IP [--iface eth0]
       send one gratuitous ARP for IP, as raftlb does
 
@@ -66,6 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		},
 		"probe":    runProbe,
 		"arpwatch": runARPWatch,
+		"fetch":    runFetch,
 	}, args, stdout, stderr)
 }
 

@@ -1,0 +1,100 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/raftlb/raftlb/internal/testkit"
+)
+
+// TestMetricsScrape scrapes /metrics of real agents (the fake data plane)
+// on the DC and on a member: the exposition passes client_golang's lint,
+// and the DC, the term, quorum, the nodes and the VIP are what status and
+// the (fake) kernel say.
+func TestMetricsScrape(t *testing.T) {
+	t.Parallel()
+	extra := map[string][]string{}
+	ports := map[string]string{}
+	for i, n := range []string{"n1", "n2", "n3"} {
+		ip := fmt.Sprintf("127.0.%d.%d", blockMetrics, i+1)
+		ln, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[n] = ln.Addr().String()
+		ln.Close()
+		extra[n] = []string{"--http", ports[n]}
+	}
+	c := startClusterExtra(t, blockMetrics, 3, "fake", extra)
+	applyAndWait(c, c.agents[0], writeFile(t, c.dir, "squid.yaml", squidServices), c.agents)
+	dcName, err := c.agreed(c.agents, 3, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{DialContext: testkit.DialContext(t)}}
+	scrape := func(node string) (string, map[string]float64) {
+		resp, err := client.Get("http://" + ports[node] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		values := map[string]float64{}
+		for _, line := range strings.Split(string(body), "\n") {
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			i := strings.LastIndexByte(line, ' ')
+			v, err := strconv.ParseFloat(line[i+1:], 64)
+			if err == nil {
+				values[line[:i]] = v
+			}
+		}
+		return string(body), values
+	}
+	member := c.others(c.byName(dcName))[0].name
+	c.waitFor("the DC's metrics to show the VIP on its interface", changeTimeout, func() error {
+		if _, v := scrape(dcName); v[`raftlb_vip_on_interface{interface="lo",vip="192.0.2.100"}`] != 1 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	st := c.mustStatus(c.byName(dcName))
+	for node, isDC := range map[string]bool{dcName: true, member: false} {
+		body, v := scrape(node)
+		problems, err := promlint.New(bytes.NewReader([]byte(body))).Lint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			t.Errorf("%s: lint: %s: %s", node, p.Metric, p.Text)
+		}
+		want := map[string]float64{
+			"raftlb_dc": map[bool]float64{true: 1, false: 0}[isDC], "raftlb_quorum": 1, "raftlb_raft_term": float64(st.Term),
+			`raftlb_nodes{status="online"}`: 3, `raftlb_nodes{status="offline"}`: 0, "raftlb_spec_version": 1,
+			`raftlb_vip_on_interface{interface="lo",vip="192.0.2.100"}`: map[bool]float64{true: 1, false: 0}[isDC],
+			`raftlb_events_total{type="dc_gained"}`:                     map[bool]float64{true: 1, false: 0}[isDC],
+		}
+		for k, w := range want {
+			if got, ok := v[k]; !ok || got != w {
+				t.Errorf("%s: %s = %v (listed %v), want %v", node, k, got, ok, w)
+			}
+		}
+		if _, ok := v["process_resident_memory_bytes"]; !ok {
+			t.Errorf("%s: no process metrics", node)
+		}
+	}
+	if r := c.run("agent", "--name", "x", "--bind", "127.0.0.1", "--data-dir", t.TempDir(), "--insecure", "--http", "192.0.2.1:9000"); r.code != 2 || !strings.Contains(r.stderr, "is not loopback: the status page and the metrics show the cluster's layout") {
+		t.Errorf("--http on a public address: %s", r)
+	}
+}
