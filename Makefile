@@ -56,6 +56,7 @@ fuzz:
 	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzDecodeMeta$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzDecodeRPCRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzParsePeers$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzRaftHeaderCheck$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./realserver -run '^$$' -fuzz '^FuzzParseStateFile$$' -fuzztime $(FUZZTIME)
 
 # Kill the DC 20 times on loopback; prints `figure: NAME = VALUE UNIT`.

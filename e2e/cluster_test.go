@@ -36,6 +36,7 @@ const (
 	blockPrograms
 	blockEvents
 	blockMetrics
+	blockPage
 	blockBench = 50
 )
 

@@ -38,6 +38,7 @@ import (
 	"github.com/raftlb/raftlb/realserver"
 	"github.com/raftlb/raftlb/status"
 	"github.com/raftlb/raftlb/watchdog"
+	"github.com/raftlb/raftlb/webui"
 )
 
 type agentFlags struct {
@@ -417,6 +418,11 @@ func runAgent(args []string, stderr io.Writer) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metricsHandler(reg, logger))
+		page := webui.Sources{Status: view.Status, Events: bus.Recent}
+		if dp != nil {
+			page.IPVS = dp.IPVS.Services
+		}
+		mux.Handle("/", webui.Handler(page))
 		if web, err = startWeb(f.httpAddr, tlsConf, mux, logger); err != nil {
 			logger.Error("not serving --http", "err", err)
 		}
