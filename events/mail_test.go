@@ -78,7 +78,7 @@ func TestMailCoalescesAFlappingServer(t *testing.T) {
 	b := NewBus("n1", 50)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m := Mail{Relay: addr, From: "raftlb@n1.example", To: []string{"ops@example.org"}, Window: 500 * time.Millisecond}
+	m := Mail{Relay: addr, From: "raftlb@n1.example", To: []string{"ops@example.org"}, Window: time.Second}
 	if err := CheckMail(m); err != nil {
 		t.Fatal(err)
 	}
@@ -90,9 +90,10 @@ func TestMailCoalescesAFlappingServer(t *testing.T) {
 			typ = ServerUp
 		}
 		b.Publish(Event{Type: typ, Server: "172.95.69.30:80", Message: "real server " + typ})
+		time.Sleep(20 * time.Millisecond) // a flap every 20 ms, within one window
 	}
 	testkit.WaitFor(t, "a mail", func() bool { return len(mails(t, dir)) > 0 })
-	time.Sleep(time.Second) // a second mail would come within a window
+	time.Sleep(1500 * time.Millisecond) // a second mail would come within a window
 	got := mails(t, dir)
 	if len(got) != 1 {
 		t.Fatalf("%d mails for one flapping window, want 1", len(got))
