@@ -17,24 +17,31 @@ import (
 	"github.com/raftlb/raftlb/internal/testkit"
 )
 
+// httpFlags gives agents n1…nN of block an --http address each, on a free
+// port of their own address.
+func httpFlags(t *testing.T, block, n int) (extra map[string][]string, addrs map[string]string) {
+	t.Helper()
+	extra, addrs = map[string][]string{}, map[string]string{}
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("n%d", i)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.%d.%d:0", block, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[name] = ln.Addr().String()
+		ln.Close()
+		extra[name] = []string{"--http", addrs[name]}
+	}
+	return extra, addrs
+}
+
 // TestMetricsScrape scrapes /metrics of real agents (the fake data plane)
 // on the DC and on a member: the exposition passes client_golang's lint,
 // and the DC, the term, quorum, the nodes and the VIP are what status and
 // the (fake) kernel say.
 func TestMetricsScrape(t *testing.T) {
 	t.Parallel()
-	extra := map[string][]string{}
-	ports := map[string]string{}
-	for i, n := range []string{"n1", "n2", "n3"} {
-		ip := fmt.Sprintf("127.0.%d.%d", blockMetrics, i+1)
-		ln, err := net.Listen("tcp", ip+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[n] = ln.Addr().String()
-		ln.Close()
-		extra[n] = []string{"--http", ports[n]}
-	}
+	extra, ports := httpFlags(t, blockMetrics, 3)
 	c := startClusterExtra(t, blockMetrics, 3, "fake", extra)
 	applyAndWait(c, c.agents[0], writeFile(t, c.dir, "squid.yaml", squidServices), c.agents)
 	dcName, err := c.agreed(c.agents, 3, 3)

@@ -36,19 +36,11 @@ func TestStatusPageInABrowser(t *testing.T) {
 	if _, err := os.Stat(chromium); err != nil {
 		t.Fatalf("Debian's chromium is not installed (make test installs it): %v", err)
 	}
-	extra, ports := map[string][]string{}, map[string]string{}
+	extra, ports := httpFlags(t, blockPage, 3)
 	servers := map[string]net.Listener{}
 	for i, n := range []string{"n1", "n2", "n3"} {
-		ip := fmt.Sprintf("127.0.%d.%d", blockPage, i+1)
-		ln, err := net.Listen("tcp", ip+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[n] = ln.Addr().String()
-		ln.Close()
-		extra[n] = []string{"--http", ports[n]}
 		// The real server each node is, on the service's port.
-		rs, err := net.Listen("tcp", ip+":3128")
+		rs, err := net.Listen("tcp", fmt.Sprintf("127.0.%d.%d:3128", blockPage, i+1))
 		if err != nil {
 			t.Fatal(err)
 		}

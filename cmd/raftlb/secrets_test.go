@@ -181,16 +181,8 @@ func TestTLSCertBadInput(t *testing.T) {
 	wantExit(t, 2, []string{"tls", "cert", "--name", "n1", "--dir", dir}, "tls cert needs --dir CADIR --name NODE --out NODEDIR")
 
 	// Only the CA is there: no refused command wrote anything.
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	if strings.Join(names, " ") != "ca-key.pem ca.pem" {
-		t.Errorf("the TLS directory holds %q after refused commands", names)
+	if got := dirNames(t, dir); got != "ca-key.pem ca.pem" {
+		t.Errorf("the TLS directory holds %q after refused commands", got)
 	}
 }
 
