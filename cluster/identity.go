@@ -35,7 +35,10 @@ import (
 func certSerial(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
 
 // checkPeer is the muxLayer's check.
-func (n *Node) checkPeer(p peer) error {
+func (n *Node) checkPeer(p peer) error { return n.checkPeerIn(p, n.configuredServers()) }
+
+// checkPeerIn is checkPeer against servers, the Raft configuration.
+func (n *Node) checkPeerIn(p peer, servers map[string]raft.ServerAddress) error {
 	name, serial := p.cert.Subject.CommonName, certSerial(p.cert)
 	if err := fsm.ValidateNodeName(name); err != nil {
 		return fmt.Errorf("the certificate's name is no node name: %w", err)
@@ -47,7 +50,6 @@ func (n *Node) checkPeer(p peer) error {
 	if len(p.cert.IPAddresses) > 0 && !certHasIP(p.cert, p.remote) {
 		return fmt.Errorf("the certificate of node %s is for %s, not %s", name, ipList(p.cert), p.remote)
 	}
-	servers := n.configuredServers()
 	if p.outbound {
 		expect := p.expect
 		if expect == "" {
@@ -78,10 +80,11 @@ func (n *Node) checkRaftHeader(p peer, h raft.RPCHeader) error {
 	if id := string(h.ID); id != cn {
 		return fmt.Errorf("a raft request in the name of node %q over a connection whose certificate is node %s's", id, cn)
 	}
-	if addr, ok := n.configuredServers()[cn]; ok && string(h.Addr) != string(addr) {
+	servers := n.configuredServers() // once per request: this runs on every heartbeat
+	if addr, ok := servers[cn]; ok && string(h.Addr) != string(addr) {
 		return fmt.Errorf("a raft request of node %s giving its address as %q; it is configured at %s", cn, h.Addr, addr)
 	}
-	return n.checkPeer(p)
+	return n.checkPeerIn(p, servers)
 }
 
 // requireMember refuses an RPC from a node that is not in the Raft

@@ -107,16 +107,15 @@ func TestStatusPageInABrowser(t *testing.T) {
 
 	// The victim's real server stops; the page shows it without a reload.
 	servers[victim.name].Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.HasPrefix(health, "down") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the page still shows %s as %q", victim.ip, health)
-		}
-		time.Sleep(200 * time.Millisecond)
+	c.waitFor("the page to show "+victim.ip+" down", 30*time.Second, func() error {
 		if health, err = chromedp.Run(ctx, chromedp.Text(victimRow)); err != nil {
-			t.Fatal(err)
+			return err
 		}
-	}
+		if !strings.HasPrefix(health, "down") {
+			return fmt.Errorf("the page shows %q", health)
+		}
+		return nil
+	})
 	marker, err := chromedp.Run(ctx, chromedp.Evaluate[int](`window.raftlbMarker || 0`))
 	if err != nil {
 		t.Fatal(err)
