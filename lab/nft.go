@@ -25,9 +25,22 @@ type PacketCounter struct {
 // 172.95.69.30 tcp dport 3128") and then applies verdict ("drop", or ""
 // to let them pass). The count starts at zero.
 func (l *Lab) CountPackets(ns, table, hook, match, verdict string) (*PacketCounter, error) {
+	return l.countThen(ns, table, hook, match, verdict, "")
+}
+
+// Blackhole drops, in namespace ns, every packet matching drop on hook,
+// silently, and counts those of them that also match count (a
+// connection's SYNs, say, and not the retransmitted FINs of one that
+// was closing when the hole opened).
+func (l *Lab) Blackhole(ns, table, hook, count, drop string) (*PacketCounter, error) {
+	return l.countThen(ns, table, hook, drop+" "+count, "", fmt.Sprintf("add rule inet %s c %s drop\n", table, drop))
+}
+
+// countThen installs the counting rule and then more rules after it.
+func (l *Lab) countThen(ns, table, hook, match, verdict, then string) (*PacketCounter, error) {
 	rules := fmt.Sprintf("add table inet %[1]s\nadd counter inet %[1]s matched\n"+
 		"add chain inet %[1]s c { type filter hook %[2]s priority 0 ; }\n"+
-		"add rule inet %[1]s c %[3]s counter name matched %[4]s\n", table, hook, match, verdict)
+		"add rule inet %[1]s c %[3]s counter name matched %[4]s\n", table, hook, match, verdict) + then
 	f := filepath.Join(l.logDir, ns+"-"+table+".nft")
 	if err := os.WriteFile(f, []byte(rules), 0o600); err != nil {
 		return nil, err
