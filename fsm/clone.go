@@ -42,6 +42,7 @@ func (s Spec) Clone() Spec {
 		}
 	}
 	out.Fencing = s.Fencing.Clone()
+	out.Resources = cloneResources(s.Resources)
 	return out
 }
 
@@ -69,6 +70,7 @@ func (svc Service) Clone() Service {
 func (s Spec) normalized() Spec {
 	out := s.Clone()
 	out.Fencing = out.Fencing.normalized()
+	out.Resources = normalizedResources(out.Resources)
 	out.VIPs = nilIfEmpty(out.VIPs)
 	out.Services = nilIfEmpty(out.Services)
 	for i := range out.Services {

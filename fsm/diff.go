@@ -86,6 +86,7 @@ func Diff(from, to Spec) []Change {
 		out = append(out, Change{Op: Changed, What: "preferred DC", Detail: fmt.Sprintf("%s → %s", preferredText(from.Policy), preferredText(to.Policy))})
 	}
 	out = append(out, fencingDiff(from.Fencing, to.Fencing)...)
+	out = append(out, resourcesDiff(from.Resources, to.Resources)...)
 	return out
 }
 

@@ -17,10 +17,11 @@ import (
 // comment.
 
 type fileOut struct {
-	VIPs     []vipOut     `yaml:"vips"`
-	Policy   policyOut    `yaml:"policy"`
-	Fencing  *fencingOut  `yaml:"fencing,omitempty"`
-	Services []serviceOut `yaml:"services"`
+	VIPs      []vipOut      `yaml:"vips"`
+	Policy    policyOut     `yaml:"policy"`
+	Fencing   *fencingOut   `yaml:"fencing,omitempty"`
+	Services  []serviceOut  `yaml:"services"`
+	Resources []resourceOut `yaml:"resources,omitempty"`
 }
 
 type vipOut struct {
@@ -105,6 +106,7 @@ func FormatServices(spec Spec) ([]byte, error) {
 	for _, svc := range spec.Services {
 		f.Services = append(f.Services, formatService(svc))
 	}
+	f.Resources = formatResources(spec.Resources)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# raftlb spec version %d: raftlb apply -f takes this file back unchanged\n", spec.Version)
 	enc := yaml.NewEncoder(&b)

@@ -21,7 +21,7 @@ import (
 // ordinary tests under `go test ./fsm`; `go test -fuzz FuzzXxx` explores.
 
 func FuzzParseServices(f *testing.F) {
-	for _, name := range []string{"services.yaml", "fencing.yaml"} {
+	for _, name := range []string{"services.yaml", "fencing.yaml", "resources.yaml"} {
 		if example, err := os.ReadFile("../deploy/examples/" + name); err == nil {
 			f.Add(example)
 		}

@@ -23,7 +23,7 @@ import (
 //	3  maintenance: nodes in standby, disabled real servers; the spec's
 //	   preferred DC
 //	4  revoked certificates (a removal that revokes)
-const Schema = 4
+const Schema = 5
 
 // schemaName names what a schema version added, for the operator.
 func schemaName(v int) string {
@@ -36,6 +36,8 @@ func schemaName(v int) string {
 		return "standby, disabled real servers, a preferred DC"
 	case 4:
 		return "revoked certificates"
+	case 5:
+		return "resources that move with the DC"
 	}
 	return "unknown"
 }
@@ -44,6 +46,9 @@ func schemaName(v int) string {
 func (c Command) Schema() int {
 	switch c.Type {
 	case CmdSetSpec:
+		if len(c.SetSpec.Spec.Resources) > 0 {
+			return 5
+		}
 		if c.SetSpec.Spec.Policy.PreferredDC != "" {
 			return 3
 		}

@@ -188,6 +188,7 @@ func (p *parser) file(f servicesFile) Spec {
 		p.at("policy.fencing", pe.Fencing.Line)
 	}
 	spec.Fencing = p.fencing(f.Fencing)
+	spec.Resources = p.resources(f.Resources)
 	for i, e := range f.Services {
 		spec.Services = append(spec.Services, p.service(i, e))
 	}

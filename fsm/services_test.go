@@ -336,3 +336,88 @@ policy: {no_quorum: maybe}
 		t.Errorf("Error() has %d lines, want one per problem:\n%v", n, err)
 	}
 }
+
+// TestExampleResourcesFile: the resources example parses with its
+// defaults filled in, is written back unchanged, and applies as schema 5.
+func TestExampleResourcesFile(t *testing.T) {
+	data, err := os.ReadFile("../deploy/examples/resources.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseServices(data)
+	if err != nil {
+		t.Fatalf("ParseServices: %v", err)
+	}
+	want := []Resource{
+		{Name: "www-data", Agent: "ocf:heartbeat:Filesystem", Params: map[string]string{"device": "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4-part1", "directory": "/var/www", "fstype": "ext4"},
+			StartTimeout: time.Minute, StopTimeout: time.Minute, MonitorTimeout: DefaultResourceTimeout, MonitorInterval: 20 * time.Second},
+		{Name: "apache", Agent: "ocf:heartbeat:apache", Params: map[string]string{"configfile": "/etc/apache2/apache2.conf"},
+			StartTimeout: 40 * time.Second, StopTimeout: time.Minute, MonitorTimeout: DefaultResourceTimeout, MonitorInterval: DefaultResourceMonitorInterval},
+		{Name: "notify-noc", Command: []string{"/etc/raftlb/hooks/noc-board", "--board", "proxy"},
+			StartTimeout: DefaultResourceTimeout, StopTimeout: DefaultResourceTimeout, MonitorTimeout: DefaultResourceTimeout},
+	}
+	if !reflect.DeepEqual(got.Resources, want) {
+		t.Errorf("resources\n got %+v\nwant %+v", got.Resources, want)
+	}
+	if p, typ, ok := got.Resources[0].OCF(); !ok || p != "heartbeat" || typ != "Filesystem" {
+		t.Errorf("OCF() = %q %q %v", p, typ, ok)
+	}
+	if _, _, ok := got.Resources[2].OCF(); ok {
+		t.Error("a command is not an OCF agent")
+	}
+	out, err := FormatServices(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseServices(out)
+	if err != nil || !reflect.DeepEqual(back, got) {
+		t.Fatalf("formatted and parsed again: %v\n%s", err, out)
+	}
+	if s := (Command{Type: CmdSetSpec, SetSpec: &SetSpec{Spec: got}}).Schema(); s != 5 {
+		t.Errorf("a spec with resources needs schema %d, want 5", s)
+	}
+}
+
+func TestResourcesRejected(t *testing.T) {
+	base := `vips: [{address: 10.0.0.1}]
+policy: {takeover: fence}
+fencing: {devices: [{name: d, agent: fence_dummy, hosts: [m1]}]}
+resources:
+`
+	tests := []struct {
+		name, in string
+		want     []string
+	}{
+		{"neither agent nor command", base + "  - {name: a}\n", []string{"resources[0]", "needs agent"}},
+		{"both", base + "  - {name: a, agent: 'ocf:heartbeat:Dummy', command: [/bin/true]}\n", []string{"not both"}},
+		{"unknown agent class", base + "  - {name: a, agent: 'lsb:apache2'}\n", []string{"resources[0].agent", "ocf:PROVIDER:TYPE"}},
+		{"agent escapes the root", base + "  - {name: a, agent: 'ocf:..:Dummy'}\n", []string{"resources[0].agent"}},
+		{"agent with a slash", base + "  - {name: a, agent: 'ocf:heartbeat:../../bin/sh'}\n", []string{"resources[0].agent"}},
+		{"relative command", base + "  - {name: a, command: [hooks/app]}\n", []string{"resources[0].command[0]", "not an absolute path"}},
+		{"unclean command", base + "  - {name: a, command: [/etc/../bin/sh]}\n", []string{"not a clean path"}},
+		{"params for a command", base + "  - {name: a, command: [/bin/true], params: {x: y}}\n", []string{"params are for OCF agents"}},
+		{"bad param name", base + "  - {name: a, agent: 'ocf:heartbeat:Dummy', params: {'1x': y}}\n", []string{"resources[0].params.1x"}},
+		{"control character", base + "  - {name: a, agent: 'ocf:heartbeat:Dummy', params: {x: \"a\\nb\"}}\n", []string{"control characters"}},
+		{"timeout too short", base + "  - {name: a, agent: 'ocf:heartbeat:Dummy', start_timeout: 10ms}\n", []string{"resources[0].start_timeout", "want 1s to 10m0s"}},
+		{"timeout too long", base + "  - {name: a, agent: 'ocf:heartbeat:Dummy', stop_timeout: 1h}\n", []string{"resources[0].stop_timeout"}},
+		{"timeout not a duration", base + "  - {name: a, agent: 'ocf:heartbeat:Dummy', monitor_timeout: soon}\n", []string{"not a duration"}},
+		{"monitor too often", base + "  - {name: a, agent: 'ocf:heartbeat:Dummy', monitor_interval: 100ms}\n", []string{"resources[0].monitor_interval"}},
+		{"duplicate name", base + "  - {name: a, agent: 'ocf:heartbeat:Dummy'}\n  - {name: a, agent: 'ocf:heartbeat:Dummy'}\n", []string{"resources[1].name", "duplicate"}},
+		{"unknown field", base + "  - {name: a, agent: 'ocf:heartbeat:Dummy', timeout: 5s}\n", []string{`unknown field "timeout"`}},
+		{"without fencing", "vips: [{address: 10.0.0.1}]\npolicy: {takeover: lease}\nresources: [{name: a, agent: 'ocf:heartbeat:Dummy'}]\n", []string{"resources need policy takeover: fence"}},
+		{"without a VIP", "policy: {takeover: fence}\nfencing: {devices: [{name: d, agent: fence_dummy, hosts: [m1]}]}\nresources: [{name: a, agent: 'ocf:heartbeat:Dummy'}]\n", []string{"needs a VIP"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, err := ParseServices([]byte(tt.in))
+			if err == nil {
+				t.Fatalf("accepted: %+v", spec.Resources)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -41,6 +41,9 @@ type Spec struct {
 	Services []Service `json:"services"`
 	Policy   Policy    `json:"policy"`
 	Fencing  Fencing   `json:"fencing,omitzero"`
+	// Resources run on the DC only, started in order once it holds the
+	// VIPs and stopped in reverse when it lets go (fsm/resources.go).
+	Resources []Resource `json:"resources,omitempty"`
 }
 
 // VIP is a virtual address clients connect to. The DC holds it on

@@ -176,6 +176,7 @@ func (v *validator) spec(s Spec) {
 		v.addf("policy.fencing", "fencing: true is replaced by takeover: fence, with fence devices in a fencing section")
 	}
 	v.fencing(s.Fencing)
+	v.resources(s)
 
 	keys := make(map[ServiceKey]int, len(s.Services))
 	names := make(map[string]int, len(s.Services))

@@ -15,10 +15,11 @@ import (
 // fills in defaults, and can point each later problem at a line.
 
 type servicesFile struct {
-	VIPs     []vipEntry     `yaml:"vips"`
-	Policy   *policyEntry   `yaml:"policy"`
-	Fencing  *fencingEntry  `yaml:"fencing"`
-	Services []serviceEntry `yaml:"services"`
+	VIPs      []vipEntry      `yaml:"vips"`
+	Policy    *policyEntry    `yaml:"policy"`
+	Fencing   *fencingEntry   `yaml:"fencing"`
+	Services  []serviceEntry  `yaml:"services"`
+	Resources []resourceEntry `yaml:"resources"`
 }
 
 type vipEntry struct {
