@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The host packages the Go tests use, installed when missing (make test
 # runs this first): Debian's fence-agents (fence_dummy, for the fence
-# runner's conformance test), python3-aiosmtpd (a real SMTP server for the
+# runner's conformance test), resource-agents (OCF Dummy and Filesystem,
+# for the resource runner), python3-aiosmtpd (a real SMTP server for the
 # mail alerts) and chromium (the status page's browser test). The kernel lab
 # installs its own.
 set -euo pipefail
-need=(fence-agents python3-aiosmtpd chromium)
+need=(fence-agents resource-agents python3-aiosmtpd chromium)
 missing=()
 for p in "${need[@]}"; do
 	dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
