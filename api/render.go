@@ -132,6 +132,22 @@ func RenderStatus(w io.Writer, st status.Status) error {
 	}
 	tw.Flush()
 
+	if len(st.Resources) > 0 || st.ResourceNote != "" {
+		fmt.Fprintf(&b, "\nResources (on the DC, in start order):\n")
+		if st.ResourceNote != "" {
+			fmt.Fprintf(&b, "  * %s\n", oneLine(st.ResourceNote))
+		}
+		for _, r := range st.Resources {
+			line := fmt.Sprintf("  * %s (%s): %s since %s", r.Name, r.Kind, r.State, r.Since.Format(time.TimeOnly))
+			if !r.Monitored.IsZero() {
+				line += ", monitored " + r.Monitored.Format(time.TimeOnly)
+			}
+			if r.Failures > 0 {
+				line += fmt.Sprintf("; %d failed actions, last: %s", r.Failures, oneLine(r.LastError))
+			}
+			fmt.Fprintln(&b, line)
+		}
+	}
 	if len(st.Fencing.Devices) > 0 || len(st.Fencing.History) > 0 {
 		fmt.Fprintf(&b, "\nFencing Devices:\n")
 		if len(st.Fencing.Devices) == 0 {

@@ -61,11 +61,7 @@ const noDirectRetry = time.Minute
 // claimFailedNow records that this node's claim failed: it cannot direct
 // until the spec changes or noDirectRetry has passed.
 func (d *Director) claimFailedNow(err error) {
-	reason := "claiming the VIPs failed: " + err.Error()
-	d.noDirectMu.Lock()
-	d.claimFailed, d.claimFailedVersion, d.claimFailedAt = reason, d.c.FSM().Spec().Version, time.Now()
-	d.noDirectMu.Unlock()
-	d.c.SetCannotDirect(reason)
+	d.cannotDirectNow("claiming the VIPs failed: " + err.Error())
 }
 
 // maybeMove hands the DC role on, with the graceful hand-over, when this
@@ -182,6 +178,7 @@ func (d *Director) programProblems(spec fsm.Spec) []fsm.Problem {
 			out = append(out, fsm.Problem{Path: fmt.Sprintf("services[%d].health_check.command[0]", i), Message: err.Error()})
 		}
 	}
+	out = append(out, d.resourceProblems(spec)...)
 	// A Fencer that cannot say (a test's) has no objection.
 	if checker, ok := d.cfg.Fencer.(ProgramChecker); ok {
 		for i, dev := range spec.Fencing.Devices {
@@ -281,5 +278,5 @@ func needsPrograms(spec fsm.Spec) bool {
 			return true
 		}
 	}
-	return len(spec.Fencing.Devices) > 0
+	return len(spec.Fencing.Devices) > 0 || len(spec.Resources) > 0
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/realserver"
+	"github.com/raftlb/raftlb/resources"
 )
 
 // Cluster is what the director needs from the cluster node.
@@ -124,7 +125,10 @@ type Config struct {
 	// Fencer runs fence agents for a takeover with policy fence and for
 	// an operator's raftlb fence; nil: this agent cannot fence.
 	Fencer Fencer
-	Logger *slog.Logger
+	// Resources runs the spec's resources while this node is DC; nil:
+	// this agent runs none (and a spec with resources is refused).
+	Resources *resources.Runner
+	Logger    *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -204,12 +208,17 @@ type Director struct {
 	claimFailed        string
 	claimFailedVersion uint64
 	claimFailedAt      time.Time
+	// res is this node's resources (nil: it runs none).
+	res *resources.Group
 }
 
 // New returns a Director. dp nil means the node has no data plane.
 func New(c Cluster, dp *Dataplane, cfg Config) *Director {
 	cfg.defaults()
 	d := &Director{c: c, dp: dp, cfg: cfg, logger: cfg.Logger.With("component", "director"), resume: make(chan struct{}, 1)}
+	if cfg.Resources != nil && dp != nil {
+		d.res = resources.NewGroup(cfg.Resources, d.logger, d.resourceNotice)
+	}
 	c.OnHandOver(d.handOver)
 	c.Handle(releaseOp, d.serveRelease)
 	c.Handle(fenceOp, d.serveFence)
@@ -240,9 +249,14 @@ func (d *Director) handOver(begun bool) {
 	if begun {
 		d.logger.Info("handing over: balancing stops; this node's own service answers until the successor takes the VIPs")
 		// Recorded while this node still leads: the successor may claim
-		// the VIPs at once, without a fence or a lease wait.
+		// the VIPs at once, without a fence or a lease wait. The
+		// resources stop first: a release is recorded only once nothing
+		// runs here (a stop that failed means no record: the successor
+		// fences this node).
 		if t := d.current.Load(); t != nil {
-			if vips := sortedVIPs(t.heldNow()); len(vips) > 0 {
+			if !t.stopResources() {
+				d.logger.Error("handing over without recording a release: a resource failed to stop here, so the successor fences this node first")
+			} else if vips := sortedVIPs(t.heldNow()); len(vips) > 0 {
 				if _, err := d.c.Commit(fsm.CmdReleaseVIPs, fsm.ReleaseVIPs{Node: d.c.Name(), Term: t.n, VIPs: vips, Reason: fsm.ReleaseHandOver, At: time.Now()}); err != nil {
 					d.logger.Error("recording the hand-over's release failed: the successor will treat the VIPs as not let go", "err", err)
 				}
@@ -322,7 +336,10 @@ func (d *Director) Run(ctx context.Context) error {
 	// VIPs on lo. VIPs the last run left on an interface are let go of
 	// (realserver's Start took them off), and the DC is told.
 	if d.dp != nil {
-		if left := d.dp.RS.LeftByLastRun(); len(left) > 0 {
+		// What the last run started is stopped before its release is
+		// reported.
+		clean := d.stopLeftResources("the agent starts")
+		if left := d.dp.RS.LeftByLastRun(); len(left) > 0 && clean {
 			d.released.set(fsm.ReleaseVIPs{Node: d.c.Name(), VIPs: left, Reason: fsm.ReleaseRestart, At: time.Now()})
 		}
 	}
@@ -345,6 +362,7 @@ func (d *Director) Run(ctx context.Context) error {
 		run.stop()
 		if d.frozen.get() != nil {
 			d.frozen.set(nil)
+			d.stopLeftResources("the agent stops")
 			if err := d.follow(); err != nil {
 				d.logFollow(err)
 				return // the watchdog stays armed: nothing feeds it now

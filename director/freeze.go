@@ -82,5 +82,8 @@ func (d *Director) checkFrozen() {
 	} else {
 		d.disarm()
 	}
+	if !d.stopLeftResources("a frozen term ends") {
+		return // not a release: the DC fences this node
+	}
 	d.released.set(fsm.ReleaseVIPs{Node: d.c.Name(), Term: f.term, VIPs: f.vips, Reason: fsm.ReleaseQuorumLost, At: time.Now()})
 }

@@ -66,6 +66,10 @@ type term struct {
 	fenceMu sync.Mutex
 	fencing map[string]bool
 	burst   *time.Timer
+	// res is the resource goroutine (resources.go); resWake tells it the
+	// VIPs held changed.
+	res     *resourceRun
+	resWake chan struct{}
 }
 
 func (d *Director) newTerm(n uint64) *term {
@@ -155,6 +159,8 @@ func (t *term) event(e events.Event) {
 //  5. Claim: verify leadership in this term, record the claim in the log,
 //     program the IPVS table, move the VIPs onto their interface (with
 //     the lease), announce them.
+//  6. Resources: once every VIP is held, the spec's resources start in
+//     order, on a goroutine of their own (resources.go).
 //
 // A node without a data plane stops after step 2. establish may be called
 // again after it failed; steps already taken are not repeated.
@@ -188,6 +194,7 @@ func (t *term) establish(ctx context.Context) error {
 		}
 		return err
 	}
+	t.startResources()
 	return nil
 }
 
@@ -413,6 +420,7 @@ func (t *term) place() error {
 		}
 	}
 	t.setHeld(now)
+	t.wakeResources()
 	t.ann.hold(now)
 	if len(fresh) > 0 {
 		t.burstLeft = t.d.cfg.GARPCount
@@ -594,16 +602,24 @@ func (t *term) reconcile() error {
 func (t *term) revoke() {
 	t.burst.Stop()
 	t.recheck.Stop()
+	if t.res != nil {
+		t.res.once.Do(t.res.cancel) // no resource starts from now on
+	}
 	if t.d.dp != nil && !t.d.c.HandingOver() && t.freezes() {
 		// no_quorum: freeze (freeze.go): keep the VIPs and the table.
 		t.d.frozen.set(&frozenTerm{term: t.n, vips: sortedVIPs(t.held), since: time.Now()})
 		t.log.Warn("leadership lost with no_quorum: freeze: keeping the VIPs and the IPVS table until another DC is known (it fences this node first)", "vips", sortedVIPs(t.held))
 		t.ann.stop()
+		if t.res != nil {
+			<-t.res.done // the resources keep running, as the VIPs do
+		}
 	} else if t.d.dp != nil {
+		var rel *fsm.ReleaseVIPs
 		if t.held != nil && !t.d.c.HandingOver() {
 			// Let go without a record (leadership lost: the log cannot be
-			// written now): the DC is told once one is known again.
-			t.d.released.set(fsm.ReleaseVIPs{Node: t.d.c.Name(), Term: t.n, VIPs: sortedVIPs(t.held), Reason: fsm.ReleaseQuorumLost, At: time.Now()})
+			// written now): the DC is told once one is known again, and
+			// once the resources stopped here.
+			rel = &fsm.ReleaseVIPs{Node: t.d.c.Name(), Term: t.n, VIPs: sortedVIPs(t.held), Reason: fsm.ReleaseQuorumLost, At: time.Now()}
 		}
 		if t.held != nil && t.d.c.HandingOver() && t.d.cfg.HandOverGrace > 0 {
 			t.log.Info("handing over: keeping the VIPs until the successor announces them", "at_most", t.d.cfg.HandOverGrace)
@@ -626,6 +642,11 @@ func (t *term) revoke() {
 		}
 		t.log.Info("DC duties released: VIPs back on lo, IPVS services removed")
 		t.ann.stop()
+		// Then the resources, in reverse; a release is reported only
+		// if every one of them stopped.
+		if clean := t.stopResources(); rel != nil && clean {
+			t.d.released.set(*rel)
+		}
 	}
 	if t.mon != nil {
 		t.d.monitor.Store(nil)

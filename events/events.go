@@ -28,10 +28,16 @@ const (
 	FenceStarted    = "fence_started"
 	FenceSucceeded  = "fence_succeeded"
 	FenceFailed     = "fence_failed"
+	// The resources that move with the DC.
+	ResourceStarted    = "resource_started"
+	ResourceStopped    = "resource_stopped"
+	ResourceFailed     = "resource_failed"      // a start or a monitor failed
+	ResourceStopFailed = "resource_stop_failed" // the node must not be trusted to have let go
 )
 
 // Types lists every event type, in the order a reader meets them.
-var Types = []string{DCGained, DCLost, DCChanged, VIPClaimed, VIPReleased, ServerUp, ServerDown, QuorumLost, QuorumRegained, AddressConflict, FenceStarted, FenceSucceeded, FenceFailed}
+var Types = []string{DCGained, DCLost, DCChanged, VIPClaimed, VIPReleased, ServerUp, ServerDown, QuorumLost, QuorumRegained, AddressConflict, FenceStarted, FenceSucceeded, FenceFailed,
+	ResourceStarted, ResourceStopped, ResourceFailed, ResourceStopFailed}
 
 // Event is one thing that happened, as seen by Node. Fields that do not
 // apply are empty. No secret is ever in an event.
@@ -46,6 +52,8 @@ type Event struct {
 	Server  string    `json:"server,omitempty"`
 	// Target is the node a fencing is aimed at.
 	Target string `json:"target,omitempty"`
+	// Resource is the spec's resource an event is about.
+	Resource string `json:"resource,omitempty"`
 	// Message says what happened in a sentence; Error why, when
 	// something failed (a check's last error, a fence agent's).
 	Message string `json:"message"`

@@ -43,7 +43,7 @@ func Env(e Event) []string {
 	}
 	for _, kv := range []struct{ k, v string }{
 		{"RAFTLB_VIP", e.VIP}, {"RAFTLB_SERVICE", e.Service}, {"RAFTLB_SERVER", e.Server},
-		{"RAFTLB_TARGET", e.Target}, {"RAFTLB_ERROR", e.Error},
+		{"RAFTLB_TARGET", e.Target}, {"RAFTLB_RESOURCE", e.Resource}, {"RAFTLB_ERROR", e.Error},
 	} {
 		if kv.v != "" {
 			env = append(env, kv.k+"="+kv.v)

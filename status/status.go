@@ -8,11 +8,13 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/resources"
 )
 
 // Status is the cluster at a glance as seen from one node. JSON keys are
@@ -33,6 +35,11 @@ type Status struct {
 	Services        []ServiceStatus    `json:"services"`
 	Policy          fsm.Policy         `json:"policy"`
 	Fencing         FencingStatus      `json:"fencing"`
+	// Resources is the spec's resources as the DC runs them (this node's
+	// own when it is DC); ResourceNote says why they are unknown, or
+	// what this node, not DC, may still run.
+	Resources    []resources.Status `json:"resources,omitempty"`
+	ResourceNote string             `json:"resource_note,omitempty"`
 	// SkippedEntries counts the log entries this node skipped because its
 	// release cannot read them (their proposer marked them safe to skip).
 	SkippedEntries uint64 `json:"skipped_entries,omitempty"`
@@ -257,6 +264,8 @@ type Source struct {
 	// local is this node's own health checks (the director's), or nil
 	// without a data plane.
 	local func() map[health.Key]health.State
+	// res is this node's resources (the director's), or nil.
+	res func() []resources.Status
 }
 
 // NewSource returns a Source and registers, on the node's RPC channel, the
@@ -266,7 +275,61 @@ type Source struct {
 func NewSource(node Node, local func() map[health.Key]health.State, kernel KernelFunc) *Source {
 	s := &Source{node: node, local: local, kernel: kernel}
 	node.Handle(HealthOp, s.serveHealth)
+	node.Handle(ResourcesOp, s.serveResources)
 	return s
+}
+
+// ResourcesOp is the RPC operation on which the DC serves its resources'
+// states.
+const ResourcesOp = "resources"
+
+// WithResources makes the view show this node's resources (the
+// director's) while it is DC, and serve them to peers.
+func (s *Source) WithResources(res func() []resources.Status) *Source {
+	s.res = res
+	return s
+}
+
+func (s *Source) serveResources(context.Context, string, json.RawMessage) (any, error) {
+	if !s.node.View().IsLeader {
+		return nil, cluster.ErrNoDC
+	}
+	if s.res == nil {
+		return []resources.Status{}, nil
+	}
+	return s.res(), nil
+}
+
+// resources are the DC's resources, and a note: why they are unknown, or
+// what this node may still run although it is not DC.
+func (s *Source) resources(v cluster.View, state fsm.State) ([]resources.Status, string) {
+	if len(state.Spec.Resources) == 0 && s.res == nil {
+		return nil, ""
+	}
+	if v.IsLeader {
+		if s.res == nil {
+			return nil, "the DC runs no resources (no data plane)"
+		}
+		return s.res(), ""
+	}
+	var note string
+	if s.res != nil {
+		for _, r := range s.res() {
+			if r.State != resources.StateStopped && r.State != resources.StateFailed {
+				note = fmt.Sprintf("this node is not DC and resource %s is %s here", r.Name, r.State)
+			}
+		}
+	}
+	if len(state.Spec.Resources) == 0 {
+		return nil, note
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), askTimeout)
+	defer cancel()
+	var out []resources.Status
+	if err := s.node.CallDC(ctx, ResourcesOp, struct{}{}, &out); err != nil {
+		return nil, strings.TrimPrefix(note+"; ", "; ") + "the DC's resources could not be asked: " + err.Error()
+	}
+	return out, note
 }
 
 func (s *Source) serveHealth(context.Context, string, json.RawMessage) (any, error) {
@@ -295,6 +358,7 @@ func (s *Source) Status() Status {
 	checks, note := s.checks(v, state)
 	st := Assemble(v, state, checks, s.kernel)
 	st.HealthNote = note
+	st.Resources, st.ResourceNote = s.resources(v, state)
 	return st
 }
 

@@ -36,6 +36,7 @@ import (
 	"github.com/raftlb/raftlb/internal/retry"
 	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/realserver"
+	"github.com/raftlb/raftlb/resources"
 	"github.com/raftlb/raftlb/status"
 	"github.com/raftlb/raftlb/watchdog"
 	"github.com/raftlb/raftlb/webui"
@@ -56,6 +57,8 @@ type agentFlags struct {
 	watchdog                                               string
 	watchdogTimeout                                        time.Duration
 	execDirs, fenceAgentDirs, fenceSecretDirs              stringList
+	hookDirs                                               stringList
+	ocfRoot                                                string
 	execUser                                               string
 	execMaxProcs                                           int
 	notify, mailTo                                         stringList
@@ -96,6 +99,8 @@ func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs.IntVar(&f.execMaxProcs, "exec-max-procs", health.DefaultExecProcs, "exec health checks running at once on this node")
 	fs.Var(&f.fenceAgentDirs, "fence-agent-dir", "directory the spec's fence devices may run fence_* agents from (repeatable; default "+fencing.DefaultAgentDir+")")
 	fs.Var(&f.fenceSecretDirs, "fence-secret-dir", "directory the spec's fence options may read {file: …} secrets from (repeatable; default "+fencing.DefaultSecretDir+")")
+	fs.StringVar(&f.ocfRoot, "ocf-root", resources.DefaultOCFRoot, "OCF_ROOT: the spec's resources run OCF agents from its resource.d/PROVIDER/ only (Debian's resource-agents)")
+	fs.Var(&f.hookDirs, "hook-dir", "directory the spec's resources may run commands (start/stop/monitor hooks) from (repeatable; none: no command runs on this node)")
 	fs.Var(&f.notify, "notify", "program run for every event (DC, VIPs, real servers, quorum, fencing) with the event in RAFTLB_* variables; no shell (repeatable)")
 	fs.DurationVar(&f.notifyTimeout, "notify-timeout", events.DefaultScriptTimeout, "a notify program still running after this is killed with its process group")
 	fs.IntVar(&f.notifyQueue, "notify-queue", events.DefaultScriptQueue, "events waiting for a notify program; more are dropped, counted and logged")
@@ -177,6 +182,20 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 	}
 	if err := procrun.CheckDirs("--fence-secret-dir", f.fenceSecretDirs); err != nil {
 		return nil, fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	}
+	if err := procrun.CheckDirs("--hook-dir", f.hookDirs); err != nil {
+		return nil, fmt.Errorf("%w: %v", cli.ErrUsage, err)
+	}
+	// The default root may be missing (resource-agents not installed:
+	// a spec's OCF resources are then refused at apply); one named must
+	// exist.
+	if !filepath.IsAbs(f.ocfRoot) || filepath.Clean(f.ocfRoot) != f.ocfRoot {
+		return nil, fmt.Errorf("%w: --ocf-root %q: want a clean absolute path", cli.ErrUsage, f.ocfRoot)
+	}
+	if f.ocfRoot != resources.DefaultOCFRoot {
+		if err := procrun.CheckDirs("--ocf-root", []string{f.ocfRoot}); err != nil {
+			return nil, fmt.Errorf("%w: %v", cli.ErrUsage, err)
+		}
 	}
 	if f.execMaxProcs < 1 || f.execMaxProcs > 1024 {
 		return nil, fmt.Errorf("%w: --exec-max-procs %d: want 1 to 1024", cli.ErrUsage, f.execMaxProcs)
@@ -356,6 +375,7 @@ func runAgent(args []string, stderr io.Writer) error {
 		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: quorum.Lease{Duration: f.vipLease}, Events: bus, Metrics: m,
 		Exec:   health.NewExec(f.execDirs, execUser, f.execMaxProcs),
 		Fencer: fencing.NewRunner(fencing.Config{Logger: logger, Dirs: f.fenceAgentDirs, SecretDirs: f.fenceSecretDirs}), Watchdog: openWatchdog(f), Logger: logger,
+		Resources: resources.NewRunner(resources.Config{Logger: logger, Node: f.name, OCFRoot: f.ocfRoot, HookDirs: f.hookDirs}),
 	})
 	// The status view asks the node, the replicated state and, for the
 	// health checks, this node's director while DC or the DC over RPC.
@@ -366,7 +386,7 @@ func runAgent(args []string, stderr io.Writer) error {
 			return status.Kernel{Interface: iface, OnInterface: onIface, OnLo: onLo}
 		}
 	}
-	view := status.NewSource(node, dir.Health, kernel)
+	view := status.NewSource(node, dir.Health, kernel).WithResources(dir.Resources)
 	node.SetSpecCheck(dir.CheckSpec)
 	dirCtx, stopDirector := context.WithCancel(context.Background())
 	dirDone := make(chan struct{})
