@@ -50,12 +50,12 @@ type Group struct {
 	notice Notice
 
 	// act serialises actions; mu guards the fields below.
-	act      sync.Mutex
-	mu       sync.Mutex
-	started  []fsm.Resource // in start order, as they were started
-	status   map[string]*Status
-	order    []string
-	dueAt    map[string]time.Time
+	act       sync.Mutex
+	mu        sync.Mutex
+	started   []fsm.Resource // in start order, as they were started
+	status    map[string]*Status
+	order     []string
+	dueAt     map[string]time.Time
 	unstopped map[string]fsm.Resource // stops that failed: may still run
 }
 
