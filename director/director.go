@@ -127,7 +127,7 @@ type Config struct {
 	Fencer Fencer
 	// Resources runs the spec's resources while this node is DC; nil:
 	// this agent runs none (and a spec with resources is refused).
-	Resources *resources.Runner
+	Resources *resources.Group
 	Logger    *slog.Logger
 }
 
@@ -217,7 +217,8 @@ func New(c Cluster, dp *Dataplane, cfg Config) *Director {
 	cfg.defaults()
 	d := &Director{c: c, dp: dp, cfg: cfg, logger: cfg.Logger.With("component", "director"), resume: make(chan struct{}, 1)}
 	if cfg.Resources != nil && dp != nil {
-		d.res = resources.NewGroup(cfg.Resources, d.logger, d.resourceNotice)
+		d.res = cfg.Resources
+		d.res.Attach(d.logger, d.resourceNotice)
 	}
 	c.OnHandOver(d.handOver)
 	c.Handle(releaseOp, d.serveRelease)

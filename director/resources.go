@@ -46,20 +46,28 @@ func (r *resourceRun) stop() {
 	if r == nil {
 		return
 	}
-	r.once.Do(r.cancel)
+	r.end()
 	<-r.done
+}
+
+// end ends the goroutine without waiting: nothing starts from now on.
+func (r *resourceRun) end() {
+	if r != nil {
+		r.once.Do(r.cancel)
+	}
 }
 
 // startResources starts the term's resource goroutine, once.
 func (t *term) startResources() {
-	if t.d.res == nil || t.res != nil {
+	if t.d.res == nil || t.res.Load() != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(t.ctx)
-	t.res = &resourceRun{cancel: cancel, done: make(chan struct{})}
+	run := &resourceRun{cancel: cancel, done: make(chan struct{})}
 	t.resWake = make(chan struct{}, 1)
+	t.res.Store(run)
 	go func() {
-		defer close(t.res.done)
+		defer close(run.done)
 		t.runResources(ctx)
 	}()
 }
@@ -194,7 +202,7 @@ func (t *term) stopResources() bool {
 	if t.d.res == nil {
 		return true
 	}
-	t.res.stop()
+	t.res.Load().stop()
 	if len(t.d.res.Started()) > 0 {
 		t.log.Info("stopping the resources, in reverse")
 		if err := t.d.res.Stop(); err != nil {

@@ -36,7 +36,11 @@ func resourceWorldStopped(t *testing.T) (w *world, dir string, calls func() stri
 		t.Fatal(err)
 	}
 	w, _ = fenceWorld(t, fsm.TakeoverFence, func(c *Config) {
-		c.Resources = resources.NewRunner(resources.Config{Node: "m30", HookDirs: []string{dir}})
+		g, err := resources.NewGroup(resources.NewRunner(resources.Config{Node: "m30", HookDirs: []string{dir}}), resources.GroupConfig{Logger: testkit.Discard(), StateFile: filepath.Join(dir, "resources.json")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Resources = g
 	})
 	spec := withTakeover(fsm.TakeoverFence)
 	for _, n := range []string{"a", "b"} {

@@ -68,7 +68,7 @@ type term struct {
 	burst   *time.Timer
 	// res is the resource goroutine (resources.go); resWake tells it the
 	// VIPs held changed.
-	res     *resourceRun
+	res     atomic.Pointer[resourceRun]
 	resWake chan struct{}
 }
 
@@ -602,16 +602,14 @@ func (t *term) reconcile() error {
 func (t *term) revoke() {
 	t.burst.Stop()
 	t.recheck.Stop()
-	if t.res != nil {
-		t.res.once.Do(t.res.cancel) // no resource starts from now on
-	}
+	t.res.Load().end() // no resource starts from now on
 	if t.d.dp != nil && !t.d.c.HandingOver() && t.freezes() {
 		// no_quorum: freeze (freeze.go): keep the VIPs and the table.
 		t.d.frozen.set(&frozenTerm{term: t.n, vips: sortedVIPs(t.held), since: time.Now()})
 		t.log.Warn("leadership lost with no_quorum: freeze: keeping the VIPs and the IPVS table until another DC is known (it fences this node first)", "vips", sortedVIPs(t.held))
 		t.ann.stop()
-		if t.res != nil {
-			<-t.res.done // the resources keep running, as the VIPs do
+		if r := t.res.Load(); r != nil {
+			<-r.done // the resources keep running, as the VIPs do
 		}
 	} else if t.d.dp != nil {
 		var rel *fsm.ReleaseVIPs

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,6 +61,9 @@ type rcluster struct {
 	sysctls0 map[string]map[string]string
 	// extra is more agent flags, per node.
 	extra map[string][]string
+	// agentsMu guards agents for a judge that samples the nodes while
+	// the scenario restarts agents.
+	agentsMu sync.Mutex
 }
 
 // witness reports whether n runs as a witness: no real server.
@@ -154,11 +158,20 @@ func (c *rcluster) startAgent(n string) {
 		"--fence-agent-dir", c.dir, // the fence scenario's fence_lab
 		"--http", "127.0.0.1:9647"} // /metrics, in the node's namespace
 	args = append(append(args, raftTiming()...), c.extra[n]...)
+	if slices.Contains(args, "--hook-dir") {
+		// A node that runs resources gets a /run/resource-agents of its
+		// own (where OCF agents keep their state), in the agent's mount
+		// namespace (`ip netns exec` makes one): it goes when every
+		// process of the node dies, as with the power.
+		args = append([]string{"sh", "-c", "mkdir -p " + ocfState + " && mount -t tmpfs -o mode=0755 lab-" + n + " " + ocfState + ` && exec "$@"`, "sh"}, args...)
+	}
 	p, err := c.l.Start(n, fmt.Sprintf("agent-%s-%d", n, c.starts[n]), args...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.agentsMu.Lock()
 	c.agents[n] = p
+	c.agentsMu.Unlock()
 	// Commands go to its admin API next: wait for it to answer (a killed
 	// agent's socket file may still be there).
 	c.eventually(n+"'s admin API", 30*time.Second, func() (bool, error) {

@@ -56,18 +56,33 @@ type Group struct {
 	status    map[string]*Status
 	order     []string
 	dueAt     map[string]time.Time
-	unstopped map[string]fsm.Resource // stops that failed: may still run
+	unstopped map[string]fsm.Resource // stops that failed, or a last run's: may still run
+	file      string
 }
 
-// NewGroup returns an empty group; notice may be nil.
-func NewGroup(run *Runner, logger *slog.Logger, notice Notice) *Group {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// GroupConfig is how a group keeps and reports its state.
+type GroupConfig struct {
+	Logger *slog.Logger
+	Notice Notice // nil: nobody
+	// StateFile keeps what may run on this node across restarts
+	// (state.go); empty: not kept.
+	StateFile string
+}
+
+// NewGroup returns a group with what the state file says may run here
+// (not Clean until stopped), or an error when that file is unreadable.
+func NewGroup(run *Runner, cfg GroupConfig) (*Group, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if notice == nil {
-		notice = func(string, string, error) {}
+	if cfg.Notice == nil {
+		cfg.Notice = func(string, string, error) {}
 	}
-	return &Group{run: run, logger: logger, notice: notice, status: map[string]*Status{}, dueAt: map[string]time.Time{}, unstopped: map[string]fsm.Resource{}}
+	g := &Group{run: run, logger: cfg.Logger, notice: cfg.Notice, status: map[string]*Status{}, dueAt: map[string]time.Time{}, unstopped: map[string]fsm.Resource{}, file: cfg.StateFile}
+	if err := g.load(); err != nil {
+		return nil, err
+	}
+	return g, nil
 }
 
 // set records r's state.
@@ -88,10 +103,24 @@ func (g *Group) set(r fsm.Resource, state string, err error) {
 		st.LastError = err.Error()
 		st.Failures++
 	}
+	notice := g.notice
 	g.mu.Unlock()
 	if changed || err != nil {
-		g.notice(r.Name, state, err)
+		notice(r.Name, state, err)
 	}
+}
+
+// Check says why r's program may not run on this node, or nil.
+func (g *Group) Check(r fsm.Resource) error { return g.run.Check(r) }
+
+// Attach sets where the group logs and whom it tells of each change of
+// state (the director that runs it).
+func (g *Group) Attach(logger *slog.Logger, n Notice) {
+	g.act.Lock()
+	defer g.act.Unlock()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.logger, g.notice = logger, n
 }
 
 // Started is the resources started here, in start order.
@@ -111,9 +140,9 @@ func (g *Group) Matches(rs []fsm.Resource) bool {
 	return reflect.DeepEqual(g.started, rs)
 }
 
-// Clean says that no stop has failed: nothing may still run here that
-// this node was told to stop. A node that is not clean must not be
-// trusted to have let go.
+// Clean says that nothing may run here: whatever was started (by this
+// run or, as the state file says, the last) has been stopped, and no stop
+// failed. A node that is not clean must not be trusted to have let go.
 func (g *Group) Clean() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -158,6 +187,12 @@ func (g *Group) Start(ctx context.Context, rs []fsm.Resource, allowed func() err
 			return errors.Join(fmt.Errorf("resource %s not started: %w", r.Name, err), g.stopLocked(g.Started()))
 		}
 		g.set(r, StateStarting, nil)
+		// Recorded before it runs: a start that is cut short by a
+		// crash may have done its work.
+		g.mu.Lock()
+		g.unstopped[r.Name] = r
+		g.saveLocked()
+		g.mu.Unlock()
 		res := g.run.Run(context.WithoutCancel(ctx), r, Start)
 		if res.Err != nil {
 			g.logger.Error("resource start failed: stopping it and what was started before it", "resource", r.Name, "kind", r.Kind(), "exit", res.Code, "timed_out", res.TimedOut, "err", res.Err, "output", res.Output)
@@ -172,6 +207,7 @@ func (g *Group) Start(ctx context.Context, rs []fsm.Resource, allowed func() err
 		if r.MonitorInterval > 0 {
 			g.dueAt[r.Name] = time.Now().Add(r.MonitorInterval)
 		}
+		g.saveLocked()
 		g.mu.Unlock()
 		g.logger.Info("resource started", "resource", r.Name, "kind", r.Kind(), "took", res.Took.Round(time.Millisecond))
 		g.set(r, StateStarted, nil)
@@ -219,6 +255,7 @@ func (g *Group) stopLocked(rs []fsm.Resource) error {
 		} else {
 			delete(g.unstopped, r.Name)
 		}
+		g.saveLocked()
 		g.mu.Unlock()
 		if res.Err != nil {
 			g.logger.Error("resource stop failed: it may still run on this node, which must not be trusted to have let go", "resource", r.Name, "kind", r.Kind(), "exit", res.Code, "timed_out", res.TimedOut, "err", res.Err, "output", res.Output)

@@ -112,13 +112,13 @@ func TestGroupStartsInOrderAndStopsInReverse(t *testing.T) {
 	dir, hook, log := hookDir(t)
 	x := NewRunner(Config{Node: "n1", HookDirs: []string{dir}})
 	var notices []string
-	g := NewGroup(x, nil, func(name, state string, _ error) { notices = append(notices, name+"="+state) })
+	g := newGroup(t, x, GroupConfig{Notice: func(name, state string, _ error) { notices = append(notices, name+"="+state) }})
 	rs := []fsm.Resource{res("a", cmd(hook)), res("b", cmd(hook)), res("c", cmd(hook))}
 	ok := func() error { return nil }
 	if err := g.Start(context.Background(), rs, ok); err != nil {
 		t.Fatal(err)
 	}
-	if !g.Matches(rs) || !g.Clean() {
+	if !g.Matches(rs) || g.Clean() {
 		t.Fatalf("started %v, clean %v", g.Started(), g.Clean())
 	}
 	if err := g.Stop(); err != nil {
@@ -130,8 +130,8 @@ func TestGroupStartsInOrderAndStopsInReverse(t *testing.T) {
 	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "a start n1 a") {
 		t.Errorf("the hook's environment: %s", b)
 	}
-	if len(g.Started()) != 0 {
-		t.Errorf("still started: %v", g.Started())
+	if len(g.Started()) != 0 || !g.Clean() {
+		t.Errorf("still started: %v (clean %v)", g.Started(), g.Clean())
 	}
 
 	os.Remove(log)
@@ -162,7 +162,7 @@ func TestGroupStartsInOrderAndStopsInReverse(t *testing.T) {
 // again.
 func TestGroupStopFailureIsRemembered(t *testing.T) {
 	dir, hook, log := hookDir(t)
-	g := NewGroup(NewRunner(Config{HookDirs: []string{dir}}), nil, nil)
+	g := newGroup(t, NewRunner(Config{HookDirs: []string{dir}}), GroupConfig{})
 	rs := []fsm.Resource{res("a", cmd(hook)), res("b", cmd(hook))}
 	if err := g.Start(context.Background(), rs, func() error { return nil }); err != nil {
 		t.Fatal(err)
@@ -193,7 +193,7 @@ func TestGroupStopFailureIsRemembered(t *testing.T) {
 // passed and reports a resource that stopped behind raftlb's back.
 func TestMonitorFindsAStoppedResource(t *testing.T) {
 	dir, hook, _ := hookDir(t)
-	g := NewGroup(NewRunner(Config{HookDirs: []string{dir}}), nil, nil)
+	g := newGroup(t, NewRunner(Config{HookDirs: []string{dir}}), GroupConfig{})
 	r := res("a", cmd(hook), func(r *fsm.Resource) { r.MonitorInterval = time.Millisecond })
 	if err := g.Start(context.Background(), []fsm.Resource{r}, func() error { return nil }); err != nil {
 		t.Fatal(err)
@@ -291,4 +291,70 @@ func TestProgramsOnlyFromAllowedPlaces(t *testing.T) {
 	if err := NewRunner(Config{}).Check(res("a", func(r *fsm.Resource) { r.Agent = "ocf:heartbeat:Dummy" })); err != nil {
 		t.Errorf("Debian's Dummy: %v", err)
 	}
+}
+
+func newGroup(t *testing.T, x *Runner, cfg GroupConfig) *Group {
+	t.Helper()
+	g, err := NewGroup(x, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// TestStateFileSurvivesARestart: what a run started and did not stop is
+// in the state file; the next run is not Clean until it stopped it, even
+// with no spec to tell it (StopAll(nil)).
+func TestStateFileSurvivesARestart(t *testing.T) {
+	dir, hook, log := hookDir(t)
+	x := NewRunner(Config{HookDirs: []string{dir}})
+	state := filepath.Join(dir, "resources.json")
+	g := newGroup(t, x, GroupConfig{StateFile: state})
+	if !g.Clean() {
+		t.Fatal("a group without a state file is not clean")
+	}
+	if err := g.Start(context.Background(), []fsm.Resource{res("a", cmd(hook)), res("b", cmd(hook))}, func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// The agent dies here; the next run reads the file.
+	g2 := newGroup(t, x, GroupConfig{StateFile: state})
+	if g2.Clean() {
+		t.Fatal("a restarted node with resources left running is clean")
+	}
+	if err := g2.StopAll(nil); err != nil || !g2.Clean() {
+		t.Fatalf("StopAll: %v, clean %v", err, g2.Clean())
+	}
+	if got := calls(t, log); !strings.HasPrefix(got, "a start, b start, ") || strings.Count(got, "stop") != 2 {
+		t.Errorf("calls %q", got)
+	}
+	if g3 := newGroup(t, x, GroupConfig{StateFile: state}); !g3.Clean() {
+		t.Error("after the stops the state file still lists resources")
+	}
+	if err := os.WriteFile(state, []byte(`{"resources":[{"name":"x","command":["rel/ative"],"stop_timeout":1000000000}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewGroup(x, GroupConfig{StateFile: state}); err == nil || !strings.Contains(err.Error(), "not an absolute path") {
+		t.Errorf("a bad state file: %v", err)
+	}
+}
+
+// FuzzStateFile: the state file's reader refuses what it cannot use and
+// keeps what it reads.
+func FuzzStateFile(f *testing.F) {
+	f.Add([]byte(`{"resources":[{"name":"d","agent":"ocf:heartbeat:Dummy","start_timeout":20000000000,"stop_timeout":20000000000,"monitor_timeout":20000000000,"monitor_interval":0}]}`))
+	f.Add([]byte(`{"resources":[{"name":"a","command":["/etc/raftlb/hooks/a","x"],"stop_timeout":1000000000}]}`))
+	f.Add([]byte(`{"resources":null}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rs, err := parseState(b, "resources.json")
+		if err != nil {
+			return
+		}
+		for _, r := range rs {
+			if r.Name == "" || r.StopTimeout < fsm.MinResourceTimeout {
+				t.Fatalf("accepted %+v", r)
+			}
+		}
+	})
 }

@@ -371,11 +371,19 @@ func runAgent(args []string, stderr io.Writer) error {
 		_ = node.Shutdown()
 		return err
 	}
+	// What the last run may have left running is stopped before this
+	// node reports that it let go (resources.json).
+	resGroup, err := resources.NewGroup(resources.NewRunner(resources.Config{Logger: logger, Node: f.name, OCFRoot: f.ocfRoot, HookDirs: f.hookDirs}),
+		resources.GroupConfig{Logger: logger, StateFile: filepath.Join(f.dataDir, "resources.json")})
+	if err != nil {
+		_ = node.Shutdown()
+		return fmt.Errorf("%w (make sure none of its resources runs on this node, then remove the file)", err)
+	}
 	dir = director.New(node, dp, director.Config{
 		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: quorum.Lease{Duration: f.vipLease}, Events: bus, Metrics: m,
 		Exec:   health.NewExec(f.execDirs, execUser, f.execMaxProcs),
 		Fencer: fencing.NewRunner(fencing.Config{Logger: logger, Dirs: f.fenceAgentDirs, SecretDirs: f.fenceSecretDirs}), Watchdog: openWatchdog(f), Logger: logger,
-		Resources: resources.NewRunner(resources.Config{Logger: logger, Node: f.name, OCFRoot: f.ocfRoot, HookDirs: f.hookDirs}),
+		Resources: resGroup,
 	})
 	// The status view asks the node, the replicated state and, for the
 	// health checks, this node's director while DC or the DC over RPC.
