@@ -7,6 +7,7 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/resources"
 	"github.com/raftlb/raftlb/status"
 )
 
@@ -302,6 +303,28 @@ func TestRenderHealthVerdictAndNote(t *testing.T) {
 	for _, want := range []string{
 		"  * Health: DEGRADED: node n3 is offline\n",
 		"  * Real servers' health unknown: the DC runs no health checks: it has no data plane\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status view lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestRenderResources: the DC's resources in start order, their state,
+// and a failure's count and last error on one line.
+func TestRenderResources(t *testing.T) {
+	st := sampleStatus()
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	st.Resources = []resources.Status{
+		{Name: "www-data", Kind: "ocf:heartbeat:Filesystem", State: resources.StateStarted, Since: at, Monitored: at.Add(20 * time.Second)},
+		{Name: "apache", Kind: "ocf:heartbeat:apache", State: resources.StateFailed, Since: at, Failures: 2, LastError: "resource apache: exit status 1 (generic error)\nsecond line"},
+	}
+	st.ResourceNote = "this node is not DC and resource www-data is stop-failed here"
+	out := render(t, st)
+	for _, want := range []string{
+		"\nResources (on the DC, in start order):\n  * this node is not DC and resource www-data is stop-failed here\n",
+		"  * www-data (ocf:heartbeat:Filesystem): started since 10:00:00, monitored 10:00:20\n",
+		"  * apache (ocf:heartbeat:apache): failed since 10:00:00; 2 failed actions, last: resource apache: exit status 1 (generic error) second line\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status view lacks %q:\n%s", want, out)

@@ -129,7 +129,7 @@ func TestSpecProgramsRefusedAtApply(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(checks, "check.sh"), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c := startClusterExtra(t, blockPrograms, 3, "fake", map[string][]string{"n1": {"--exec-dir", checks}})
+	c := startClusterExtra(t, blockPrograms, 3, "fake", map[string][]string{"n1": {"--exec-dir", checks, "--hook-dir", checks}})
 	execCheck := squidServices + `    health_check:
       type: exec
       command: [` + filepath.Join(checks, "check.sh") + `]
@@ -153,6 +153,26 @@ func TestSpecProgramsRefusedAtApply(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "fencing.devices[0]") || !strings.Contains(r.stderr, "not allowed on n1, n2, n3") ||
 		!strings.Contains(r.stderr, "is not in a directory this node allows for fence agents (--fence-agent-dir /usr/sbin)") {
 		t.Errorf("a fence agent outside /usr/sbin: %s", r)
+	}
+	// Resources: an OCF agent no node has, and a command only n1's
+	// --hook-dir allows.
+	withResources := squidServices + `policy:
+  takeover: fence
+fencing:
+  devices:
+    - name: dummy
+      agent: /usr/sbin/fence_dummy
+      hosts: [n1, n2, n3]
+resources:
+  - name: nosuch
+    agent: ocf:heartbeat:NoSuchAgent
+  - name: app
+    command: [` + filepath.Join(checks, "check.sh") + `]
+`
+	r = c.apply(c.agents[2], writeFile(t, c.dir, "resources.yaml", withResources))
+	if r.code == 0 || !strings.Contains(r.stderr, "resources[0]") || !strings.Contains(r.stderr, "resource nosuch (ocf:heartbeat:NoSuchAgent)") ||
+		!strings.Contains(r.stderr, "resources[1]: not allowed on n2, n3") || !strings.Contains(r.stderr, "allows no resource hooks (the agent's --hook-dir DIR") {
+		t.Errorf("resources no node or only n1 allows: %s", r)
 	}
 	if err := c.sameSpecVersion(c.agents, 0); err != nil {
 		t.Errorf("after refused applies: %v", err)

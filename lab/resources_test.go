@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -112,6 +113,12 @@ func (c *rcluster) judgeResources() *resourceJudge {
 		}
 	}()
 	return j
+}
+
+func (j *resourceJudge) count() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.two
 }
 
 func (j *resourceJudge) end() (two int, at []string) {
@@ -259,5 +266,17 @@ esac
 	figure("lab_resources_two_nodes_samples", float64(two), "count")
 	if two != 0 {
 		t.Errorf("resources ran on two nodes at once in %d samples: %v", two, at)
+	}
+
+	// The judge can fail: the data tmpfs mounted by hand in a member's
+	// namespace, beside the DC's, is counted.
+	j = c.judgeResources()
+	member := others(next)[0]
+	pid := strconv.Itoa(c.agents[member].Pid())
+	c.l.Run("", "nsenter", "-t", pid, "-m", "mount", "-t", "tmpfs", "judge-test", dataMount)
+	c.eventually("the judge to see two nodes", 10*time.Second, func() (bool, error) { return j.count() > 0, nil })
+	c.l.Run("", "nsenter", "-t", pid, "-m", "umount", dataMount)
+	if two, at := j.end(); two == 0 || !strings.Contains(strings.Join(at, " "), member) {
+		t.Errorf("the judge missed a tmpfs mounted by hand on %s: %d samples %v", member, two, at)
 	}
 }

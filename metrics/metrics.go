@@ -16,6 +16,7 @@ import (
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/resources"
 )
 
 // VIP is one VIP as this node's kernel has it.
@@ -36,6 +37,8 @@ type Sources struct {
 	Writes  func() uint64 // IPVS writes since start
 	GARPs   func() uint64 // gratuitous ARPs sent since start
 	Expires func() (node, ca time.Time)
+	// Resources is the spec's resources as this node runs them.
+	Resources func() []resources.Status
 }
 
 // Metrics holds what is counted as it happens; it implements
@@ -104,6 +107,8 @@ var (
 	descRSActive = prometheus.NewDesc("raftlb_ipvs_real_server_active_connections", "Active connections to the real server now.", []string{"service", "server"}, nil)
 	descRSWeight = prometheus.NewDesc("raftlb_ipvs_real_server_weight", "The real server's weight in the kernel table.", []string{"service", "server"}, nil)
 	descScrapeOK = prometheus.NewDesc("raftlb_ipvs_scrape_success", "1 if the kernel's IPVS table could be read for this scrape.", nil, nil)
+	descResState = prometheus.NewDesc("raftlb_resource_state", "1 for the state the spec's resource is in on this node (stopped, starting, started, stopping, failed, stop-failed).", []string{"resource", "state"}, nil)
+	descResFails = prometheus.NewDesc("raftlb_resource_failed_actions_total", "The resource's failed start, stop and monitor actions on this node since it started.", []string{"resource"}, nil)
 )
 
 // collector reads the state at scrape time.
@@ -111,7 +116,7 @@ type collector struct{ src Sources }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDC, descTerm, descQuorum, descNodes, descSpec, descVIP, descWrites, descGARPs, descUp, descExpiry,
-		descSvcConns, descSvcPkts, descSvcBytes, descRSConns, descRSPkts, descRSBytes, descRSActive, descRSWeight, descScrapeOK} {
+		descSvcConns, descSvcPkts, descSvcBytes, descRSConns, descRSPkts, descRSBytes, descRSActive, descRSWeight, descScrapeOK, descResState, descResFails} {
 		ch <- d
 	}
 }
@@ -170,6 +175,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if !ca.IsZero() {
 			gauge(descExpiry, float64(ca.Unix()), "ca")
+		}
+	}
+	if s.Resources != nil {
+		for _, r := range s.Resources() {
+			gauge(descResState, 1, r.Name, r.State)
+			counter(descResFails, float64(r.Failures), r.Name)
 		}
 	}
 	if s.IPVS != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/resources"
 )
 
 func sources() Sources {
@@ -34,6 +35,9 @@ func sources() Sources {
 		},
 		Health: func() map[health.Key]health.State {
 			return map[health.Key]health.State{{Service: svc, Server: rs}: {Up: true}}
+		},
+		Resources: func() []resources.Status {
+			return []resources.Status{{Name: "www-data", State: resources.StateStarted, Failures: 1}}
 		},
 		Writes:  func() uint64 { return 3 },
 		GARPs:   func() uint64 { return 6 },
@@ -83,12 +87,19 @@ raftlb_real_server_up{server="172.95.69.30:80",service="172.95.69.100:80/tcp"} 1
 # HELP raftlb_raft_term The Raft term this node is in.
 # TYPE raftlb_raft_term gauge
 raftlb_raft_term 7
+# HELP raftlb_resource_state 1 for the state the spec's resource is in on this node (stopped, starting, started, stopping, failed, stop-failed).
+# TYPE raftlb_resource_state gauge
+raftlb_resource_state{resource="www-data",state="started"} 1
+# HELP raftlb_resource_failed_actions_total The resource's failed start, stop and monitor actions on this node since it started.
+# TYPE raftlb_resource_failed_actions_total counter
+raftlb_resource_failed_actions_total{resource="www-data"} 1
 # HELP raftlb_gratuitous_arps_total Gratuitous ARPs (IPv6: unsolicited neighbour advertisements) this node sent since it started.
 # TYPE raftlb_gratuitous_arps_total counter
 raftlb_gratuitous_arps_total 6
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "raftlb_dc", "raftlb_nodes", "raftlb_vip_on_interface",
-		"raftlb_ipvs_service_connections_total", "raftlb_ipvs_real_server_bytes_total", "raftlb_real_server_up", "raftlb_raft_term", "raftlb_gratuitous_arps_total"); err != nil {
+		"raftlb_ipvs_service_connections_total", "raftlb_ipvs_real_server_bytes_total", "raftlb_real_server_up", "raftlb_raft_term", "raftlb_gratuitous_arps_total",
+		"raftlb_resource_state", "raftlb_resource_failed_actions_total"); err != nil {
 		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(m.events); n != len(events.Types) {

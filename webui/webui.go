@@ -43,6 +43,7 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{
 		}
 		return time.Since(*t).Round(time.Second).String()
 	},
+	"since": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
 	"clock": func(t time.Time) string { return t.UTC().Format("15:04:05") },
 }).Parse(pageHTML))
 

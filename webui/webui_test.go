@@ -10,6 +10,7 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/events"
+	"github.com/raftlb/raftlb/resources"
 	"github.com/raftlb/raftlb/status"
 )
 
@@ -23,6 +24,8 @@ func testSources() Sources {
 				Health: status.Verdict{State: status.StateDegraded, Reasons: []string{"a real server is down"}},
 				Services: []status.ServiceStatus{{VIP: "172.95.69.100", Port: 80, Protocol: "tcp", Scheduler: "rr", Forwarding: "route",
 					RealServers: []status.RealServerStatus{{Address: "172.95.69.30", Port: 80, Weight: 1, Health: "down", Since: &since, LastError: `<script>alert("x")</script>`}}}},
+				Resources: []resources.Status{{Name: "www-data", Kind: "ocf:heartbeat:Filesystem", State: resources.StateStarted, Since: since},
+					{Name: "app", Kind: "/etc/raftlb/hooks/app", State: resources.StateFailed, Since: since, LastError: "<i>exit 1</i>"}},
 			}
 		},
 		Events: func() []events.Event {
@@ -50,12 +53,13 @@ func TestPage(t *testing.T) {
 		return string(body), resp.Header
 	}
 	page, h := get("/")
-	for _, want := range []string{`<main>`, `id="dc">n1<`, `tr data-server="172.95.69.30:80"`, `class="health bad">down`, `a real server is down`, `no data plane here`, `<script src="page.js">`, `real server down`} {
+	for _, want := range []string{`<main>`, `id="dc">n1<`, `tr data-server="172.95.69.30:80"`, `class="health bad">down`, `a real server is down`, `no data plane here`, `<script src="page.js">`, `real server down`,
+		`<td>www-data</td><td class="dim">ocf:heartbeat:Filesystem</td><td class="ok">started`, `<td class="bad">failed`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %q", want)
 		}
 	}
-	if strings.Contains(page, "<script>alert") || strings.Contains(page, "<b>refused") {
+	if strings.Contains(page, "<script>alert") || strings.Contains(page, "<b>refused") || strings.Contains(page, "<i>exit") {
 		t.Error("text from outside reached the page unescaped")
 	}
 	if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "default-src 'none'") {

@@ -20,6 +20,7 @@ import (
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/metrics"
+	"github.com/raftlb/raftlb/resources"
 )
 
 // checkHTTPAddr checks --http: IP:PORT, loopback unless the operator asks
@@ -107,9 +108,10 @@ func (w *webServer) shutdown(ctx context.Context) {
 func metricSources(node *cluster.Node, dirOf func() *director.Director, dp *director.Dataplane) metrics.Sources {
 	src := metrics.Sources{
 		View: node.View, Spec: node.FSM().Spec, Expires: node.CertExpiry,
-		Health: func() map[health.Key]health.State { return dirOf().Health() },
-		Writes: func() uint64 { return dirOf().Writes() },
-		GARPs:  func() uint64 { return dirOf().GARPs() },
+		Health:    func() map[health.Key]health.State { return dirOf().Health() },
+		Writes:    func() uint64 { return dirOf().Writes() },
+		GARPs:     func() uint64 { return dirOf().GARPs() },
+		Resources: func() []resources.Status { return dirOf().Resources() },
 	}
 	if dp != nil {
 		src.VIPs = func() []metrics.VIP {
