@@ -32,12 +32,23 @@ func TestUnitVerifies(t *testing.T) {
 			t.Errorf("the unit lacks %s", want)
 		}
 	}
-	path := filepath.Join(t.TempDir(), "raftlb.service")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+	// The resources drop-in (deploy/raftlb-resources.conf) is read as a
+	// second [Service] section, as systemd merges a drop-in.
+	dropIn, err := os.ReadFile("../../deploy/raftlb-resources.conf")
+	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
-	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
-		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	for name, unit := range map[string]string{"raftlb.service": text, "with-resources/raftlb.service": text + "\n" + string(dropIn)} {
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+		if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", name, err, out)
+		}
 	}
 }
