@@ -2,6 +2,7 @@ package director
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -50,6 +51,16 @@ func (r *resourceRun) stop() {
 	<-r.done
 }
 
+// finished says the goroutine has ended.
+func (r *resourceRun) finished() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // end ends the goroutine without waiting: nothing starts from now on.
 func (r *resourceRun) end() {
 	if r != nil {
@@ -57,9 +68,14 @@ func (r *resourceRun) end() {
 	}
 }
 
-// startResources starts the term's resource goroutine, once.
+// startResources starts the term's resource goroutine, unless it runs:
+// at the end of establish, and again after a hand-over that failed (which
+// had stopped the resources and ended the goroutine).
 func (t *term) startResources() {
-	if t.d.res == nil || t.res.Load() != nil {
+	if t.d.res == nil {
+		return
+	}
+	if r := t.res.Load(); r != nil && !r.finished() {
 		return
 	}
 	ctx, cancel := context.WithCancel(t.ctx)
@@ -108,6 +124,12 @@ func (t *term) runResources(ctx context.Context) {
 			retryAt = time.Time{} // a new spec is tried at once
 		}
 		wantStart := t.holdsEveryVIP(spec) && !g.Matches(spec.Resources) && !time.Now().Before(retryAt)
+		if wantStart && g.StopFailed() {
+			// Started again, a resource whose stop failed might run twice
+			// here, or beside another node's: the node must be fenced.
+			t.escalate(errors.New("a resource's stop failed earlier on this node"))
+			return
+		}
 		if wantStart {
 			if len(g.Started()) > 0 {
 				t.log.Info("the spec's resources changed: stopping the running ones, in reverse, to start the new list")

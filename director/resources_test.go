@@ -161,3 +161,35 @@ func TestResourceStopFailureIsNoRelease(t *testing.T) {
 		t.Errorf("b: %+v", st[1])
 	}
 }
+
+// TestFailedHandOverStartsTheResourcesAgain: a hand-over that fails
+// leaves this node DC: it starts the resources the hand-over stopped —
+// unless a stop failed, which makes it give up leadership without a
+// release instead.
+func TestFailedHandOverStartsTheResourcesAgain(t *testing.T) {
+	for _, stopFails := range []bool{false, true} {
+		t.Run(map[bool]string{false: "clean", true: "stop fails"}[stopFails], func(t *testing.T) {
+			w, dir, calls := resourceWorld(t)
+			w.c.leaders <- leader(2)
+			testkit.WaitFor(t, "the resources started", func() bool { return calls() == "a start, b start" })
+			if stopFails {
+				if err := os.WriteFile(filepath.Join(dir, "fail-b-stop"), nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w.c.setHandingOver(true)
+			w.c.setHandingOver(false)
+			if !stopFails {
+				testkit.WaitFor(t, "the resources started again", func() bool { return calls() == "a start, b start, b stop, a stop, a start, b start" })
+				return
+			}
+			testkit.WaitFor(t, "leadership given up without a release", func() bool {
+				r := w.c.transferReasons()
+				return len(r) > 0 && strings.Contains(r[len(r)-1], "stop failed")
+			})
+			if strings.Count(calls(), "start") != 2 {
+				t.Errorf("a node whose stop failed started resources again: %s", calls())
+			}
+		})
+	}
+}

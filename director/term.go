@@ -295,10 +295,12 @@ func (t *term) handle(ev event) error {
 		t.maybeMove()
 		return t.place()
 	case evResume:
-		// The hand-over that failed recorded a release: claim again.
+		// The hand-over that failed recorded a release: claim again, and
+		// start the resources it stopped.
 		if err := t.commitClaim(sortedVIPs(t.held)); err != nil {
 			return err
 		}
+		t.startResources()
 		return t.reconcile()
 	case evMembers, evHealth, evTick:
 		if ev == evMembers {

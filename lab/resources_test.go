@@ -273,7 +273,7 @@ esac
 	j = c.judgeResources()
 	member := others(next)[0]
 	pid := strconv.Itoa(c.agents[member].Pid())
-	c.l.Run("", "nsenter", "-t", pid, "-m", "mount", "-t", "tmpfs", "judge-test", dataMount)
+	c.l.Run("", "nsenter", "-t", pid, "-m", "sh", "-c", "mkdir -p "+dataMount+" && mount -t tmpfs judge-test "+dataMount)
 	c.eventually("the judge to see two nodes", 10*time.Second, func() (bool, error) { return j.count() > 0, nil })
 	c.l.Run("", "nsenter", "-t", pid, "-m", "umount", dataMount)
 	if two, at := j.end(); two == 0 || !strings.Contains(strings.Join(at, " "), member) {

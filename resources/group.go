@@ -123,6 +123,19 @@ func (g *Group) Attach(logger *slog.Logger, n Notice) {
 	g.logger, g.notice = logger, n
 }
 
+// StopFailed says a stop failed here and nothing has stopped that
+// resource since.
+func (g *Group) StopFailed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for name := range g.unstopped {
+		if st, ok := g.status[name]; ok && st.State == StateStopFailed {
+			return true
+		}
+	}
+	return false
+}
+
 // Started is the resources started here, in start order.
 func (g *Group) Started() []fsm.Resource {
 	g.mu.Lock()
