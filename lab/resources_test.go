@@ -273,9 +273,15 @@ esac
 	j = c.judgeResources()
 	member := others(next)[0]
 	pid := strconv.Itoa(c.agents[member].Pid())
-	c.l.Run("", "nsenter", "-t", pid, "-m", "sh", "-c", "mkdir -p "+dataMount+" && mount -t tmpfs judge-test "+dataMount)
+	// -r -w: the agent's root (the lab runs chrooted into the host's
+	// tree; entering a mount namespace alone would land at the VM's).
+	c.l.Run("", "nsenter", "-t", pid, "-m", "-r", "-w", "sh", "-c", "mkdir -p "+dataMount+" && mount -t tmpfs judge-test "+dataMount)
+	if m, _ := c.active(member); !m {
+		b, _ := os.ReadFile("/proc/" + pid + "/mounts")
+		t.Errorf("the hand-made tmpfs is not in %s's mount table:\n%s", member, b)
+	}
 	c.eventually("the judge to see two nodes", 10*time.Second, func() (bool, error) { return j.count() > 0, nil })
-	c.l.Run("", "nsenter", "-t", pid, "-m", "umount", dataMount)
+	c.l.Run("", "nsenter", "-t", pid, "-m", "-r", "-w", "umount", dataMount)
 	if two, at := j.end(); two == 0 || !strings.Contains(strings.Join(at, " "), member) {
 		t.Errorf("the judge missed a tmpfs mounted by hand on %s: %d samples %v", member, two, at)
 	}
