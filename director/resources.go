@@ -117,7 +117,6 @@ func (t *term) runResources(ctx context.Context) {
 	defer cancel()
 	var retryAt time.Time
 	var retryVersion uint64
-	verify := func() error { return t.d.c.VerifyLeader(t.n) }
 	for {
 		spec := t.d.c.FSM().Spec()
 		if spec.Version != retryVersion {
@@ -140,13 +139,8 @@ func (t *term) runResources(ctx context.Context) {
 			}
 			if len(spec.Resources) > 0 {
 				t.log.Info("starting the resources, in order", "resources", len(spec.Resources))
-				if err := g.Start(ctx, spec.Resources, verify); err != nil && ctx.Err() == nil {
-					if !g.Clean() {
-						t.escalate(err)
-						return
-					}
-					retryAt, retryVersion = time.Now().Add(noDirectRetry), spec.Version
-					t.resourceStartFailed(err)
+				if !t.startResourceList(ctx, spec, &retryAt, &retryVersion) {
+					return
 				}
 			}
 		}
@@ -156,13 +150,8 @@ func (t *term) runResources(ctx context.Context) {
 				t.escalate(serr)
 				return
 			}
-			if err := g.Start(ctx, spec.Resources, verify); err != nil && ctx.Err() == nil {
-				if !g.Clean() {
-					t.escalate(err)
-					return
-				}
-				retryAt, retryVersion = time.Now().Add(noDirectRetry), spec.Version
-				t.resourceStartFailed(err)
+			if !t.startResourceList(ctx, spec, &retryAt, &retryVersion) {
+				return
 			}
 		}
 		wait := time.Second
@@ -180,6 +169,26 @@ func (t *term) runResources(ctx context.Context) {
 		}
 		timer.Stop()
 	}
+}
+
+// startResourceList starts spec's resources, each after a verification
+// in this term. A start that failed and was stopped cleanly hands the DC
+// role on and is not tried again before retryAt (unless the spec
+// changes); one whose stops failed too escalates, and the goroutine must
+// end (false).
+func (t *term) startResourceList(ctx context.Context, spec fsm.Spec, retryAt *time.Time, retryVersion *uint64) bool {
+	g := t.d.res
+	err := g.Start(ctx, spec.Resources, func() error { return t.d.c.VerifyLeader(t.n) })
+	switch {
+	case err == nil || ctx.Err() != nil:
+		return true
+	case !g.Clean():
+		t.escalate(err)
+		return false
+	}
+	*retryAt, *retryVersion = time.Now().Add(noDirectRetry), spec.Version
+	t.resourceStartFailed(err)
+	return true
 }
 
 // resourceStartFailed: the resources are stopped again; this node says it

@@ -9,11 +9,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testkit"
 )
 
 // agent writes a fence agent script: it saves its stdin to DIR/stdin.N (N
@@ -146,17 +146,7 @@ func TestTimeoutIsAFailureAndKillsTheGroup(t *testing.T) {
 	if out.Success || out.Err == nil || !strings.Contains(out.Err.Error(), "no answer within 1s") || out.Attempts != d.Retries+1 {
 		t.Fatalf("outcome %+v, want a failure for the timeout after %d attempts", out, d.Retries+1)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(read(t, pidFile)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent's child %d outlived the timeout", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitGone(t, pidFile, "the agent's child")
 }
 
 // TestRetriesThenSuccess: a device that fails twice and then succeeds is a

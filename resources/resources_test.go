@@ -2,15 +2,14 @@ package resources
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testkit"
 )
 
 const dummy = "/usr/lib/ocf/resource.d/heartbeat/Dummy"
@@ -225,21 +224,7 @@ func TestActionTimeoutKillsTheGroup(t *testing.T) {
 	if !got.TimedOut || got.Err == nil || !strings.Contains(got.Err.Error(), "no answer within 1s") {
 		t.Fatalf("a hanging start: %+v", got)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "child"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pid int
-	if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &pid); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("the hook's child %d outlived the timeout", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitGone(t, filepath.Join(dir, "child"), "the hook's child")
 }
 
 // TestProgramsOnlyFromAllowedPlaces: a command outside the hook

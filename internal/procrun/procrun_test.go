@@ -2,13 +2,13 @@ package procrun
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftlb/raftlb/internal/testkit"
 )
 
 func script(t *testing.T, body string) string {
@@ -51,21 +51,7 @@ func TestRunTimeoutKillsTheGroup(t *testing.T) {
 	if time.Since(start) > 10*time.Second {
 		t.Fatalf("Run took %s", time.Since(start))
 	}
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pid int
-	if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &pid); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("the child %d outlived the timeout", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitGone(t, pidFile, "the child")
 }
 
 // TestRunBoundsOutput: megabytes of output, binary included, are kept to

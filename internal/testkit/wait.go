@@ -3,8 +3,11 @@ package testkit
 import (
 	"bytes"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -63,3 +66,25 @@ func (l *LogBuffer) Logger() *slog.Logger {
 
 // Discard is a logger that writes nowhere.
 func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// WaitGone reads a process id from pidFile (a test's program wrote it)
+// and fails the test unless that process is gone within 5 s: a timeout
+// must kill a program's children too.
+func WaitGone(t testing.TB, pidFile, what string) {
+	t.Helper()
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("%s: %v", pidFile, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %d outlived the timeout", what, pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
