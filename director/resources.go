@@ -32,8 +32,8 @@ import (
 //     spec changes). A stop that fails is never a release: the node hands
 //     leadership over without a record, and the next DC fences it.
 //   - monitor runs every resource's interval; a resource found stopped or
-//     failing is restarted once (all of them, in order), and a restart
-//     that fails is a start failure.
+//     failing restarts the list (stopped in reverse, started in order),
+//     and a restart that fails is a start failure.
 
 // resourceRun is a term's resource goroutine.
 type resourceRun struct {

@@ -13,6 +13,11 @@ import (
 	"github.com/raftlb/raftlb/resources"
 )
 
+// monitorEvery is the resources' monitor interval in these tests: the
+// floor, so that a test of the monitor waits little and the others see
+// few monitor calls (calls() leaves them out).
+const monitorEvery = fsm.MinResourceMonitorInterval
+
 // resourceWorld is a director with two resources (a, then b): commands
 // from a hook directory that log each call ("NAME ACTION") to calls; a
 // file fail-NAME-ACTION in dir makes that action fail.
@@ -31,7 +36,7 @@ func resourceWorldStopped(t *testing.T) (w *world, dir string, calls func() stri
 	dir = t.TempDir()
 	log := filepath.Join(dir, "calls")
 	hook := filepath.Join(dir, "hook")
-	script := "#!/bin/sh\nd=" + dir + "\necho \"$1 $2\" >> $d/calls\n[ -e $d/fail-$1-$2 ] && exit 1\nexit 0\n"
+	script := "#!/bin/sh\nd=" + dir + "\necho \"$1 $2\" >> $d/calls\n[ -e $d/fail-$1-$2 ] && exit 1\n[ $2 = monitor ] && [ -e $d/down-$1 ] && exit 7\nexit 0\n"
 	if err := os.WriteFile(hook, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -45,14 +50,20 @@ func resourceWorldStopped(t *testing.T) (w *world, dir string, calls func() stri
 	spec := withTakeover(fsm.TakeoverFence)
 	for _, n := range []string{"a", "b"} {
 		spec.Resources = append(spec.Resources, fsm.Resource{Name: n, Command: []string{hook, n},
-			StartTimeout: 5 * time.Second, StopTimeout: 5 * time.Second, MonitorTimeout: 5 * time.Second})
+			StartTimeout: 5 * time.Second, StopTimeout: 5 * time.Second, MonitorTimeout: 5 * time.Second, MonitorInterval: monitorEvery})
 	}
 	w.c.setSpec(spec)
 	// m40's claim (fenceWorld) was let go of: nothing to fence.
 	w.c.apply(fsm.CmdReleaseVIPs, fsm.ReleaseVIPs{Node: "m40", Term: 1, VIPs: []netip.Addr{vip}, Reason: fsm.ReleaseHandOver, At: time.Now()})
 	calls = func() string {
 		b, _ := os.ReadFile(log)
-		return strings.Join(strings.Split(strings.TrimSpace(string(b)), "\n"), ", ")
+		var out []string
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if !strings.HasSuffix(l, " monitor") {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, ", ")
 	}
 	return w, dir, calls
 }
@@ -191,5 +202,25 @@ func TestFailedHandOverStartsTheResourcesAgain(t *testing.T) {
 				t.Errorf("a node whose stop failed started resources again: %s", calls())
 			}
 		})
+	}
+}
+
+// TestMonitorFailureRestartsTheResources: a resource found stopped
+// behind raftlb's back restarts the list: stopped in reverse, started in
+// order, on this node.
+func TestMonitorFailureRestartsTheResources(t *testing.T) {
+	w, dir, calls := resourceWorld(t)
+	w.c.leaders <- leader(2)
+	testkit.WaitFor(t, "the resources started", func() bool { return calls() == "a start, b start" })
+	if err := os.WriteFile(filepath.Join(dir, "down-a"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the restart", func() bool { return strings.HasPrefix(calls(), "a start, b start, b stop, a stop, a start, b start") })
+	os.Remove(filepath.Join(dir, "down-a"))
+	if st := w.d.Resources(); st[0].Failures == 0 || !strings.Contains(st[0].LastError, "not running") {
+		t.Errorf("a's status after its monitor failed: %+v", st[0])
+	}
+	if w.c.movesAsked() != 0 {
+		t.Error("a monitor failure whose restart succeeded moved the DC role")
 	}
 }
