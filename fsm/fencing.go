@@ -73,6 +73,18 @@ var (
 	paramName  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 )
 
+// uniqueName checks the name of entry i of list: its form, and that no
+// earlier entry has it (names holds theirs).
+func (v *validator) uniqueName(p, list string, i int, name string, names map[string]int) {
+	if !deviceName.MatchString(name) {
+		v.addf(p, "%q: want 1-63 letters, digits, '.', '_' or '-'", name)
+	} else if j, dup := names[name]; dup {
+		v.addf(p, "duplicate of %s[%d]", list, j)
+	} else {
+		names[name] = i
+	}
+}
+
 // reservedParam are the options raftlb itself passes to every agent.
 func reservedParam(k string) bool {
 	switch k {
@@ -114,13 +126,7 @@ func (v *validator) fencing(f Fencing) {
 	names := map[string]int{}
 	for i, d := range f.Devices {
 		p := fmt.Sprintf("fencing.devices[%d]", i)
-		if !deviceName.MatchString(d.Name) {
-			v.addf(p+".name", "%q: want 1-63 letters, digits, '.', '_' or '-'", d.Name)
-		} else if j, dup := names[d.Name]; dup {
-			v.addf(p+".name", "duplicate of fencing.devices[%d]", j)
-		} else {
-			names[d.Name] = i
-		}
+		v.uniqueName(p+".name", "fencing.devices", i, d.Name, names)
 		switch {
 		case d.Agent == "":
 			v.addf(p+".agent", "required: a fence agent's name on PATH (fence_ipmilan) or its absolute path")

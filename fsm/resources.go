@@ -76,9 +76,8 @@ const (
 )
 
 var (
-	ocfAgent      = regexp.MustCompile(`^ocf:[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}:[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}$`)
-	ocfParamName  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
-	resourceNames = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	ocfAgent     = regexp.MustCompile(`^ocf:[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}:[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}$`)
+	ocfParamName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
 )
 
 // TotalStopTimeout is how long stopping every resource may take, one after
@@ -107,13 +106,7 @@ func (v *validator) resources(s Spec) {
 	names := map[string]int{}
 	for i, r := range s.Resources {
 		p := fmt.Sprintf("resources[%d]", i)
-		if !resourceNames.MatchString(r.Name) {
-			v.addf(p+".name", "%q: want 1-63 letters, digits, '.', '_' or '-'", r.Name)
-		} else if j, dup := names[r.Name]; dup {
-			v.addf(p+".name", "duplicate of resources[%d]", j)
-		} else {
-			names[r.Name] = i
-		}
+		v.uniqueName(p+".name", "resources", i, r.Name, names)
 		switch {
 		case r.Agent != "" && len(r.Command) > 0:
 			v.addf(p, "either agent (an OCF resource agent) or command, not both")
