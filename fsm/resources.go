@@ -80,16 +80,6 @@ var (
 	ocfParamName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
 )
 
-// TotalStopTimeout is how long stopping every resource may take, one after
-// the other.
-func TotalStopTimeout(rs []Resource) time.Duration {
-	var d time.Duration
-	for _, r := range rs {
-		d += r.StopTimeout
-	}
-	return d
-}
-
 func (v *validator) resources(s Spec) {
 	if len(s.Resources) == 0 {
 		return

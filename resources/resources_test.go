@@ -38,7 +38,7 @@ func TestOCFDummy(t *testing.T) {
 	r := res("d", func(r *fsm.Resource) { r.Agent = "ocf:heartbeat:Dummy"; r.Params = map[string]string{"state": state} })
 	x := NewRunner(Config{Node: "n1"})
 	ctx := context.Background()
-	if m := x.Run(ctx, r, Monitor); !m.NotRunning || m.Code != OCFNotRunning {
+	if m := x.Run(ctx, r, Monitor); m.Err == nil || m.Code != OCFNotRunning {
 		t.Fatalf("monitor before start: %+v", m)
 	}
 	if s := x.Run(ctx, r, Start); s.Err != nil {

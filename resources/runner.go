@@ -66,14 +66,11 @@ func NewRunner(cfg Config) *Runner {
 
 // Result is what one action came to.
 type Result struct {
-	Action   Action
 	Code     int // the exit status; -1 when the program did not exit by itself
 	TimedOut bool
 	Output   string // the end of its output
 	Took     time.Duration
-	Err      error // nil: success (for monitor: running)
-	// NotRunning: a monitor found the resource stopped (exit 7).
-	NotRunning bool
+	Err      error // nil: success (for monitor: running; exit 7 is "not running")
 }
 
 // program is the argv that runs r (without the action).
@@ -116,7 +113,7 @@ func (x *Runner) Check(r fsm.Resource) error {
 // recurs says its interval), and says how it went. ctx ends the run early
 // (the process group killed) only when it is cancelled.
 func (x *Runner) Run(ctx context.Context, r fsm.Resource, action Action) Result {
-	res := Result{Action: action, Code: -1}
+	res := Result{Code: -1}
 	if err := x.Check(r); err != nil {
 		res.Err = err
 		return res
@@ -152,7 +149,6 @@ func (x *Runner) Run(ctx context.Context, r fsm.Resource, action Action) Result 
 		// Stopping what is not running has succeeded (Pacemaker reads
 		// a stop's "not running" the same way).
 	case out.ExitCode == OCFNotRunning && action == Monitor:
-		res.NotRunning = true
 		res.Err = fmt.Errorf("%s: not running (exit 7)", what)
 	default:
 		res.Err = fmt.Errorf("%s: exit status %d (%s)%s", what, out.ExitCode, ocfCodeName(out.ExitCode), lastLine(res.Output))
