@@ -38,6 +38,8 @@ func metaCanDirect(m nodeMeta) (bool, string) {
 		return false, "a witness never directs"
 	case m.Dataplane == "none":
 		return false, "it runs without a data plane (--dataplane none)"
+	case m.Stopping:
+		return false, "its agent is stopping"
 	case m.NoDirect != "":
 		return false, m.NoDirect
 	}
@@ -65,6 +67,38 @@ func (n *Node) SetCannotDirect(reason string) {
 	if err := n.ml.UpdateNode(5 * time.Second); err != nil {
 		n.logger.Warn("telling peers whether this node can direct failed", "err", err)
 	}
+}
+
+// Drain tells the peers that this agent is stopping, and waits (up to
+// the gossip leave timeout) for the news to go out: the DC gives this node
+// no new connections from then on, and the ones it already sent here are
+// still answered, for as long as the caller waits before it takes the VIPs
+// off lo. A graceful stop drains before it leaves gossip, so no handshake
+// is in flight to this node when the DC removes it from its table (the
+// DC's kernel resets the connections of a removed real server).
+func (n *Node) Drain() {
+	n.gossip.mu.Lock()
+	changed := !n.gossip.meta.Stopping
+	n.gossip.meta.Stopping = true
+	n.gossip.mu.Unlock()
+	if !changed || n.ml == nil {
+		return
+	}
+	if err := n.ml.UpdateNode(gossipLeaveTimeout); err != nil {
+		n.logger.Warn("telling peers that this node is stopping failed", "err", err)
+	}
+}
+
+// StoppingNodes lists the live members whose agents are stopping
+// (Drain): real servers to give no new connections.
+func (n *Node) StoppingNodes() map[string]bool {
+	out := map[string]bool{}
+	for _, m := range n.members() {
+		if m.MetaErr == nil && m.Meta.Stopping {
+			out[m.Name] = true
+		}
+	}
+	return out
 }
 
 // maxNoDirect bounds the reason in the 512-byte gossip metadata.

@@ -102,3 +102,33 @@ func TestWitnessNeedsNoDataplane(t *testing.T) {
 		t.Errorf("a witness with a kernel data plane: %v", err)
 	}
 }
+
+// TestDrainTellsPeers: a node whose agent stops says so in gossip before it
+// leaves: every peer lists it as stopping, still online (the DC keeps it
+// in the table, drained), and no longer among the nodes that can direct.
+func TestDrainTellsPeers(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.Dataplane = "fake" })
+	c.waitDC()
+	for _, n := range c.live() {
+		c.waitFor(n.cfg.Name+" to see who can direct", 10*time.Second, func() bool { return len(n.Directors()) == 3 })
+		if s := n.StoppingNodes(); len(s) != 0 {
+			t.Fatalf("%s lists %v as stopping before anyone drains", n.cfg.Name, s)
+		}
+	}
+	c.node("n2").Drain()
+	for _, n := range c.live() {
+		if n.cfg.Name == "n2" {
+			continue
+		}
+		c.waitFor(n.cfg.Name+" to see n2 stopping", 10*time.Second, func() bool {
+			s := n.StoppingNodes()
+			return len(s) == 1 && s["n2"] && !slices.Contains(n.Directors(), "n2")
+		})
+		if !n.OnlineNodes()["n2"] {
+			t.Errorf("%s shows the draining n2 offline", n.cfg.Name)
+		}
+	}
+	if ok, why := c.node("n2").CanDirect(); ok || !strings.Contains(why, "stopping") {
+		t.Errorf("a draining node can direct %v (%q)", ok, why)
+	}
+}

@@ -32,6 +32,10 @@ type nodeMeta struct {
 	// Leaving: the node is leaving the cluster for good (raftlb leave);
 	// no DC admits it again.
 	Leaving bool `json:"l,omitempty"`
+	// Stopping: the agent is stopping (a graceful stop). The DC sends it
+	// no new connections (weight 0) while it still answers the ones in
+	// flight, and hands it no leadership.
+	Stopping bool `json:"x,omitempty"`
 }
 
 const metaVersion = 1

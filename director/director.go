@@ -26,6 +26,8 @@ type Cluster interface {
 	VerifyLeader(term uint64) error
 	FSM() *fsm.FSM
 	OnlineNodes() map[string]bool
+	// StoppingNodes lists the nodes whose agents are stopping: drained.
+	StoppingNodes() map[string]bool
 	SubscribeMembership() (<-chan struct{}, func())
 	// ReconcileMembers admits live nodes to Raft and promotes non-voters;
 	// only the DC calls it.

@@ -21,7 +21,7 @@ var follower = cluster.LeaderEvent{IsLeader: false}
 func TestPlanIsEmptyWhenTheTableMatches(t *testing.T) {
 	c := newFakeCluster(t)
 	c.setSpec(squid("rr"))
-	desired := Desired(c.fsm.State(), func(string) bool { return true }, nil)
+	desired := Desired(c.fsm.State(), func(string) bool { return true }, nil, nil)
 	current := slices.Clone(desired)
 	// The kernel reports the DC's own entry as Local: still a match.
 	current[0].Dests = slices.Clone(current[0].Dests)
@@ -68,16 +68,34 @@ func TestPlanWritesOnlyTheDifference(t *testing.T) {
 func TestDesiredUsesOnlineNodesThenFallback(t *testing.T) {
 	c := newFakeCluster(t)
 	c.setSpec(squid("rr"))
-	d := Desired(c.fsm.State(), func(n string) bool { return n != "m40" }, nil)
+	d := Desired(c.fsm.State(), func(n string) bool { return n != "m40" }, nil, nil)
 	if got, want := destsOf(d[0]), map[string]int{"127.0.0.30:3128": 1, "127.0.0.50:3128": 1}; !maps.Equal(got, want) {
 		t.Fatalf("real servers %v, want %v", got, want)
 	}
 	if d[0].Persistence != 20*time.Second || d[0].Scheduler != "rr" {
 		t.Errorf("service options %+v", d[0])
 	}
-	none := Desired(c.fsm.State(), func(string) bool { return false }, nil)
+	none := Desired(c.fsm.State(), func(string) bool { return false }, nil, nil)
 	if len(none[0].Dests) != 1 || none[0].Dests[0].id().String() != "127.0.0.1:3128" {
 		t.Fatalf("with no node online want the fallback only, got %+v", none[0].Dests)
+	}
+}
+
+// TestDesiredDrainsStoppingNodes: a node whose agent is stopping stays in
+// the table at weight 0 (no new connections; those in flight still reach
+// it), and counts as no healthy server: with every node stopping, the
+// fallback takes the new connections.
+func TestDesiredDrainsStoppingNodes(t *testing.T) {
+	c := newFakeCluster(t)
+	c.setSpec(squid("rr"))
+	all := func(string) bool { return true }
+	d := Desired(c.fsm.State(), all, func(n string) bool { return n == "m40" }, nil)
+	if got, want := destsOf(d[0]), map[string]int{"127.0.0.30:3128": 1, "127.0.0.40:3128": 0, "127.0.0.50:3128": 1}; !maps.Equal(got, want) {
+		t.Fatalf("real servers %v, want %v", got, want)
+	}
+	d = Desired(c.fsm.State(), all, all, nil)
+	if got, want := destsOf(d[0]), map[string]int{"127.0.0.1:3128": 1, "127.0.0.30:3128": 0, "127.0.0.40:3128": 0, "127.0.0.50:3128": 0}; !maps.Equal(got, want) {
+		t.Fatalf("with every node stopping: real servers %v, want %v", got, want)
 	}
 }
 
@@ -107,7 +125,7 @@ func TestDesiredAppliesHealth(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newFakeCluster(t)
 			c.setSpec(withCheck(squid("rr"), tc.onFail))
-			got := destsOf(Desired(c.fsm.State(), all, down(tc.bad...))[0])
+			got := destsOf(Desired(c.fsm.State(), all, nil, down(tc.bad...))[0])
 			if !maps.Equal(got, tc.want) {
 				t.Fatalf("real servers %v, want %v", got, tc.want)
 			}
@@ -116,7 +134,7 @@ func TestDesiredAppliesHealth(t *testing.T) {
 	// A service without a check ignores health results.
 	c := newFakeCluster(t)
 	c.setSpec(squid("rr"))
-	if got := destsOf(Desired(c.fsm.State(), all, down(three[1]))[0]); len(got) != 3 {
+	if got := destsOf(Desired(c.fsm.State(), all, nil, down(three[1]))[0]); len(got) != 3 {
 		t.Fatalf("unchecked service: real servers %v, want all three", got)
 	}
 }

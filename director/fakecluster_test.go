@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -39,6 +40,7 @@ type fakeCluster struct {
 
 	mu          sync.Mutex
 	online      map[string]bool
+	stopping    map[string]bool
 	verifyErr   error
 	barrierErr  error
 	transferErr error
@@ -310,10 +312,33 @@ func (c *fakeCluster) OnlineNodes() map[string]bool {
 	return out
 }
 
+func (c *fakeCluster) StoppingNodes() map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.stopping)
+}
+
+// setStopping says in "gossip" that name's agent is stopping (Drain).
+func (c *fakeCluster) setStopping(name string) {
+	c.mu.Lock()
+	if c.stopping == nil {
+		c.stopping = map[string]bool{}
+	}
+	c.stopping[name] = true
+	c.mu.Unlock()
+	c.notifyMembers()
+}
+
 // setOnline changes a node's gossip state and tells the subscribers.
 func (c *fakeCluster) setOnline(name string, up bool) {
 	c.mu.Lock()
 	c.online[name] = up
+	c.mu.Unlock()
+	c.notifyMembers()
+}
+
+func (c *fakeCluster) notifyMembers() {
+	c.mu.Lock()
 	subs := slices.Clone(c.memberSubs)
 	c.mu.Unlock()
 	for _, ch := range subs {

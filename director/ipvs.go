@@ -69,8 +69,11 @@ type IPVS interface {
 // is quiescent (existing connections drain, like ldirectord's quiescent=yes
 // and keepalived's inhibit_on_failure). When no real server of a service
 // is healthy, the fallback (sorry) server takes the traffic, as with
-// ldirectord's fallback=, and leaves again when one recovers.
-func Desired(state fsm.State, online func(string) bool, healthOf func(fsm.ServiceKey, netip.AddrPort) (up bool)) []Service {
+// ldirectord's fallback=, and leaves again when one recovers. A node whose
+// agent is stopping (stopping, nil: none) is drained: weight 0, so it gets
+// no new connections and those in flight to it are still forwarded until
+// it leaves.
+func Desired(state fsm.State, online, stopping func(string) bool, healthOf func(fsm.ServiceKey, netip.AddrPort) (up bool)) []Service {
 	out := make([]Service, 0, len(state.Spec.Services))
 	for _, svc := range state.Spec.Services {
 		s := Service{Key: svc.Key(), Scheduler: svc.Scheduler, Persistence: svc.Persistence.Timeout}
@@ -80,6 +83,9 @@ func Desired(state fsm.State, online func(string) bool, healthOf func(fsm.Servic
 		healthy := 0
 		for _, b := range state.Backends(svc, online) {
 			d := Dest{Addr: b.Address, Port: b.Port, Weight: b.Weight, Forward: svc.Forwarding}
+			if b.Node != "" && stopping != nil && stopping(b.Node) {
+				d.Weight = 0
+			}
 			if svc.HealthCheck != nil && healthOf != nil && !healthOf(s.Key, d.id()) {
 				if svc.HealthCheck.OnFail != fsm.OnFailQuiescent {
 					continue

@@ -569,7 +569,8 @@ func (t *term) reconcile() error {
 			return !ok || st.Up
 		}
 	}
-	desired := Desired(state, isOnline, healthOf)
+	stopping := d.c.StoppingNodes()
+	desired := Desired(state, isOnline, func(n string) bool { return stopping[n] }, healthOf)
 	start := time.Now()
 	if m := d.cfg.Metrics; m != nil {
 		defer func() { m.Reconciled(time.Since(start)) }()

@@ -142,8 +142,8 @@ func TestRefreshAnnouncesEveryHeldVIP(t *testing.T) {
 	}
 }
 
-// TestEventsReconcile: a spec change is one update; a node gone from
-// gossip leaves the table; the periodic reconcile repairs an edit made
+// TestEventsReconcile: a spec change is one update; a node whose agent
+// stops is drained, and leaves the table once it is gone from gossip; the periodic reconcile repairs an edit made
 // behind raftlb's back; a no-op makes no write.
 func TestEventsReconcile(t *testing.T) {
 	w := newWorld(t, nil)
@@ -162,6 +162,14 @@ func TestEventsReconcile(t *testing.T) {
 	}
 	if wr := w.ipvs.TakeWrites(); !slices.Equal(wr, []string{"update-service 172.95.69.100:3128/tcp wlc"}) {
 		t.Fatalf("a scheduler change wrote %v, want one update", wr)
+	}
+	// m40's agent stops: drained first, then gone from gossip.
+	w.c.setStopping("m40")
+	if err := tm.handle(evMembers); err != nil {
+		t.Fatal(err)
+	}
+	if wr := w.ipvs.TakeWrites(); !slices.Equal(wr, []string{"update-dest 172.95.69.100:3128/tcp -> 127.0.0.40:3128 w0"}) {
+		t.Fatalf("a stopping node wrote %v, want its weight set to 0", wr)
 	}
 	w.c.setOnline("m40", false)
 	if err := tm.handle(evMembers); err != nil {

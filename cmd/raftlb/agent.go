@@ -475,10 +475,14 @@ func runAgent(args []string, stderr io.Writer) error {
 	//     gratuitous ARP while this node still answers;
 	//  3. stop the director: it gives the VIPs back to lo and removes its
 	//     IPVS services;
-	//  4. leave gossip, so the new DC drops this node from its table at
-	//     once, and give it a moment to do so;
-	//  5. take the VIPs off lo and restore the sysctls;
-	//  6. stop Raft and gossip, then remove the socket.
+	//  4. drain: tell the DC this agent is stopping, so it sends this node
+	//     no new connections (weight 0) while the ones in flight here
+	//     finish; removing a real server outright makes the DC's kernel
+	//     reset a handshake in flight to it;
+	//  5. leave gossip, so the DC drops this node from its table at once,
+	//     and give it a moment to do so;
+	//  6. take the VIPs off lo and restore the sysctls;
+	//  7. stop Raft and gossip, then remove the socket.
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	stopped := make(chan struct{})
@@ -492,7 +496,12 @@ func runAgent(args []string, stderr io.Writer) error {
 	<-dirDone
 	stopNotify()
 	notifiers.Wait()
-	logger.Info("stopping: director stopped; leaving gossip")
+	logger.Info("stopping: director stopped; draining: no new connections to this node")
+	node.Drain()
+	if dp != nil {
+		time.Sleep(drainDelay)
+	}
+	logger.Info("stopping: leaving gossip")
 	node.LeaveGossip()
 	if dp != nil {
 		time.Sleep(drainDelay)
@@ -607,9 +616,10 @@ func shutdownWatchdog(stopped <-chan struct{}, stderr io.Writer, logger *slog.Lo
 	}
 }
 
-// drainDelay is how long a stopping node keeps the VIP on lo after leaving
-// gossip, so the DC removes it from the IPVS table before it stops
-// accepting direct-routed packets.
+// drainDelay is how long a stopping node keeps answering on its lo VIP
+// after saying it drains (the DC stops sending it new connections, and
+// those in flight finish) and again after leaving gossip (the DC removes
+// it from the IPVS table before it stops accepting direct-routed packets).
 const drainDelay = 300 * time.Millisecond
 
 // joinAtStart retries the --join addresses until one answers or the agent
