@@ -117,3 +117,83 @@ func TestLabSmokeManualDR(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelResetsAHandshakeToARemovedServer is the kernel fact behind a
+// stopping node's drain (cmd/raftlb: it asks for weight 0 before it leaves
+// gossip): with expire_nodest_conn=1, as raftlb sets it, the next packet of
+// a connection whose real server was removed from the director's table
+// meets the director's own stack, which resets it; the same connection to
+// a real server set to weight 0 is still forwarded, and answered. The
+// handshake is held open by dropping its last ACK at the director until the
+// table has changed; the real server's retransmitted SYN-ACK then draws the
+// client's ACK again.
+func TestKernelResetsAHandshakeToARemovedServer(t *testing.T) {
+	vipPort := lab.VIP + ":80"
+	rs := lab.IP(lab.M40) + ":80"
+	for _, tc := range []struct {
+		name   string
+		change []string
+		want   string // the probe's error class, or the answer
+	}{
+		{"removed", []string{"-d", "-t", vipPort, "-r", rs}, "reset"},
+		{"drained", []string{"-e", "-t", vipPort, "-r", rs, "-g", "-w", "0"}, lab.M40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := lab.New(t)
+			if err := l.Sysctl(lab.M30, "net.ipv4.vs.expire_nodest_conn=1"); err != nil {
+				t.Fatal(err)
+			}
+			l.Run(lab.M30, "ip", "addr", "add", lab.VIP+"/32", "dev", "eth0")
+			l.Run(lab.M30, "ipvsadm", "-A", "-t", vipPort, "-s", "rr")
+			l.Run(lab.M30, "ipvsadm", "-a", "-t", vipPort, "-r", rs, "-g")
+			if err := l.SilenceARP(lab.M40); err != nil {
+				t.Fatal(err)
+			}
+			l.Run(lab.M40, "ip", "addr", "add", lab.VIP+"/32", "dev", "lo")
+			p, err := l.Start(lab.M40, "serve-"+lab.M40, l.Bin("raftlb-lab"), "serve", "--name", lab.M40, "--port", "80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.WaitOutput("serving", 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			// The handshake's last ACK (a pure ACK: the client sends
+			// nothing before the server speaks) never reaches the real
+			// server while this rule stands.
+			hold, err := l.CountPackets(lab.M30, "hold", "input", fmt.Sprintf("ip daddr %s tcp dport 80 tcp flags == ack", lab.VIP), "drop")
+			if err != nil {
+				t.Fatal(err)
+			}
+			probe, err := l.StartProbe("probe-"+tc.name, vipPort, "--count", "1", "--timeout", "10s", "--duration", "20s")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := lab.Eventually(10*time.Second, func() (bool, error) {
+				n, err := hold.Read()
+				return n > 0, err
+			}); err != nil {
+				t.Fatalf("the handshake's ACK never reached the director: %v", err)
+			}
+			l.Run(lab.M30, append([]string{"ipvsadm"}, tc.change...)...)
+			if err := hold.Remove(); err != nil {
+				t.Fatal(err)
+			}
+			r, err := probe.Wait(30 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Records) != 1 {
+				t.Fatalf("the probe made %d attempts, want 1: %+v", len(r.Records), r.Records)
+			}
+			a := r.Records[0]
+			got := a.Error
+			if a.OK {
+				got = a.Answer
+			}
+			t.Logf("%s: the held connection ended %q after %.0f ms (%s)", tc.name, got, a.TookMS, a.Detail)
+			if got != tc.want {
+				t.Errorf("the connection held open across the table change ended %q (%s), want %q", got, a.Detail, tc.want)
+			}
+		})
+	}
+}
