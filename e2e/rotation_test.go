@@ -141,6 +141,17 @@ func TestSpecProgramsRefusedAtApply(t *testing.T) {
 		!strings.Contains(r.stderr, "not allowed on n2, n3") || !strings.Contains(r.stderr, "this node allows no exec checks (the agent's --exec-dir DIR") {
 		t.Errorf("an exec check only n1 allows: %s", r)
 	}
+	// A fork storm on every DC that inherits the spec: refused by the
+	// interval floor.
+	storm := squidServices + `    health_check:
+      type: tcp
+      interval: 1ms
+      timeout: 1ms
+`
+	r = c.apply(c.agents[1], writeFile(t, c.dir, "storm.yaml", storm))
+	if r.code == 0 || !strings.Contains(r.stderr, "1ms: want at least 100ms") {
+		t.Errorf("a check every millisecond: %s", r)
+	}
 	fence := squidServices + `fencing:
   devices:
     - name: pdu

@@ -96,10 +96,14 @@ raftlb_resource_failed_actions_total{resource="www-data"} 1
 # HELP raftlb_gratuitous_arps_total Gratuitous ARPs (IPv6: unsolicited neighbour advertisements) this node sent since it started.
 # TYPE raftlb_gratuitous_arps_total counter
 raftlb_gratuitous_arps_total 6
+# HELP raftlb_certificate_expiry_timestamp_seconds When this node's certificate and the cluster CA expire, in seconds since the epoch.
+# TYPE raftlb_certificate_expiry_timestamp_seconds gauge
+raftlb_certificate_expiry_timestamp_seconds{certificate="ca"} 2.1e+09
+raftlb_certificate_expiry_timestamp_seconds{certificate="node"} 2e+09
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "raftlb_dc", "raftlb_nodes", "raftlb_vip_on_interface",
 		"raftlb_ipvs_service_connections_total", "raftlb_ipvs_real_server_bytes_total", "raftlb_real_server_up", "raftlb_raft_term", "raftlb_gratuitous_arps_total",
-		"raftlb_resource_state", "raftlb_resource_failed_actions_total"); err != nil {
+		"raftlb_resource_state", "raftlb_resource_failed_actions_total", "raftlb_certificate_expiry_timestamp_seconds"); err != nil {
 		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(m.events); n != len(events.Types) {

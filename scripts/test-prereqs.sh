@@ -3,10 +3,11 @@
 # runs this first): Debian's fence-agents (fence_dummy, for the fence
 # runner's conformance test), resource-agents (OCF Dummy and Filesystem,
 # for the resource runner), python3-aiosmtpd (a real SMTP server for the
-# mail alerts) and chromium (the status page's browser test). The kernel lab
+# mail alerts), chromium (the status page's browser test) and systemd
+# (systemd-analyze verifies the unit and its drop-in). The kernel lab
 # installs its own.
 set -euo pipefail
-need=(fence-agents resource-agents python3-aiosmtpd chromium)
+need=(fence-agents resource-agents python3-aiosmtpd chromium systemd)
 missing=()
 for p in "${need[@]}"; do
 	dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")

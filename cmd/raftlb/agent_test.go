@@ -94,6 +94,17 @@ func TestAgentRefusesBadInput(t *testing.T) {
 		{"insecure netns without insecure", []string{"--insecure=false", "--key-file", "/k", "--tls-dir", "/t", "--insecure-netns", "x"}, []string{"--insecure-netns goes with --insecure"}},
 		{"api on a network address", []string{"--api", "10.9.9.9:7000"}, []string{"--api 10.9.9.9:7000", "no authentication over TCP"}},
 		{"api on loopback TCP without the flag", []string{"--api", "127.0.0.1:7000"}, []string{"--api 127.0.0.1:7000", "--api-tcp-loopback"}},
+		{"relative notify program", []string{"--notify", "notify.sh"}, []string{"--notify", "notify.sh"}},
+		{"notify timeout zero", []string{"--notify-timeout", "0s"}, []string{"--notify-timeout 0s", "want 0 < timeout"}},
+		{"notify queue zero", []string{"--notify-queue", "0"}, []string{"--notify-queue 0", "1 ≤ queue ≤ 10000"}},
+		{"mail window too short", []string{"--smtp-relay", "127.0.0.1:25", "--mail-from", "a@example.org", "--mail-to", "b@example.org", "--mail-window", "10ms"}, []string{"--mail-window 10ms: want 1s to 1h"}},
+		{"mail without a recipient", []string{"--smtp-relay", "127.0.0.1:25", "--mail-from", "a@example.org"}, []string{"--smtp-relay, --mail-from, --mail-to"}},
+		{"relative ocf root", []string{"--ocf-root", "usr/lib/ocf"}, []string{`--ocf-root "usr/lib/ocf": want a clean absolute path`}},
+		{"missing ocf root", []string{"--ocf-root", "/nonexistent/ocf"}, []string{"--ocf-root", "/nonexistent/ocf"}},
+		{"relative hook dir", []string{"--hook-dir", "hooks"}, []string{"--hook-dir", "hooks"}},
+		{"exec max procs zero", []string{"--exec-max-procs", "0"}, []string{"--exec-max-procs 0: want 1 to 1024"}},
+		{"http mtls without http", []string{"--http-mtls"}, []string{"--http-mtls and --http-public go with --http"}},
+		{"http on a network address", []string{"--http", "10.9.9.9:9647"}, []string{"--http 10.9.9.9:9647 is not loopback", "--http-mtls", "--http-public"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -200,4 +202,33 @@ func TestTLSUsage(t *testing.T) {
 	wantExit(t, 2, []string{"tls", "init"}, "tls init needs --dir DIR")
 	wantExit(t, 2, []string{"tls", "init", "--dir", t.TempDir(), "--days", "0"}, "--days ≥ 1")
 	wantExit(t, 2, []string{"tls", "init", "--frobnicate"}, "flag provided but not defined")
+}
+
+// TestAgentTLSDirRules: the agent refuses a --tls-dir that holds the CA's
+// private key, and warns in its log of a certificate that expires within
+// 30 days.
+func TestAgentTLSDirRules(t *testing.T) {
+	ca := filepath.Join(t.TempDir(), "ca")
+	wantExit(t, 0, []string{"tls", "init", "--dir", ca})
+	node := filepath.Join(t.TempDir(), "n1-tls")
+	wantExit(t, 0, []string{"tls", "cert", "--dir", ca, "--name", "n1", "--out", node, "--ip", "127.0.0.1", "--days", "10"})
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	if _, err := loadAgentTLS(node, "n1", logger); err != nil {
+		t.Fatalf("the agent cannot load what tls cert wrote: %v", err)
+	}
+	if !strings.Contains(logs.String(), "certificates expire soon") || !strings.Contains(logs.String(), "expires in") {
+		t.Errorf("no warning of a certificate that expires in 10 days; the log:\n%s", logs.String())
+	}
+
+	key, err := os.ReadFile(filepath.Join(ca, "ca-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(node, "ca-key.pem"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadAgentTLS(node, "n1", logger); err == nil || !strings.Contains(err.Error(), "holds ca-key.pem, the cluster CA's private key") {
+		t.Errorf("a TLS directory holding the CA's key: %v, want it refused", err)
+	}
 }
