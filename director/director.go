@@ -177,6 +177,10 @@ type Director struct {
 	cfg    Config
 	logger *slog.Logger
 
+	// startedUp is closed once Run has done its start-up cleanup (what the
+	// last run left stopped, the VIPs on lo, no IPVS rules): StartedUp.
+	startedUp chan struct{}
+
 	beat       atomic.Int64  // when the director last showed it works (Beat)
 	garps      atomic.Uint64 // gratuitous ARPs (IPv6: neighbour advertisements) sent
 	writes     atomic.Uint64 // IPVS writes since start
@@ -217,7 +221,7 @@ type Director struct {
 // New returns a Director. dp nil means the node has no data plane.
 func New(c Cluster, dp *Dataplane, cfg Config) *Director {
 	cfg.defaults()
-	d := &Director{c: c, dp: dp, cfg: cfg, logger: cfg.Logger.With("component", "director"), resume: make(chan struct{}, 1)}
+	d := &Director{c: c, dp: dp, cfg: cfg, logger: cfg.Logger.With("component", "director"), resume: make(chan struct{}, 1), startedUp: make(chan struct{})}
 	if cfg.Resources != nil && dp != nil {
 		d.res = cfg.Resources
 		d.res.Attach(d.logger, d.resourceNotice)
@@ -230,6 +234,11 @@ func New(c Cluster, dp *Dataplane, cfg Config) *Director {
 	c.Handle(checkProgramsOp, d.serveCheckPrograms)
 	return d
 }
+
+// StartedUp is closed once Run has cleaned up after the last run: the
+// resources it left stopped, the VIPs back on lo, its IPVS rules gone. A
+// supervisor is told the agent is ready only after it (READY=1).
+func (d *Director) StartedUp() <-chan struct{} { return d.startedUp }
 
 // Health returns the health of every checked real server while this node
 // is DC, and nil otherwise.
@@ -349,6 +358,7 @@ func (d *Director) Run(ctx context.Context) error {
 	d.touch()
 	d.logFollow(d.follow())
 	d.checkCanDirect(d.c.FSM().Spec())
+	close(d.startedUp)
 	audit := time.NewTicker(d.cfg.AuditInterval)
 	defer audit.Stop()
 

@@ -37,6 +37,7 @@ const (
 	blockEvents
 	blockMetrics
 	blockPage
+	blockSystemd
 	blockBench = 50
 )
 

@@ -436,7 +436,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("admin API listening", "api", apiAddr.String())
 	sd := notifier{logger: logger}
-	go sd.run(ctx, node.View, dir.Beat)
+	go sd.run(ctx, dir.StartedUp(), node.View, dir.Beat)
 	go countEvents(ctx, bus, m)
 	var web *webServer
 	if f.httpAddr != "" {

@@ -53,10 +53,17 @@ func statusLine(v cluster.View) string {
 	return fmt.Sprintf("no DC known: waiting to join a cluster or for its peers, %s", q)
 }
 
-// run reports READY=1 once the API serves and a DC is known (or after
-// readyTimeout), then STATUS= every few seconds and WATCHDOG=1 while beat
-// is recent, until ctx ends.
-func (n notifier) run(ctx context.Context, view func() cluster.View, beat func() time.Time) {
+// run reports READY=1 once the API serves (the caller starts run then),
+// the director has cleaned up after the last run (startedUp) and a DC is
+// known (or readyTimeout after the clean-up), then STATUS= every few
+// seconds and WATCHDOG=1 while beat is recent, until ctx ends.
+func (n notifier) run(ctx context.Context, startedUp <-chan struct{}, view func() cluster.View, beat func() time.Time) {
+	n.send("STATUS=starting: cleaning up after the last run (its resources, VIPs and IPVS rules)")
+	select {
+	case <-ctx.Done():
+		return
+	case <-startedUp:
+	}
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		v := view()

@@ -14,9 +14,10 @@ import (
 )
 
 // TestSystemdNotify speaks sd_notify over a real unix datagram socket, as
-// systemd listens on one: no READY=1 while no DC is known (STATUS says
-// why), READY=1 with the role once one is; WATCHDOG=1 while the director
-// beats, none once it stops beating; STOPPING=1 at a stop.
+// systemd listens on one: no READY=1 before the start-up clean-up, nor
+// while no DC is known (STATUS says why), READY=1 with the role once one
+// is; WATCHDOG=1 while the director beats, none once it stops beating.
+// A real agent's READY=1 and STOPPING=1: e2e TestSystemdLifecycle.
 func TestSystemdNotify(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "notify")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
@@ -59,8 +60,22 @@ func TestSystemdNotify(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n := notifier{logger: testkit.Discard()}
-	go n.run(ctx, view, func() time.Time { return time.Unix(0, beat.Load()) })
+	startedUp := make(chan struct{})
+	go n.run(ctx, startedUp, view, func() time.Time { return time.Unix(0, beat.Load()) })
 
+	// Until the director has cleaned up after the last run, no READY=1,
+	// even with a DC known.
+	dc.Store("n1")
+	if m := next("the start-up status"); m != "STATUS=starting: cleaning up after the last run (its resources, VIPs and IPVS rules)" {
+		t.Errorf("before the clean-up: %q", m)
+	}
+	select {
+	case m := <-msgs:
+		t.Errorf("before the clean-up ended: %q", m)
+	case <-time.After(300 * time.Millisecond):
+	}
+	dc.Store("")
+	close(startedUp)
 	if m := next("the first status"); m != "STATUS=no DC known: waiting to join a cluster or for its peers, no quorum" {
 		t.Errorf("before a DC is known: %q", m)
 	}
@@ -92,7 +107,10 @@ func TestSystemdNotify(t *testing.T) {
 	for len(msgs) > 0 {
 		<-msgs
 	}
-	go n.run(ctx2, view, func() time.Time { return time.Unix(0, beat.Load()) })
+	go n.run(ctx2, startedUp, view, func() time.Time { return time.Unix(0, beat.Load()) })
+	if m := next("the start-up status again"); !strings.HasPrefix(m, "STATUS=starting") {
+		t.Errorf("a second start: %q", m)
+	}
 	if m := next("READY again"); !strings.HasPrefix(m, "READY=1\nSTATUS=member, DC n1") {
 		t.Errorf("READY: %q", m)
 	}
@@ -107,9 +125,5 @@ wait:
 		case <-deadline:
 			break wait
 		}
-	}
-	n.send("STOPPING=1")
-	if m := next("STOPPING"); m != "STOPPING=1" {
-		t.Errorf("stop: %q", m)
 	}
 }
