@@ -351,6 +351,15 @@ func TestAnnouncementOfHeldVIPIsAConflict(t *testing.T) {
 	if n := w.logs.Count("address conflict"); n != 1 {
 		t.Errorf("want one conflict warning, got %d", n)
 	}
+	conflicts := 0
+	for _, e := range w.events() {
+		if e == "address_conflict 172.95.69.100" {
+			conflicts++
+		}
+	}
+	if conflicts != 1 {
+		t.Errorf("events %q, want one address_conflict for the VIP", w.events())
+	}
 	if !w.has("eth0") || len(w.table()) != 1 || tm.held == nil {
 		t.Error("a conflicting announcement changed what the DC holds")
 	}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
 	"github.com/raftlb/raftlb/quorum"
@@ -372,6 +374,31 @@ type world struct {
 	arp  *FakeARP
 	d    *Director
 	logs *testkit.LogBuffer
+	bus  *events.Bus // what the director published
+}
+
+// events lists the types of the events published so far, in order, with
+// the detail a test checks (VIP, server, resource or fence target).
+func (w *world) events() []string {
+	var out []string
+	for _, e := range w.bus.Recent() {
+		detail := e.VIP + e.Server + e.Resource + e.Target
+		out = append(out, strings.TrimSpace(e.Type+" "+detail))
+	}
+	return out
+}
+
+// sawEvents reports whether want occur in the events, in this order (others
+// may come between).
+func (w *world) sawEvents(want ...string) bool {
+	got := w.events()
+	i := 0
+	for _, e := range got {
+		if i < len(want) && e == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
 }
 
 // testLease is the VIP lease in tests: long, so that a test calling steps
@@ -392,6 +419,8 @@ func testConfig(t *testing.T, logs *testkit.LogBuffer) Config {
 func newWorld(t *testing.T, mod func(*Config)) *world {
 	w := &world{t: t, c: newFakeCluster(t), k: realserver.NewFake("eth0"), ipvs: NewFakeIPVS(), arp: &FakeARP{}, logs: &testkit.LogBuffer{}}
 	cfg := testConfig(t, w.logs)
+	w.bus = events.NewBus("m30", 1000)
+	cfg.Events = w.bus
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -88,6 +88,9 @@ func TestResourcesStartAfterTheClaimAndStopInReverse(t *testing.T) {
 	}
 	w.c.leaders <- follower
 	testkit.WaitFor(t, "the resources stopped", func() bool { return calls() == "a start, b start, b stop, a stop" })
+	testkit.WaitFor(t, "the resource events", func() bool {
+		return w.sawEvents("vip_claimed 172.95.69.100", "resource_started a", "resource_started b", "resource_stopped b", "resource_stopped a")
+	})
 	testkit.WaitFor(t, "the VIP released", func() bool { return !w.has("eth0") })
 	// The release is reported once the stops are done (here, or already
 	// recorded through the fake DC).

@@ -139,6 +139,9 @@ func TestTakeoverFenceClaimsOnlyAfterTheFence(t *testing.T) {
 	if calls := f.calls(); len(calls) != 2 || calls[0] != "m40" {
 		t.Errorf("fence calls %v, want m40 twice", calls)
 	}
+	if !w.sawEvents("fence_started m40", "fence_failed m40", "fence_started m40", "fence_succeeded m40", "vip_claimed 172.95.69.100") {
+		t.Errorf("events %q, want a failed fence of m40, a successful one, then the claim", w.events())
+	}
 }
 
 // TestOnlyAVerifiedDCFences: a DC that cannot verify its leadership

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/internal/testkit"
@@ -394,6 +395,15 @@ func TestHealthChangeReconciles(t *testing.T) {
 	}
 	if err := tm.handle(evHealth); err != nil {
 		t.Fatal(err)
+	}
+	var down events.Event
+	for _, e := range w.bus.Recent() {
+		if e.Type == events.ServerDown && e.Server == m40 {
+			down = e
+		}
+	}
+	if down.Type == "" || !strings.Contains(down.Error, "refused") {
+		t.Errorf("events %q: want server_down for %s with the check's error, got %+v", w.events(), m40, down)
 	}
 	want := map[string]int{"127.0.0.30:" + strconv.Itoa(port): 1, "127.0.0.50:" + strconv.Itoa(port): 1}
 	if got := w.dests(); !maps.Equal(got, want) {
