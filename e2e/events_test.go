@@ -21,12 +21,17 @@ func TestEventsAndNotifyOnAFailover(t *testing.T) {
 	t.Parallel()
 	out := t.TempDir()
 	script := filepath.Join(t.TempDir(), "notify.sh")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"$RAFTLB_EVENT $RAFTLB_VIP\" >> "+out+"/\"$RAFTLB_NODE\"\n"), 0o755); err != nil {
+	// The directory comes as an argument: --notify in its exec form.
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"$RAFTLB_EVENT $RAFTLB_VIP\" >> \"$1/$RAFTLB_NODE\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	argv, err := json.Marshal([]string{script, out})
+	if err != nil {
 		t.Fatal(err)
 	}
 	extra := map[string][]string{}
 	for _, n := range []string{"n1", "n2", "n3"} {
-		extra[n] = []string{"--notify", script}
+		extra[n] = []string{"--notify", string(argv)}
 	}
 	c := startClusterExtra(t, blockEvents, 3, "fake", extra)
 	applyAndWait(c, c.agents[0], writeFile(t, c.dir, "squid.yaml", squidServices), c.agents)

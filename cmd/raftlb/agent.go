@@ -61,7 +61,8 @@ type agentFlags struct {
 	ocfRoot                                                string
 	execUser                                               string
 	execMaxProcs                                           int
-	notify, mailTo                                         stringList
+	notify                                                 argvList
+	mailTo                                                 stringList
 	notifyTimeout, mailWindow                              time.Duration
 	notifyQueue                                            int
 	smtpRelay, mailFrom                                    string
@@ -101,7 +102,7 @@ func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs.Var(&f.fenceSecretDirs, "fence-secret-dir", "directory the spec's fence options may read {file: …} secrets from (repeatable; default "+fencing.DefaultSecretDir+")")
 	fs.StringVar(&f.ocfRoot, "ocf-root", resources.DefaultOCFRoot, "OCF_ROOT: the spec's resources run OCF agents from its resource.d/PROVIDER/ only (Debian's resource-agents)")
 	fs.Var(&f.hookDirs, "hook-dir", "directory the spec's resources may run commands (start/stop/monitor hooks) from (repeatable; none: no command runs on this node)")
-	fs.Var(&f.notify, "notify", "program run for every event (DC, VIPs, real servers, quorum, fencing) with the event in RAFTLB_* variables; no shell (repeatable)")
+	fs.Var(&f.notify, "notify", "program run for every event (DC, VIPs, real servers, quorum, fencing, resources) with the event in RAFTLB_* variables: an absolute path, or a JSON array of the program and its arguments; no shell (repeatable)")
 	fs.DurationVar(&f.notifyTimeout, "notify-timeout", events.DefaultScriptTimeout, "a notify program still running after this is killed with its process group")
 	fs.IntVar(&f.notifyQueue, "notify-queue", events.DefaultScriptQueue, "events waiting for a notify program; more are dropped, counted and logged")
 	fs.StringVar(&f.smtpRelay, "smtp-relay", "", "HOST:PORT of an SMTP relay to mail the events through (with --mail-from and --mail-to)")
@@ -207,8 +208,8 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 	} else if f.httpMTLS || f.httpPublic {
 		return nil, fmt.Errorf("%w: --http-mtls and --http-public go with --http", cli.ErrUsage)
 	}
-	for _, p := range f.notify {
-		if err := checkProgram(p); err != nil {
+	for _, argv := range f.notify {
+		if err := checkProgram(argv[0]); err != nil {
 			return nil, fmt.Errorf("%w: --notify: %v", cli.ErrUsage, err)
 		}
 	}
@@ -424,9 +425,9 @@ func runAgent(args []string, stderr io.Writer) error {
 	defer stopDCWatch()
 	notifyCtx, stopNotify := context.WithCancel(context.Background())
 	var notifiers sync.WaitGroup
-	for _, p := range f.notify {
+	for _, argv := range f.notify {
 		notifiers.Go(func() {
-			events.RunScript(notifyCtx, bus, events.Script{Argv: []string{p}, Timeout: f.notifyTimeout, Queue: f.notifyQueue}, logger)
+			events.RunScript(notifyCtx, bus, events.Script{Argv: argv, Timeout: f.notifyTimeout, Queue: f.notifyQueue}, logger)
 		})
 	}
 	if f.smtpRelay != "" {

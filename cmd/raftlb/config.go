@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -64,19 +65,51 @@ func parseConfigFile(data []byte, fs *flag.FlagSet) (map[string][]string, error)
 		case v.Kind == yaml.ScalarNode:
 			vals = []string{v.Value}
 		case v.Kind == yaml.SequenceNode:
-			if _, repeatable := fs.Lookup(name).Value.(*stringList); !repeatable {
+			_, repeatable := fs.Lookup(name).Value.(*stringList)
+			_, argvs := fs.Lookup(name).Value.(*argvList)
+			if !repeatable && !argvs {
 				return nil, fmt.Errorf("config file line %d: %q takes one value, not a list", v.Line, name)
 			}
 			for _, item := range v.Content {
-				if item.Kind != yaml.ScalarNode {
+				switch {
+				case item.Kind == yaml.ScalarNode:
+					vals = append(vals, item.Value)
+				case argvs && item.Kind == yaml.SequenceNode:
+					// A program with its arguments: the flag's JSON form.
+					argv, err := scalars(item, name)
+					if err != nil {
+						return nil, err
+					}
+					b, err := json.Marshal(argv)
+					if err != nil {
+						return nil, fmt.Errorf("config file line %d: %q: %w", item.Line, name, err)
+					}
+					vals = append(vals, string(b))
+				case argvs:
+					return nil, fmt.Errorf("config file line %d: %q: list items must be a program's path or a list of the program and its arguments", item.Line, name)
+				default:
 					return nil, fmt.Errorf("config file line %d: %q: list items must be plain values", item.Line, name)
 				}
-				vals = append(vals, item.Value)
 			}
 		default:
 			return nil, fmt.Errorf("config file line %d: %q: want a value or a list of values", v.Line, name)
 		}
 		out[name] = vals
+	}
+	return out, nil
+}
+
+// scalars reads a YAML list of plain values.
+func scalars(n *yaml.Node, name string) ([]string, error) {
+	out := make([]string, 0, len(n.Content))
+	for _, item := range n.Content {
+		if item.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("config file line %d: %q: a program's arguments must be plain values", item.Line, name)
+		}
+		out = append(out, item.Value)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("config file line %d: %q: an empty list: want the program first", n.Line, name)
 	}
 	return out, nil
 }

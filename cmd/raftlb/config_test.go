@@ -19,6 +19,9 @@ raft-port: 7000
 insecure: false
 raft-leader-lease: 100ms
 join: [10.0.0.2:7946, "m50.example:7946"]
+notify:
+  - /usr/local/bin/page-ops
+  - [/usr/bin/logger, -t, "raftlb event"]
 interface: ~
 log-level:
 `), fs)
@@ -32,6 +35,7 @@ log-level:
 		"insecure":          {"false"},
 		"raft-leader-lease": {"100ms"},
 		"join":              {"10.0.0.2:7946", "m50.example:7946"},
+		"notify":            {"/usr/local/bin/page-ops", `["/usr/bin/logger","-t","raftlb event"]`},
 		// interface and log-level are null: absent, so their defaults stay.
 	}
 	if !maps.EqualFunc(got, want, slices.Equal) {
@@ -71,6 +75,9 @@ func TestParseConfigFileErrors(t *testing.T) {
 		{"raft-port: [1, 2]\n", `"raft-port" takes one value, not a list`},
 		{"join: [[10.0.0.1:7946]]\n", `"join": list items must be plain values`},
 		{"join: {a: b}\n", `"join": want a value or a list of values`},
+		{"notify: [{a: b}]\n", `"notify": list items must be a program's path or a list of the program and its arguments`},
+		{"notify: [[/bin/true, [x]]]\n", `"notify": a program's arguments must be plain values`},
+		{"notify: [[]]\n", `"notify": an empty list`},
 		{"name: &n a\nbind: *n\n", `"bind": want a value or a list of values`},
 		{"[name]: a\n", "setting names must be plain words"},
 		{"- name\n", "config file line 1: want a mapping"},
@@ -213,4 +220,37 @@ func FuzzParseConfigFile(f *testing.F) {
 		// Applying must not panic either; bad values are errors.
 		_ = applyConfigFile(fs, settings)
 	})
+}
+
+// TestNotifyArgv: --notify takes a program alone or, as a JSON array, with
+// its arguments (the config file's YAML list becomes that array); no shell
+// splits anything.
+func TestNotifyArgv(t *testing.T) {
+	fs, f := newAgentFlagSet(io.Discard)
+	settings, err := parseConfigFile([]byte("notify:\n  - [/usr/bin/logger, -t, \"two words\"]\n"), fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse([]string{"--notify", "/usr/local/bin/page ops", "--notify", `["/bin/echo", "a b", "$HOME"]`}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyConfigFile(fs, settings); err != nil {
+		t.Fatal(err)
+	}
+	// The command line's --notify replaces the file's, as for every flag.
+	want := [][]string{{"/usr/local/bin/page ops"}, {"/bin/echo", "a b", "$HOME"}}
+	if !slices.EqualFunc(f.notify, want, slices.Equal) {
+		t.Errorf("notify %q, want %q", f.notify, want)
+	}
+	fs, f = newAgentFlagSet(io.Discard)
+	if err := applyConfigFile(fs, settings); err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]string{{"/usr/bin/logger", "-t", "two words"}}; !slices.EqualFunc(f.notify, want, slices.Equal) {
+		t.Errorf("notify from the file %q, want %q", f.notify, want)
+	}
+	var l argvList
+	if err := l.Set("[\"/bin/true\", \"a\\u0000b\"]"); err == nil || !strings.Contains(err.Error(), "NUL") {
+		t.Errorf("an argument with a NUL byte: %v", err)
+	}
 }

@@ -6,10 +6,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/raftlb/raftlb/internal/cli"
 )
@@ -83,6 +86,33 @@ func parseFlags(fs *flag.FlagSet, args []string) error { return cli.ParseFlags(f
 
 // stringList is a repeatable string flag.
 type stringList []string
+
+// argvList is a repeatable flag whose every value is a program with its
+// arguments: an absolute path alone, or a JSON array of strings (the
+// program first), as Docker's exec form; no shell ever parses it. A config
+// file gives the array as a YAML list.
+type argvList [][]string
+
+func (l *argvList) String() string { return fmt.Sprint([][]string(*l)) }
+func (l *argvList) Set(v string) error {
+	argv := []string{v}
+	if strings.HasPrefix(strings.TrimSpace(v), "[") {
+		argv = nil
+		if err := json.Unmarshal([]byte(v), &argv); err != nil {
+			return fmt.Errorf("want a program's absolute path, or a JSON array of strings (the program and its arguments): %w", err)
+		}
+		if len(argv) == 0 {
+			return errors.New("an empty array: want the program first")
+		}
+	}
+	for _, a := range argv {
+		if strings.ContainsRune(a, 0) {
+			return fmt.Errorf("%q: an argument cannot hold a NUL byte", a)
+		}
+	}
+	*l = append(*l, argv)
+	return nil
+}
 
 func (s *stringList) String() string { return fmt.Sprint([]string(*s)) }
 func (s *stringList) Set(v string) error {
