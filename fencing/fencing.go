@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -37,6 +38,12 @@ type Config struct {
 	SecretDirs []string
 	// ReadFile reads a secret parameter's file (default os.ReadFile).
 	ReadFile func(string) ([]byte, error)
+	// User runs the fence agents (the agent's --fence-user); nil: the
+	// agent's own user (root, as Pacemaker runs them). Agents that talk to
+	// a device over the network (fence_ipmilan, fence_apc, fence_virsh,
+	// …) need no root; fence_scsi and fence_sbd do. Secret files are read
+	// by the agent itself and reach the program on its stdin.
+	User *syscall.Credential
 }
 
 // Runner runs fence agents.
@@ -45,6 +52,7 @@ type Runner struct {
 	allow    procrun.Allow
 	secrets  []string
 	readFile func(string) ([]byte, error)
+	user     *syscall.Credential
 
 	mu      sync.Mutex
 	rnd     *rand.Rand
@@ -66,7 +74,7 @@ func NewRunner(cfg Config) *Runner {
 		cfg.ReadFile = os.ReadFile
 	}
 	return &Runner{
-		logger: cfg.Logger.With("component", "fencing"), readFile: cfg.ReadFile,
+		logger: cfg.Logger.With("component", "fencing"), readFile: cfg.ReadFile, user: cfg.User,
 		allow:   procrun.Allow{What: "fence agents", Flag: "--fence-agent-dir", Dirs: slices.Clone(cfg.Dirs), Prefix: "fence_"},
 		secrets: slices.Clone(cfg.SecretDirs),
 		rnd:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid()))),
@@ -225,7 +233,7 @@ func (r *Runner) call(ctx context.Context, d fsm.FenceDevice, node, action strin
 	for _, k := range slices.Sorted(maps.Keys(opts)) {
 		lines = append(lines, k+"="+opts[k])
 	}
-	res := procrun.Run(ctx, procrun.Cmd{Argv: []string{agent}, Stdin: []byte(strings.Join(lines, "\n") + "\n"), Timeout: d.Timeout, Keep: fsm.MaxFenceOutput})
+	res := procrun.Run(ctx, procrun.Cmd{Argv: []string{agent}, Stdin: []byte(strings.Join(lines, "\n") + "\n"), Timeout: d.Timeout, Keep: fsm.MaxFenceOutput, User: r.user})
 	out := mask(res.Tail, secrets)
 	switch {
 	case res.Err != nil:
@@ -263,6 +271,11 @@ func (r *Runner) resolve(agent string) (string, error) {
 	}
 	if err := r.allow.Check(path); err != nil {
 		return "", fmt.Errorf("fence agent: %w", err)
+	}
+	if r.user != nil {
+		if err := procrun.RunnableBy(path, r.user, "--fence-user"); err != nil {
+			return "", fmt.Errorf("fence agent: %w", err)
+		}
 	}
 	return path, nil
 }
@@ -339,7 +352,7 @@ func (r *Runner) hostArgument(ctx context.Context, agent string, timeout time.Du
 	if known {
 		return arg
 	}
-	res := procrun.Run(ctx, procrun.Cmd{Argv: []string{agent}, Stdin: []byte("action=metadata\n"), Timeout: min(timeout, 30*time.Second), Keep: 1 << 20})
+	res := procrun.Run(ctx, procrun.Cmd{Argv: []string{agent}, Stdin: []byte("action=metadata\n"), Timeout: min(timeout, 30*time.Second), Keep: 1 << 20, User: r.user})
 	names, err := parameterNames([]byte(res.Tail))
 	switch {
 	case res.ExitCode != 0 || err != nil:

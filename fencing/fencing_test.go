@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -346,5 +347,60 @@ func TestDangerousOptionsAndSecretFiles(t *testing.T) {
 	}
 	if out := r.Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", ""); out.Success || runs(t, dir) != 0 {
 		t.Errorf("fenced with a secret read from outside: %+v", out)
+	}
+}
+
+// TestFenceAgentsRunAsTheFenceUser: with a fence user the agent (its
+// metadata query too) runs as that user, the secret still reaching it on
+// stdin though the user could not read the file; an agent the user could
+// not run is refused when the device is checked, not at fence time.
+func TestFenceAgentsRunAsTheFenceUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root")
+	}
+	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
+	dir, err := os.MkdirTemp("", "raftlb-fence-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "fence_whoami")
+	script := `#!/bin/sh
+in=$(cat)
+case "$in" in action=metadata*) echo '<resource-agent name="fence_whoami"><parameters><parameter name="plug"/></parameters></resource-agent>'; exit 0;; esac
+echo "uid $(id -u) gid $(id -g)"
+case "$in" in *password=hunter2*) echo "got the secret";; esac
+exit 0
+`
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "pass") // 0700 directory: nobody cannot read it
+	if err := os.WriteFile(secret, []byte("hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := device("pdu", path, map[string]string{"m30": "3"})
+	d.Params = map[string]fsm.FenceParam{"password": {File: secret}}
+	f := fsm.Fencing{Devices: []fsm.FenceDevice{d}}
+	r := NewRunner(Config{Dirs: []string{dir}, SecretDirs: []string{filepath.Dir(secret)}, User: nobody})
+	if err := r.CheckDevice(d); err != nil {
+		t.Fatalf("a device the fence user can run: %v", err)
+	}
+	out := r.Fence(context.Background(), f, "m30", "")
+	if !out.Success || !strings.Contains(out.Output, "uid 65534 gid 65534") || !strings.Contains(out.Output, "got the secret") {
+		t.Errorf("outcome %+v, want the agent run as nobody with the secret on stdin", out)
+	}
+
+	private, _ := agent(t, nil, "exit 0") // in a 0700 directory
+	pd := device("private", private, map[string]string{"m30": "3"})
+	pr := NewRunner(Config{Dirs: []string{filepath.Dir(private)}, User: nobody})
+	if err := pr.CheckDevice(pd); err == nil || !strings.Contains(err.Error(), "uid 65534 (the agent's --fence-user) cannot enter directory") {
+		t.Errorf("an agent nobody cannot reach: %v, want it refused naming --fence-user", err)
+	}
+	if out := pr.Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{pd}}, "m30", ""); out.Success {
+		t.Errorf("fenced with an agent the fence user cannot run: %+v", out)
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,47 +59,7 @@ func (e *Exec) Permit(path string) error {
 		return err
 	}
 	if e.User != nil {
-		return runnableBy(path, e.User.Uid, e.User.Gid)
-	}
-	return nil
-}
-
-// runnableBy says why uid (with only its primary group gid) could not run
-// path: every directory on the way must let it search, the file let it
-// read and execute (a script is read by its interpreter).
-func runnableBy(path string, uid, gid uint32) error {
-	allowed := func(fi os.FileInfo, bits os.FileMode) bool {
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return false
-		}
-		m := fi.Mode().Perm()
-		switch {
-		case st.Uid == uid:
-			return m&(bits<<6) == bits<<6
-		case st.Gid == gid:
-			return m&(bits<<3) == bits<<3
-		}
-		return m&bits == bits
-	}
-	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
-		fi, err := os.Stat(dir)
-		if err != nil {
-			return err
-		}
-		if !allowed(fi, 0o1) {
-			return fmt.Errorf("%s: uid %d cannot enter directory %s", path, uid, dir)
-		}
-		if dir == "/" {
-			break
-		}
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if !allowed(fi, 0o5) {
-		return fmt.Errorf("%s: uid %d (the agent's --exec-user) cannot read and execute it", path, uid)
+		return procrun.RunnableBy(path, e.User, "--exec-user")
 	}
 	return nil
 }

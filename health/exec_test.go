@@ -276,7 +276,7 @@ func TestPermitChecksTheExecUser(t *testing.T) {
 		t.Skip("runs as nobody")
 	}
 	err := NewExec([]string{filepath.Dir(s)}, nobody, 0).Permit(s)
-	if err == nil || !strings.Contains(err.Error(), "uid 65534 cannot enter directory") {
+	if err == nil || !strings.Contains(err.Error(), "uid 65534 (the agent's --exec-user) cannot enter directory") {
 		t.Errorf("a program in a private directory for nobody: %v", err)
 	}
 	if err := NewExec([]string{filepath.Dir(s)}, nil, 0).Permit(s); err != nil {

@@ -59,7 +59,7 @@ type agentFlags struct {
 	execDirs, fenceAgentDirs, fenceSecretDirs              stringList
 	hookDirs                                               stringList
 	ocfRoot                                                string
-	execUser                                               string
+	execUser, fenceUser                                    string
 	execMaxProcs                                           int
 	notify                                                 argvList
 	mailTo                                                 stringList
@@ -99,6 +99,7 @@ func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs.StringVar(&f.execUser, "exec-user", "nobody", "the unprivileged user exec health checks run as")
 	fs.IntVar(&f.execMaxProcs, "exec-max-procs", health.DefaultExecProcs, "exec health checks running at once on this node")
 	fs.Var(&f.fenceAgentDirs, "fence-agent-dir", "directory the spec's fence devices may run fence_* agents from (repeatable; default "+fencing.DefaultAgentDir+")")
+	fs.StringVar(&f.fenceUser, "fence-user", "", "the user fence agents run as (empty: the agent's own, root); agents that reach their device over the network need no root")
 	fs.Var(&f.fenceSecretDirs, "fence-secret-dir", "directory the spec's fence options may read {file: …} secrets from (repeatable; default "+fencing.DefaultSecretDir+")")
 	fs.StringVar(&f.ocfRoot, "ocf-root", resources.DefaultOCFRoot, "OCF_ROOT: the spec's resources run OCF agents from its resource.d/PROVIDER/ only (Debian's resource-agents)")
 	fs.Var(&f.hookDirs, "hook-dir", "directory the spec's resources may run commands (start/stop/monitor hooks) from (repeatable; none: no command runs on this node)")
@@ -336,8 +337,14 @@ func runAgent(args []string, stderr io.Writer) error {
 	}
 	var execUser *syscall.Credential
 	if len(f.execDirs) > 0 { // no exec check runs without one
-		if execUser, err = lookupExecUser(f.execUser, logger); err != nil {
+		if execUser, err = lookupUser(f.execUser, "exec health checks", logger); err != nil {
 			return fmt.Errorf("%w: --exec-user: %v", cli.ErrUsage, err)
+		}
+	}
+	var fenceUser *syscall.Credential // the agent's own: root
+	if f.fenceUser != "" {
+		if fenceUser, err = lookupUser(f.fenceUser, "fence agents", logger); err != nil {
+			return fmt.Errorf("%w: --fence-user: %v", cli.ErrUsage, err)
 		}
 	}
 
@@ -383,7 +390,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	dir = director.New(node, dp, director.Config{
 		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: quorum.Lease{Duration: f.vipLease}, Events: bus, Metrics: m,
 		Exec:   health.NewExec(f.execDirs, execUser, f.execMaxProcs),
-		Fencer: fencing.NewRunner(fencing.Config{Logger: logger, Dirs: f.fenceAgentDirs, SecretDirs: f.fenceSecretDirs}), Watchdog: openWatchdog(f), Logger: logger,
+		Fencer: fencing.NewRunner(fencing.Config{Logger: logger, Dirs: f.fenceAgentDirs, SecretDirs: f.fenceSecretDirs, User: fenceUser}), Watchdog: openWatchdog(f), Logger: logger,
 		Resources: resGroup,
 	})
 	// The status view asks the node, the replicated state and, for the
@@ -635,10 +642,10 @@ func joinAtStart(ctx context.Context, node *cluster.Node, addrs []string, logger
 	})
 }
 
-// lookupExecUser is the credential exec checks run with: the named user
-// and its primary group. An agent that is not root cannot switch users;
-// its checks run as itself.
-func lookupExecUser(name string, logger *slog.Logger) (*syscall.Credential, error) {
+// lookupUser is the credential the programs of one kind (what: "exec
+// health checks") run with: the named user and its primary group. An
+// agent that is not root cannot switch users; they run as itself.
+func lookupUser(name, what string, logger *slog.Logger) (*syscall.Credential, error) {
 	u, err := user.Lookup(name)
 	if err != nil {
 		return nil, err
@@ -654,11 +661,11 @@ func lookupExecUser(name string, logger *slog.Logger) (*syscall.Credential, erro
 	switch {
 	case os.Geteuid() != 0:
 		if uint64(os.Geteuid()) != uid {
-			logger.Warn("not running as root: exec health checks run as the agent's own user", "exec_user", name)
+			logger.Warn("not running as root: "+what+" run as the agent's own user", "user", name)
 		}
 		return nil, nil
 	case uid == 0:
-		logger.Warn("exec health checks run as root (--exec-user): a check program can do anything on the DC", "exec_user", name)
+		logger.Warn(what+" run as root: a program can do anything on the DC", "user", name)
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }

@@ -105,6 +105,7 @@ func TestAgentRefusesBadInput(t *testing.T) {
 		{"relative ocf root", []string{"--ocf-root", "usr/lib/ocf"}, []string{`--ocf-root "usr/lib/ocf": want a clean absolute path`}},
 		{"missing ocf root", []string{"--ocf-root", "/nonexistent/ocf"}, []string{"--ocf-root", "/nonexistent/ocf"}},
 		{"relative hook dir", []string{"--hook-dir", "hooks"}, []string{"--hook-dir", "hooks"}},
+		{"unknown fence user", []string{"--fence-user", "no-such-user-x"}, []string{"--fence-user", "no-such-user-x"}},
 		{"exec max procs zero", []string{"--exec-max-procs", "0"}, []string{"--exec-max-procs 0: want 1 to 1024"}},
 		{"http mtls without http", []string{"--http-mtls"}, []string{"--http-mtls and --http-public go with --http"}},
 		{"http on a network address", []string{"--http", "10.9.9.9:9647"}, []string{"--http 10.9.9.9:9647 is not loopback", "--http-mtls", "--http-public"}},

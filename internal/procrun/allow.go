@@ -96,3 +96,45 @@ func (a Allow) Check(path string) error {
 	}
 	return nil
 }
+
+// RunnableBy says why user (its uid, with only its primary group) could not
+// run path: every directory on the way must let it search, the file let it
+// read and execute (a script is read by its interpreter). flag names the
+// setting that chose the user, for the error.
+func RunnableBy(path string, user *syscall.Credential, flag string) error {
+	uid, gid := user.Uid, user.Gid
+	allowed := func(fi os.FileInfo, bits os.FileMode) bool {
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return false
+		}
+		m := fi.Mode().Perm()
+		switch {
+		case st.Uid == uid:
+			return m&(bits<<6) == bits<<6
+		case st.Gid == gid:
+			return m&(bits<<3) == bits<<3
+		}
+		return m&bits == bits
+	}
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return err
+		}
+		if !allowed(fi, 0o1) {
+			return fmt.Errorf("%s: uid %d (the agent's %s) cannot enter directory %s", path, uid, flag, dir)
+		}
+		if dir == "/" {
+			break
+		}
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !allowed(fi, 0o5) {
+		return fmt.Errorf("%s: uid %d (the agent's %s) cannot read and execute it", path, uid, flag)
+	}
+	return nil
+}
