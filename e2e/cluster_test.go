@@ -38,6 +38,7 @@ const (
 	blockMetrics
 	blockPage
 	blockSystemd
+	blockMetricsTLS
 	blockBench = 50
 )
 

@@ -4,10 +4,14 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -103,5 +107,62 @@ func TestMetricsScrape(t *testing.T) {
 	}
 	if r := c.run("agent", "--name", "x", "--bind", "127.0.0.1", "--data-dir", t.TempDir(), "--insecure", "--http", "192.0.2.1:9000"); r.code != 2 || !strings.Contains(r.stderr, "is not loopback: the status page and the metrics show the cluster's layout") {
 		t.Errorf("--http on a public address: %s", r)
+	}
+}
+
+// TestMetricsOverMutualTLS: with --http-mtls the listener, on a network
+// address, speaks TLS with the node's certificate and serves only clients
+// whose certificate the cluster CA signed (a Prometheus server's own, made
+// with raftlb tls cert, as INSTALL says); plain HTTP, no certificate, or
+// another CA's is refused.
+func TestMetricsOverMutualTLS(t *testing.T) {
+	t.Parallel()
+	extra, addrs := httpFlags(t, blockMetricsTLS, 1)
+	extra["n1"] = append(extra["n1"], "--http-mtls")
+	c := startClusterExtra(t, blockMetricsTLS, 1, "fake", extra)
+	if _, err := c.agreed(c.agents, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	promDir := filepath.Join(t.TempDir(), "prometheus")
+	c.mustRaftlb("tls", "cert", "--dir", c.tlsDir, "--name", "prometheus", "--ip", "127.0.0.1", "--out", promDir)
+	otherCA := filepath.Join(t.TempDir(), "other-ca")
+	c.mustRaftlb("tls", "init", "--dir", otherCA)
+	strangerDir := filepath.Join(t.TempDir(), "stranger")
+	c.mustRaftlb("tls", "cert", "--dir", otherCA, "--name", "prometheus", "--ip", "127.0.0.1", "--out", strangerDir)
+
+	roots := x509.NewCertPool()
+	caPEM, err := os.ReadFile(filepath.Join(c.tlsDir, "ca.pem"))
+	if err != nil || !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("the cluster CA: %v", err)
+	}
+	get := func(scheme, certDir string) (int, string, error) {
+		conf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}
+		if certDir != "" {
+			pair, err := tls.LoadX509KeyPair(filepath.Join(certDir, "prometheus.pem"), filepath.Join(certDir, "prometheus-key.pem"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			conf.Certificates = []tls.Certificate{pair}
+		}
+		client := &http.Client{Timeout: cliTimeout, Transport: &http.Transport{DialContext: testkit.DialContext(t), TLSClientConfig: conf}}
+		resp, err := client.Get(scheme + "://" + addrs["n1"] + "/metrics")
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), nil
+	}
+	if code, body, err := get("https", promDir); err != nil || code != http.StatusOK || !strings.Contains(body, "raftlb_dc 1") {
+		t.Errorf("Prometheus's certificate from the cluster CA: %d %v, body has raftlb_dc 1: %v", code, err, strings.Contains(body, "raftlb_dc 1"))
+	}
+	if code, _, err := get("https", ""); err == nil {
+		t.Errorf("no client certificate: %d, want the handshake refused", code)
+	}
+	if code, _, err := get("https", strangerDir); err == nil {
+		t.Errorf("another CA's certificate: %d, want the handshake refused", code)
+	}
+	if code, _, err := get("http", ""); err == nil && code == http.StatusOK {
+		t.Errorf("plain HTTP to the TLS listener: %d, want no metrics", code)
 	}
 }
