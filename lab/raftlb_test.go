@@ -577,10 +577,23 @@ func (c *rcluster) checkMetrics(dc string) {
 		if conns < float64(svc.Conns) || conns > float64(after.Conns) {
 			c.t.Errorf("DC %s: connections %v in /metrics, %d then %d in the kernel", n, conns, svc.Conns, after.Conns)
 		}
+		// Each real server's counters, the same way (a server new to the
+		// table since the first reading starts from zero).
 		for _, d := range after.Dests {
-			series := `raftlb_ipvs_real_server_packets_total{direction="in",server="` + d.Addr.String() + `",service="` + name + `"}`
-			if _, ok := m[series]; !ok {
-				c.t.Errorf("DC %s: no %s", n, series)
+			labels := `server="` + d.Addr.String() + `",service="` + name + `"`
+			before, _ := svc.Dest(d.Addr.String())
+			for _, k := range []struct {
+				series       string
+				before, then uint64
+			}{
+				{`raftlb_ipvs_real_server_connections_total{` + labels + `}`, before.Conns, d.Conns},
+				{`raftlb_ipvs_real_server_packets_total{direction="in",` + labels + `}`, before.InPkts, d.InPkts},
+				{`raftlb_ipvs_real_server_bytes_total{direction="in",` + labels + `}`, before.InBytes, d.InBytes},
+			} {
+				got, ok := m[k.series]
+				if !ok || got < float64(k.before) || got > float64(k.then) {
+					c.t.Errorf("DC %s: %s = %v (listed %v), %d then %d in the kernel", n, k.series, got, ok, k.before, k.then)
+				}
 			}
 		}
 		figure("lab_metrics_dc_ipvs_connections", conns, "count")
