@@ -39,6 +39,7 @@ const (
 	blockPage
 	blockSystemd
 	blockMetricsTLS
+	blockSecrets
 	blockBench = 50
 )
 
