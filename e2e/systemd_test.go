@@ -1,12 +1,12 @@
 package e2e
 
 import (
-	"net"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftlb/raftlb/internal/testkit"
 )
 
 // TestSystemdLifecycle: a real agent started as systemd starts a
@@ -14,25 +14,7 @@ import (
 // READY=1 once it serves and knows a DC, and STOPPING=1 when SIGTERM
 // begins its stop, before it exits cleanly.
 func TestSystemdLifecycle(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	t.Setenv("NOTIFY_SOCKET", sock) // the agents inherit it
-	msgs := make(chan string, 100)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				close(msgs)
-				return
-			}
-			msgs <- string(buf[:n])
-		}
-	}()
+	msgs := testkit.NotifySocket(t) // the agents inherit NOTIFY_SOCKET
 	// until reads messages until one starts with prefix and returns it.
 	until := func(prefix string) string {
 		t.Helper()

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,25 +17,8 @@ import (
 // is; WATCHDOG=1 while the director beats, none once it stops beating.
 // A real agent's READY=1 and STOPPING=1: e2e TestSystemdLifecycle.
 func TestSystemdNotify(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	t.Setenv("NOTIFY_SOCKET", sock)
+	msgs := testkit.NotifySocket(t)
 	t.Setenv("WATCHDOG_USEC", "300000")
-	msgs := make(chan string, 100)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			msgs <- string(buf[:n])
-		}
-	}()
 	next := func(what string) string {
 		t.Helper()
 		select {
