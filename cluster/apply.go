@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/raftlb/raftlb/fsm"
 )
 
@@ -66,7 +67,7 @@ func (n *Node) applySpecLocal(ctx context.Context, spec fsm.Spec, expectVersion 
 		return ApplyResult{}, err
 	}
 	f := n.raft.Apply(cmd, applyTimeout)
-	if err := f.Error(); err != nil {
+	if err := n.await(f); err != nil {
 		return ApplyResult{}, fmt.Errorf("commit spec: %w", err)
 	}
 	res, ok := f.Response().(*fsm.Result)
@@ -111,7 +112,7 @@ func (n *Node) applyExcept(cmd []byte, except string) (uint64, error) {
 		return 0, err
 	}
 	f := n.raft.Apply(cmd, applyTimeout)
-	if err := f.Error(); err != nil {
+	if err := n.await(f); err != nil {
 		return 0, err
 	}
 	if res, ok := f.Response().(*fsm.Result); ok && res.Err != nil {
@@ -134,4 +135,23 @@ func (n *Node) Commit(t fsm.CommandType, payload any) (uint64, error) {
 		return 0, fmt.Errorf("commit %s: %w", t, err)
 	}
 	return index, nil
+}
+
+// errNodeStopped: the node stopped while a commit was awaited.
+var errNodeStopped = errors.New("the node stopped before the entry was applied")
+
+// await waits for an Apply future, or for this node to stop. hashicorp/raft
+// never answers the future of an entry that was committed but not yet
+// handed to the FSM when it shuts down (an Apply future, unlike others,
+// does not watch the shutdown), so a caller could wait forever for a node
+// that is gone; the node's context ends before Raft shuts down.
+func (n *Node) await(f raft.ApplyFuture) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.ctx.Done():
+		return errNodeStopped
+	}
 }
