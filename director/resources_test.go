@@ -104,20 +104,28 @@ func TestResourcesStartAfterTheClaimAndStopInReverse(t *testing.T) {
 	})
 }
 
+// startedResources is a resource world whose node became DC and started
+// a and b; the stop of failStop ("": none) will fail.
+func startedResources(t *testing.T, failStop string) (*world, func() string) {
+	t.Helper()
+	w, dir, calls := resourceWorld(t)
+	w.c.leaders <- leader(2)
+	testkit.WaitFor(t, "the resources started", func() bool { return calls() == "a start, b start" })
+	if failStop != "" {
+		if err := os.WriteFile(filepath.Join(dir, "fail-"+failStop+"-stop"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w, calls
+}
+
 // TestHandOverStopsTheResourcesBeforeTheRelease: a hand-over records the
 // release only after every resource stopped; when a stop fails it
 // records none, so the successor fences this node.
 func TestHandOverStopsTheResourcesBeforeTheRelease(t *testing.T) {
 	for _, stopFails := range []bool{false, true} {
 		t.Run(map[bool]string{false: "clean", true: "stop fails"}[stopFails], func(t *testing.T) {
-			w, dir, calls := resourceWorld(t)
-			w.c.leaders <- leader(2)
-			testkit.WaitFor(t, "the resources started", func() bool { return calls() == "a start, b start" })
-			if stopFails {
-				if err := os.WriteFile(filepath.Join(dir, "fail-a-stop"), nil, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
+			w, calls := startedResources(t, map[bool]string{true: "a"}[stopFails])
 			w.c.setHandingOver(true)
 			if got := calls(); got != "a start, b start, b stop, a stop" {
 				t.Errorf("calls when the release is recorded: %q", got)
@@ -158,12 +166,7 @@ func TestResourceStartFailureHandsTheDCOver(t *testing.T) {
 // not stop a resource has no release to report (the next DC fences it),
 // and shows the resource as stop-failed.
 func TestResourceStopFailureIsNoRelease(t *testing.T) {
-	w, dir, calls := resourceWorld(t)
-	w.c.leaders <- leader(2)
-	testkit.WaitFor(t, "the resources started", func() bool { return calls() == "a start, b start" })
-	if err := os.WriteFile(filepath.Join(dir, "fail-b-stop"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	w, calls := startedResources(t, "b")
 	w.c.leaders <- follower
 	testkit.WaitFor(t, "the resources stopped", func() bool { return strings.HasSuffix(calls(), "b stop, a stop") })
 	testkit.WaitFor(t, "the VIP released", func() bool { return !w.has("eth0") })
@@ -183,14 +186,7 @@ func TestResourceStopFailureIsNoRelease(t *testing.T) {
 func TestFailedHandOverStartsTheResourcesAgain(t *testing.T) {
 	for _, stopFails := range []bool{false, true} {
 		t.Run(map[bool]string{false: "clean", true: "stop fails"}[stopFails], func(t *testing.T) {
-			w, dir, calls := resourceWorld(t)
-			w.c.leaders <- leader(2)
-			testkit.WaitFor(t, "the resources started", func() bool { return calls() == "a start, b start" })
-			if stopFails {
-				if err := os.WriteFile(filepath.Join(dir, "fail-b-stop"), nil, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
+			w, calls := startedResources(t, map[bool]string{true: "b"}[stopFails])
 			w.c.setHandingOver(true)
 			w.c.setHandingOver(false)
 			if !stopFails {
