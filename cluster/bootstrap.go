@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"time"
 
@@ -78,9 +77,9 @@ func bootstrapConfiguration(peers []member, maxVoters int) raft.Configuration {
 // markHasState tells peers through gossip that this node belongs to a
 // cluster, so late starters join it rather than bootstrap their own.
 func (n *Node) markHasState() {
-	if n.gossip.setHasState() {
-		if err := n.ml.UpdateNode(time.Second); err != nil {
-			n.logger.Warn("could not publish node metadata", "err", fmt.Errorf("update gossip metadata: %w", err))
-		}
-	}
+	n.updateMeta(func(m *nodeMeta) bool {
+		was := m.HasState
+		m.HasState = true
+		return !was
+	}, time.Second, "that this node belongs to a cluster")
 }

@@ -52,20 +52,17 @@ func (n *Node) SetCannotDirect(reason string) {
 	if len(reason) > maxNoDirect {
 		reason = reason[:maxNoDirect]
 	}
-	n.gossip.mu.Lock()
-	changed := n.gossip.meta.NoDirect != reason
-	n.gossip.meta.NoDirect = reason
-	n.gossip.mu.Unlock()
-	if !changed || n.ml == nil {
-		return
-	}
-	if reason != "" {
+	changed := n.updateMeta(func(m *nodeMeta) bool {
+		was := m.NoDirect
+		m.NoDirect = reason
+		return was != reason
+	}, 5*time.Second, "whether this node can direct")
+	switch {
+	case !changed:
+	case reason != "":
 		n.logger.Warn("this node cannot direct: peers will not hand it leadership", "reason", reason)
-	} else {
+	default:
 		n.logger.Info("this node can direct again")
-	}
-	if err := n.ml.UpdateNode(5 * time.Second); err != nil {
-		n.logger.Warn("telling peers whether this node can direct failed", "err", err)
 	}
 }
 
@@ -77,16 +74,11 @@ func (n *Node) SetCannotDirect(reason string) {
 // is in flight to this node when the DC removes it from its table (the
 // DC's kernel resets the connections of a removed real server).
 func (n *Node) Drain() {
-	n.gossip.mu.Lock()
-	changed := !n.gossip.meta.Stopping
-	n.gossip.meta.Stopping = true
-	n.gossip.mu.Unlock()
-	if !changed || n.ml == nil {
-		return
-	}
-	if err := n.ml.UpdateNode(gossipLeaveTimeout); err != nil {
-		n.logger.Warn("telling peers that this node is stopping failed", "err", err)
-	}
+	n.updateMeta(func(m *nodeMeta) bool {
+		was := m.Stopping
+		m.Stopping = true
+		return !was
+	}, gossipLeaveTimeout, "that this node is stopping")
 }
 
 // StoppingNodes lists the live members whose agents are stopping

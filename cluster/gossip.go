@@ -118,14 +118,6 @@ func (d *gossipDelegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-func (d *gossipDelegate) setHasState() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	changed := !d.meta.HasState
-	d.meta.HasState = true
-	return changed
-}
-
 func (d *gossipDelegate) NotifyMsg([]byte)                           {}
 func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
@@ -270,4 +262,21 @@ func gossipStateName(s memberlist.NodeStateType) string {
 		return "gone"
 	}
 	return strconv.Itoa(int(s))
+}
+
+// updateMeta changes this node's gossip metadata (change reports whether
+// it changed anything) and, if it did, tells the peers, waiting up to
+// timeout for the news to go out; what names the news in a warning. It
+// reports whether the metadata changed.
+func (n *Node) updateMeta(change func(*nodeMeta) bool, timeout time.Duration, what string) bool {
+	n.gossip.mu.Lock()
+	changed := change(&n.gossip.meta)
+	n.gossip.mu.Unlock()
+	if !changed || n.ml == nil {
+		return changed
+	}
+	if err := n.ml.UpdateNode(timeout); err != nil {
+		n.logger.Warn("telling peers "+what+" failed", "err", err)
+	}
+	return true
 }

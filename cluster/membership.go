@@ -478,16 +478,11 @@ func (n *Node) leaveRaft(ctx context.Context) error {
 
 // setLeaving says in gossip whether this node is leaving.
 func (n *Node) setLeaving(leaving bool) {
-	n.gossip.mu.Lock()
-	changed := n.gossip.meta.Leaving != leaving
-	n.gossip.meta.Leaving = leaving
-	n.gossip.mu.Unlock()
-	if !changed || n.ml == nil {
-		return
-	}
-	if err := n.ml.UpdateNode(gossipLeaveTimeout); err != nil {
-		n.logger.Warn("telling peers whether this node is leaving failed", "leaving", leaving, "err", err)
-	}
+	n.updateMeta(func(m *nodeMeta) bool {
+		was := m.Leaving
+		m.Leaving = leaving
+		return was != leaving
+	}, gossipLeaveTimeout, "whether this node is leaving")
 }
 
 // askDC sends a request to the current DC, retrying while an election is
