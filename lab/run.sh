@@ -9,7 +9,7 @@
 #        lab/run.sh --exec SCRIPT [ARGS]   run a script of the repo in the VM instead
 #
 # Environment:
-#   LAB_TIMEOUT     wall-clock limit for the VM (default 15m; seconds, or with s, m or h).
+#   LAB_TIMEOUT     wall-clock limit for the VM (default 25m; seconds, or with s, m or h).
 #                   The in-VM tests get one minute less, so a hung test panics
 #                   with its name and stacks instead of being cut off silently.
 #   LAB_KERNEL_PKG  kernel package to use instead of what linux-image-amd64 names
@@ -38,7 +38,7 @@ command -v go >/dev/null || die "go is not installed (or not on PATH)"
 for a in "$@"; do
 	[[ "$a" != *$'\n'* ]] || die "test arguments must not contain newlines"
 done
-LAB_TIMEOUT="${LAB_TIMEOUT:-15m}"
+LAB_TIMEOUT="${LAB_TIMEOUT:-25m}"
 [[ "$LAB_TIMEOUT" =~ ^([0-9]+)([smh]?)$ ]] ||
 	die "LAB_TIMEOUT=$LAB_TIMEOUT: want a whole number of seconds, or of minutes (m) or hours (h)"
 case "${BASH_REMATCH[2]}" in
