@@ -91,11 +91,6 @@ func (n *Node) watchLeadership(ctx context.Context) {
 		case <-t.C:
 		}
 		ev := LeaderEvent{IsLeader: n.raft.State() == raft.Leader, Term: n.raft.CurrentTerm(), At: time.Now()}
-		if t := n.handOverTerm.Load(); ev.IsLeader && t != 0 && ev.Term > t {
-			// Leading in a term after the one we handed over: that
-			// hand-over is long over. (A CAS: a new one may have begun.)
-			n.handOverTerm.CompareAndSwap(t, 0)
-		}
 		if n.leaders.publish(ev) {
 			if ev.IsLeader {
 				n.logger.Info("this node is now the DC", "term", ev.Term)

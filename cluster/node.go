@@ -57,11 +57,10 @@ type Node struct {
 	handlersMu sync.Mutex
 	handlers   map[string]Handler
 	checkSpec  SpecCheck
-	// handOverTerm is the term in which this node began handing its DC
-	// duties over on purpose, or 0.
-	handOverTerm atomic.Uint64
-	hooksMu      sync.Mutex
-	onHandOver   []func(begun bool)
+	// onHandOver is told of each hand-over on purpose (the director's
+	// term acts on it): the cluster keeps no state of its own about it.
+	hooksMu    sync.Mutex
+	onHandOver []func(begun bool)
 	// caughtUp turns true once this node has applied its whole local log
 	// since start; until then status calls its data stale.
 	caughtUp atomic.Bool
@@ -253,11 +252,10 @@ func (n *Node) HandOver() {
 	n.transfer()
 }
 
-// transfer hands leadership to another voter. While it runs, HandingOver
-// is true (and stays so after a successful transfer, until this node leads
-// again): the director stops balancing before the transfer begins, and
-// keeps its VIPs after losing leadership until it has seen the successor
-// announce them.
+// transfer hands leadership to another voter. The hooks are told first
+// (the director stops balancing before the transfer begins, and keeps its
+// VIPs after losing leadership until it has seen the successor announce
+// them), and again if the transfer failed.
 func (n *Node) transfer() bool {
 	// To the spec's preferred DC when it can take the role, else to
 	// whichever voter Raft picks.
@@ -273,8 +271,7 @@ func (n *Node) transfer() bool {
 // handOverTo is transfer to the voter id at addr (any voter when id is
 // empty).
 func (n *Node) handOverTo(id raft.ServerID, addr raft.ServerAddress) bool {
-	term := max(n.raft.CurrentTerm(), 1)
-	n.handOverTerm.Store(term)
+	term := n.raft.CurrentTerm()
 	n.handOverHooks(true)
 	var f raft.Future
 	if id == "" {
@@ -293,7 +290,6 @@ func (n *Node) handOverTo(id raft.ServerID, addr raft.ServerAddress) bool {
 		// Still DC, or stepped down without a successor (quorum lost):
 		// no hand-over; whatever the director held it gives up or keeps
 		// as a DC without one would.
-		n.handOverTerm.Store(0)
 		n.handOverHooks(false)
 		n.logger.Warn("leadership transfer failed", "err", err)
 		return false
@@ -337,10 +333,6 @@ func (n *Node) handOverHooks(begun bool) {
 		fn(begun)
 	}
 }
-
-// HandingOver reports that this node is handing its DC duties to another
-// voter on purpose (graceful stop or leave), as opposed to losing them.
-func (n *Node) HandingOver() bool { return n.handOverTerm.Load() != 0 }
 
 // LeaveGossip announces that this node is going away, so the DC stops
 // sending it traffic at once instead of waiting for failure detection. The

@@ -35,11 +35,8 @@ type Cluster interface {
 	// TransferLeadership gives the DC role to another voter because this
 	// node cannot carry out its duties (reason says why).
 	TransferLeadership(reason string) error
-	// HandingOver is true while this node gives its DC duties away on
-	// purpose; a node that loses them (quorum lost) is not handing over.
-	HandingOver() bool
 	// OnHandOver registers a function called with true just before a
-	// hand-over begins and with false if it failed.
+	// hand-over on purpose begins and with false if it failed.
 	OnHandOver(fn func(begun bool))
 	// Name is this node's name.
 	Name() string
@@ -185,16 +182,11 @@ type Director struct {
 	garps      atomic.Uint64 // gratuitous ARPs (IPv6: neighbour advertisements) sent
 	writes     atomic.Uint64 // IPVS writes since start
 	reconciles atomic.Uint64 // table comparisons since start
-	// ipvsMu orders IPVS writes: a reconcile and the flush that begins a
-	// hand-over never interleave.
-	ipvsMu sync.Mutex
-	// resume asks the DC's term to reconcile after a failed hand-over.
-	resume chan struct{}
 
 	// monitor runs the health checks while this node is DC; nil otherwise.
 	monitor atomic.Pointer[health.Monitor]
-	// current is the running term, if any: a hand-over records its
-	// release.
+	// current is the running term, if any: requests for it go to its
+	// inbox (inbox.go).
 	current atomic.Pointer[term]
 	// released is what this node let go of without being able to record
 	// it (it had lost quorum, or its agent restarted), for the DC to
@@ -221,7 +213,7 @@ type Director struct {
 // New returns a Director. dp nil means the node has no data plane.
 func New(c Cluster, dp *Dataplane, cfg Config) *Director {
 	cfg.defaults()
-	d := &Director{c: c, dp: dp, cfg: cfg, logger: cfg.Logger.With("component", "director"), resume: make(chan struct{}, 1), startedUp: make(chan struct{})}
+	d := &Director{c: c, dp: dp, cfg: cfg, logger: cfg.Logger.With("component", "director"), startedUp: make(chan struct{})}
 	if cfg.Resources != nil && dp != nil {
 		d.res = cfg.Resources
 		d.res.Attach(d.logger, d.resourceNotice)
@@ -249,40 +241,17 @@ func (d *Director) Health() map[health.Key]health.State {
 	return nil
 }
 
-// handOver runs on the goroutine that hands DC duties over. Balancing
-// stops before the successor can be elected, so no instant has two
-// directors forwarding to each other (invariant 6); the VIPs stay until
-// the successor announces them (term.revoke). If the hand-over fails, the
-// term rebuilds its table.
+// handOver is called by the cluster on the goroutine that hands DC duties
+// over: just before the transfer (begun), and after one that failed. It
+// asks the live term (beginHandOver, handOverFailed) and returns once the
+// term has acted: balancing has stopped before a successor can be elected.
 func (d *Director) handOver(begun bool) {
-	if d.dp == nil {
-		return
-	}
+	kind := reqHandOverFailed
 	if begun {
-		d.logger.Info("handing over: balancing stops; this node's own service answers until the successor takes the VIPs")
-		// Recorded while this node still leads: the successor may claim
-		// the VIPs at once, without a fence or a lease wait. The
-		// resources stop first: a release is recorded only once nothing
-		// runs here (a stop that failed means no record: the successor
-		// fences this node).
-		if t := d.current.Load(); t != nil {
-			if !t.stopResources() {
-				d.logger.Error("handing over without recording a release: a resource failed to stop here, so the successor fences this node first")
-			} else if vips := sortedVIPs(t.heldNow()); len(vips) > 0 {
-				if _, err := d.c.Commit(fsm.CmdReleaseVIPs, fsm.ReleaseVIPs{Node: d.c.Name(), Term: t.n, VIPs: vips, Reason: fsm.ReleaseHandOver, At: time.Now()}); err != nil {
-					d.logger.Error("recording the hand-over's release failed: the successor will treat the VIPs as not let go", "err", err)
-				}
-			}
-		}
-		if err := d.flush(d.c.FSM().Spec()); err != nil {
-			d.logger.Error("stopping balancing for the hand-over failed", "err", err)
-		}
-		return
+		kind = reqHandOver
 	}
-	d.logger.Warn("hand-over failed: balancing again")
-	select {
-	case d.resume <- struct{}{}:
-	default:
+	if a := d.ask(context.Background(), request{kind: kind}); a.err != nil && begun {
+		d.logger.Info("handing over with no DC term here: nothing to stop", "err", a.err)
 	}
 }
 
@@ -508,10 +477,9 @@ func (d *Director) owned(spec fsm.Spec) map[netip.Addr]bool {
 }
 
 // flush deletes the IPVS services of our VIPs. Deleting never claims
-// anything, so it needs no leadership.
+// anything, so it needs no leadership. Only one goroutine calls it at a
+// time: the term's, or the follower's loop while no term runs.
 func (d *Director) flush(spec fsm.Spec) error {
-	d.ipvsMu.Lock()
-	defer d.ipvsMu.Unlock()
 	cur, err := d.dp.IPVS.Services()
 	if err != nil {
 		return fmt.Errorf("reading IPVS table: %w", err)

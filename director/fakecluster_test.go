@@ -50,7 +50,6 @@ type fakeCluster struct {
 	reconciled  int      // ReconcileMembers calls
 	transfers   []string // TransferLeadership reasons
 	moves       []string // MoveDC targets
-	handingOver bool
 	hooks       []func(bool)
 	memberSubs  []chan struct{}
 	handlers    map[string]cluster.Handler
@@ -280,12 +279,6 @@ func (c *fakeCluster) transferReasons() []string {
 	return slices.Clone(c.transfers)
 }
 
-func (c *fakeCluster) HandingOver() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.handingOver
-}
-
 func (c *fakeCluster) OnHandOver(fn func(bool)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -293,10 +286,10 @@ func (c *fakeCluster) OnHandOver(fn func(bool)) {
 }
 
 // setHandingOver does what the real node does around a leadership
-// transfer: the flag first, then the hooks.
+// transfer: the hooks, with true before it and false after one that
+// failed.
 func (c *fakeCluster) setHandingOver(on bool) {
 	c.mu.Lock()
-	c.handingOver = on
 	hooks := slices.Clone(c.hooks)
 	c.mu.Unlock()
 	for _, fn := range hooks {

@@ -253,10 +253,9 @@ func fenceEvent(state fsm.State, id uint64) (fsm.FenceEvent, bool) {
 	return fsm.FenceEvent{}, false
 }
 
-// serveFence runs on the DC: an operator asks for a node to be fenced. The
-// intent is committed before the answer, which carries its ID; the agent
-// runs on, and the result lands in the history.
-func (d *Director) serveFence(_ context.Context, from string, body json.RawMessage) (any, error) {
+// serveFence runs on the DC: an operator asks for a node to be fenced.
+// The request is checked here and acted on by the live term (operatorFence).
+func (d *Director) serveFence(ctx context.Context, from string, body json.RawMessage) (any, error) {
 	var r FenceRequest
 	if err := decodeStrict(body, &r); err != nil {
 		return nil, fmt.Errorf("fence request: %w", err)
@@ -269,19 +268,26 @@ func (d *Director) serveFence(_ context.Context, from string, body json.RawMessa
 	default:
 		return nil, fmt.Errorf("fence request: unknown action %q (want off or reboot)", r.Action)
 	}
-	t := d.current.Load()
-	if t == nil || t.ctx == nil {
-		return nil, errors.New("this node is not the DC")
+	a := d.ask(ctx, request{kind: reqFence, node: r.Node, action: r.Action, from: from})
+	if a.err != nil {
+		return nil, a.err
 	}
-	if r.Node == d.c.Name() {
-		return nil, fmt.Errorf("%s is the DC and does not fence itself: hand leadership over (raftlb leave, or stop it) and fence it from the new DC", r.Node)
+	return a.ev, nil
+}
+
+// operatorFence runs on the term's goroutine: the intent is committed
+// before the answer, which carries its ID; the agent runs on, on a
+// goroutine of the term, and the result lands in the history.
+func (t *term) operatorFence(node, action, from string) answer {
+	if node == t.d.c.Name() {
+		return answer{err: fmt.Errorf("%s is the DC and does not fence itself: hand leadership over (raftlb leave, or stop it) and fence it from the new DC", node)}
 	}
-	if len(t.d.c.FSM().State().Spec.Fencing.LevelsFor(r.Node)) == 0 {
-		return nil, fmt.Errorf("no fence device of the spec fences %s", r.Node)
+	if len(t.d.c.FSM().State().Spec.Fencing.LevelsFor(node)) == 0 {
+		return answer{err: fmt.Errorf("no fence device of the spec fences %s", node)}
 	}
-	f, err := t.beginFence(r.Node, r.Action, "requested by an operator on "+from)
+	f, err := t.beginFence(node, action, "requested by an operator on "+from)
 	if err != nil {
-		return nil, err
+		return answer{err: err}
 	}
 	t.wg.Add(1)
 	go func() {
@@ -289,19 +295,18 @@ func (d *Director) serveFence(_ context.Context, from string, body json.RawMessa
 		ev, err := f.run(t.ctx)
 		switch {
 		case err != nil:
-			t.log.Error("an operator's fencing failed", "node", r.Node, "err", err)
+			t.log.Error("an operator's fencing failed", "node", node, "err", err)
 		case ev.Result != fsm.FenceSuccess:
-			t.log.Error("an operator's fencing failed", "node", r.Node, "err", eventErr(ev))
+			t.log.Error("an operator's fencing failed", "node", node, "err", eventErr(ev))
 		}
 	}()
-	ev, _ := fenceEvent(d.c.FSM().State(), f.id)
-	return ev, nil
+	ev, _ := fenceEvent(t.d.c.FSM().State(), f.id)
+	return answer{ev: ev}
 }
 
-// serveConfirm runs on the DC: an operator says a node is down. It is
-// recorded with the time and the node the confirmation was given on, and
-// every VIP the node held counts as released.
-func (d *Director) serveConfirm(_ context.Context, from string, body json.RawMessage) (any, error) {
+// serveConfirm runs on the DC: an operator says a node is down. The live
+// term records it (confirm).
+func (d *Director) serveConfirm(ctx context.Context, from string, body json.RawMessage) (any, error) {
 	var r ConfirmRequest
 	if err := decodeStrict(body, &r); err != nil {
 		return nil, fmt.Errorf("confirm request: %w", err)
@@ -309,19 +314,30 @@ func (d *Director) serveConfirm(_ context.Context, from string, body json.RawMes
 	if err := fsm.ValidateNodeName(r.Node); err != nil {
 		return nil, fmt.Errorf("confirm request: %w", err)
 	}
-	if r.Node == d.c.Name() {
-		return nil, fmt.Errorf("%s is the DC, and up", r.Node)
+	a := d.ask(ctx, request{kind: reqConfirm, node: r.Node, from: from})
+	if a.err != nil {
+		return nil, a.err
 	}
-	if d.c.OnlineNodes()[r.Node] {
-		return nil, fmt.Errorf("%s answers gossip: it is not down (stop its agent, or power it off, before confirming)", r.Node)
+	return a.ev, nil
+}
+
+// confirm runs on the term's goroutine: the confirmation is recorded with
+// the time and the node it was given on, and every VIP the node held
+// counts as released (which wakes the term to take them over).
+func (t *term) confirm(node, from string) answer {
+	if node == t.d.c.Name() {
+		return answer{err: fmt.Errorf("%s is the DC, and up", node)}
 	}
-	id, err := d.c.Commit(fsm.CmdFenceConfirm, fsm.FenceConfirm{Target: r.Node, By: from, At: time.Now()})
+	if t.d.c.OnlineNodes()[node] {
+		return answer{err: fmt.Errorf("%s answers gossip: it is not down (stop its agent, or power it off, before confirming)", node)}
+	}
+	id, err := t.d.c.Commit(fsm.CmdFenceConfirm, fsm.FenceConfirm{Target: node, By: from, At: time.Now()})
 	if err != nil {
-		return nil, fmt.Errorf("recording the confirmation: %w", err)
+		return answer{err: fmt.Errorf("recording the confirmation: %w", err)}
 	}
-	d.logger.Warn("an operator confirmed a node is down: its VIPs may be taken over", "node", r.Node, "confirmed_on", from)
-	ev, _ := fenceEvent(d.c.FSM().State(), id)
-	return ev, nil
+	t.log.Warn("an operator confirmed a node is down: its VIPs may be taken over", "node", node, "confirmed_on", from)
+	ev, _ := fenceEvent(t.d.c.FSM().State(), id)
+	return answer{ev: ev}
 }
 
 func decodeStrict(body json.RawMessage, v any) error {

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
-	"time"
+	"sync/atomic"
 )
 
 // announcements watches, while this node is DC, which hosts announce our
@@ -21,9 +21,9 @@ import (
 type announcements struct {
 	arp    ARP
 	logger *slog.Logger
-	// handingOver is asked when an announcement arrives: only then is
+	// handingOver is set by the term while it hands over: only then is
 	// another holder expected.
-	handingOver func() bool
+	handingOver atomic.Bool
 	// conflict is told of each address conflict once a term (nil: no one).
 	conflict func(vip netip.Addr)
 
@@ -36,9 +36,9 @@ type announcements struct {
 	changed  chan struct{}
 }
 
-func newAnnouncements(arp ARP, logger *slog.Logger, handingOver func() bool) *announcements {
+func newAnnouncements(arp ARP, logger *slog.Logger) *announcements {
 	return &announcements{
-		arp: arp, logger: logger, handingOver: handingOver,
+		arp: arp, logger: logger,
 		held: map[netip.Addr]bool{}, foreign: map[netip.Addr]bool{}, warned: map[netip.Addr]bool{},
 		watching: map[string]context.CancelFunc{}, changed: make(chan struct{}, 1),
 	}
@@ -74,7 +74,7 @@ func (a *announcements) seen(sender netip.Addr) {
 	if !a.held[sender] {
 		return
 	}
-	if a.handingOver() {
+	if a.handingOver.Load() {
 		if !a.foreign[sender] {
 			a.foreign[sender] = true
 			select {
@@ -93,32 +93,17 @@ func (a *announcements) seen(sender netip.Addr) {
 	}
 }
 
-// waitSuccessor waits until every held IPv4 VIP has been announced by
-// another host since the hand-over began, or until max, or until the
-// hand-over is called off (a transfer that failed without a successor). It
-// reports whether all were announced. Only ARP is watched: a DC holding
-// an IPv6 VIP keeps the whole grace.
-func (a *announcements) waitSuccessor(max time.Duration) bool {
-	deadline := time.NewTimer(max)
-	defer deadline.Stop()
-	recheck := time.NewTicker(20 * time.Millisecond)
-	defer recheck.Stop()
-	for {
-		if a.allAnnounced() {
-			return true
-		}
-		if !a.handingOver() {
-			return false
-		}
-		select {
-		case <-a.changed:
-		case <-recheck.C:
-		case <-deadline.C:
-			return false
-		}
+// setHandingOver says whether the term hands over: announcements of the
+// VIPs by another host are then the successor's, and are counted.
+func (a *announcements) setHandingOver(on bool) {
+	if a != nil {
+		a.handingOver.Store(on)
 	}
 }
 
+// allAnnounced reports whether every held VIP has been announced by
+// another host since the hand-over began; only ARP is watched, so an IPv6
+// VIP never is.
 func (a *announcements) allAnnounced() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -94,6 +94,12 @@ func (t *term) awaitTakeover(ctx context.Context) error {
 		case <-timer.C:
 		case <-changes:
 			timer.Stop()
+		case r := <-t.inbox:
+			timer.Stop()
+			t.serve(r)
+			if t.handingOver {
+				return nil // nothing to take over: the duties are being handed on
+			}
 		}
 	}
 }

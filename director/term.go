@@ -49,7 +49,7 @@ type term struct {
 
 	// held is every VIP this term has placed on an interface (VIP →
 	// interface); nil until the first claim. heldCopy is the same for
-	// the hand-over hook, which runs on another goroutine.
+	// the resource goroutine, which only reads it.
 	held     map[netip.Addr]string
 	heldCopy atomic.Pointer[map[netip.Addr]string]
 	// recheck fires evTakeover: a VIP added at run time waits for its
@@ -70,14 +70,31 @@ type term struct {
 	// VIPs held changed.
 	res     atomic.Pointer[resourceRun]
 	resWake chan struct{}
+
+	// inbox is what other goroutines ask of the term (inbox.go); done is
+	// closed once the term reads it no more. phase says what a request
+	// may do now.
+	inbox chan request
+	done  chan struct{}
+	phase phase
+	// handingOver: a hand-over on purpose has begun (beginHandOver):
+	// balancing has stopped, and a loss of leadership keeps the VIPs
+	// for the grace. resumeWanted: it failed, and the established term
+	// claims and balances again.
+	handingOver  bool
+	resumeWanted bool
+	// seen is what the term last acted on of the replicated state: a
+	// change of nothing but its own records does not wake it (wakes).
+	seen stateKey
 }
 
 func (d *Director) newTerm(n uint64) *term {
-	t := &term{d: d, n: n, log: d.logger.With("term", n), healthChanged: make(chan struct{}, 1), burst: time.NewTimer(time.Hour), recheck: time.NewTimer(time.Hour)}
+	t := &term{d: d, n: n, log: d.logger.With("term", n), healthChanged: make(chan struct{}, 1), burst: time.NewTimer(time.Hour), recheck: time.NewTimer(time.Hour),
+		inbox: make(chan request), done: make(chan struct{})}
 	t.burst.Stop()
 	t.recheck.Stop()
 	if d.dp != nil {
-		t.ann = newAnnouncements(d.dp.ARP, t.log, d.c.HandingOver)
+		t.ann = newAnnouncements(d.dp.ARP, t.log)
 		t.ann.conflict = func(vip netip.Addr) {
 			t.event(events.Event{Type: events.AddressConflict, VIP: vip.String(), Message: "another host announces a VIP this DC holds"})
 		}
@@ -93,20 +110,20 @@ const (
 	evMembers               // a node came or went: reconcile
 	evHealth                // a real server's health changed: reconcile
 	evTick                  // the periodic reconcile, repairing edits behind our back
-	evResume                // a hand-over failed: balance again
 	evBurst                 // the next gratuitous ARP of the takeover burst
 	evRefresh               // the periodic gratuitous ARP
 	evRenew                 // the VIP lease's renewal
 	evTakeover              // a VIP waiting for its takeover may be takeable now
 )
 
-var eventNames = [...]string{"spec", "membership", "health", "tick", "resume", "burst", "refresh", "renew", "takeover"}
+var eventNames = [...]string{"spec", "membership", "health", "tick", "burst", "refresh", "renew", "takeover"}
 
 func (e event) String() string { return eventNames[e] }
 
 // run is the term's lifecycle: establish, then the event loop, and revoke
 // on the way out. A start that keeps failing hands leadership to another
-// node; if none takes it, the start is tried again.
+// node; if none takes it, the start is tried again, as it is after a
+// hand-over called off before the term was established.
 func (t *term) run(ctx context.Context) {
 	t.ctx = ctx
 	t.d.current.Store(t)
@@ -124,14 +141,16 @@ func (t *term) run(ctx context.Context) {
 	for {
 		err := t.establish(ctx)
 		if err == nil {
-			t.loop(ctx, members, specs)
-			return
+			if !t.loop(ctx, members, specs) {
+				return
+			}
+			continue
 		}
 		if ctx.Err() != nil {
 			return
 		}
 		t.giveUp(err)
-		if !sleep(ctx, pause) {
+		if !t.pause(ctx, pause) {
 			return
 		}
 		pause = min(2*pause, 2*time.Second)
@@ -184,6 +203,9 @@ func (t *term) establish(ctx context.Context) error {
 	if err := t.awaitTakeover(ctx); err != nil {
 		return fmt.Errorf("takeover: %w", err)
 	}
+	if t.handingOver {
+		return nil // handing over before the claim: the loop idles, holding nothing
+	}
 	if err := t.arm(); err != nil {
 		t.d.claimFailedNow(err)
 		return err
@@ -194,14 +216,21 @@ func (t *term) establish(ctx context.Context) error {
 		}
 		return err
 	}
+	if t.handingOver {
+		return nil // a hand-over began between two attempts; it flushed what the claim placed
+	}
 	t.startResources()
+	t.phase = established
 	return nil
 }
 
 // retry runs step until it succeeds, up to GiveUpAfter attempts, pausing
 // between them (doubling, up to 2 s).
 func (t *term) retry(ctx context.Context, what string, step func() error) error {
-	err := retry.Do(ctx, retry.Policy{Attempts: t.d.cfg.GiveUpAfter, Interval: t.d.cfg.Retry, MaxInterval: 2 * time.Second}, func(_ context.Context, attempt int) error {
+	err := retry.Do(ctx, retry.Policy{Attempts: t.d.cfg.GiveUpAfter, Interval: t.d.cfg.Retry, MaxInterval: 2 * time.Second, Pause: t.pause}, func(_ context.Context, attempt int) error {
+		if t.handingOver {
+			return nil // nothing more to start: the duties are being handed over
+		}
 		err := step()
 		if err != nil {
 			t.log.Warn(what+" failed", "attempt", attempt, "of", t.d.cfg.GiveUpAfter, "err", err)
@@ -229,8 +258,10 @@ func (t *term) giveUp(err error) {
 	}
 }
 
-// loop turns every event into one call of handle until the term ends.
-func (t *term) loop(ctx context.Context, members, specs <-chan struct{}) {
+// loop turns every event into one call of handle, and answers every
+// request, until the term ends (false) or a hand-over that began before
+// the term was established is called off (true: establish again).
+func (t *term) loop(ctx context.Context, members, specs <-chan struct{}) (again bool) {
 	var tick, refresh, renew <-chan time.Time
 	if t.d.dp != nil {
 		r := time.NewTicker(t.d.cfg.ReconcileInterval)
@@ -245,12 +276,29 @@ func (t *term) loop(ctx context.Context, members, specs <-chan struct{}) {
 			refresh = g.C
 		}
 	}
+	t.seen = keyOf(t.d.c.FSM().State(), t.d.c.Name(), t.n)
 	for {
 		var ev event
 		select {
 		case <-ctx.Done():
-			return
+			return false
+		case r := <-t.inbox:
+			t.serve(r)
+			if t.phase != established && !t.handingOver && !t.handingOff {
+				return true
+			}
+			if !t.resumeWanted {
+				continue
+			}
+			t.resumeWanted = false
+			if err := t.resume(); err != nil {
+				t.log.Warn("balancing again after the failed hand-over failed", "err", err)
+			}
+			continue
 		case <-specs:
+			if !t.wakes() {
+				continue // nothing but this term's own records changed
+			}
 			ev = evSpec
 		case <-members:
 			ev = evMembers
@@ -258,8 +306,6 @@ func (t *term) loop(ctx context.Context, members, specs <-chan struct{}) {
 			ev = evHealth
 		case <-tick:
 			ev = evTick
-		case <-t.d.resume:
-			ev = evResume
 		case <-t.burst.C:
 			ev = evBurst
 		case <-refresh:
@@ -287,6 +333,9 @@ func (t *term) handle(ev event) error {
 	if t.d.dp == nil || t.handingOff {
 		return nil // membership runs on its own; nothing else to do
 	}
+	if t.handingOver && ev != evRenew && ev != evBurst && ev != evRefresh {
+		return nil // balancing stopped; the VIPs held stay leased and announced until the successor takes them
+	}
 	if err := t.verify(); err != nil {
 		return err
 	}
@@ -294,14 +343,6 @@ func (t *term) handle(ev event) error {
 	case evSpec, evTakeover:
 		t.maybeMove()
 		return t.place()
-	case evResume:
-		// The hand-over that failed recorded a release: claim again, and
-		// start the resources it stopped.
-		if err := t.commitClaim(sortedVIPs(t.held)); err != nil {
-			return err
-		}
-		t.startResources()
-		return t.reconcile()
 	case evMembers, evHealth, evTick:
 		if ev == evMembers {
 			t.maybeMove()
@@ -552,9 +593,7 @@ func (t *term) startHealth() {
 // leadership in this term.
 func (t *term) reconcile() error {
 	d := t.d
-	d.ipvsMu.Lock()
-	defer d.ipvsMu.Unlock()
-	if d.c.HandingOver() {
+	if t.handingOver {
 		return nil // balancing stopped for the hand-over
 	}
 	state := d.c.FSM().State()
@@ -593,95 +632,6 @@ func (t *term) reconcile() error {
 		return fmt.Errorf("IPVS reconcile: %w", err)
 	}
 	return nil
-}
-
-// revoke gives up the term's duties in the reverse order of establish,
-// the VIPs first: a DC that hands over on purpose keeps them until the
-// successor has announced them (clients whose ARP caches still point here
-// are answered by this node's own service meanwhile; two nodes answer ARP
-// for this bounded window); one that lost leadership lets go at once.
-// Then IPVS, the ARP watches, the health checks and the membership step
-// wind down, and revoke waits for every goroutine of the term.
-func (t *term) revoke() {
-	t.burst.Stop()
-	t.recheck.Stop()
-	t.res.Load().end() // no resource starts from now on
-	if t.d.dp != nil && !t.d.c.HandingOver() && t.freezes() {
-		// no_quorum: freeze (freeze.go): keep the VIPs and the table.
-		t.d.frozen.set(&frozenTerm{term: t.n, vips: sortedVIPs(t.held), since: time.Now()})
-		t.log.Warn("leadership lost with no_quorum: freeze: keeping the VIPs and the IPVS table until another DC is known (it fences this node first)", "vips", sortedVIPs(t.held))
-		t.ann.stop()
-		if r := t.res.Load(); r != nil {
-			<-r.done // the resources keep running, as the VIPs do
-		}
-	} else if t.d.dp != nil {
-		var rel *fsm.ReleaseVIPs
-		if t.held != nil && !t.d.c.HandingOver() {
-			// Let go without a record (leadership lost: the log cannot be
-			// written now): the DC is told once one is known again, and
-			// once the resources stopped here.
-			rel = &fsm.ReleaseVIPs{Node: t.d.c.Name(), Term: t.n, VIPs: sortedVIPs(t.held), Reason: fsm.ReleaseQuorumLost, At: time.Now()}
-		}
-		if t.held != nil && t.d.c.HandingOver() && t.d.cfg.HandOverGrace > 0 {
-			t.log.Info("handing over: keeping the VIPs until the successor announces them", "at_most", t.d.cfg.HandOverGrace)
-			start := time.Now()
-			switch {
-			case t.ann.waitSuccessor(t.d.cfg.HandOverGrace):
-				t.log.Info("the successor announced every VIP", "after", time.Since(start).Round(time.Millisecond))
-			case !t.d.c.HandingOver():
-				t.log.Warn("hand-over called off without a successor: releasing the VIPs at once")
-			default:
-				t.log.Warn("no successor announced every VIP within the grace; releasing them anyway", "grace", t.d.cfg.HandOverGrace)
-			}
-		}
-		released := sortedVIPs(t.held)
-		if t.release() {
-			t.d.disarm()
-		}
-		for _, v := range released {
-			t.event(events.Event{Type: events.VIPReleased, VIP: v.String(), Message: "VIP released: back on lo"})
-		}
-		t.log.Info("DC duties released: VIPs back on lo, IPVS services removed")
-		t.ann.stop()
-		// Then the resources, in reverse; a release is reported only
-		// if every one of them stopped.
-		if clean := t.stopResources(); rel != nil && clean {
-			t.d.released.set(*rel)
-		}
-	}
-	if t.mon != nil {
-		t.d.monitor.Store(nil)
-		t.mon.Stop()
-	}
-	if t.stopMembers != nil {
-		t.stopMembers()
-	}
-	if t.stopChecks != nil {
-		t.stopChecks()
-	}
-	t.wg.Wait()
-}
-
-// releaseTries bounds the retries of a release that fails: by then the
-// lease has certainly dropped the VIPs from the interface.
-const releaseTries = 10
-
-// release takes the VIPs off their interface and removes the IPVS
-// services, retrying a failure (a netlink error) with a growing pause.
-func (t *term) release() bool {
-	err := retry.Do(context.Background(), retry.Policy{Attempts: releaseTries, Interval: 50 * time.Millisecond, MaxInterval: time.Second},
-		func(_ context.Context, attempt int) error {
-			err := t.d.follow()
-			if err != nil {
-				t.log.Error("releasing the VIPs failed; retrying", "attempt", attempt, "err", err)
-			}
-			return err
-		})
-	if err != nil {
-		t.log.Error("the VIPs could not be released; the kernel drops them from the interface when their lease ends (and an armed watchdog resets the machine)", "lease", t.d.cfg.Lease.Duration, "err", err)
-		return false
-	}
-	return true
 }
 
 // checkTargets lists the real servers to health-check: every backend of

@@ -71,11 +71,11 @@ func TestFailedClaimPlacesNothing(t *testing.T) {
 }
 
 // TestEveryEventNeedsVerifiedLeadership: once a term has lost its
-// leadership (a newer term elsewhere), no event makes it write: not a
-// spec change, a node going away, a health change, the periodic
-// reconcile, a failed hand-over, the burst or the refresh.
+// leadership (a newer term elsewhere), no event makes it write. The
+// events are every one the term knows (eventNames), so a new one cannot
+// be left out.
 func TestEveryEventNeedsVerifiedLeadership(t *testing.T) {
-	for _, ev := range []event{evSpec, evMembers, evHealth, evTick, evResume, evBurst, evRefresh} {
+	for ev := range event(len(eventNames)) {
 		t.Run(ev.String(), func(t *testing.T) {
 			w := newWorld(t, nil)
 			tm := w.established(4)

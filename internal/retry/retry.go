@@ -18,6 +18,11 @@ type Policy struct {
 	Interval    time.Duration
 	MaxInterval time.Duration
 	PerAttempt  time.Duration
+	// Pause waits between attempts and reports false if ctx ended
+	// meanwhile; nil waits on a timer. A caller that must keep answering
+	// something while it retries (the DC's term, its inbox) waits its own
+	// way.
+	Pause func(ctx context.Context, d time.Duration) bool
 }
 
 // stop marks an error after which retrying cannot help.
@@ -54,16 +59,26 @@ func Do(ctx context.Context, p Policy, attempt func(ctx context.Context, n int) 
 		if p.Attempts != 0 && n == p.Attempts {
 			break
 		}
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !p.wait(ctx, pause) {
 			return errors.Join(last, ctx.Err())
-		case <-t.C:
 		}
 		if p.MaxInterval > 0 {
 			pause = min(2*pause, p.MaxInterval)
 		}
 	}
 	return last
+}
+
+func (p Policy) wait(ctx context.Context, d time.Duration) bool {
+	if p.Pause != nil {
+		return p.Pause(ctx, d) && ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

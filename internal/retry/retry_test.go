@@ -3,6 +3,7 @@ package retry
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -71,5 +72,30 @@ func TestDoGivesEachAttemptItsDeadline(t *testing.T) {
 	})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Do: %v, want the attempt's own deadline", err)
+	}
+}
+
+// TestDoWaitsWithThePolicysPause: a Pause set by the caller is how Do
+// waits, with the growing interval; its false ends Do.
+func TestDoWaitsWithThePolicysPause(t *testing.T) {
+	var pauses []time.Duration
+	pause := func(_ context.Context, d time.Duration) bool {
+		pauses = append(pauses, d)
+		return len(pauses) < 3
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := Policy{Interval: time.Hour, MaxInterval: 4 * time.Hour, Pause: func(c context.Context, d time.Duration) bool {
+		ok := pause(c, d)
+		if !ok {
+			cancel()
+		}
+		return ok
+	}}
+	err := Do(ctx, p, func(context.Context, int) error { return errors.New("no") })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do = %v, want the context's end", err)
+	}
+	if want := []time.Duration{time.Hour, 2 * time.Hour, 4 * time.Hour}; !slices.Equal(pauses, want) {
+		t.Fatalf("pauses = %v, want %v", pauses, want)
 	}
 }
