@@ -51,7 +51,7 @@ fuzz:
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cmd/raftlb -run '^$$' -fuzz '^FuzzParseConfigFile$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./director -run '^$$' -fuzz '^FuzzARPSender$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dataplane -run '^$$' -fuzz '^FuzzARPSender$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzReadSnapshot$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzDecodeMeta$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzDecodeRPCRequest$$' -fuzztime $(FUZZTIME)

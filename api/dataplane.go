@@ -4,14 +4,14 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/raftlb/raftlb/director"
+	"github.com/raftlb/raftlb/dataplane"
 )
 
 // Dataplane is the node's view of its kernel data plane.
 type Dataplane interface {
 	// Table is the IPVS table for the VIPs this node manages: empty unless
 	// it is the DC.
-	Table() ([]director.Service, error)
+	Table() ([]dataplane.Service, error)
 	// Writes counts IPVS writes since the agent started.
 	Writes() uint64
 	// Reconciles counts the DC's comparisons of its table with the
@@ -52,7 +52,7 @@ type IPVSRealServer struct {
 	InactiveConns int    `json:"inactive_conns"`
 }
 
-func ipvsServices(table []director.Service) []IPVSService {
+func ipvsServices(table []dataplane.Service) []IPVSService {
 	out := make([]IPVSService, 0, len(table))
 	for _, s := range table {
 		svc := IPVSService{
@@ -75,7 +75,7 @@ func ipvsServices(table []director.Service) []IPVSService {
 
 func (s *Server) ipvs(w http.ResponseWriter, r *http.Request) {
 	if s.dataplane == nil {
-		writeError(w, http.StatusNotFound, director.ErrNoKernel)
+		writeError(w, http.StatusNotFound, dataplane.ErrNoKernel)
 		return
 	}
 	table, err := s.dataplane.Table()

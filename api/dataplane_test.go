@@ -9,18 +9,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/director"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/dataplane"
 )
 
 type fakeDataplane struct {
-	table  []director.Service
+	table  []dataplane.Service
 	writes uint64
 }
 
-func (f *fakeDataplane) Table() ([]director.Service, error) { return f.table, nil }
-func (f *fakeDataplane) Writes() uint64                     { return f.writes }
-func (f *fakeDataplane) Reconciles() uint64                 { return 2 * f.writes }
+func (f *fakeDataplane) Table() ([]dataplane.Service, error) { return f.table, nil }
+func (f *fakeDataplane) Writes() uint64                      { return f.writes }
+func (f *fakeDataplane) Reconciles() uint64                  { return 2 * f.writes }
 
 func TestIPVSWithoutDataplaneSaysSo(t *testing.T) {
 	ts := startServer(t, &FakeAgent{})
@@ -34,9 +33,9 @@ func TestIPVSWithoutDataplaneSaysSo(t *testing.T) {
 func TestIPVSTableThroughClientAndRendering(t *testing.T) {
 	ts := startServer(t, &FakeAgent{})
 	vip := netip.MustParseAddr("172.95.69.100")
-	ts.srv.SetDataplane(&fakeDataplane{writes: 4, table: []director.Service{{
-		Key: fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Scheduler: "rr", Persistence: 20 * time.Second,
-		Dests: []director.Dest{
+	ts.srv.SetDataplane(&fakeDataplane{writes: 4, table: []dataplane.Service{{
+		Key: dataplane.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Scheduler: "rr", Persistence: 20 * time.Second,
+		Dests: []dataplane.Dest{
 			{Addr: netip.MustParseAddr("172.95.69.30"), Port: 3128, Weight: 1, Forward: "local", ActiveConns: 2},
 			{Addr: netip.MustParseAddr("172.95.69.40"), Port: 3128, Weight: 1, Forward: "route", InactiveConns: 7},
 		},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
@@ -68,8 +69,8 @@ type Cluster interface {
 // (--dataplane none) coordinates the cluster but holds no VIP.
 type Dataplane struct {
 	RS   *realserver.Manager
-	IPVS IPVS
-	ARP  ARP
+	IPVS dataplane.IPVS
+	ARP  dataplane.ARP
 }
 
 // Config tunes the director. Zero fields take the defaults.
@@ -284,16 +285,16 @@ func (d *Director) Writes() uint64 { return d.writes.Load() }
 func (d *Director) Reconciles() uint64 { return d.reconciles.Load() }
 
 // Table returns the kernel's IPVS services for the VIPs this node manages.
-func (d *Director) Table() ([]Service, error) {
+func (d *Director) Table() ([]dataplane.Service, error) {
 	if d.dp == nil {
-		return nil, ErrNoKernel
+		return nil, dataplane.ErrNoKernel
 	}
 	all, err := d.dp.IPVS.Services()
 	if err != nil {
 		return nil, err
 	}
 	owned := d.owned(d.c.FSM().Spec())
-	var out []Service
+	var out []dataplane.Service
 	for _, s := range all {
 		if owned[s.Key.VIP] {
 			out = append(out, s)
@@ -506,7 +507,3 @@ func (d *Director) ifaceOf(v fsm.VIP) string {
 	}
 	return d.dp.RS.DefaultInterface()
 }
-
-// ErrNoKernel is returned by callers that need a kernel data plane when the
-// agent runs with --dataplane none.
-var ErrNoKernel = errors.New("this agent runs with --dataplane none: it has no kernel data plane")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
 	"github.com/raftlb/raftlb/realserver"
@@ -25,43 +26,30 @@ func TestPlanIsEmptyWhenTheTableMatches(t *testing.T) {
 	current := slices.Clone(desired)
 	// The kernel reports the DC's own entry as Local: still a match.
 	current[0].Dests = slices.Clone(current[0].Dests)
-	current[0].Dests[0].Forward = ForwardLocal
-	if ops := plan(current, desired, map[netip.Addr]bool{vip: true}); len(ops) != 0 {
+	current[0].Dests[0].Forward = dataplane.ForwardLocal
+	if ops := dataplane.Plan(current, desired, map[netip.Addr]bool{vip: true}); len(ops) != 0 {
 		t.Fatalf("no-op plan has %d ops: %v", len(ops), ops)
 	}
 }
 
-func TestPlanWritesOnlyTheDifference(t *testing.T) {
-	key := fsm.ServiceKey{VIP: vip, Port: 80, Protocol: "tcp"}
-	other := fsm.ServiceKey{VIP: netip.MustParseAddr("127.0.9.9"), Port: 80, Protocol: "tcp"}
-	gone := fsm.ServiceKey{VIP: vip, Port: 443, Protocol: "tcp"}
-	current := []Service{
-		{Key: key, Scheduler: "rr", Dests: []Dest{
-			{Addr: m30, Port: 80, Weight: 1, Forward: "route"},
-			{Addr: m40, Port: 80, Weight: 1, Forward: "route"},
-			{Addr: m50, Port: 80, Weight: 1, Forward: "route"},
-		}},
-		{Key: gone, Scheduler: "rr"},
-		{Key: other, Scheduler: "wlc"}, // not raftlb's: never touched
+// TestKernelNamesAreTheSpecs: Desired copies the spec's protocol and
+// forwarding words into the kernel table as they are written, so the data
+// plane's names must be the spec's.
+func TestKernelNamesAreTheSpecs(t *testing.T) {
+	for spec, kernel := range map[string]string{
+		fsm.ProtocolTCP:   dataplane.ProtocolTCP,
+		fsm.ProtocolUDP:   dataplane.ProtocolUDP,
+		fsm.ForwardRoute:  dataplane.ForwardRoute,
+		fsm.ForwardMasq:   dataplane.ForwardMasq,
+		fsm.ForwardTunnel: dataplane.ForwardTunnel,
+	} {
+		if spec != kernel {
+			t.Errorf("the spec says %q, the data plane %q", spec, kernel)
+		}
 	}
-	desired := []Service{{Key: key, Scheduler: "wlc", Dests: []Dest{
-		{Addr: m30, Port: 80, Weight: 1, Forward: "route"},
-		{Addr: m40, Port: 80, Weight: 5, Forward: "route"},
-		{Addr: netip.MustParseAddr("127.0.0.60"), Port: 80, Weight: 1, Forward: "route"},
-	}}}
-	var got []string
-	for _, o := range plan(current, desired, map[netip.Addr]bool{vip: true}) {
-		got = append(got, o.String())
-	}
-	want := []string{
-		"update-service 172.95.69.100:80/tcp",
-		"update-dest 172.95.69.100:80/tcp -> 127.0.0.40:80",
-		"add-dest 172.95.69.100:80/tcp -> 127.0.0.60:80",
-		"del-dest 172.95.69.100:80/tcp -> 127.0.0.50:80",
-		"del-service 172.95.69.100:443/tcp",
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	k := fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: fsm.ProtocolUDP}
+	if got := dataplane.ServiceKey(k).String(); got != k.String() {
+		t.Errorf("service key %s in the kernel table, %s in the spec", got, k)
 	}
 }
 
@@ -76,7 +64,7 @@ func TestDesiredUsesOnlineNodesThenFallback(t *testing.T) {
 		t.Errorf("service options %+v", d[0])
 	}
 	none := Desired(c.fsm.State(), func(string) bool { return false }, nil, nil)
-	if len(none[0].Dests) != 1 || none[0].Dests[0].id().String() != "127.0.0.1:3128" {
+	if len(none[0].Dests) != 1 || none[0].Dests[0].AddrPort().String() != "127.0.0.1:3128" {
 		t.Fatalf("with no node online want the fallback only, got %+v", none[0].Dests)
 	}
 }
@@ -197,12 +185,12 @@ func TestStartRemovesStaleIPVSRulesForOurVIPs(t *testing.T) {
 	if err := rs.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ipvs := NewFakeIPVS()
-	stale := Service{Key: fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Scheduler: "rr"}
-	foreign := Service{Key: fsm.ServiceKey{VIP: netip.MustParseAddr("127.0.1.1"), Port: 80, Protocol: "tcp"}, Scheduler: "rr"}
+	ipvs := dataplane.NewFakeIPVS()
+	stale := dataplane.Service{Key: dataplane.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Scheduler: "rr"}
+	foreign := dataplane.Service{Key: dataplane.ServiceKey{VIP: netip.MustParseAddr("127.0.1.1"), Port: 80, Protocol: "tcp"}, Scheduler: "rr"}
 	_ = ipvs.AddService(stale)
 	_ = ipvs.AddService(foreign)
-	d := New(c, &Dataplane{RS: rs, IPVS: ipvs, ARP: &FakeARP{}}, testConfig(t, &testkit.LogBuffer{}))
+	d := New(c, &Dataplane{RS: rs, IPVS: ipvs, ARP: &dataplane.FakeARP{}}, testConfig(t, &testkit.LogBuffer{}))
 	// follow is Run's first step, before any leadership event.
 	d.follow()
 	if tab, _ := ipvs.Services(); len(tab) != 1 || tab[0].Key != foreign.Key {
@@ -247,7 +235,7 @@ func TestHandOverKeepsVIPsUntilTheSuccessorAnnounces(t *testing.T) {
 // The watcher is asked directly, so the answer does not depend on when
 // another goroutine looks.
 func TestOnlyTheSuccessorsAnnouncementEndsTheGrace(t *testing.T) {
-	arp := &FakeARP{}
+	arp := &dataplane.FakeARP{}
 	a := newAnnouncements(arp, testkit.Discard())
 	a.setHandingOver(true)
 	other := netip.MustParseAddr("172.95.69.101")

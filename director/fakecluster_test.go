@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
@@ -363,8 +364,8 @@ type world struct {
 	c    *fakeCluster
 	k    *realserver.Fake
 	rs   *realserver.Manager
-	ipvs *FakeIPVS
-	arp  *FakeARP
+	ipvs *dataplane.FakeIPVS
+	arp  *dataplane.FakeARP
 	d    *Director
 	logs *testkit.LogBuffer
 	bus  *events.Bus // what the director published
@@ -410,7 +411,7 @@ func testConfig(t *testing.T, logs *testkit.LogBuffer) Config {
 }
 
 func newWorld(t *testing.T, mod func(*Config)) *world {
-	w := &world{t: t, c: newFakeCluster(t), k: realserver.NewFake("eth0"), ipvs: NewFakeIPVS(), arp: &FakeARP{}, logs: &testkit.LogBuffer{}}
+	w := &world{t: t, c: newFakeCluster(t), k: realserver.NewFake("eth0"), ipvs: dataplane.NewFakeIPVS(), arp: &dataplane.FakeARP{}, logs: &testkit.LogBuffer{}}
 	cfg := testConfig(t, w.logs)
 	w.bus = events.NewBus("m30", 1000)
 	cfg.Events = w.bus
@@ -452,7 +453,7 @@ func (w *world) has(dev string) bool {
 	return slices.Contains(addrs, netip.PrefixFrom(vip, 32))
 }
 
-func (w *world) table() []Service {
+func (w *world) table() []dataplane.Service {
 	s, _ := w.ipvs.Services()
 	return s
 }
@@ -466,10 +467,10 @@ func (w *world) dests() map[string]int {
 	return destsOf(tab[0])
 }
 
-func destsOf(s Service) map[string]int {
+func destsOf(s dataplane.Service) map[string]int {
 	out := map[string]int{}
 	for _, d := range s.Dests {
-		out[d.id().String()] = d.Weight
+		out[d.AddrPort().String()] = d.Weight
 	}
 	return out
 }

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/raftlb/raftlb/dataplane"
 )
 
 // announcements watches, while this node is DC, which hosts announce our
@@ -19,7 +21,7 @@ import (
 //   - another host announcing a VIP while this node holds it is an address
 //     conflict (a second DC, or a host configured by hand), and is logged.
 type announcements struct {
-	arp    ARP
+	arp    dataplane.ARP
 	logger *slog.Logger
 	// handingOver is set by the term while it hands over: only then is
 	// another holder expected.
@@ -36,7 +38,7 @@ type announcements struct {
 	changed  chan struct{}
 }
 
-func newAnnouncements(arp ARP, logger *slog.Logger) *announcements {
+func newAnnouncements(arp dataplane.ARP, logger *slog.Logger) *announcements {
 	return &announcements{
 		arp: arp, logger: logger,
 		held: map[netip.Addr]bool{}, foreign: map[netip.Addr]bool{}, warned: map[netip.Addr]bool{},

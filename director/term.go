@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
@@ -618,15 +619,15 @@ func (t *term) reconcile() error {
 	if err != nil {
 		return fmt.Errorf("reading IPVS table: %w", err)
 	}
-	ops := plan(current, desired, d.owned(state.Spec))
+	ops := dataplane.Plan(current, desired, d.owned(state.Spec))
 	d.reconciles.Add(1)
 	if len(ops) == 0 {
 		return nil
 	}
-	n, err := apply(d.dp.IPVS, ops, t.allowed)
+	n, err := dataplane.Apply(d.dp.IPVS, ops, t.allowed)
 	d.writes.Add(uint64(n))
 	for _, o := range ops[:n] {
-		t.log.Info("IPVS "+o.kind, "service", o.svc.Key.String(), "real_server", destString(o.dest))
+		t.log.Info("IPVS "+o.Kind, "service", o.Service.Key.String(), "real_server", destString(o.Dest))
 	}
 	if err != nil {
 		return fmt.Errorf("IPVS reconcile: %w", err)
@@ -665,11 +666,11 @@ func sortedVIPs(m map[netip.Addr]string) []netip.Addr {
 	return out
 }
 
-func destString(d Dest) string {
+func destString(d dataplane.Dest) string {
 	if !d.Addr.IsValid() {
 		return ""
 	}
-	return d.id().String()
+	return d.AddrPort().String()
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

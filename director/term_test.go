@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
@@ -180,7 +181,7 @@ func TestEventsReconcile(t *testing.T) {
 		t.Fatalf("after m40 left gossip the table has %v, want m30 and m50", got)
 	}
 	// Someone deletes a real server by hand.
-	if err := w.ipvs.DelDest(w.table()[0].Key, Dest{Addr: m30, Port: 3128}); err != nil {
+	if err := w.ipvs.DelDest(w.table()[0].Key, dataplane.Dest{Addr: m30, Port: 3128}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tm.handle(evTick); err != nil {
@@ -300,7 +301,7 @@ func TestNoDataplaneCoordinatesOnly(t *testing.T) {
 		}
 	}
 	tm.revoke()
-	if _, err := d.Table(); !errors.Is(err, ErrNoKernel) {
+	if _, err := d.Table(); !errors.Is(err, dataplane.ErrNoKernel) {
 		t.Errorf("Table without a data plane: %v, want ErrNoKernel", err)
 	}
 }
@@ -506,7 +507,7 @@ func TestAuditRepairsAFollower(t *testing.T) {
 	if err := w.k.AddrAdd("eth0", netip.PrefixFrom(vip, 32)); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.ipvs.AddService(Service{Key: fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Scheduler: "rr"}); err != nil {
+	if err := w.ipvs.AddService(dataplane.Service{Key: dataplane.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Scheduler: "rr"}); err != nil {
 		t.Fatal(err)
 	}
 	w.d.audit()

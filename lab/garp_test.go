@@ -10,9 +10,12 @@ import (
 	"github.com/raftlb/raftlb/lab"
 )
 
-// TestGratuitousARPUpdatesClient checks raftlb's gratuitous ARP on a real
-// neighbour, apart from any agent: a client whose ARP cache maps the VIP to
-// m30 must map it to m40 as soon as m40 takes the VIP and announces it.
+// TestGratuitousARPUpdatesClient checks, apart from any agent, what raftlb
+// relies on: a real neighbour whose ARP cache maps the VIP to m30 maps it
+// to m40 as soon as m40 takes the VIP and announces it with a gratuitous
+// ARP of the form raftlb sends (the lab's own frame: the judge shares no
+// code with raftlb). The agent's own announcements are judged in the
+// scenarios (TestRaftlbSpecReachesTheKernel's refreshes, the fail-overs).
 func TestGratuitousARPUpdatesClient(t *testing.T) {
 	l := lab.New(t)
 	vip := netip.MustParseAddr(lab.VIP)

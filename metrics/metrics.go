@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raftlb/raftlb/cluster"
-	"github.com/raftlb/raftlb/director"
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
@@ -32,7 +32,7 @@ type Sources struct {
 	View    func() cluster.View
 	Spec    func() fsm.Spec
 	VIPs    func() []VIP
-	IPVS    func() ([]director.Service, error)
+	IPVS    func() ([]dataplane.Service, error)
 	Health  func() map[health.Key]health.State
 	Writes  func() uint64 // IPVS writes since start
 	GARPs   func() uint64 // gratuitous ARPs sent since start

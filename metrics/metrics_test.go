@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/raftlb/raftlb/cluster"
-	"github.com/raftlb/raftlb/director"
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
@@ -29,9 +29,9 @@ func sources() Sources {
 		VIPs: func() []VIP {
 			return []VIP{{Address: svc.VIP, Interface: "eth0", OnIface: true}}
 		},
-		IPVS: func() ([]director.Service, error) {
-			return []director.Service{{Key: svc, Stats: director.Stats{Connections: 10, PacketsIn: 100, PacketsOut: 90, BytesIn: 5000, BytesOut: 7000},
-				Dests: []director.Dest{{Addr: rs.Addr(), Port: rs.Port(), Weight: 1, ActiveConns: 2, Stats: director.Stats{Connections: 10, PacketsIn: 100, BytesIn: 5000}}}}}, nil
+		IPVS: func() ([]dataplane.Service, error) {
+			return []dataplane.Service{{Key: dataplane.ServiceKey(svc), Stats: dataplane.Stats{Connections: 10, PacketsIn: 100, PacketsOut: 90, BytesIn: 5000, BytesOut: 7000},
+				Dests: []dataplane.Dest{{Addr: rs.Addr(), Port: rs.Port(), Weight: 1, ActiveConns: 2, Stats: dataplane.Stats{Connections: 10, PacketsIn: 100, BytesIn: 5000}}}}}, nil
 		},
 		Health: func() map[health.Key]health.State {
 			return map[health.Key]health.State{{Service: svc, Server: rs}: {Up: true}}

@@ -14,7 +14,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/raftlb/raftlb/director"
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/status"
 )
@@ -24,7 +24,7 @@ import (
 type Sources struct {
 	Status func() status.Status
 	Events func() []events.Event
-	IPVS   func() ([]director.Service, error)
+	IPVS   func() ([]dataplane.Service, error)
 }
 
 //go:embed page.html

@@ -26,6 +26,7 @@ import (
 
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/director"
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fencing"
@@ -576,8 +577,8 @@ func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, fu
 		}
 		dp := &director.Dataplane{
 			RS:   realserver.New(realserver.NewFake(iface), realserver.Config{Interface: iface, StateFile: filepath.Join(f.dataDir, "vips.json"), Lease: f.vipLease, Logger: logger}),
-			IPVS: director.NewFakeIPVS(),
-			ARP:  &director.FakeARP{},
+			IPVS: dataplane.NewFakeIPVS(),
+			ARP:  &dataplane.FakeARP{},
 		}
 		if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 			return nil, nil, fmt.Errorf("create data dir: %w", err)
@@ -601,12 +602,12 @@ func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, fu
 	// moby/ipvs logs through logrus (a modprobe it tries itself, for
 	// one); the agent reports IPVS problems through its own errors.
 	logrus.SetOutput(io.Discard)
-	ipvs, err := director.NewKernelIPVS()
+	ipvs, err := dataplane.NewKernelIPVS()
 	if err != nil {
 		_ = rs.Shutdown()
 		return nil, nil, err
 	}
-	return &director.Dataplane{RS: rs, IPVS: ipvs, ARP: director.RawARP{}}, ipvs.Close, nil
+	return &director.Dataplane{RS: rs, IPVS: ipvs, ARP: dataplane.RawARP{}}, ipvs.Close, nil
 }
 
 // shutdownTimeout bounds a graceful stop. Past it the agent logs every

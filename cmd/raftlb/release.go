@@ -11,7 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/raftlb/raftlb/api"
-	"github.com/raftlb/raftlb/director"
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/internal/cli"
 	"github.com/raftlb/raftlb/realserver"
 )
@@ -52,12 +52,12 @@ func runRelease(args []string, stdout, stderr io.Writer) error {
 	services := 0
 	if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
 		logrus.SetOutput(io.Discard)
-		ipvs, err := director.NewKernelIPVS()
+		ipvs, err := dataplane.NewKernelIPVS()
 		if err != nil {
 			return err
 		}
 		defer ipvs.Close()
-		if services, err = director.Release(ipvs, vips); err != nil {
+		if services, err = dataplane.Release(ipvs, vips); err != nil {
 			return err
 		}
 	}

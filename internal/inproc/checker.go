@@ -105,7 +105,7 @@ func (c *Checker) endOverlap(vip netip.Addr, now time.Time) {
 	}
 }
 
-// IPVS is node's IPVS write, as director.FakeIPVS writes it:
+// IPVS is node's IPVS write, as dataplane.FakeIPVS writes it:
 // "add-dest 172.95.69.100:3128/tcp -> 127.0.1.1:3128 w1".
 func (c *Checker) IPVS(node, write string) {
 	kind, _, _ := strings.Cut(write, " ")

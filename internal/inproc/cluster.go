@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/director"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
@@ -53,7 +54,7 @@ type Cluster struct {
 	opts    Options
 	tlsDir  string
 	key     []byte
-	lan     *director.FakeLAN
+	lan     *dataplane.FakeLAN
 	Checker *Checker
 	logs    *testkit.LogBuffer
 
@@ -71,8 +72,8 @@ type Node struct {
 	D       *director.Director
 	K       *realserver.Fake
 	RS      *realserver.Manager
-	IPVS    *director.FakeIPVS
-	ARP     *director.FakeARP
+	IPVS    *dataplane.FakeIPVS
+	ARP     *dataplane.FakeARP
 	running bool
 	stop    context.CancelFunc
 	done    chan struct{}
@@ -94,7 +95,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.Lease.Duration == 0 {
 		opts.Lease.Duration = quorum.DefaultLease
 	}
-	c := &Cluster{t: t, opts: opts, tlsDir: t.TempDir(), lan: &director.FakeLAN{}, logs: &testkit.LogBuffer{}, nodes: map[string]*Node{}}
+	c := &Cluster{t: t, opts: opts, tlsDir: t.TempDir(), lan: &dataplane.FakeLAN{}, logs: &testkit.LogBuffer{}, nodes: map[string]*Node{}}
 	// The allowance covers the grace and the scheduler between a hold
 	// starting and the director seeing the successor's announcement.
 	if opts.MaxOverlap == 0 {
@@ -156,7 +157,7 @@ func (c *Cluster) add(i, expect int) {
 	}
 	n.K = realserver.NewFake("eth0")
 	n.K.Observe(func(w string) { c.Checker.Addr(nm, w) })
-	n.IPVS = director.NewFakeIPVS()
+	n.IPVS = dataplane.NewFakeIPVS()
 	n.IPVS.Observe(func(w string) { c.Checker.IPVS(nm, w) })
 	n.ARP = c.lan.Port()
 	c.mu.Lock()

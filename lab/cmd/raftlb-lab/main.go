@@ -35,7 +35,8 @@ Usage:
   raftlb-lab fetch --url URL
       GET the URL and print the body (an agent's /metrics, from its namespace)
   raftlb-lab garp --ip IP [--iface eth0]
-      send one gratuitous ARP for IP, as raftlb does
+      send one gratuitous ARP for the IPv4 address IP (an ARP announcement,
+      built by the lab, not by raftlb)
 
 Called as fence_lab (a symlink), it is the lab's fence agent: the
 fence-agents protocol on stdin (action, plug = a lab namespace, fail=1 for

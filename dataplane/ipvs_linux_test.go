@@ -1,4 +1,4 @@
-package director
+package dataplane
 
 import (
 	"encoding/binary"
@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/moby/ipvs"
-
-	"github.com/raftlb/raftlb/fsm"
 )
 
 // TestToKernelService: what the director asks the kernel for, field by
@@ -30,25 +28,25 @@ func TestToKernelService(t *testing.T) {
 	}{
 		{
 			name:  "tcp, not persistent",
-			svc:   Service{Key: fsm.ServiceKey{VIP: v4, Port: 3128, Protocol: fsm.ProtocolTCP}, Scheduler: "rr"},
+			svc:   Service{Key: ServiceKey{VIP: v4, Port: 3128, Protocol: ProtocolTCP}, Scheduler: "rr"},
 			proto: syscall.IPPROTO_TCP, family: syscall.AF_INET, maskBytes: []byte{255, 255, 255, 255},
 		},
 		{
 			name: "udp, persistent 20 s with a /24 mask",
-			svc: Service{Key: fsm.ServiceKey{VIP: v4, Port: 53, Protocol: fsm.ProtocolUDP}, Scheduler: "wlc",
+			svc: Service{Key: ServiceKey{VIP: v4, Port: 53, Protocol: ProtocolUDP}, Scheduler: "wlc",
 				Persistence: 20 * time.Second, Netmask: netip.MustParseAddr("255.255.255.0")},
 			proto: syscall.IPPROTO_UDP, family: syscall.AF_INET, flags: svcFlagPersistent, timeout: 20,
 			maskBytes: []byte{255, 255, 255, 0},
 		},
 		{
 			name:  "persistent without a mask: /32",
-			svc:   Service{Key: fsm.ServiceKey{VIP: v4, Port: 80, Protocol: fsm.ProtocolTCP}, Scheduler: "sh", Persistence: 300 * time.Second},
+			svc:   Service{Key: ServiceKey{VIP: v4, Port: 80, Protocol: ProtocolTCP}, Scheduler: "sh", Persistence: 300 * time.Second},
 			proto: syscall.IPPROTO_TCP, family: syscall.AF_INET, flags: svcFlagPersistent, timeout: 300,
 			maskBytes: []byte{255, 255, 255, 255},
 		},
 		{
 			name:  "IPv6, persistent: the mask is a prefix length",
-			svc:   Service{Key: fsm.ServiceKey{VIP: v6, Port: 443, Protocol: fsm.ProtocolTCP}, Scheduler: "mh", Persistence: time.Minute},
+			svc:   Service{Key: ServiceKey{VIP: v6, Port: 443, Protocol: ProtocolTCP}, Scheduler: "mh", Persistence: time.Minute},
 			proto: syscall.IPPROTO_TCP, family: syscall.AF_INET6, flags: svcFlagPersistent, timeout: 60, mask6: 128,
 		},
 	} {
@@ -89,9 +87,9 @@ func TestToKernelService(t *testing.T) {
 
 func TestToKernelDest(t *testing.T) {
 	for fwd, flag := range map[string]uint32{
-		fsm.ForwardRoute:  ipvs.ConnectionFlagDirectRoute,
-		fsm.ForwardMasq:   ipvs.ConnectionFlagMasq,
-		fsm.ForwardTunnel: ipvs.ConnectionFlagTunnel,
+		ForwardRoute:  ipvs.ConnectionFlagDirectRoute,
+		ForwardMasq:   ipvs.ConnectionFlagMasq,
+		ForwardTunnel: ipvs.ConnectionFlagTunnel,
 	} {
 		kd := toKernelDest(Dest{Addr: netip.MustParseAddr("127.0.0.30"), Port: 3128, Weight: 5, Forward: fwd})
 		if kd.ConnectionFlags != flag || kd.Weight != 5 || kd.Port != 3128 || kd.AddressFamily != syscall.AF_INET {
@@ -108,8 +106,8 @@ func TestToKernelDest(t *testing.T) {
 
 func TestReleaseRemovesOnlyTheVIPsServices(t *testing.T) {
 	k := NewFakeIPVS()
-	mine := fsm.ServiceKey{VIP: netip.MustParseAddr("172.95.69.100"), Port: 3128, Protocol: "tcp"}
-	theirs := fsm.ServiceKey{VIP: netip.MustParseAddr("172.95.69.200"), Port: 80, Protocol: "tcp"}
+	mine := ServiceKey{VIP: netip.MustParseAddr("172.95.69.100"), Port: 3128, Protocol: "tcp"}
+	theirs := ServiceKey{VIP: netip.MustParseAddr("172.95.69.200"), Port: 80, Protocol: "tcp"}
 	_ = k.AddService(Service{Key: mine, Scheduler: "rr"})
 	_ = k.AddService(Service{Key: theirs, Scheduler: "rr"})
 	n, err := Release(k, []netip.Addr{mine.VIP})

@@ -1,4 +1,4 @@
-package director
+package dataplane
 
 import (
 	"context"
@@ -6,8 +6,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-
-	"github.com/raftlb/raftlb/fsm"
 )
 
 // FakeIPVS is an in-memory IPVS table that records every write, for tests.
@@ -15,7 +13,7 @@ import (
 // server twice is an error, and so is deleting one that is not there.
 type FakeIPVS struct {
 	mu       sync.Mutex
-	services map[fsm.ServiceKey]*Service
+	services map[ServiceKey]*Service
 	// Writes lists every write, e.g. "add-dest 10.0.0.1:80/tcp -> 10.0.0.2:80".
 	Writes   []string
 	observe  func(write string)
@@ -34,7 +32,7 @@ func (f *FakeIPVS) Observe(fn func(write string)) {
 func (f *FakeIPVS) PowerOff() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.services = map[fsm.ServiceKey]*Service{}
+	f.services = map[ServiceKey]*Service{}
 }
 
 // Detach makes every later write a no-op, as when the agent that would
@@ -54,7 +52,7 @@ func (f *FakeIPVS) Attach() {
 }
 
 // NewFakeIPVS returns an empty table.
-func NewFakeIPVS() *FakeIPVS { return &FakeIPVS{services: map[fsm.ServiceKey]*Service{}} }
+func NewFakeIPVS() *FakeIPVS { return &FakeIPVS{services: map[ServiceKey]*Service{}} }
 
 func (f *FakeIPVS) record(format string, args ...any) {
 	w := fmt.Sprintf(format, args...)
@@ -112,7 +110,7 @@ func (f *FakeIPVS) UpdateService(s Service) error {
 }
 
 // DelService implements IPVS.
-func (f *FakeIPVS) DelService(k fsm.ServiceKey) error {
+func (f *FakeIPVS) DelService(k ServiceKey) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.detached {
@@ -129,24 +127,24 @@ func (f *FakeIPVS) DelService(k fsm.ServiceKey) error {
 // destWrite finds d in k's service, checks that it is there (want true)
 // or not (want false) as the kernel would, and lets change rewrite the
 // list. The caller holds mu.
-func (f *FakeIPVS) destWrite(k fsm.ServiceKey, d Dest, want bool, change func(s *Service, i int)) error {
+func (f *FakeIPVS) destWrite(k ServiceKey, d Dest, want bool, change func(s *Service, i int)) error {
 	s, ok := f.services[k]
 	if !ok {
 		return fmt.Errorf("service %s: no such process", k)
 	}
-	i := slices.IndexFunc(s.Dests, func(x Dest) bool { return x.id() == d.id() })
+	i := slices.IndexFunc(s.Dests, func(x Dest) bool { return x.AddrPort() == d.AddrPort() })
 	switch {
 	case want && i < 0:
-		return fmt.Errorf("real server %s of %s: no such process", d.id(), k)
+		return fmt.Errorf("real server %s of %s: no such process", d.AddrPort(), k)
 	case !want && i >= 0:
-		return fmt.Errorf("real server %s of %s: file exists", d.id(), k)
+		return fmt.Errorf("real server %s of %s: file exists", d.AddrPort(), k)
 	}
 	change(s, i)
 	return nil
 }
 
 // AddDest implements IPVS.
-func (f *FakeIPVS) AddDest(k fsm.ServiceKey, d Dest) error {
+func (f *FakeIPVS) AddDest(k ServiceKey, d Dest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.detached {
@@ -154,12 +152,12 @@ func (f *FakeIPVS) AddDest(k fsm.ServiceKey, d Dest) error {
 	}
 	return f.destWrite(k, d, false, func(s *Service, _ int) {
 		s.Dests = append(s.Dests, d)
-		f.record("add-dest %s -> %s w%d", k, d.id(), d.Weight)
+		f.record("add-dest %s -> %s w%d", k, d.AddrPort(), d.Weight)
 	})
 }
 
 // UpdateDest implements IPVS.
-func (f *FakeIPVS) UpdateDest(k fsm.ServiceKey, d Dest) error {
+func (f *FakeIPVS) UpdateDest(k ServiceKey, d Dest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.detached {
@@ -167,12 +165,12 @@ func (f *FakeIPVS) UpdateDest(k fsm.ServiceKey, d Dest) error {
 	}
 	return f.destWrite(k, d, true, func(s *Service, i int) {
 		s.Dests[i] = d
-		f.record("update-dest %s -> %s w%d", k, d.id(), d.Weight)
+		f.record("update-dest %s -> %s w%d", k, d.AddrPort(), d.Weight)
 	})
 }
 
 // DelDest implements IPVS.
-func (f *FakeIPVS) DelDest(k fsm.ServiceKey, d Dest) error {
+func (f *FakeIPVS) DelDest(k ServiceKey, d Dest) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.detached {
@@ -180,7 +178,7 @@ func (f *FakeIPVS) DelDest(k fsm.ServiceKey, d Dest) error {
 	}
 	return f.destWrite(k, d, true, func(s *Service, i int) {
 		s.Dests = slices.Delete(s.Dests, i, i+1)
-		f.record("del-dest %s -> %s", k, d.id())
+		f.record("del-dest %s -> %s", k, d.AddrPort())
 	})
 }
 

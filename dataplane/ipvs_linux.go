@@ -1,4 +1,4 @@
-package director
+package dataplane
 
 import (
 	"encoding/binary"
@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/moby/ipvs"
-
-	"github.com/raftlb/raftlb/fsm"
 )
 
 // Service flags from the kernel's ip_vs.h; moby/ipvs does not name them.
@@ -45,7 +43,7 @@ func (k *KernelIPVS) Close() {
 }
 
 func protoNum(p string) uint16 {
-	if p == fsm.ProtocolUDP {
+	if p == ProtocolUDP {
 		return syscall.IPPROTO_UDP
 	}
 	return syscall.IPPROTO_TCP
@@ -53,9 +51,9 @@ func protoNum(p string) uint16 {
 
 func protoName(n uint16) string {
 	if n == syscall.IPPROTO_UDP {
-		return fsm.ProtocolUDP
+		return ProtocolUDP
 	}
-	return fsm.ProtocolTCP
+	return ProtocolTCP
 }
 
 func family(a netip.Addr) uint16 {
@@ -91,7 +89,7 @@ func toKernelService(s Service) *ipvs.Service {
 // without its real servers.
 func fromKernelService(ks *ipvs.Service) Service {
 	s := Service{
-		Key:       fsm.ServiceKey{VIP: fromIP(ks.Address), Port: ks.Port, Protocol: protoName(ks.Protocol)},
+		Key:       ServiceKey{VIP: fromIP(ks.Address), Port: ks.Port, Protocol: protoName(ks.Protocol)},
 		Scheduler: ks.SchedName,
 	}
 	if ks.Flags&svcFlagPersistent != 0 {
@@ -107,9 +105,9 @@ func fromKernelService(ks *ipvs.Service) Service {
 
 func fwdFlag(f string) uint32 {
 	switch f {
-	case fsm.ForwardMasq:
+	case ForwardMasq:
 		return ipvs.ConnectionFlagMasq
-	case fsm.ForwardTunnel:
+	case ForwardTunnel:
 		return ipvs.ConnectionFlagTunnel
 	default:
 		return ipvs.ConnectionFlagDirectRoute
@@ -119,13 +117,13 @@ func fwdFlag(f string) uint32 {
 func fwdName(flags uint32) string {
 	switch flags & ipvs.ConnectionFlagFwdMask {
 	case ipvs.ConnectionFlagMasq:
-		return fsm.ForwardMasq
+		return ForwardMasq
 	case ipvs.ConnectionFlagTunnel:
-		return fsm.ForwardTunnel
+		return ForwardTunnel
 	case ipvs.ConnectionFlagLocalNode:
 		return ForwardLocal
 	default:
-		return fsm.ForwardRoute
+		return ForwardRoute
 	}
 }
 
@@ -188,28 +186,28 @@ func (k *KernelIPVS) UpdateService(s Service) error {
 }
 
 // DelService implements IPVS.
-func (k *KernelIPVS) DelService(key fsm.ServiceKey) error {
+func (k *KernelIPVS) DelService(key ServiceKey) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.h.DelService(toKernelService(Service{Key: key}))
 }
 
 // AddDest implements IPVS.
-func (k *KernelIPVS) AddDest(key fsm.ServiceKey, d Dest) error {
+func (k *KernelIPVS) AddDest(key ServiceKey, d Dest) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.h.NewDestination(toKernelService(Service{Key: key}), toKernelDest(d))
 }
 
 // UpdateDest implements IPVS.
-func (k *KernelIPVS) UpdateDest(key fsm.ServiceKey, d Dest) error {
+func (k *KernelIPVS) UpdateDest(key ServiceKey, d Dest) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.h.UpdateDestination(toKernelService(Service{Key: key}), toKernelDest(d))
 }
 
 // DelDest implements IPVS.
-func (k *KernelIPVS) DelDest(key fsm.ServiceKey, d Dest) error {
+func (k *KernelIPVS) DelDest(key ServiceKey, d Dest) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.h.DelDestination(toKernelService(Service{Key: key}), toKernelDest(d))

@@ -1,4 +1,4 @@
-package director
+package dataplane
 
 import (
 	"bytes"
@@ -12,16 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// ARP sends gratuitous ARP and watches other hosts' ARP. The real
-// implementation uses AF_PACKET sockets; tests record the calls.
-type ARP interface {
-	Gratuitous(iface string, ip netip.Addr) error
-	// Watch calls fn with the sender address of every ARP packet that
-	// another host sends on iface (a neighbour announcing or answering
-	// for that address), until ctx ends.
-	Watch(ctx context.Context, iface string, fn func(sender netip.Addr)) error
-}
 
 // RawARP is the real ARP sender and watcher.
 type RawARP struct{}
