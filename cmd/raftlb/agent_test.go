@@ -251,7 +251,7 @@ func TestAgentRunsAndLeaves(t *testing.T) {
 	logs := &testkit.LogBuffer{}
 	exited := make(chan int, 1)
 	go func() {
-		exited <- run(d.args("--bootstrap-expect", "1"), io.Discard, logs)
+		exited <- run(d.args("--bootstrap-expect", "1", "--log-level", "debug"), io.Discard, logs)
 	}()
 	defer func() {
 		if t.Failed() {
@@ -309,6 +309,11 @@ func TestAgentRunsAndLeaves(t *testing.T) {
 	}
 	if _, err := os.Lstat(d.sock); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the admin socket is still there after the agent stopped: %v", err)
+	}
+	// The shutdown order (startAgent's), for an agent without a data plane.
+	want := []string{"admin API", "DC duties", "director", "notifiers", "DC watch", "drain", "leave gossip", "agent context", "Raft and gossip", "SIGHUP handler"}
+	if got := closedInOrder(logs.String()); !slices.Equal(got, want) {
+		t.Errorf("the agent stopped in the order\n got %q\nwant %q", got, want)
 	}
 }
 

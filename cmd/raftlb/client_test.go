@@ -44,9 +44,9 @@ func (l *countingListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// startAgent serves the admin API for agent on a unix socket and returns
+// serveFakeAgent serves the admin API for agent on a unix socket and returns
 // its --api address.
-func startAgent(t *testing.T, agent *api.FakeAgent) (string, *countingListener) {
+func serveFakeAgent(t *testing.T, agent *api.FakeAgent) (string, *countingListener) {
 	t.Helper()
 	path := filepath.Join(shortDir(t), "api.sock")
 	inner, err := api.Listen(api.Addr{Unix: path})
@@ -133,7 +133,7 @@ func TestClientCommandsBadUsage(t *testing.T) {
 
 func TestApplyInvalidFileIsCheckedLocally(t *testing.T) {
 	agent := newFakeAgent()
-	addr, ln := startAgent(t, agent)
+	addr, ln := serveFakeAgent(t, agent)
 	bad := writeFile(t, "services.yaml", "vips: [{address: 10.0.0.1}]\nservices:\n  - vip: 10.0.0.2\n    port: 0\n")
 	wantExit(t, 1, []string{"apply", "--api", addr, "-f", bad},
 		"rejected, nothing was changed",
@@ -161,7 +161,7 @@ func TestApplyMissingFile(t *testing.T) {
 
 func TestApply(t *testing.T) {
 	agent := newFakeAgent()
-	addr, _ := startAgent(t, agent)
+	addr, _ := serveFakeAgent(t, agent)
 	services := writeFile(t, "services.yaml", servicesFile)
 
 	stdout, _ := wantExit(t, 0, []string{"apply", "--api", addr, "-f", services})
@@ -183,7 +183,7 @@ func TestApply(t *testing.T) {
 
 func TestApplyRefusedByAgent(t *testing.T) {
 	agent := &api.FakeAgent{ApplyErr: fmt.Errorf("%w: spec is at version 8", cluster.ErrConflict)}
-	addr, _ := startAgent(t, agent)
+	addr, _ := serveFakeAgent(t, agent)
 	services := writeFile(t, "services.yaml", servicesFile)
 	wantExit(t, 1, []string{"apply", "--api", addr, "-f", services}, "raftlb: apply: ", "spec changed since it was read")
 
@@ -195,7 +195,7 @@ func TestApplyRefusedByAgent(t *testing.T) {
 
 func TestJoinCommand(t *testing.T) {
 	agent := &api.FakeAgent{JoinContacted: 2}
-	addr, _ := startAgent(t, agent)
+	addr, _ := serveFakeAgent(t, agent)
 	stdout, _ := wantExit(t, 0, []string{"join", "--api", addr, "10.0.0.2:7946", "m50.example:7946"})
 	if stdout != "joined: contacted 2 node(s)\n" {
 		t.Errorf("stdout %q", stdout)
@@ -207,7 +207,7 @@ func TestJoinCommand(t *testing.T) {
 
 func TestLeaveCommand(t *testing.T) {
 	agent := newFakeAgent()
-	addr, _ := startAgent(t, agent)
+	addr, _ := serveFakeAgent(t, agent)
 	stdout, _ := wantExit(t, 0, []string{"leave", "--api", addr})
 	if !strings.Contains(stdout, "left the cluster") {
 		t.Errorf("stdout %q", stdout)
@@ -223,7 +223,7 @@ func TestStatusCommand(t *testing.T) {
 		SpecVersion: 4, NodesConfigured: 1,
 		Nodes: []cluster.NodeView{{Name: "n2", Status: "online", Role: "DC"}},
 	}
-	addr, _ := startAgent(t, &api.FakeAgent{View: st})
+	addr, _ := serveFakeAgent(t, &api.FakeAgent{View: st})
 
 	stdout, _ := wantExit(t, 0, []string{"status", "--api", addr})
 	for _, want := range []string{"Current DC: n2 (term 7) - partition with quorum", "Spec version: 4"} {
@@ -246,7 +246,7 @@ func TestStatusCommand(t *testing.T) {
 // DC must not lose its VIPs behind its back), needs --data-dir, and with
 // no state file has nothing to do. The kernel side is the lab's.
 func TestReleaseCommand(t *testing.T) {
-	addr, _ := startAgent(t, &api.FakeAgent{})
+	addr, _ := serveFakeAgent(t, &api.FakeAgent{})
 	wantExit(t, 1, []string{"release", "--api", addr, "--data-dir", t.TempDir()}, "the agent is running")
 	wantExit(t, 2, []string{"release", "--api", missingSocket(t)}, "--data-dir")
 	wantExit(t, 2, []string{"release", "--api", missingSocket(t), "--data-dir", t.TempDir(), "extra"}, "no arguments")
@@ -261,7 +261,7 @@ func TestReleaseCommand(t *testing.T) {
 // print what the agent recorded.
 func TestFenceCommands(t *testing.T) {
 	agent := &api.FakeAgent{View: status.Status{Node: "n1", DC: "n2"}}
-	addr, _ := startAgent(t, agent)
+	addr, _ := serveFakeAgent(t, agent)
 	stdout, _ := wantExit(t, 0, []string{"fence", "--api", addr, "--action", "off", "n3"})
 	for _, want := range []string{"fencing n3 (off): recorded by n2 as #1", "off of n3 successful: by n2"} {
 		if !strings.Contains(stdout, want) {
@@ -308,7 +308,7 @@ func TestStatusExitCodes(t *testing.T) {
 		{"critical", status.Status{Node: "n1", Health: status.Verdict{State: "critical", Code: 2, Reasons: []string{"no quorum: no DC is elected"}}}, 2, "Health: CRITICAL: no quorum"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr, _ := startAgent(t, &api.FakeAgent{View: tc.view})
+			addr, _ := serveFakeAgent(t, &api.FakeAgent{View: tc.view})
 			stdout, _ := wantExit(t, tc.code, []string{"status", "--api", addr})
 			if !strings.Contains(stdout, tc.want) {
 				t.Errorf("status:\n%s\nwant %q", stdout, tc.want)
@@ -323,7 +323,7 @@ func TestStatusExitCodes(t *testing.T) {
 			}
 		})
 	}
-	addr, _ := startAgent(t, &api.FakeAgent{})
+	addr, _ := serveFakeAgent(t, &api.FakeAgent{})
 	for _, args := range [][]string{{"--interval", "1s"}, {"--count", "2"}, {"--watch", "--interval", "1ms"}, {"--watch", "--count", "-1"}} {
 		wantExit(t, 2, append([]string{"status", "--api", addr}, args...), "usage")
 	}
