@@ -106,7 +106,9 @@ func TestTheTermIsNotWokenByItsOwnRecords(t *testing.T) {
 		apply func()
 	}{
 		{"a spec change", func() { w.c.setSpec(squid("wlc")) }},
-		{"a node in standby", func() { w.c.apply(fsm.CmdNodeStandby, fsm.NodeStandby{Node: "m40", Standby: true, By: "m30", At: time.Now()}) }},
+		{"a node in standby", func() {
+			w.c.apply(fsm.CmdNodeStandby, fsm.NodeStandby{Node: "m40", Standby: true, By: "m30", At: time.Now()})
+		}},
 		{"another node's claim", func() {
 			w.c.apply(fsm.CmdClaimVIPs, fsm.ClaimVIPs{Node: "m40", Term: 5, VIPs: []netip.Addr{vip}, At: time.Now()})
 		}},
