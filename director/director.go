@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
@@ -16,50 +15,6 @@ import (
 	"github.com/raftlb/raftlb/realserver"
 	"github.com/raftlb/raftlb/resources"
 )
-
-// Cluster is what the director needs from the cluster node.
-type Cluster interface {
-	Leadership() (<-chan cluster.LeaderEvent, func())
-	Barrier(timeout time.Duration) error
-	VerifyLeader(term uint64) error
-	FSM() *fsm.FSM
-	OnlineNodes() map[string]bool
-	// StoppingNodes lists the nodes whose agents are stopping: drained.
-	StoppingNodes() map[string]bool
-	SubscribeMembership() (<-chan struct{}, func())
-	// ReconcileMembers admits live nodes to Raft and promotes non-voters;
-	// only the DC calls it.
-	ReconcileMembers(ctx context.Context)
-	// TransferLeadership gives the DC role to another voter because this
-	// node cannot carry out its duties (reason says why).
-	TransferLeadership(reason string) error
-	// OnHandOver registers a function called with true just before a
-	// hand-over on purpose begins and with false if it failed.
-	OnHandOver(fn func(begun bool))
-	// Name is this node's name.
-	Name() string
-	// Commit commits a command on the DC (VIP holders, fencing records).
-	Commit(t fsm.CommandType, payload any) (uint64, error)
-	// Leader is the node this one knows as DC ("" none).
-	Leader() string
-	// CanDirect is whether this node can hold the VIPs (and why not);
-	// SetCannotDirect tells the peers it cannot ("" : it can again).
-	// Directors lists the live voters that can; TransferLeadershipTo
-	// hands leadership to one.
-	CanDirect() (bool, string)
-	SetCannotDirect(reason string)
-	Directors() []string
-	TransferLeadershipTo(to, reason string) error
-	// MoveDC hands the DC role, gracefully, to a node that can direct.
-	MoveDC(ctx context.Context, to string) (string, error)
-	// LiveMembers lists the live members; CallNode asks one an RPC
-	// operation.
-	LiveMembers() map[string]bool
-	CallNode(ctx context.Context, name, op string, req, resp any) error
-	// Handle registers an RPC operation; CallDC asks the DC one.
-	Handle(op string, h cluster.Handler)
-	CallDC(ctx context.Context, op string, req, resp any) error
-}
 
 // Dataplane is the kernel side a DC drives: where the VIPs live (the
 // real-server manager), the IPVS table and ARP. A node without one
