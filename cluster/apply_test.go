@@ -24,6 +24,9 @@ func TestAwaitEndsWhenTheNodeStops(t *testing.T) {
 	n := &Node{ctx: ctx, cancel: cancel}
 	done := make(chan error, 1)
 	go func() { done <- n.await(lostFuture{}) }()
+	// A moment in which await must not return: it waits on a future that
+	// never answers and a node that has not stopped, and neither does
+	// anything that could mark "still waiting".
 	select {
 	case err := <-done:
 		t.Fatalf("await returned %v before the node stopped", err)

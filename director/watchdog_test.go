@@ -2,6 +2,7 @@ package director
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -66,11 +67,30 @@ func TestWatchdogArmedFedAndDisarmed(t *testing.T) {
 		t.Fatalf("after the claim: opened %d, fed %d, disarmed %d; want armed once and fed", o, f, d)
 	}
 	testkit.WaitFor(t, "a renewal to feed it", func() bool { _, f2, _ := wd.counts(); return f2 > f })
-	w.c.setVerifyErr(errNotLeader)
+	// From here on every verification fails; the fake counts them, and
+	// spec changes drive them (each is one handle, which verifies first).
+	w.c.mu.Lock()
+	w.c.verifyErr = errNotLeader
+	from := w.c.verified
+	w.c.mu.Unlock()
+	refused := func(n int) {
+		t.Helper()
+		w.c.setSpec(squid([]string{"wlc", "rr"}[n%2]))
+		testkit.WaitFor(t, fmt.Sprintf("refused verification %d", n), func() bool {
+			w.c.mu.Lock()
+			defer w.c.mu.Unlock()
+			return w.c.verified >= from+n
+		})
+	}
+	refused(1)
+	// The term verifies and feeds on its one goroutine: once a
+	// verification was refused, whatever the last one that held fed is
+	// counted.
 	_, f, _ = wd.counts()
-	time.Sleep(2*lease.RenewEvery() + lease.RenewEvery()/2)
+	refused(2)
+	refused(3)
 	if _, f2, _ := wd.counts(); f2 != f {
-		t.Errorf("fed %d times while the verifications failed", f2-f)
+		t.Errorf("fed %d times during two refused verifications", f2-f)
 	}
 	w.c.setVerifyErr(nil)
 	w.c.leaders <- follower

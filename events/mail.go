@@ -25,6 +25,10 @@ type Mail struct {
 	// Timeout bounds one delivery; a relay that fails is retried with the
 	// events kept (at most MaxMailEvents) and never blocks anything else.
 	Timeout time.Duration
+
+	// after is the clock of the windows and retries: time.After when nil;
+	// a test ends a window when it chooses.
+	after func(time.Duration) <-chan time.Time
 }
 
 // The defaults of a Mail, and the bound on the events one mail holds.
@@ -59,6 +63,9 @@ func RunMail(ctx context.Context, b *Bus, m Mail, logger *slog.Logger) {
 	if m.Timeout <= 0 {
 		m.Timeout = DefaultMailTimeout
 	}
+	if m.after == nil {
+		m.after = time.After
+	}
 	log := logger.With("smtp_relay", m.Relay)
 	sub, _ := b.Subscribe(MaxMailEvents)
 	defer sub.Close()
@@ -66,8 +73,7 @@ func RunMail(ctx context.Context, b *Bus, m Mail, logger *slog.Logger) {
 		batch   []Event
 		lost    int
 		retry   = m.Window
-		timer   *time.Timer
-		timerC  <-chan time.Time
+		window  <-chan time.Time // nil while no window is open
 		dropped uint64
 	)
 	for {
@@ -91,11 +97,10 @@ func RunMail(ctx context.Context, b *Bus, m Mail, logger *slog.Logger) {
 				lost += len(batch) - MaxMailEvents
 				batch = batch[len(batch)-MaxMailEvents:]
 			}
-			if timer == nil {
-				timer = time.NewTimer(m.Window)
-				timerC = timer.C
+			if window == nil {
+				window = m.after(m.Window)
 			}
-		case <-timerC:
+		case <-window:
 			if d := sub.Dropped(); d > dropped {
 				lost += int(d - dropped)
 				dropped = d
@@ -104,13 +109,12 @@ func RunMail(ctx context.Context, b *Bus, m Mail, logger *slog.Logger) {
 			if err == nil {
 				log.Info("mail alert sent", "events", len(batch), "to", strings.Join(m.To, ","))
 				batch, lost, retry = nil, 0, m.Window
-				timer, timerC = nil, nil
+				window = nil
 				continue
 			}
 			retry = min(2*retry, maxMailRetry)
 			log.Warn("mail alert not sent; retrying with the events kept", "events", len(batch), "retry_in", retry, "err", err)
-			timer = time.NewTimer(retry)
-			timerC = timer.C
+			window = m.after(retry)
 		}
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,6 +59,49 @@ func smtpServerAt(t *testing.T, addr string) string {
 	return filepath.Join(maildir, "new")
 }
 
+// windows is the mailer's clock in tests: it records the length of each
+// window (or retry) the mailer opens, and a window ends when the test
+// ends it.
+type windows struct {
+	mu     sync.Mutex
+	opened []time.Duration
+	ends   []chan time.Time
+}
+
+func (w *windows) after(d time.Duration) <-chan time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := make(chan time.Time, 1)
+	w.opened, w.ends = append(w.opened, d), append(w.ends, c)
+	return c
+}
+
+// lengths lists the windows opened so far.
+func (w *windows) lengths() []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.opened)
+}
+
+// end ends the i-th window.
+func (w *windows) end(i int) {
+	w.mu.Lock()
+	c := w.ends[i]
+	w.mu.Unlock()
+	c <- time.Now()
+}
+
+// queued is how many published events the bus's one subscriber has not
+// taken yet.
+func queued(b *Bus) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for s := range b.subs {
+		return len(s.c)
+	}
+	return 0
+}
+
 func mails(t *testing.T, dir string) []string {
 	entries, _ := os.ReadDir(dir)
 	var out []string
@@ -78,7 +123,8 @@ func TestMailCoalescesAFlappingServer(t *testing.T) {
 	b := NewBus("n1", 50)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m := Mail{Relay: addr, From: "raftlb@n1.example", To: []string{"ops@example.org"}, Window: time.Second}
+	clock := &windows{}
+	m := Mail{Relay: addr, From: "raftlb@n1.example", To: []string{"ops@example.org"}, Window: time.Second, after: clock.after}
 	if err := CheckMail(m); err != nil {
 		t.Fatal(err)
 	}
@@ -90,8 +136,12 @@ func TestMailCoalescesAFlappingServer(t *testing.T) {
 			typ = ServerUp
 		}
 		b.Publish(Event{Type: typ, Server: "172.95.69.30:80", Message: "real server " + typ})
-		time.Sleep(20 * time.Millisecond) // a flap every 20 ms, within one window
 	}
+	testkit.WaitFor(t, "the mailer to take the ten events", func() bool { return queued(b) == 0 })
+	if got := clock.lengths(); !slices.Equal(got, []time.Duration{m.Window}) {
+		t.Fatalf("ten events opened windows %v, want one of %s", got, m.Window)
+	}
+	clock.end(0)
 	// The first mail holds all ten events, so no second one can come.
 	testkit.WaitFor(t, "a mail", func() bool { return len(mails(t, dir)) > 0 })
 	got := mails(t, dir)
@@ -112,17 +162,27 @@ func TestMailRelayDownIsRetriedAndBlocksNothing(t *testing.T) {
 	b := NewBus("n1", 50)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go RunMail(ctx, b, Mail{Relay: addr, From: "raftlb@n1.example", To: []string{"ops@example.org"}, Window: 100 * time.Millisecond, Timeout: time.Second}, slog.New(slog.NewTextHandler(&log, nil)))
+	clock := &windows{}
+	m := Mail{Relay: addr, From: "raftlb@n1.example", To: []string{"ops@example.org"}, Window: 100 * time.Millisecond, Timeout: time.Second, after: clock.after}
+	go RunMail(ctx, b, m, slog.New(slog.NewTextHandler(&log, nil)))
 	testkit.WaitFor(t, "the mailer subscribed", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.subs) == 1 })
 	start := time.Now()
 	b.Publish(Event{Type: DCGained, Message: "this node is now the DC"})
 	if time.Since(start) > 50*time.Millisecond {
 		t.Error("publishing waited for the relay")
 	}
-	testkit.WaitFor(t, "the failure logged", func() bool {
-		return strings.Contains(log.String(), "mail alert not sent; retrying with the events kept") && strings.Contains(log.String(), "connection refused")
-	})
+	testkit.WaitFor(t, "the window opened", func() bool { return len(clock.lengths()) == 1 })
+	clock.end(0)
+	// The mailer logs the failure, then opens the retry's window.
+	testkit.WaitFor(t, "the retry's window opened", func() bool { return len(clock.lengths()) == 2 })
+	if got := clock.lengths(); got[1] != 2*m.Window {
+		t.Errorf("windows %v, want the retry after twice the window", got)
+	}
+	if l := log.String(); !strings.Contains(l, "mail alert not sent; retrying with the events kept") || !strings.Contains(l, "connection refused") {
+		t.Errorf("the failure is not logged with its cause:\n%s", l)
+	}
 	dir := smtpServerAt(t, addr)
+	clock.end(1)
 	testkit.WaitFor(t, "the mail, once the relay is up", func() bool {
 		got := mails(t, dir)
 		return len(got) == 1 && strings.Contains(got[0], "dc_gained: this node is now the DC")

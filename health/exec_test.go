@@ -128,13 +128,7 @@ wait
 	}
 	// The grandchild is killed with its group; it may linger as a zombie
 	// until init reaps it.
-	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("grandchild %d still running after the check timed out", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "the grandchild "+strconv.Itoa(pid)+" killed with the check's process group", func() bool { return !alive(pid) })
 }
 
 // alive reports whether pid is a running (not zombie) process.

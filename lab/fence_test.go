@@ -222,6 +222,9 @@ func TestRaftlbFence(t *testing.T) {
 		ev, ok := fenced(c.fenceHistory(rest[0]), dc)
 		return ok && ev.Result == "failed", nil
 	})
+	// Five seconds of holding, watched: the freeze is a decision to do
+	// nothing (keep the VIP), which the frozen agent cannot report while
+	// it is cut off, so the window itself is what is tested.
 	for until := time.Now().Add(5 * time.Second); time.Now().Before(until); time.Sleep(100 * time.Millisecond) {
 		if !c.has(dc, "eth0") {
 			t.Fatalf("the frozen DC %s let go of the VIP while cut off (no_quorum freeze)", dc)

@@ -177,8 +177,9 @@ func TestNemesis(t *testing.T) {
 				f.name, run, dc, wire.TwoMACRounds, wire.LongestTwoMACMS(), both, wire.LongestSilentMS(), multi, writes, r.LongestOutageMS, r.Failures, r.Attempts, r.Errors)
 			// Under lease no fault may have two MACs answer, nor two
 			// kernels carry the VIP; under immediate, for no longer than
-			// the old holder's lease and its slack.
-			switch limit := quorum.DefaultLease + quorum.KernelExpirySlack + judgeSlack; {
+			// the old holder's lease (the agents run with the default) and
+			// how late its kernel may drop the VIP.
+			switch limit := quorum.DefaultLease + kernelExpiryLate + guestStall + judgeSlack; {
 			case *nemesisTakeover == "lease" && (wire.TwoMACRounds != 0 || both != 0):
 				t.Errorf("%s run %d: two MACs answered %d rounds, two kernels held the VIP %s; want neither under takeover lease", f.name, run, wire.TwoMACRounds, both)
 			case *nemesisTakeover == "immediate" && (wire.LongestTwoMACMS() > ms(limit) || both > limit):

@@ -204,6 +204,24 @@ const handOverGrace = 3 * time.Second
 // of the poller (about 200 ms, seen).
 const judgeSlack = 300 * time.Millisecond
 
+// The judges' bounds on the kernel's side of a lease are their own,
+// derived from the kernel's source and the lab's measurements, never from
+// the agent's constants (quorum.KernelExpirySlack): loosening the agent
+// must not loosen its judge.
+const (
+	// kernelExpiryLate is how late, at most, the kernel drops an IPv4
+	// address whose lifetime has ended. check_lifetime (net/ipv4/devinet.c)
+	// compares whole seconds, runs no sooner than ADDRCONF_TIMER_FUZZ_MAX
+	// (HZ: 1 s) after its last run, and rounds its next run up to a whole
+	// second when that adds less than ADDRCONF_TIMER_FUZZ (HZ/4: 250 ms)
+	// (include/net/addrconf.h); LAB.md measured 0–1.25 s.
+	kernelExpiryLate = 1250 * time.Millisecond
+	// guestStall is how long the lab's TCG guest stalls now and then, the
+	// kernel's expiry work with it: LAB.md (~200 ms), seen 201–218 ms
+	// (labRaftScale's comment).
+	guestStall = 220 * time.Millisecond
+)
+
 // TestRaftlbGracefulStop: SIGTERM to the DC's agent hands leadership
 // over; the VIP moves and no client request goes unanswered. The old DC
 // stops balancing before the transfer and answers with its own service

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,34 +30,63 @@ func TestSystemdNotify(t *testing.T) {
 			return ""
 		}
 	}
+	n := notifier{logger: testkit.Discard()}
+	// until sends mark on the same socket and returns what came before
+	// it: datagrams arrive in the order they were sent.
+	until := func(mark string) []string {
+		t.Helper()
+		n.send(mark)
+		var got []string
+		for m := next(mark); m != mark; m = next(mark) {
+			got = append(got, m)
+		}
+		return got
+	}
 
 	var dc atomic.Value
 	dc.Store("")
-	var beat atomic.Int64
-	beat.Store(time.Now().UnixNano())
 	view := func() cluster.View {
 		return cluster.View{Node: "n2", DC: dc.Load().(string), Term: 4, Quorum: dc.Load().(string) != "",
 			Nodes: []cluster.NodeView{{Name: "n1", Status: "online"}, {Name: "n2", Status: "online"}, {Name: "n3", Status: "offline"}}}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	n := notifier{logger: testkit.Discard()}
-	startedUp := make(chan struct{})
-	go n.run(ctx, startedUp, view, func() time.Time { return time.Unix(0, beat.Load()) })
+	// The notifier asks for the director's last beat on each tick: now
+	// while it beats, a minute ago once it has hung.
+	var beating atomic.Bool
+	var beatReads atomic.Int64
+	beat := func() time.Time {
+		beatReads.Add(1)
+		if beating.Load() {
+			return time.Now()
+		}
+		return time.Now().Add(-time.Minute)
+	}
 
 	// Until the director has cleaned up after the last run, no READY=1,
-	// even with a DC known.
+	// even with a DC known: stopped before the clean-up ends, the notifier
+	// has said only that it starts.
 	dc.Store("n1")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); n.run(ctx, make(chan struct{}), view, beat) }()
 	if m := next("the start-up status"); m != "STATUS=starting: cleaning up after the last run (its resources, VIPs and IPVS rules)" {
 		t.Errorf("before the clean-up: %q", m)
 	}
-	select {
-	case m := <-msgs:
-		t.Errorf("before the clean-up ended: %q", m)
-	case <-time.After(300 * time.Millisecond):
+	cancel()
+	<-done
+	if got := until("MARK before the clean-up ended"); len(got) != 0 {
+		t.Errorf("before the clean-up ended: %q", got)
 	}
+
+	// Cleaned up: no READY=1 while no DC is known.
 	dc.Store("")
+	startedUp := make(chan struct{})
 	close(startedUp)
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go n.run(ctx, startedUp, view, beat)
+	if m := next("the start-up status again"); !strings.HasPrefix(m, "STATUS=starting") {
+		t.Errorf("a second start: %q", m)
+	}
 	if m := next("the first status"); m != "STATUS=no DC known: waiting to join a cluster or for its peers, no quorum" {
 		t.Errorf("before a DC is known: %q", m)
 	}
@@ -67,12 +97,7 @@ func TestSystemdNotify(t *testing.T) {
 		}
 	}
 	// Fresh beats: fed about every 100 ms.
-	go func() {
-		for ctx.Err() == nil {
-			beat.Store(time.Now().UnixNano())
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	beating.Store(true)
 	fed := 0
 	for fed < 3 {
 		if m := next("WATCHDOG=1"); m == "WATCHDOG=1" {
@@ -81,30 +106,18 @@ func TestSystemdNotify(t *testing.T) {
 			t.Errorf("while running: %q", m)
 		}
 	}
-	cancel() // the beats stop
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	defer cancel2()
-	beat.Store(time.Now().Add(-time.Minute).UnixNano())
-	for len(msgs) > 0 {
-		<-msgs
-	}
-	go n.run(ctx2, startedUp, view, func() time.Time { return time.Unix(0, beat.Load()) })
-	if m := next("the start-up status again"); !strings.HasPrefix(m, "STATUS=starting") {
-		t.Errorf("a second start: %q", m)
-	}
-	if m := next("READY again"); !strings.HasPrefix(m, "READY=1\nSTATUS=member, DC n1") {
-		t.Errorf("READY: %q", m)
-	}
-	deadline := time.After(500 * time.Millisecond)
-wait:
-	for {
-		select {
-		case m := <-msgs:
-			if m == "WATCHDOG=1" {
-				t.Fatal("the watchdog was fed while the director did not beat")
-			}
-		case <-deadline:
-			break wait
-		}
+
+	// The director hangs: every beat read from now on is a minute old.
+	// Whatever the ticks before fed is sent before the next tick reads the
+	// beat; then three ticks decide on a stale beat, and the watchdog is
+	// not fed.
+	beating.Store(false)
+	from := beatReads.Load()
+	testkit.WaitFor(t, "a tick to read the stale beat", func() bool { return beatReads.Load() > from })
+	until("MARK once the beat is stale")
+	from = beatReads.Load()
+	testkit.WaitFor(t, "three more ticks", func() bool { return beatReads.Load() >= from+3 })
+	if got := until("MARK after three ticks"); slices.Contains(got, "WATCHDOG=1") {
+		t.Errorf("the watchdog was fed while the director did not beat: %q", got)
 	}
 }
