@@ -714,3 +714,15 @@ func TestLeaseKernelRenewCost(t *testing.T) {
 	}
 	fmt.Printf("figure: nft_lease_renew_us = %.0f us\n", float64(median)/float64(time.Microsecond))
 }
+
+// The kernel implementation keeps the same contract as FakeLease.
+func TestLeaseKernelContract(t *testing.T) {
+	l := newLeaseLab(t)
+	leaseContract(t, l.lease, func() {
+		op := l.nft(t)
+		op.FlushRuleset()
+		if err := op.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
