@@ -44,6 +44,10 @@ import (
 	"time"
 )
 
+// LeaseTable is the default name of raftlb's lease table (in the arp and
+// ip6 families).
+const LeaseTable = "raftlb_lease"
+
 // MinLease is the shortest lease the kernel can hold: set element timeouts
 // count in milliseconds. A lease is truncated to whole milliseconds, never
 // rounded up, so it never lasts longer than asked.

@@ -15,10 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LeaseTable is the default name of raftlb's lease table (in the arp and
-// ip6 families).
-const LeaseTable = "raftlb_lease"
-
 // leaseNFARPOut is NF_ARP_OUT (linux/netfilter_arp.h), the arp family's
 // output hook; golang.org/x/sys/unix does not name it.
 const leaseNFARPOut nftables.ChainHook = 1
