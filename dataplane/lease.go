@@ -58,7 +58,9 @@ const MinLease = time.Millisecond
 // that flushes, deleted the table or a rule, emptied a set). While it is
 // damaged the node's answers for its VIPs are not filtered at all. The cure
 // is Install with the managed VIPs; it restores no lease: the next Renew,
-// after the next verification, does.
+// after the next verification, does. If the agent is dead or frozen while
+// the table is gone, only the address lifetime on the interface (the
+// backstop) bounds how long the node keeps answering.
 var ErrLeaseDamaged = errors.New("the VIP lease table in nftables is damaged")
 
 // ErrLeaseNotManaged says that Renew named a VIP that the last Install did

@@ -345,8 +345,19 @@ func (l *NFTLease) Release(vips []netip.Addr) error {
 	defer l.mu.Unlock()
 	fams := leaseFamilies()
 	for i, group := range splitFamilies(vips) {
-		if len(group) == 0 || (i == 1 && !l.v6) {
-			continue // an ip6 table that is not there holds no lease
+		if len(group) == 0 {
+			continue
+		}
+		if i == 1 && !l.v6 {
+			// No IPv6 VIP installed by us; an ip6 table left by an earlier
+			// run of the agent may still hold leases, one not there none.
+			exists, err := l.tableExists(fams[i])
+			if err != nil {
+				return err
+			}
+			if !exists {
+				continue
+			}
 		}
 		if err := l.endLeases(l.leaseSet(fams[i]), group); err != nil {
 			return err
