@@ -217,7 +217,7 @@ func TestHandOverKeepsVIPsUntilTheSuccessorAnnounces(t *testing.T) {
 	}
 	w.c.setOnline("m40", true) // a membership change must not rebuild the table
 	w.c.leaders <- follower
-	testkit.WaitFor(t, "the grace to begin", func() bool { return strings.Contains(w.logs.String(), "until the successor announces them") })
+	testkit.WaitFor(t, "the grace to begin", w.revoking)
 	if len(w.table()) != 0 {
 		t.Fatalf("the table was rebuilt during the hand-over: %+v", w.table())
 	}
@@ -285,7 +285,7 @@ func TestHandOverCalledOffEndsTheGrace(t *testing.T) {
 	testkit.WaitFor(t, "VIP claimed", func() bool { return w.has("eth0") && len(w.table()) == 1 })
 	w.c.setHandingOver(true)
 	w.c.leaders <- follower
-	testkit.WaitFor(t, "the grace to begin", func() bool { return strings.Contains(w.logs.String(), "until the successor announces them") })
+	testkit.WaitFor(t, "the grace to begin", w.revoking)
 	w.c.setHandingOver(false)
 	testkit.WaitFor(t, "VIP released", func() bool { return w.has("lo") && !w.has("eth0") })
 	if !strings.Contains(w.logs.String(), "hand-over called off") {

@@ -119,3 +119,25 @@ func TestTheTermIsNotWokenByItsOwnRecords(t *testing.T) {
 		}
 	}
 }
+
+// probe asks the term a harmless request (a fence of a node no device
+// fences) and reports whether it answered within a moment, and how. The
+// term reads its inbox only in its waits: a pause between attempts, the
+// takeover wait, its loop, a hand-over's grace; while it revokes it
+// answers ErrNotDC.
+func (w *world) probe() (answered bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	a := w.d.ask(ctx, request{kind: reqFence, node: "m99", from: "test"})
+	if errors.Is(a.err, context.DeadlineExceeded) {
+		return false, nil
+	}
+	return true, a.err
+}
+
+// revoking reports whether the term is being revoked (a hand-over's
+// grace): it refuses requests as a term that ends.
+func (w *world) revoking() bool {
+	answered, err := w.probe()
+	return answered && errors.Is(err, ErrNotDC) && w.d.current.Load() != nil
+}

@@ -218,10 +218,9 @@ func TestTakeoverLeaseWaitsOutTheOldLease(t *testing.T) {
 	w2, _ := fenceWorld(t, fsm.TakeoverLease, func(c *Config) { c.Lease = quorum.Lease{Duration: time.Hour} })
 	w2.run()
 	w2.c.leaders <- leader(2)
-	// The term shows that it waits out a lease only in its log (takeover.go's
-	// awaitTakeover keeps no state a test can read, and term.go is being
-	// reworked): until it does, this waits on the line.
-	testkit.WaitFor(t, "the wait to begin", func() bool { return strings.Contains(w2.logs.String(), "waiting out the lease") })
+	// Before its claim the term answers requests only in its waits: an
+	// answer with the VIP not yet claimed is the lease wait.
+	testkit.WaitFor(t, "the wait to begin", func() bool { answered, _ := w2.probe(); return answered && !w2.has("eth0") })
 	w2.c.apply(fsm.CmdReleaseVIPs, fsm.ReleaseVIPs{Node: "m40", Term: 1, VIPs: []netip.Addr{vip}, Reason: fsm.ReleaseRestart, At: time.Now()})
 	testkit.WaitFor(t, "the VIP claimed after the release", func() bool { return w2.has("eth0") })
 }
