@@ -149,3 +149,16 @@ func leaseManaged(managed, vips []netip.Addr) error {
 	}
 	return nil
 }
+
+// renewArgs checks a renewal's VIPs and length, as every VIPLease does.
+func renewArgs(vips []netip.Addr, d time.Duration) ([]netip.Addr, time.Duration, error) {
+	d, err := leaseDuration(d)
+	if err != nil {
+		return nil, 0, err
+	}
+	vips, err = leaseVIPs(vips)
+	if err != nil {
+		return nil, 0, err
+	}
+	return vips, d, nil
+}

@@ -125,11 +125,7 @@ func (f *FakeLease) Install(vips []netip.Addr) error {
 
 // Renew implements VIPLease.
 func (f *FakeLease) Renew(vips []netip.Addr, d time.Duration) error {
-	d, err := leaseDuration(d)
-	if err != nil {
-		return err
-	}
-	vips, err = leaseVIPs(vips)
+	vips, d, err := renewArgs(vips, d)
 	if err != nil {
 		return err
 	}

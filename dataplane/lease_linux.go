@@ -306,11 +306,7 @@ func (l *NFTLease) tableExists(f leaseFamily) (bool, error) {
 // the timeout d — one batch, so the kernel switches from the old lease to
 // the new one at once, and a VIP without a lease gets one.
 func (l *NFTLease) Renew(vips []netip.Addr, d time.Duration) error {
-	d, err := leaseDuration(d)
-	if err != nil {
-		return err
-	}
-	vips, err = leaseVIPs(vips)
+	vips, d, err := renewArgs(vips, d)
 	if err != nil {
 		return err
 	}
