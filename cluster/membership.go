@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -258,10 +259,11 @@ func (n *Node) reconnect() {
 // shrink under a partition; only `raftlb leave` removes a node. It is one
 // step of the DC's term (the director runs it); on a node that is not
 // leader every change it tries fails and nothing changes.
+//
+// It holds no lock while it pings a new member (up to the RPC timeout
+// each): the term's loop runs one step at a time, and a step whose term
+// ended stops after the ping under way.
 func (n *Node) ReconcileMembers(ctx context.Context) {
-	n.rejectedMu.Lock()
-	defer n.rejectedMu.Unlock()
-	rejected := n.rejected
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return
@@ -281,9 +283,8 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 			return
 		}
 		if m.MetaErr != nil {
-			if rejected[m.Name] != m.MetaErr.Error() {
+			if n.rejected.note(m.Name, m.MetaErr.Error()) {
 				n.logger.Warn("ignoring gossip member with unusable metadata", "peer", m.Name, "err", m.MetaErr)
-				rejected[m.Name] = m.MetaErr.Error()
 			}
 			continue
 		}
@@ -299,42 +300,49 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 		switch {
 		case !ok:
 			if why := n.admissible(m, state); why != "" {
-				if rejected[m.Name] != why {
+				if n.rejected.note(m.Name, why) {
 					n.logger.Warn("not admitting node to Raft", "peer", m.Name, "why", why)
-					rejected[m.Name] = why
 				}
 				continue
 			}
-			if _, err := n.Ping(ctx, m.Name, m.RaftAddr); err != nil {
-				if msg := err.Error(); rejected[m.Name] != msg {
+			_, err := n.Ping(ctx, m.Name, m.RaftAddr)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				if n.rejected.note(m.Name, err.Error()) {
 					n.logger.Warn("not admitting node to Raft: its Raft port does not answer over mutual TLS", "peer", m.Name, "raft", m.RaftAddr, "err", err)
-					rejected[m.Name] = msg
 				}
 				continue
 			}
-			delete(rejected, m.Name)
-			suffrage := "voter"
+			n.rejected.forget(m.Name)
+			suffrage := raft.Voter
 			var f raft.IndexFuture
 			if voters < n.cfg.MaxVoters {
 				f = n.raft.AddVoter(id, raft.ServerAddress(m.RaftAddr), 0, raftChangeTimeout)
-				voters++
 			} else {
-				suffrage = "non-voter"
+				suffrage = raft.Nonvoter
 				f = n.raft.AddNonvoter(id, raft.ServerAddress(m.RaftAddr), 0, raftChangeTimeout)
 			}
 			if err := f.Error(); err != nil {
 				n.logger.Warn("adding node to Raft failed", "peer", m.Name, "err", err)
 				continue
 			}
-			n.logger.Info("added node to Raft", "peer", m.Name, "as", suffrage)
-			servers[id] = raft.Server{ID: id, Address: raft.ServerAddress(m.RaftAddr), Suffrage: raft.Nonvoter}
+			if suffrage == raft.Voter {
+				voters++
+			}
+			n.logger.Info("added node to Raft", "peer", m.Name, "as", suffrageName(suffrage))
+			servers[id] = raft.Server{ID: id, Address: raft.ServerAddress(m.RaftAddr), Suffrage: suffrage}
 		case string(s.Address) != m.RaftAddr:
 			// Same node, new address: re-adding with the same ID updates
 			// it, once the certificate there names the node.
-			if _, err := n.Ping(ctx, m.Name, m.RaftAddr); err != nil {
-				if msg := err.Error(); rejected[m.Name] != msg {
+			_, err := n.Ping(ctx, m.Name, m.RaftAddr)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				if n.rejected.note(m.Name, err.Error()) {
 					n.logger.Warn("not moving node to its new address: its Raft port there does not answer as the node over mutual TLS", "peer", m.Name, "raft", m.RaftAddr, "err", err)
-					rejected[m.Name] = msg
 				}
 				continue
 			}
@@ -369,6 +377,41 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// suffrageName is how the log names a suffrage.
+func suffrageName(s raft.ServerSuffrage) string {
+	if s == raft.Voter {
+		return "voter"
+	}
+	return "non-voter"
+}
+
+// refusals remembers, per node, why the last admission attempt refused
+// it, so the same refusal is logged once. Its lock is held for a map
+// access only, never across a ping.
+type refusals struct {
+	mu  sync.Mutex
+	why map[string]string
+}
+
+// note records why name was refused and reports whether that differs
+// from the last reason (and so is worth a log line).
+func (r *refusals) note(name, why string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.why[name] == why {
+		return false
+	}
+	r.why[name] = why
+	return true
+}
+
+// forget drops name's refusal: it was admitted.
+func (r *refusals) forget(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.why, name)
 }
 
 // register records a live Raft member in the replicated node registry.

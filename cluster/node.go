@@ -66,10 +66,8 @@ type Node struct {
 	// since start; until then status calls its data stale.
 	caughtUp atomic.Bool
 
-	// rejected remembers, per node, why the last admission attempt
-	// refused it, so the same refusal is logged once.
-	rejectedMu sync.Mutex
-	rejected   map[string]string
+	// rejected remembers why the membership step last refused each node.
+	rejected refusals
 
 	notifyCh   chan bool
 	leaders    *leadership
@@ -106,7 +104,7 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 		cfg:        cfg,
 		logger:     cfg.Logger.With("component", "cluster", "node", cfg.Name),
 		fsm:        f,
-		rejected:   map[string]string{},
+		rejected:   refusals{why: map[string]string{}},
 		handlers:   map[string]Handler{},
 		peersDirty: make(chan struct{}, 1),
 		notifyCh:   make(chan bool, 16),
