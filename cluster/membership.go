@@ -115,7 +115,7 @@ func (n *Node) checkPeerTLS(ctx context.Context) error {
 		}
 		if _, err := n.Ping(ctx, m.Name, m.RaftAddr); err != nil {
 			hint := ""
-			if !strings.Contains(err.Error(), "refused: ") {
+			if !errors.Is(err, ErrRefused) { // the peer's check, not the CA, said no
 				hint = " (are this node's certificate and the peer's issued by the same cluster CA?)"
 			}
 			lastErr = fmt.Errorf("joined gossip, but Raft over mutual TLS to %s (%s) failed: %w%s", m.Name, m.RaftAddr, err, hint)
@@ -548,9 +548,9 @@ func (n *Node) forward(ctx context.Context, req rpcRequest) (rpcResponse, error)
 			return err
 		case r.NotDC:
 			return ErrNoDC
-		case r.Error != "" && len(r.Problems) == 0 && !r.Conflict:
+		case (r.Error != "" || r.Code != "") && len(r.Problems) == 0 && !r.Conflict:
 			resp = r
-			return retry.Stop(errors.New(r.Error))
+			return retry.Stop(n.remoteErr(r))
 		}
 		resp = r
 		return nil

@@ -56,7 +56,10 @@ type Node struct {
 	serials    seenSerials         // certificate serials each peer used (identity.go)
 	handlersMu sync.Mutex
 	handlers   map[string]Handler
-	checkSpec  SpecCheck
+	// errCodes maps the sentinel errors handlers return to codes on the
+	// RPC channel and back (rpcerror.go).
+	errCodes  *errorCodes
+	checkSpec SpecCheck
 	// handOverTerm is the term in which this node began handing its DC
 	// duties over on purpose, or 0.
 	handOverTerm atomic.Uint64
@@ -106,6 +109,7 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 		fsm:        f,
 		rejected:   refusals{why: map[string]string{}},
 		handlers:   map[string]Handler{},
+		errCodes:   newErrorCodes(),
 		peersDirty: make(chan struct{}, 1),
 		notifyCh:   make(chan bool, 16),
 		leaders:    newLeadership(),
