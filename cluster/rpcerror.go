@@ -64,8 +64,9 @@ func newErrorCodes() *errorCodes {
 	}}
 }
 
-// add registers a code; a code or sentinel registered twice, or a code
-// that is not one, is a wiring mistake.
+// add registers a code. The same pair again changes nothing; a code or a
+// sentinel given another partner, or a code that is not one, is a wiring
+// mistake.
 func (t *errorCodes) add(code string, sentinel error) {
 	if !validCode(code) {
 		panic(fmt.Sprintf("cluster: RPC error code %q: want 1 to %d of a-z, 0-9, '-' and '.'", code, maxCodeLen))
@@ -76,6 +77,9 @@ func (t *errorCodes) add(code string, sentinel error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, r := range t.rows {
+		if r.code == code && r.sentinel == sentinel {
+			return
+		}
 		if r.code == code || r.sentinel == sentinel {
 			panic(fmt.Sprintf("cluster: RPC error code %q or its error %q is registered already", code, sentinel))
 		}

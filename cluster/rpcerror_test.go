@@ -76,11 +76,13 @@ func TestErrorsKeepTheirIdentityAcrossRPC(t *testing.T) {
 
 // TestErrorCodes: the table's rules — the first sentinel an error wraps
 // names it, a response without a code is a plain error, and a wiring
-// mistake (a code twice, a malformed code) panics at once.
+// mistake (a code or a sentinel with two partners, a malformed code)
+// panics at once.
 func TestErrorCodes(t *testing.T) {
 	codes := newErrorCodes()
 	errMine := errors.New("mine")
 	codes.add("pkg.mine", errMine)
+	codes.add("pkg.mine", errMine) // the same pair again: no change
 
 	both := fmt.Errorf("%w: %w", errMine, ErrNoDC)
 	if got := codes.codeOf(both); got != codeNoDC {
