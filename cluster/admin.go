@@ -82,10 +82,7 @@ func (n *Node) admin(ctx context.Context, op string, req adminRequest, out *stri
 	}
 	resp, err := n.forward(ctx, rpcRequest{Op: op, Body: body})
 	if err != nil {
-		if strings.HasPrefix(err.Error(), ErrRefused.Error()+": ") {
-			return fmt.Errorf("%w: %s", ErrRefused, strings.TrimPrefix(err.Error(), ErrRefused.Error()+": "))
-		}
-		return err
+		return err // a refusal keeps its identity (ErrRefused) across the RPC
 	}
 	if out != nil {
 		*out = resp.Name
@@ -182,11 +179,13 @@ func refusal(err error) error {
 	var ve *fsm.ValidationError
 	var se *fsm.SchemaError
 	if errors.As(err, &ve) || errors.As(err, &se) {
-		msg := err.Error()
-		if i := strings.Index(msg, ": "); strings.HasPrefix(msg, "commit ") && i >= 0 {
-			msg = msg[i+2:] // Commit's "commit TYPE: "
+		var ce *CommitError
+		if errors.As(err, &ce) {
+			err = ce.Err // the FSM's words, without Commit's "commit TYPE: "
 		}
-		return fmt.Errorf("%w: %s", ErrRefused, msg)
+		// The refusal, not the validation, is what the caller acts on (the
+		// API answers 409, as for a forwarded one).
+		return fmt.Errorf("%w: %v", ErrRefused, err)
 	}
 	return err
 }

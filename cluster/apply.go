@@ -39,7 +39,7 @@ func (n *Node) ApplySpec(ctx context.Context, spec fsm.Spec, expectVersion uint6
 			if err != nil {
 				return ApplyResult{}, err
 			}
-			return wireToResult(resp)
+			return n.wireToResult(resp)
 		}
 		select {
 		case <-ctx.Done():
@@ -132,10 +132,19 @@ func (n *Node) Commit(t fsm.CommandType, payload any) (uint64, error) {
 	}
 	index, err := n.applyLocal(cmd)
 	if err != nil {
-		return 0, fmt.Errorf("commit %s: %w", t, err)
+		return 0, &CommitError{Type: t, Err: err}
 	}
 	return index, nil
 }
+
+// CommitError is Commit's failure: which command, and why.
+type CommitError struct {
+	Type fsm.CommandType
+	Err  error
+}
+
+func (e *CommitError) Error() string { return fmt.Sprintf("commit %s: %v", e.Type, e.Err) }
+func (e *CommitError) Unwrap() error { return e.Err }
 
 // errNodeStopped: the node stopped while a commit was awaited.
 var errNodeStopped = errors.New("the node stopped before the entry was applied")

@@ -201,7 +201,7 @@ func TestApplyFromAnyNodeAndRejectInvalid(t *testing.T) {
 		t.Fatalf("forward: %v", err)
 	}
 	resp, _ := follower.forward(ctx, rpcRequest{Op: opApply, Spec: &bad})
-	if _, err := wireToResult(resp); err == nil {
+	if _, err := follower.wireToResult(resp); err == nil {
 		t.Fatal("DC accepted an unknown scheduler")
 	}
 	if _, err := follower.ApplySpec(ctx, bad, 0); err == nil || !strings.Contains(err.Error(), "scheduler") {

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -164,8 +163,8 @@ func (n *Node) CallNode(ctx context.Context, name, op string, req, resp any) err
 	if err != nil {
 		return err
 	}
-	if r.Error != "" {
-		return errors.New(r.Error)
+	if err := n.remoteErr(r); err != nil {
+		return err
 	}
 	if err := json.Unmarshal(r.Body, resp); err != nil {
 		return fmt.Errorf("%s response from %s: %w", op, name, err)

@@ -124,3 +124,37 @@ func FuzzRaftHeaderCheck(f *testing.F) {
 type nopConn struct{ net.Conn }
 
 func (nopConn) Close() error { return nil }
+
+// FuzzDecodeRPCResponse: a peer's answer decodes without panicking, maps
+// to an error exactly when it carries one, and survives a round trip.
+func FuzzDecodeRPCResponse(f *testing.F) {
+	f.Add([]byte(`{"name":"n1"}`))
+	f.Add([]byte(`{"error":"no DC is elected","code":"no-dc","not_dc":true}`))
+	f.Add([]byte(`{"error":"refused: not a member"}`))
+	f.Add([]byte(`{"error":"x","code":"status.no-checks","newer":{"a":1}}`))
+	f.Add([]byte(`{"code":"Not A Code"}`))
+	f.Add([]byte(`{"version":3,"changed":true,"problems":[{"path":"vips[0]","message":"bad"}],"conflict":true,"body":[1,2]}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		resp, err := decodeRPCResponse(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		codes := newErrorCodes()
+		if rerr := codes.remote(resp.Code, resp.Error); (rerr != nil) != (resp.Code != "" || resp.Error != "") {
+			t.Fatalf("response %+v maps to error %v", resp, rerr)
+		}
+		out, err := json.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := decodeRPCResponse(bytes.NewReader(out))
+		if err != nil {
+			t.Fatalf("a decoded response does not decode again: %s: %v", out, err)
+		}
+		again, _ := json.Marshal(back)
+		if !bytes.Equal(out, again) {
+			t.Fatalf("response round trip: %s → %s", out, again)
+		}
+	})
+}

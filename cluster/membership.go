@@ -2,254 +2,23 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
 	"github.com/raftlb/raftlb/fsm"
-	"github.com/raftlb/raftlb/internal/retry"
 )
 
-// How often and how long the membership steps try. A LAN answers within
-// milliseconds; these are the bounds of a peer that is down or slow.
-const (
-	// reconcileInterval is how often every node refreshes its peers file
-	// and reconnects to nodes gossip has lost.
-	reconcileInterval = time.Second
-	// joinRetry is the pause between two gossip joins of one Join.
-	joinRetry = 300 * time.Millisecond
-	// rejoinRetry and rejoinAttempt pace a restarted node's rejoin of the
-	// peers it remembers, in the background.
-	rejoinRetry   = 2 * time.Second
-	rejoinAttempt = 5 * time.Second
-	// forwardRetry is the pause between asks of the DC while none is
-	// elected.
-	forwardRetry = 100 * time.Millisecond
-	// raftChangeTimeout bounds one change of the Raft configuration
-	// (adding, promoting, removing a server).
-	raftChangeTimeout = 5 * time.Second
-	// gossipLeaveTimeout bounds the broadcast of this node's departure.
-	gossipLeaveTimeout = 2 * time.Second
-)
-
-// Join asks gossip to join the nodes at addrs (host:gossip-port), retrying
-// until ctx expires. Joining a cluster this node already belongs to is a
-// no-op. After gossip, it proves that Raft's mutual TLS works with a peer,
-// so a wrong certificate is reported here rather than discovered later.
-func (n *Node) Join(ctx context.Context, addrs []string) (int, error) {
-	if len(addrs) == 0 {
-		return 0, errors.New("join: no addresses given")
-	}
-	var joined int
-	var partial error
-	err := retry.Do(ctx, retry.Policy{Interval: joinRetry}, func(context.Context, int) error {
-		var err error
-		if joined, err = n.ml.Join(addrs); joined > 0 {
-			partial = err
-			return nil
-		}
-		if keyMismatch(err) {
-			// Retrying cannot help: the peers use another key.
-			return retry.Stop(fmt.Errorf("join %v: %w (every node needs the same --key-file): %w", addrs, ErrGossipKey, err))
-		}
-		return err
-	})
-	if errors.Is(err, ErrGossipKey) {
-		return 0, err
-	}
-	if err != nil {
-		return 0, fmt.Errorf("join %v: %w (check the address, that the gossip port is reachable and that every node uses the same gossip key)", addrs, err)
-	}
-	if partial != nil {
-		n.logger.Warn("join reached only some nodes", "joined", joined, "err", partial)
-	}
-	n.logger.Info("joined gossip", "contacted", joined)
-	if err := n.checkPeerTLS(ctx); err != nil {
-		return joined, err
-	}
-	n.savePeers()
-	return joined, nil
-}
-
-// keyMismatch recognises memberlist's errors for a gossip key that does
-// not match, or encryption on one side only. memberlist has no typed
-// errors for them, so its words (v0.5.4, security.go and net.go) are
-// compared, without regard to case: they have changed case between
-// releases, and an exact match once silently stopped working.
-func keyMismatch(err error) bool {
-	if err == nil {
-		return false
-	}
-	msg := strings.ToLower(err.Error())
-	for _, s := range []string{
-		"no installed keys could decrypt",
-		"encryption is configured but remote state is not encrypted",
-		"remote state is encrypted and encryption is not configured",
-	} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// checkPeerTLS pings one peer over the Raft port. Success means both
-// certificates chain to the same CA.
-func (n *Node) checkPeerTLS(ctx context.Context) error {
-	var lastErr error
-	for _, m := range n.members() {
-		if m.Name == n.cfg.Name || m.MetaErr != nil || m.State != memberlist.StateAlive {
-			continue
-		}
-		if _, err := n.Ping(ctx, m.Name, m.RaftAddr); err != nil {
-			hint := ""
-			if !strings.Contains(err.Error(), "refused: ") {
-				hint = " (are this node's certificate and the peer's issued by the same cluster CA?)"
-			}
-			lastErr = fmt.Errorf("joined gossip, but Raft over mutual TLS to %s (%s) failed: %w%s", m.Name, m.RaftAddr, err, hint)
-			continue
-		}
-		return nil
-	}
-	return lastErr
-}
-
-// rejoin re-joins the peers remembered from the last run, in the
-// background, until one answers.
-func (n *Node) rejoin(ctx context.Context, peers []string) {
-	_ = retry.Do(ctx, retry.Policy{Interval: rejoinRetry, PerAttempt: rejoinAttempt}, func(actx context.Context, attempt int) error {
-		_, err := n.Join(actx, peers)
-		if err != nil {
-			n.logger.Debug("rejoin failed, retrying", "attempt", attempt, "err", err)
-		}
-		return err
-	})
-}
-
-func (n *Node) peersFile() string { return filepath.Join(n.cfg.DataDir, "peers.json") }
-
-// savePeers remembers the gossip addresses of the other live members so a
-// restarted agent finds its cluster again without a new join.
-func (n *Node) savePeers() {
-	var peers []string
-	for _, m := range n.members() {
-		if m.Name != n.cfg.Name && m.Gossip.IsValid() {
-			peers = append(peers, m.Gossip.String())
-		}
-	}
-	if len(peers) == 0 {
-		return
-	}
-	sort.Strings(peers)
-	if slices.Equal(peers, n.loadPeers()) {
-		return
-	}
-	b, _ := json.Marshal(peers)
-	tmp := n.peersFile() + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		n.logger.Warn("could not save peers", "err", err)
-		return
-	}
-	if err := os.Rename(tmp, n.peersFile()); err != nil {
-		n.logger.Warn("could not save peers", "err", err)
-	}
-}
-
-func (n *Node) loadPeers() []string {
-	b, err := os.ReadFile(n.peersFile())
-	if err != nil {
-		return nil
-	}
-	peers, err := parsePeers(b)
-	if err != nil {
-		n.logger.Warn("ignoring unreadable peers file", "file", n.peersFile(), "err", err)
-		return nil
-	}
-	return peers
-}
-
-// parsePeers reads the peers file: a JSON list of HOST:PORT gossip
-// addresses.
-func parsePeers(b []byte) ([]string, error) {
-	var peers []string
-	if err := json.Unmarshal(b, &peers); err != nil {
-		return nil, err
-	}
-	for _, p := range peers {
-		if _, _, err := net.SplitHostPort(p); err != nil {
-			return nil, fmt.Errorf("peer %q: %w", p, err)
-		}
-	}
-	return peers, nil
-}
-
-// memberDuties runs on every node: it keeps the peers file current,
-// publishes "has state" once this node is part of a Raft cluster, and
-// reconnects to configured nodes gossip has lost.
-func (n *Node) memberDuties(ctx context.Context) {
-	t := time.NewTicker(reconcileInterval)
-	defer t.Stop()
-	reconnecting := make(chan struct{}, 1)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-n.peersDirty:
-			n.savePeers()
-			continue
-		case <-t.C:
-		}
-		if n.raft.LastIndex() > 0 {
-			n.markHasState()
-		}
-		n.savePeers()
-		select {
-		case reconnecting <- struct{}{}:
-			go func() {
-				defer func() { <-reconnecting }()
-				n.reconnect()
-			}()
-		default: // the previous attempt is still dialling
-		}
-	}
-}
-
-// reconnect tries to join the registered nodes gossip does not list as
-// live. memberlist never contacts a node it has declared dead again, so
-// after a partition heals both sides would go on seeing each other dead;
-// like Serf's reconnect, this brings them back together.
-func (n *Node) reconnect() {
-	live := map[string]bool{n.cfg.Name: true}
-	for _, m := range n.members() {
-		live[m.Name] = true
-	}
-	var addrs []string
-	for name, nd := range n.fsm.State().Nodes {
-		if !live[name] && !n.gossip.hasLeft(name) && nd.GossipAddr.IsValid() {
-			addrs = append(addrs, nd.GossipAddr.String())
-		}
-	}
-	if len(addrs) == 0 {
-		return
-	}
-	sort.Strings(addrs)
-	if joined, err := n.ml.Join(addrs); joined > 0 {
-		n.logger.Info("reconnected to nodes gossip had lost", "contacted", joined)
-	} else if err != nil {
-		n.logger.Debug("reconnect failed", "nodes", addrs, "err", err)
-	}
-}
+// raftChangeTimeout bounds one change of the Raft configuration (adding,
+// promoting, removing a server). A LAN answers within milliseconds; this
+// is the bound of a peer that is down or slow.
+const raftChangeTimeout = 5 * time.Second
 
 // ReconcileMembers brings the Raft configuration and the node registry in
 // line with gossip: live nodes are admitted (voters up to MaxVoters, then
@@ -258,10 +27,11 @@ func (n *Node) reconnect() {
 // shrink under a partition; only `raftlb leave` removes a node. It is one
 // step of the DC's term (the director runs it); on a node that is not
 // leader every change it tries fails and nothing changes.
+//
+// It holds no lock while it pings a new member (up to the RPC timeout
+// each): the term's loop runs one step at a time, and a step whose term
+// ended stops after the ping under way.
 func (n *Node) ReconcileMembers(ctx context.Context) {
-	n.rejectedMu.Lock()
-	defer n.rejectedMu.Unlock()
-	rejected := n.rejected
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return
@@ -281,9 +51,8 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 			return
 		}
 		if m.MetaErr != nil {
-			if rejected[m.Name] != m.MetaErr.Error() {
+			if n.rejected.note(m.Name, m.MetaErr.Error()) {
 				n.logger.Warn("ignoring gossip member with unusable metadata", "peer", m.Name, "err", m.MetaErr)
-				rejected[m.Name] = m.MetaErr.Error()
 			}
 			continue
 		}
@@ -299,42 +68,49 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 		switch {
 		case !ok:
 			if why := n.admissible(m, state); why != "" {
-				if rejected[m.Name] != why {
+				if n.rejected.note(m.Name, why) {
 					n.logger.Warn("not admitting node to Raft", "peer", m.Name, "why", why)
-					rejected[m.Name] = why
 				}
 				continue
 			}
-			if _, err := n.Ping(ctx, m.Name, m.RaftAddr); err != nil {
-				if msg := err.Error(); rejected[m.Name] != msg {
+			_, err := n.Ping(ctx, m.Name, m.RaftAddr)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				if n.rejected.note(m.Name, err.Error()) {
 					n.logger.Warn("not admitting node to Raft: its Raft port does not answer over mutual TLS", "peer", m.Name, "raft", m.RaftAddr, "err", err)
-					rejected[m.Name] = msg
 				}
 				continue
 			}
-			delete(rejected, m.Name)
-			suffrage := "voter"
+			n.rejected.forget(m.Name)
+			suffrage := raft.Voter
 			var f raft.IndexFuture
 			if voters < n.cfg.MaxVoters {
 				f = n.raft.AddVoter(id, raft.ServerAddress(m.RaftAddr), 0, raftChangeTimeout)
-				voters++
 			} else {
-				suffrage = "non-voter"
+				suffrage = raft.Nonvoter
 				f = n.raft.AddNonvoter(id, raft.ServerAddress(m.RaftAddr), 0, raftChangeTimeout)
 			}
 			if err := f.Error(); err != nil {
 				n.logger.Warn("adding node to Raft failed", "peer", m.Name, "err", err)
 				continue
 			}
-			n.logger.Info("added node to Raft", "peer", m.Name, "as", suffrage)
-			servers[id] = raft.Server{ID: id, Address: raft.ServerAddress(m.RaftAddr), Suffrage: raft.Nonvoter}
+			if suffrage == raft.Voter {
+				voters++
+			}
+			n.logger.Info("added node to Raft", "peer", m.Name, "as", suffrageName(suffrage))
+			servers[id] = raft.Server{ID: id, Address: raft.ServerAddress(m.RaftAddr), Suffrage: suffrage}
 		case string(s.Address) != m.RaftAddr:
 			// Same node, new address: re-adding with the same ID updates
 			// it, once the certificate there names the node.
-			if _, err := n.Ping(ctx, m.Name, m.RaftAddr); err != nil {
-				if msg := err.Error(); rejected[m.Name] != msg {
+			_, err := n.Ping(ctx, m.Name, m.RaftAddr)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				if n.rejected.note(m.Name, err.Error()) {
 					n.logger.Warn("not moving node to its new address: its Raft port there does not answer as the node over mutual TLS", "peer", m.Name, "raft", m.RaftAddr, "err", err)
-					rejected[m.Name] = msg
 				}
 				continue
 			}
@@ -369,6 +145,41 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// suffrageName is how the log names a suffrage.
+func suffrageName(s raft.ServerSuffrage) string {
+	if s == raft.Voter {
+		return "voter"
+	}
+	return "non-voter"
+}
+
+// refusals remembers, per node, why the last admission attempt refused
+// it, so the same refusal is logged once. Its lock is held for a map
+// access only, never across a ping.
+type refusals struct {
+	mu  sync.Mutex
+	why map[string]string
+}
+
+// note records why name was refused and reports whether that differs
+// from the last reason (and so is worth a log line).
+func (r *refusals) note(name, why string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.why[name] == why {
+		return false
+	}
+	r.why[name] = why
+	return true
+}
+
+// forget drops name's refusal: it was admitted.
+func (r *refusals) forget(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.why, name)
 }
 
 // register records a live Raft member in the replicated node registry.
@@ -436,84 +247,4 @@ func (n *Node) removeServer(ctx context.Context, name string) error {
 		n.logger.Info("revoked the certificates of the removed node", "peer", name, "serials", strings.Join(d.Revoke.Serials, ","), "issued_before", d.Revoke.IssuedBefore.Format(time.RFC3339))
 	}
 	return nil
-}
-
-// Leave removes this node from the cluster for good, or not at all. It
-// first tells its peers in gossip that it is leaving (so no DC admits it
-// again meanwhile); then a DC hands its duties to another voter, and the
-// DC removes the node from Raft and the registry; only then does the node
-// leave gossip. When the removal fails (no DC, no quorum) the node says
-// in gossip that it is not leaving after all and stays a full member. The
-// caller shuts the node down after a successful leave.
-func (n *Node) Leave(ctx context.Context) error {
-	n.setLeaving(true)
-	if err := n.leaveRaft(ctx); err != nil {
-		n.setLeaving(false)
-		n.logger.Warn("leaving the cluster failed: this node stays a member", "err", err)
-		return fmt.Errorf("%w; this node is still a member of the cluster", err)
-	}
-	if err := n.ml.Leave(gossipLeaveTimeout); err != nil {
-		n.logger.Warn("gossip leave did not complete", "err", err)
-	}
-	_ = os.Remove(n.peersFile())
-	n.logger.Info("left the cluster")
-	return nil
-}
-
-// leaveRaft has this node removed from Raft and the registry.
-func (n *Node) leaveRaft(ctx context.Context) error {
-	if n.IsLeader() && n.otherVoters() > 0 && !n.transfer() {
-		n.logger.Warn("removing ourselves as DC instead")
-	}
-	if n.IsLeader() {
-		// Still DC (alone, or the transfer failed): remove ourselves; Raft
-		// steps down once the change commits.
-		if n.otherVoters() == 0 {
-			return nil
-		}
-		return n.removeServer(ctx, n.cfg.Name)
-	}
-	return n.askDC(ctx, rpcRequest{Op: opLeave})
-}
-
-// setLeaving says in gossip whether this node is leaving.
-func (n *Node) setLeaving(leaving bool) {
-	n.updateMeta(func(m *nodeMeta) bool {
-		was := m.Leaving
-		m.Leaving = leaving
-		return was != leaving
-	}, gossipLeaveTimeout, "whether this node is leaving")
-}
-
-// askDC sends a request to the current DC, retrying while an election is
-// in progress.
-func (n *Node) askDC(ctx context.Context, req rpcRequest) error {
-	_, err := n.forward(ctx, req)
-	return err
-}
-
-func (n *Node) forward(ctx context.Context, req rpcRequest) (rpcResponse, error) {
-	var resp rpcResponse
-	err := retry.Do(ctx, retry.Policy{Interval: forwardRetry}, func(context.Context, int) error {
-		addr, id := n.raft.LeaderWithID()
-		if addr == "" {
-			return ErrNoDC
-		}
-		r, err := n.call(ctx, string(addr), string(id), req)
-		switch {
-		case err != nil:
-			return err
-		case r.NotDC:
-			return ErrNoDC
-		case r.Error != "" && len(r.Problems) == 0 && !r.Conflict:
-			resp = r
-			return retry.Stop(errors.New(r.Error))
-		}
-		resp = r
-		return nil
-	})
-	if err != nil && ctx.Err() != nil {
-		return rpcResponse{}, ErrNoDC
-	}
-	return resp, err
 }

@@ -56,7 +56,10 @@ type Node struct {
 	serials    seenSerials         // certificate serials each peer used (identity.go)
 	handlersMu sync.Mutex
 	handlers   map[string]Handler
-	checkSpec  SpecCheck
+	// errCodes maps the sentinel errors handlers return to codes on the
+	// RPC channel and back (rpcerror.go).
+	errCodes  *errorCodes
+	checkSpec SpecCheck
 	// onHandOver is told of each hand-over on purpose (the director's
 	// term acts on it): the cluster keeps no state of its own about it.
 	hooksMu    sync.Mutex
@@ -65,10 +68,8 @@ type Node struct {
 	// since start; until then status calls its data stale.
 	caughtUp atomic.Bool
 
-	// rejected remembers, per node, why the last admission attempt
-	// refused it, so the same refusal is logged once.
-	rejectedMu sync.Mutex
-	rejected   map[string]string
+	// rejected remembers why the membership step last refused each node.
+	rejected refusals
 
 	notifyCh   chan bool
 	leaders    *leadership
@@ -105,8 +106,9 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 		cfg:        cfg,
 		logger:     cfg.Logger.With("component", "cluster", "node", cfg.Name),
 		fsm:        f,
-		rejected:   map[string]string{},
+		rejected:   refusals{why: map[string]string{}},
 		handlers:   map[string]Handler{},
+		errCodes:   newErrorCodes(),
 		peersDirty: make(chan struct{}, 1),
 		notifyCh:   make(chan bool, 16),
 		leaders:    newLeadership(),

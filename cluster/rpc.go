@@ -70,8 +70,8 @@ func (n *Node) CallDC(ctx context.Context, op string, req, resp any) error {
 	if r.NotDC {
 		return ErrNoDC
 	}
-	if r.Error != "" {
-		return errors.New(r.Error)
+	if err := n.remoteErr(r); err != nil {
+		return err
 	}
 	if err := json.Unmarshal(r.Body, resp); err != nil {
 		return fmt.Errorf("%s response from the DC: %w", op, err)
@@ -90,11 +90,16 @@ type rpcRequest struct {
 	Body          json.RawMessage `json:"body,omitempty"` // a registered operation's payload
 }
 
+// rpcResponse grows by fields older peers ignore: its decoder accepts
+// fields it does not know, as an older release's accepts this one's.
 type rpcResponse struct {
-	Name     string          `json:"name,omitempty"`
-	Version  uint64          `json:"version,omitempty"`
-	Changed  bool            `json:"changed,omitempty"`
-	Error    string          `json:"error,omitempty"`
+	Name    string `json:"name,omitempty"`
+	Version uint64 `json:"version,omitempty"`
+	Changed bool   `json:"changed,omitempty"`
+	Error   string `json:"error,omitempty"`
+	// Code names the sentinel error Error wraps (rpcerror.go); absent
+	// from older peers' answers.
+	Code     string          `json:"code,omitempty"`
 	NotDC    bool            `json:"not_dc,omitempty"`
 	Problems []fsm.Problem   `json:"problems,omitempty"`
 	Conflict bool            `json:"conflict,omitempty"`
@@ -111,6 +116,20 @@ func decodeRPCRequest(r io.Reader) (rpcRequest, error) {
 		return rpcRequest{}, err
 	}
 	return req, nil
+}
+
+// decodeRPCResponse reads one response: a JSON object, at most maxRPCSize
+// bytes, whose code, if any, is well formed. Fields it does not know are
+// a newer peer's and are ignored.
+func decodeRPCResponse(r io.Reader) (rpcResponse, error) {
+	var resp rpcResponse
+	if err := json.NewDecoder(io.LimitReader(r, maxRPCSize)).Decode(&resp); err != nil {
+		return rpcResponse{}, err
+	}
+	if resp.Code != "" && !validCode(resp.Code) {
+		return rpcResponse{}, fmt.Errorf("malformed error code %q", resp.Code)
+	}
+	return resp, nil
 }
 
 // handleRPC serves one RPC connection; it is the muxLayer's rpc callback.
@@ -136,7 +155,7 @@ func (n *Node) handleRPC(c net.Conn) {
 		remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 		if err := n.requireMember(req.From, remote.Addr().Unmap(), req.Op == opLeave); err != nil {
 			n.logger.Warn("refused an RPC from a node that is not a member", "from", req.From, "op", req.Op, "err", err)
-			_ = json.NewEncoder(c).Encode(rpcResponse{Error: "refused: " + err.Error()})
+			_ = json.NewEncoder(c).Encode(n.errorResponse(fmt.Errorf("%w: %w", ErrRefused, err)))
 			return
 		}
 	}
@@ -161,7 +180,7 @@ func (n *Node) serveRPC(ctx context.Context, req rpcRequest) rpcResponse {
 		if lostLeadership(err) {
 			return rpcResponse{NotDC: true, Error: err.Error()}
 		}
-		return resultToWire(res, err)
+		return n.resultToWire(res, err)
 	case opRemoveNode, opMoveDC, opStandby, opServer:
 		if !n.IsLeader() {
 			return rpcResponse{NotDC: true, Error: "not the DC"}
@@ -173,7 +192,7 @@ func (n *Node) serveRPC(ctx context.Context, req rpcRequest) rpcResponse {
 		ar.By = req.From // the certificate's name, not what the body says
 		name, err := n.serveAdmin(ctx, req.Op, ar)
 		if err != nil {
-			return rpcResponse{Error: err.Error()}
+			return n.errorResponse(err)
 		}
 		return rpcResponse{Name: name}
 	case opLeave:
@@ -186,7 +205,7 @@ func (n *Node) serveRPC(ctx context.Context, req rpcRequest) rpcResponse {
 			if lostLeadership(err) {
 				return rpcResponse{NotDC: true, Error: err.Error()}
 			}
-			return rpcResponse{Error: err.Error()}
+			return n.errorResponse(err)
 		}
 		return rpcResponse{}
 	}
@@ -196,7 +215,7 @@ func (n *Node) serveRPC(ctx context.Context, req rpcRequest) rpcResponse {
 	}
 	out, err := h(ctx, req.From, req.Body)
 	if err != nil {
-		return rpcResponse{Error: err.Error()}
+		return n.errorResponse(err)
 	}
 	body, err := json.Marshal(out)
 	if err != nil {
@@ -205,9 +224,9 @@ func (n *Node) serveRPC(ctx context.Context, req rpcRequest) rpcResponse {
 	return rpcResponse{Body: body}
 }
 
-func resultToWire(res ApplyResult, err error) rpcResponse {
+func (n *Node) resultToWire(res ApplyResult, err error) rpcResponse {
 	if err != nil {
-		resp := rpcResponse{Error: err.Error()}
+		resp := n.errorResponse(err)
 		var ve *fsm.ValidationError
 		if errors.As(err, &ve) {
 			resp.Problems = ve.Problems
@@ -219,14 +238,14 @@ func resultToWire(res ApplyResult, err error) rpcResponse {
 	return rpcResponse{Version: res.Version, Changed: res.Changed}
 }
 
-func wireToResult(resp rpcResponse) (ApplyResult, error) {
+func (n *Node) wireToResult(resp rpcResponse) (ApplyResult, error) {
 	switch {
 	case len(resp.Problems) > 0:
 		return ApplyResult{}, &fsm.ValidationError{Problems: resp.Problems}
 	case resp.Conflict:
 		return ApplyResult{}, fmt.Errorf("%w: %s", ErrConflict, resp.Error)
-	case resp.Error != "":
-		return ApplyResult{}, errors.New(resp.Error)
+	case resp.Error != "" || resp.Code != "":
+		return ApplyResult{}, n.remoteErr(resp)
 	}
 	return ApplyResult{Version: resp.Version, Changed: resp.Changed}, nil
 }
@@ -251,8 +270,8 @@ func (n *Node) call(ctx context.Context, addr, expect string, req rpcRequest) (r
 	if err := json.NewEncoder(c).Encode(req); err != nil {
 		return rpcResponse{}, fmt.Errorf("RPC to %s: %w", addr, err)
 	}
-	var resp rpcResponse
-	if err := json.NewDecoder(io.LimitReader(c, maxRPCSize)).Decode(&resp); err != nil {
+	resp, err := decodeRPCResponse(c)
+	if err != nil {
 		// With TLS 1.3 a rejected client certificate shows up here, on the
 		// first read, as "remote error: tls: ...".
 		return rpcResponse{}, fmt.Errorf("RPC to %s: %w", addr, err)
@@ -267,8 +286,8 @@ func (n *Node) Ping(ctx context.Context, name, addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if resp.Error != "" {
-		return "", errors.New(resp.Error)
+	if err := n.remoteErr(resp); err != nil {
+		return "", err
 	}
 	return resp.Name, nil
 }

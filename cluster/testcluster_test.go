@@ -104,6 +104,15 @@ func (c *testCluster) config(i, expect int) Config {
 
 func (c *testCluster) start(cfg Config) *Node {
 	c.t.Helper()
+	nd := c.startIdle(cfg)
+	go dcDuties(nd)
+	return nd
+}
+
+// startIdle starts a node without dcDuties: nothing runs the membership
+// step on it but the test.
+func (c *testCluster) startIdle(cfg Config) *Node {
+	c.t.Helper()
 	c.mu.Lock()
 	schema := c.schemas[cfg.Name]
 	c.mu.Unlock()
@@ -111,7 +120,6 @@ func (c *testCluster) start(cfg Config) *Node {
 	if err != nil {
 		c.t.Fatalf("start %s: %v", cfg.Name, err)
 	}
-	go dcDuties(nd)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.nodes[cfg.Name] = nd

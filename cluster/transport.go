@@ -157,7 +157,7 @@ func (m *muxLayer) route(c net.Conn) {
 			if isRPC {
 				// The caller reads the refusal as the answer to its request.
 				_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
-				_ = json.NewEncoder(conn).Encode(rpcResponse{Error: "refused: " + err.Error()})
+				_ = json.NewEncoder(conn).Encode(rpcResponse{Error: fmt.Errorf("%w: %w", ErrRefused, err).Error(), Code: codeRefused})
 			}
 			_ = conn.Close()
 			return

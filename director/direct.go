@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -17,17 +18,26 @@ import (
 // leadership over at once. When no node can, it says so (and a node with a
 // data plane tries anyway: better than nobody).
 
+// missingInterface is a VIP of the spec whose interface a node lacks; a
+// list of them is a member's answer to checkSpecOp.
+type missingInterface struct {
+	VIP       netip.Addr `json:"vip"`
+	Interface string     `json:"interface"`
+}
+
+func (m missingInterface) String() string { return fmt.Sprintf("%s on %s", m.VIP, m.Interface) }
+
 // missingInterfaces lists, for spec, the VIPs whose interface this node
-// lacks, as "vip on iface".
-func (d *Director) missingInterfaces(spec fsm.Spec) []string {
+// lacks.
+func (d *Director) missingInterfaces(spec fsm.Spec) []missingInterface {
 	if d.dp == nil {
 		return nil
 	}
-	var out []string
+	var out []missingInterface
 	for _, v := range spec.VIPs {
 		iface := d.ifaceOf(v)
 		if !d.dp.RS.HasInterface(iface) {
-			out = append(out, fmt.Sprintf("%s on %s", v.Address, iface))
+			out = append(out, missingInterface{VIP: v.Address, Interface: iface})
 		}
 	}
 	return out
@@ -41,7 +51,11 @@ func (d *Director) checkCanDirect(spec fsm.Spec) {
 		return
 	}
 	if missing := d.missingInterfaces(spec); len(missing) > 0 {
-		d.c.SetCannotDirect("this node lacks the interface of VIP " + strings.Join(missing, ", "))
+		names := make([]string, len(missing))
+		for i, m := range missing {
+			names[i] = m.String()
+		}
+		d.c.SetCannotDirect("this node lacks the interface of VIP " + strings.Join(names, ", "))
 		return
 	}
 	d.noDirectMu.Lock()
@@ -140,7 +154,9 @@ func (t *term) startHandOff(ctx context.Context, why string) {
 const checkSpecOp = "check-spec"
 
 // serveCheckSpec answers, for a spec the DC is about to apply, what this
-// node lacks to carry it.
+// node lacks to carry it. (Releases before the answer was typed sent
+// "vip on iface" strings: such a member's answer does not decode, and the
+// DC leaves it out, as one that does not answer.)
 func (d *Director) serveCheckSpec(_ context.Context, _ string, body json.RawMessage) (any, error) {
 	var spec fsm.Spec
 	if err := json.Unmarshal(body, &spec); err != nil {
@@ -148,7 +164,7 @@ func (d *Director) serveCheckSpec(_ context.Context, _ string, body json.RawMess
 	}
 	missing := d.missingInterfaces(spec)
 	if missing == nil {
-		missing = []string{}
+		missing = []missingInterface{}
 	}
 	return missing, nil
 }
@@ -213,7 +229,7 @@ func (d *Director) CheckSpec(ctx context.Context, spec fsm.Spec) []fsm.Problem {
 	members := d.c.LiveMembers()
 	type answer struct {
 		node            string
-		missing         []string
+		missing         []missingInterface
 		programs        []fsm.Problem
 		err, programErr error
 	}
@@ -231,7 +247,7 @@ func (d *Director) CheckSpec(ctx context.Context, spec fsm.Spec) []fsm.Problem {
 			answers <- a
 		}()
 	}
-	byVIP := map[string][]string{}
+	byVIP := map[missingInterface][]string{}
 	byProblem := map[fsm.Problem][]string{}
 	for range members {
 		a := <-answers
@@ -253,11 +269,11 @@ func (d *Director) CheckSpec(ctx context.Context, spec fsm.Spec) []fsm.Problem {
 	var problems []fsm.Problem
 	for i, v := range spec.VIPs {
 		for m, nodes := range byVIP {
-			if strings.HasPrefix(m, v.Address.String()+" on ") {
+			if m.VIP == v.Address {
 				slices.Sort(nodes)
 				problems = append(problems, fsm.Problem{
 					Path:    fmt.Sprintf("vips[%d].interface", i),
-					Message: fmt.Sprintf("%s is missing on %s: no node could hold %s there", strings.TrimPrefix(m, v.Address.String()+" on "), strings.Join(nodes, ", "), v.Address),
+					Message: fmt.Sprintf("%s is missing on %s: no node could hold %s there", m.Interface, strings.Join(nodes, ", "), v.Address),
 				})
 			}
 		}

@@ -172,6 +172,7 @@ func New(c Cluster, dp *Dataplane, cfg Config) *Director {
 		d.res.Attach(d.logger, d.resourceNotice)
 	}
 	c.OnHandOver(d.handOver)
+	c.RegisterError("director.not-dc", ErrNotDC)
 	c.Handle(releaseOp, d.serveRelease)
 	c.Handle(fenceOp, d.serveFence)
 	c.Handle(fenceConfirmOp, d.serveConfirm)

@@ -280,6 +280,9 @@ func (c *fakeCluster) transferReasons() []string {
 	return slices.Clone(c.transfers)
 }
 
+// RegisterError: errors cross no channel in the fake.
+func (c *fakeCluster) RegisterError(string, error) {}
+
 func (c *fakeCluster) OnHandOver(fn func(bool)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -65,6 +65,9 @@ type Members interface {
 // calls to the DC or to one node.
 type RPC interface {
 	Handle(op string, h cluster.Handler)
+	// RegisterError gives a sentinel error the handlers return a code,
+	// so the caller's errors.Is finds it across the channel.
+	RegisterError(code string, sentinel error)
 	CallDC(ctx context.Context, op string, req, resp any) error
 	CallNode(ctx context.Context, name, op string, req, resp any) error
 }

@@ -255,6 +255,7 @@ type Node interface {
 	FSM() *fsm.FSM
 	CallDC(ctx context.Context, op string, req, resp any) error
 	Handle(op string, h cluster.Handler)
+	RegisterError(code string, sentinel error)
 }
 
 // Source assembles the status view on demand.
@@ -276,6 +277,7 @@ func NewSource(node Node, local func() map[health.Key]health.State, kernel Kerne
 	s := &Source{node: node, local: local, kernel: kernel}
 	node.Handle(HealthOp, s.serveHealth)
 	node.Handle(ResourcesOp, s.serveResources)
+	node.RegisterError("status.no-checks", errNoChecks)
 	return s
 }
 
@@ -383,7 +385,9 @@ func (s *Source) checks(v cluster.View, state fsm.State) (Checks, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), askTimeout)
 	defer cancel()
 	var entries []healthEntry
-	if err := s.node.CallDC(ctx, HealthOp, struct{}{}, &entries); err != nil {
+	if err := s.node.CallDC(ctx, HealthOp, struct{}{}, &entries); errors.Is(err, errNoChecks) {
+		return nil, errNoChecks.Error()
+	} else if err != nil {
 		return nil, "the DC's health checks could not be asked: " + err.Error()
 	}
 	out := make(Checks, len(entries))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -34,8 +35,9 @@ type fakeNode struct {
 	apply    func(index uint64, ct fsm.CommandType, payload any)
 }
 
-func (f *fakeNode) View() cluster.View { return f.view }
-func (f *fakeNode) FSM() *fsm.FSM      { return f.fsm }
+func (f *fakeNode) View() cluster.View          { return f.view }
+func (f *fakeNode) FSM() *fsm.FSM               { return f.fsm }
+func (f *fakeNode) RegisterError(string, error) {}
 func (f *fakeNode) Handle(op string, h cluster.Handler) {
 	if f.handlers == nil {
 		f.handlers = map[string]cluster.Handler{}
@@ -205,9 +207,11 @@ func TestNoChecksWithoutADataPlane(t *testing.T) {
 		t.Errorf("serving health without checks: %v, want an error that says why", err)
 	}
 	member := newFakeNode(t, false)
-	member.dcErr = errors.New("rpc health: the DC runs no health checks: it has no data plane (--dataplane none or a witness)")
+	// The DC's answer, as the RPC channel hands it over: its code maps
+	// back to errNoChecks (registered by NewSource).
+	member.dcErr = fmt.Errorf("asked n1: %w", errNoChecks)
 	st = NewSource(member, nil, nil).Status()
-	if got := st.Services[0].RealServers[0].Health; got != "unknown" || !strings.Contains(st.HealthNote, "runs no health checks") {
+	if got := st.Services[0].RealServers[0].Health; got != "unknown" || st.HealthNote != errNoChecks.Error() {
 		t.Errorf("on a member: health %q, note %q", got, st.HealthNote)
 	}
 }
