@@ -149,10 +149,13 @@ EOF
 mv "$INITRD.tmp" "$INITRD"
 
 # --- (d) binaries -------------------------------------------------------------
-say "building bin/raftlb, bin/raftlb-lab, .lab/lab.test"
+say "building bin/raftlb, bin/raftlb-lab, bin/dataplane.test, .lab/lab.test"
 go build -o bin/raftlb ./cmd/raftlb
 go build -o bin/raftlb-lab ./lab/cmd/raftlb-lab
 go test -c -tags lab -o "$LAB/lab.test" ./lab
+# The VIP lease's kernel tests (dataplane/lease_linux_test.go), run on the
+# lab's kernel by TestNFTLeaseOnTheLabKernel.
+go test -c -o bin/dataplane.test ./dataplane
 
 # --- (e) the results share ----------------------------------------------------
 rm -rf "$OUT"

@@ -1,0 +1,54 @@
+//go:build lab
+
+package lab_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestNFTLeaseOnTheLabKernel runs the millisecond VIP lease's kernel tests
+// (dataplane/lease_linux_test.go: two namespaces, a veth pair, nftables's
+// arp and ip6 families, ARP and neighbour-solicitation probes judged by
+// the answers) on the lab's kernel, the one the agents run on here, not
+// only on the development machine's. None may skip: the lab kernel has
+// everything they need. Their figures (the expiry's precision, the cost
+// of one renewal) are passed on.
+func TestNFTLeaseOnTheLabKernel(t *testing.T) {
+	bin := filepath.Join(os.Getenv("LAB_REPO"), "bin", "dataplane.test")
+	cmd := exec.Command(bin, "-test.run", "^TestLeaseKernel", "-test.v", "-test.count=1")
+	out, err := cmd.CombinedOutput()
+	if err := os.WriteFile(filepath.Join(labOut(), "nftlease.log"), out, 0o644); err != nil {
+		t.Logf("keeping the output: %v", err)
+	}
+	passed := 0
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "figure: "):
+			fmt.Println(strings.Replace(line, "figure: nft_", "figure: lab_nft_", 1))
+		case strings.HasPrefix(line, "--- SKIP"):
+			t.Errorf("skipped on the lab kernel: %s", line)
+		case strings.HasPrefix(line, "--- FAIL"):
+			t.Errorf("%s", line)
+		case strings.HasPrefix(line, "--- PASS: TestLeaseKernel"):
+			passed++
+		}
+	}
+	if err != nil || passed == 0 {
+		t.Fatalf("the lease's kernel tests on the lab kernel: %v, %d passed; output:\n%s", err, passed, out)
+	}
+}
+
+func labOut() string {
+	if d := os.Getenv("LAB_OUT"); d != "" {
+		return d
+	}
+	return "/run/labout"
+}
