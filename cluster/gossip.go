@@ -211,6 +211,7 @@ func (n *Node) newMemberlist() (*memberlist.Memberlist, error) {
 		}
 		c.Keyring = kr
 		n.keyring = kr
+		n.creds.setKeys(keyFingerprints(kr.GetKeys()))
 		c.GossipVerifyIncoming = true
 		c.GossipVerifyOutgoing = true
 	}

@@ -249,9 +249,10 @@ func TestDCAdmitsOnlyTheNodeItsCertificateNames(t *testing.T) {
 	}
 	n4 := c.start(cfg)
 	joinRefused(t, n4, dc, `certificate is for "mallory", request claims "n4"`)
-	c.waitFor("the DC refusing n4", 10*time.Second, func() bool {
-		return c.logs.Count("dialed node n4 at 127.0.0.4:") > 0 && c.logs.Count("the certificate there is for node mallory") > 0
-	})
+	c.waitRefused(dc, "n4", "the certificate there is for node mallory")
+	if c.logs.Count("dialed node n4 at 127.0.0.4:") == 0 || c.logs.Count("the certificate there is for node mallory") == 0 {
+		t.Error("the DC refused n4 without logging why")
+	}
 	for range 3 {
 		dc.ReconcileMembers(context.Background())
 	}
@@ -319,9 +320,10 @@ func TestRemovedNodesCertificateIsRefused(t *testing.T) {
 	c.mu.Unlock()
 	again.DataDir = t.TempDir()
 	joinRefused(t, c.start(again), dc, "refused: the certificate of node n4 (serial "+serial+") was revoked")
-	c.waitFor("the DC refusing the revoked certificate", 10*time.Second, func() bool {
-		return c.logs.Count("not admitting node to Raft") > 0 && c.logs.Count("was revoked when node n4 was removed") > 0
-	})
+	c.waitRefused(dc, "n4", "was revoked when node n4 was removed")
+	if c.logs.Count("not admitting node to Raft") == 0 || c.logs.Count("was revoked when node n4 was removed") == 0 {
+		t.Error("the DC refused the revoked certificate without logging why")
+	}
 	for range 3 {
 		dc.ReconcileMembers(context.Background())
 	}

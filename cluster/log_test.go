@@ -92,14 +92,29 @@ func TestRaftChatterLevels(t *testing.T) {
 func TestGossipReportsNodesOnce(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	c.waitDC()
+	n1 := c.node("n1")
+	// The gossip delegate logs a departure or a return under the lock
+	// that guards its live members, before it updates them: once n1's
+	// view shows the change, the line is written.
+	inView := func() bool {
+		for _, m := range n1.members() {
+			if m.Name == "n3" {
+				return true
+			}
+		}
+		return false
+	}
+	c.waitFor("n1 to see n3", 15*time.Second, inView)
 	c.crash("n3")
-	c.waitFor("n3 reported gone", 15*time.Second, func() bool {
-		return strings.Contains(c.logs.String(), `msg="node is gone: stopped, failed or cut off (said again when it is back)" component=cluster node=n1 peer=n3`)
-	})
+	c.waitFor("n1 to see n3 gone", 15*time.Second, func() bool { return !inView() })
+	if !strings.Contains(c.logs.String(), `msg="node is gone: stopped, failed or cut off (said again when it is back)" component=cluster node=n1 peer=n3`) {
+		t.Error("n1 did not report n3 gone")
+	}
 	c.restart("n3")
-	c.waitFor("n3 reported back", 15*time.Second, func() bool {
-		return strings.Contains(c.logs.String(), `msg="node is back" component=cluster node=n1 peer=n3`)
-	})
+	c.waitFor("n1 to see n3 back", 15*time.Second, inView)
+	if !strings.Contains(c.logs.String(), `msg="node is back" component=cluster node=n1 peer=n3`) {
+		t.Error("n1 did not report n3 back")
+	}
 	if n := strings.Count(c.logs.String(), `msg="node is gone: stopped, failed or cut off (said again when it is back)" component=cluster node=n1 peer=n3`); n != 1 {
 		t.Errorf("n1 reported n3 gone %d times, want once", n)
 	}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"sort"
 	"strings"
@@ -51,9 +52,9 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 			return
 		}
 		if m.MetaErr != nil {
-			if n.rejected.note(m.Name, m.MetaErr.Error()) {
+			n.rejected.note(m.Name, m.MetaErr.Error(), func() {
 				n.logger.Warn("ignoring gossip member with unusable metadata", "peer", m.Name, "err", m.MetaErr)
-			}
+			})
 			continue
 		}
 		if m.State != memberlist.StateAlive || n.gossip.hasLeft(m.Name) {
@@ -68,9 +69,9 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 		switch {
 		case !ok:
 			if why := n.admissible(m, state); why != "" {
-				if n.rejected.note(m.Name, why) {
+				n.rejected.note(m.Name, why, func() {
 					n.logger.Warn("not admitting node to Raft", "peer", m.Name, "why", why)
-				}
+				})
 				continue
 			}
 			_, err := n.Ping(ctx, m.Name, m.RaftAddr)
@@ -78,9 +79,9 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 				return
 			}
 			if err != nil {
-				if n.rejected.note(m.Name, err.Error()) {
+				n.rejected.note(m.Name, err.Error(), func() {
 					n.logger.Warn("not admitting node to Raft: its Raft port does not answer over mutual TLS", "peer", m.Name, "raft", m.RaftAddr, "err", err)
-				}
+				})
 				continue
 			}
 			n.rejected.forget(m.Name)
@@ -109,9 +110,9 @@ func (n *Node) ReconcileMembers(ctx context.Context) {
 				return
 			}
 			if err != nil {
-				if n.rejected.note(m.Name, err.Error()) {
+				n.rejected.note(m.Name, err.Error(), func() {
 					n.logger.Warn("not moving node to its new address: its Raft port there does not answer as the node over mutual TLS", "peer", m.Name, "raft", m.RaftAddr, "err", err)
-				}
+				})
 				continue
 			}
 			var f raft.IndexFuture
@@ -157,22 +158,23 @@ func suffrageName(s raft.ServerSuffrage) string {
 
 // refusals remembers, per node, why the last admission attempt refused
 // it, so the same refusal is logged once. Its lock is held for a map
-// access only, never across a ping.
+// access and that log line only, never across a ping.
 type refusals struct {
 	mu  sync.Mutex
 	why map[string]string
 }
 
-// note records why name was refused and reports whether that differs
-// from the last reason (and so is worth a log line).
-func (r *refusals) note(name, why string) bool {
+// note records why name was refused and, when that differs from the
+// last reason, calls log. It logs under the lock, so a reader of the
+// record (Refused) finds the line already written.
+func (r *refusals) note(name, why string, log func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.why[name] == why {
-		return false
+		return
 	}
 	r.why[name] = why
-	return true
+	log()
 }
 
 // forget drops name's refusal: it was admitted.
@@ -180,6 +182,15 @@ func (r *refusals) forget(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.why, name)
+}
+
+// Refused returns, per gossip member, why the membership step last
+// refused to admit it (or to move it to a new address); a member is
+// dropped once admitted. Tests wait on it rather than on the log line.
+func (n *Node) Refused() map[string]string {
+	n.rejected.mu.Lock()
+	defer n.rejected.mu.Unlock()
+	return maps.Clone(n.rejected.why)
 }
 
 // register records a live Raft member in the replicated node registry.

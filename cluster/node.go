@@ -53,6 +53,7 @@ type Node struct {
 	hadState bool
 	// handlers serve the RPC operations other packages registered.
 	keyring    *memberlist.Keyring // nil when insecure
+	creds      credentials         // the keys and certificate in use (reload.go)
 	serials    seenSerials         // certificate serials each peer used (identity.go)
 	handlersMu sync.Mutex
 	handlers   map[string]Handler
@@ -200,6 +201,9 @@ func (n *Node) startRaft() error {
 		return err
 	}
 	n.mux = mux
+	if conf := n.cfg.TLS; conf != nil && len(conf.Certificates) > 0 && conf.Certificates[0].Leaf != nil {
+		n.creds.setCert(conf.Certificates[0].Leaf)
+	}
 	// Port 0 (tests) is resolved now so peers learn the real port.
 	if n.cfg.RaftPort == 0 {
 		n.cfg.RaftPort = mux.Addr().(*net.TCPAddr).Port

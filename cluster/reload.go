@@ -8,11 +8,60 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
 // Rotation without a restart. Both reloads change what new connections
 // use; neither touches Raft's leadership.
+
+// Credentials is what this node says it uses, as its start or its last
+// reload set it: the gossip keys by fingerprint (KeyFingerprint), the
+// first encrypting, and the serial of its certificate. Empty when
+// insecure. A reload records it after its log line. JSON keys are part
+// of the CLI contract.
+type Credentials struct {
+	GossipEncryptsWith string   `json:"gossip_encrypts_with,omitempty"`
+	GossipAccepts      []string `json:"gossip_accepts,omitempty"`
+	CertSerial         string   `json:"cert_serial,omitempty"`
+}
+
+// credentials holds a Node's Credentials.
+type credentials struct {
+	mu sync.Mutex
+	c  Credentials
+}
+
+func (c *credentials) get() Credentials {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.c
+	out.GossipAccepts = append([]string(nil), c.c.GossipAccepts...)
+	return out
+}
+
+func (c *credentials) setKeys(fps []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.c.GossipEncryptsWith, c.c.GossipAccepts = fps[0], fps
+}
+
+func (c *credentials) setCert(leaf *x509.Certificate) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.c.CertSerial = certSerial(leaf)
+}
+
+// Credentials reports the gossip keys and the certificate this node uses.
+func (n *Node) Credentials() Credentials { return n.creds.get() }
+
+func keyFingerprints(keys [][]byte) []string {
+	fps := make([]string, len(keys))
+	for i, k := range keys {
+		fps[i] = KeyFingerprint(k)
+	}
+	return fps
+}
 
 // ReloadGossipKeys replaces the gossip keyring with keys: the first
 // encrypts, every one decrypts (LoadKeyRing says how a rotation goes).
@@ -43,11 +92,9 @@ func (n *Node) ReloadGossipKeys(keys [][]byte) error {
 			}
 		}
 	}
-	fps := make([]string, len(keys))
-	for i, k := range keys {
-		fps[i] = KeyFingerprint(k)
-	}
+	fps := keyFingerprints(keys)
 	n.logger.Info("gossip keys reloaded", "encrypts_with", fps[0], "accepts", fps)
+	n.creds.setKeys(fps)
 	return nil
 }
 
@@ -85,10 +132,12 @@ func (n *Node) ReloadTLS(conf *tls.Config) error {
 	n.mux.setTLS(conf)
 	if cur := old.Certificates[0].Leaf; cur != nil && cur.Equal(leaf) && old.RootCAs.Equal(conf.RootCAs) {
 		n.logger.Info("TLS certificate reloaded: unchanged", "serial", certSerial(leaf))
+		n.creds.setCert(leaf)
 		return nil
 	}
 	n.trans.CloseStreams()
 	n.logger.Info("TLS certificate reloaded", "serial", certSerial(leaf), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+	n.creds.setCert(leaf)
 	return nil
 }
 

@@ -92,9 +92,10 @@ func TestMixedVersions(t *testing.T) {
 	wcfg.Witness = true
 	c.start(wcfg)
 	c.join("n4", dc.Name())
-	c.waitFor("the witness refused, naming n3", 10*time.Second, func() bool {
-		return strings.Contains(c.logs.String(), `peer=n4 why="this change needs schema 2 (fencing and witness nodes), which n3 cannot read`)
-	})
+	c.waitRefused(dc, "n4", "this change needs schema 2 (fencing and witness nodes), which n3 cannot read")
+	if !strings.Contains(c.logs.String(), `peer=n4 why="this change needs schema 2 (fencing and witness nodes), which n3 cannot read`) {
+		t.Error("the witness's refusal is not logged")
+	}
 	if _, in := raftServers(dc)["n4"]; in {
 		t.Fatal("the witness was admitted to Raft while n3 reads schema 1")
 	}
@@ -139,9 +140,10 @@ func TestMixedVersions(t *testing.T) {
 	c.mu.Unlock()
 	c.start(c.config(5, 3))
 	c.join("n5", dc.Name())
-	c.waitFor("the old node refused", 10*time.Second, func() bool {
-		return strings.Contains(c.logs.String(), `peer=n5 why="it reads schema 1 and the log uses schema 2: upgrade raftlb on it"`)
-	})
+	c.waitRefused(dc, "n5", "it reads schema 1 and the log uses schema 2: upgrade raftlb on it")
+	if !strings.Contains(c.logs.String(), `peer=n5 why="it reads schema 1 and the log uses schema 2: upgrade raftlb on it"`) {
+		t.Error("the old node's refusal is not logged")
+	}
 	if _, in := raftServers(dc)["n5"]; in {
 		t.Error("a node of the old release was admitted to a log of schema 2")
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -263,6 +264,17 @@ func (c *testCluster) heal() {
 func (c *testCluster) waitFor(what string, timeout time.Duration, cond func() bool) {
 	c.t.Helper()
 	testkit.WaitForWithin(c.t, timeout, what, cond)
+}
+
+// waitRefused waits for dc's membership step to refuse name for a reason
+// containing want. The step logs a refusal before it records it, so the
+// line can be asserted once this returns.
+func (c *testCluster) waitRefused(dc *Node, name, want string) {
+	c.t.Helper()
+	c.waitFor(fmt.Sprintf("%s to refuse %s: %s", dc.Name(), name, want), 10*time.Second, func() bool {
+		why, ok := dc.Refused()[name]
+		return ok && strings.Contains(why, want)
+	})
 }
 
 // waitDC waits until exactly one of the given nodes (all live nodes when

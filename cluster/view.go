@@ -36,6 +36,8 @@ type View struct {
 	// CertWarning says when this node's certificate or the CA expires
 	// soon (CertWarning).
 	CertWarning string
+	// Credentials are the gossip keys and certificate in use (reload.go).
+	Credentials Credentials
 }
 
 // NodeView is one node's line in the status view. JSON keys are part of
@@ -66,7 +68,7 @@ func (n *Node) contactTimeout() time.Duration { return 2 * n.cfg.Timing.RaftHear
 // node registry. A node cut off from the DC says so.
 func (n *Node) View() View {
 	now := time.Now()
-	st := View{Time: now.UTC(), Node: n.cfg.Name, Term: n.raft.CurrentTerm(), SkippedEntries: n.fsm.Skipped(), CertWarning: CertWarning(n.currentTLS(), now)}
+	st := View{Time: now.UTC(), Node: n.cfg.Name, Term: n.raft.CurrentTerm(), SkippedEntries: n.fsm.Skipped(), CertWarning: CertWarning(n.currentTLS(), now), Credentials: n.Credentials()}
 	state := n.fsm.State()
 
 	var servers []raft.Server

@@ -92,6 +92,11 @@ type statusView struct {
 	Services []struct {
 		VIP string `json:"vip"`
 	} `json:"services"`
+	Credentials struct {
+		GossipEncryptsWith string   `json:"gossip_encrypts_with"`
+		GossipAccepts      []string `json:"gossip_accepts"`
+		CertSerial         string   `json:"cert_serial"`
+	} `json:"credentials"`
 }
 
 // node returns the line for name, and whether status lists it.

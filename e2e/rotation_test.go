@@ -4,13 +4,17 @@ package e2e
 
 import (
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+
+	raftcluster "github.com/raftlb/raftlb/cluster"
 )
 
 // TestRotationBySIGHUP: the operator's rotation of a running three-node
@@ -23,34 +27,55 @@ func TestRotationBySIGHUP(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, blockRotation, 3)
 	before := c.mustStatus(c.agents[0])
-	hupAll := func(step string) {
+	// An agent records the keys and the certificate it reloaded, after
+	// logging them, and shows them in its status: the test waits on that,
+	// then reads the line.
+	hupAll := func(step string, keys ...string) {
 		t.Helper()
+		want := make([]string, len(keys))
+		for i, k := range keys {
+			raw, err := base64.StdEncoding.DecodeString(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[i] = raftcluster.KeyFingerprint(raw)
+		}
 		for _, a := range c.agents {
 			n := strings.Count(readLog(t, a), "gossip keys reloaded")
 			c.signal(a, syscall.SIGHUP)
 			c.waitFor(a.name+" reloading its keys ("+step+")", changeTimeout, func() error {
-				if log := readLog(t, a); strings.Count(log, "gossip keys reloaded") <= n {
-					return fmt.Errorf("no reload logged yet")
+				st, err := c.status(a)
+				if err != nil {
+					return err
+				}
+				if got := st.Credentials.GossipAccepts; !slices.Equal(got, want) || st.Credentials.GossipEncryptsWith != want[0] {
+					return fmt.Errorf("keys %v encrypting with %s, want %v", got, st.Credentials.GossipEncryptsWith, want)
 				}
 				return nil
 			})
+			if got := strings.Count(readLog(t, a), "gossip keys reloaded"); got != n+1 {
+				t.Errorf("%s logged %d key reloads for %s, want 1", a.name, got-n, step)
+			}
 		}
 	}
 	oldKey := strings.TrimSpace(string(mustRead(t, c.keyFile)))
 	newKeyFile := filepath.Join(c.dir, "new.key")
 	c.mustRaftlb("keygen", "-o", newKeyFile)
 	newKey := strings.TrimSpace(string(mustRead(t, newKeyFile)))
-	for _, step := range []struct{ name, keys string }{
-		{"new key added", oldKey + "\n" + newKey + "\n"},
-		{"new key first", newKey + "\n" + oldKey + "\n"},
-		{"old key dropped", newKey + "\n"},
+	for _, step := range []struct {
+		name string
+		keys []string
+	}{
+		{"new key added", []string{oldKey, newKey}},
+		{"new key first", []string{newKey, oldKey}},
+		{"old key dropped", []string{newKey}},
 	} {
 		// Every agent reads the same key file here, as each node's copy
 		// would be changed in the same step.
-		if err := os.WriteFile(c.keyFile, []byte(step.keys), 0o600); err != nil {
+		if err := os.WriteFile(c.keyFile, []byte(strings.Join(step.keys, "\n")+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		hupAll(step.name)
+		hupAll(step.name, step.keys...)
 	}
 
 	// A certificate reissued for n2 in place, then reloaded.
@@ -65,11 +90,18 @@ func TestRotationBySIGHUP(t *testing.T) {
 	newSerial := serialIn(t, filepath.Join(n2.tlsDir, "n2.pem"))
 	c.signal(n2, syscall.SIGHUP)
 	c.waitFor("n2 reloading its certificate", changeTimeout, func() error {
-		if log := readLog(t, n2); !strings.Contains(log, "TLS certificate reloaded") || !strings.Contains(log, "serial="+newSerial) {
-			return fmt.Errorf("serial %s not reloaded yet (old %s)", newSerial, oldSerial)
+		st, err := c.status(n2)
+		if err != nil {
+			return err
+		}
+		if got := st.Credentials.CertSerial; got != newSerial {
+			return fmt.Errorf("n2 uses serial %s, want %s (old %s)", got, newSerial, oldSerial)
 		}
 		return nil
 	})
+	if log := readLog(t, n2); !strings.Contains(log, `msg="TLS certificate reloaded" component=cluster node=n2 serial=`+newSerial) {
+		t.Errorf("n2 did not log the reload of serial %s", newSerial)
+	}
 	applyAndWait(c, n2, writeFile(t, c.dir, "squid.yaml", squidServices), c.agents)
 
 	// A stranger with the retired key is refused.

@@ -24,9 +24,10 @@ type FSM struct {
 	watchMu  sync.Mutex
 	watchers map[chan struct{}]struct{}
 
-	schema  int // the schema this node reads
-	logger  *slog.Logger
-	skipped atomic.Uint64
+	schema   int // the schema this node reads
+	logger   *slog.Logger
+	skipped  atomic.Uint64
+	restores atomic.Uint64
 }
 
 // Options configure an FSM.
@@ -66,6 +67,10 @@ func (f *FSM) Schema() int { return f.schema }
 // Skipped counts the entries this node skipped: flagged IgnoreUnknownType
 // and beyond what its release reads.
 func (f *FSM) Skipped() uint64 { return f.skipped.Load() }
+
+// Restores counts the snapshots this FSM restored: at start from its own,
+// and from a leader's InstallSnapshot.
+func (f *FSM) Restores() uint64 { return f.restores.Load() }
 
 func (f *FSM) skip(l *raft.Log, what string) {
 	f.skipped.Add(1)

@@ -67,6 +67,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.state = st
 	f.mu.Unlock()
+	f.restores.Add(1)
 	f.notify()
 	return nil
 }

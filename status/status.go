@@ -46,6 +46,9 @@ type Status struct {
 	// CertWarning says when this node's certificate or the cluster CA
 	// expires within 30 days.
 	CertWarning string `json:"cert_warning,omitempty"`
+	// Credentials are the gossip key fingerprints and the certificate
+	// serial this node uses, as its start or last reload set them.
+	Credentials *cluster.Credentials `json:"credentials,omitempty"`
 	// HealthNote says why the real servers' health is unknown, when it is.
 	HealthNote string `json:"health_note,omitempty"`
 	// Health is the verdict a monitoring system acts on (Verdict).
@@ -140,6 +143,9 @@ func Assemble(v cluster.View, state fsm.State, checks Checks, kernel KernelFunc)
 		Warning: v.Warning, LastContactMS: v.LastContactMS, NodesConfigured: v.NodesConfigured, SkippedEntries: v.SkippedEntries, CertWarning: v.CertWarning,
 		Nodes: v.Nodes, SpecVersion: state.Spec.Version, Policy: state.Spec.Policy,
 		Fencing: fencingStatus(state),
+	}
+	if c := v.Credentials; c.GossipEncryptsWith != "" || c.CertSerial != "" {
+		st.Credentials = &c
 	}
 	online := map[string]bool{}
 	for _, n := range v.Nodes {
