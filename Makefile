@@ -47,7 +47,7 @@ vet:
 # Run each fuzzer for FUZZTIME; findings land in testdata/fuzz and then
 # run as ordinary tests.
 fuzz:
-	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzParseServices$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./spec -run '^$$' -fuzz '^FuzzParseServices$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cmd/raftlb -run '^$$' -fuzz '^FuzzParseConfigFile$$' -fuzztime $(FUZZTIME)

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 	"github.com/raftlb/raftlb/status"
 )
 
@@ -48,7 +48,7 @@ func NewClient(addr string) (*Client, error) {
 type Error struct {
 	Code     int
 	Message  string
-	Problems []fsm.Problem
+	Problems []spec.Problem
 }
 
 func (e *Error) Error() string {

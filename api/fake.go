@@ -8,6 +8,7 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 	"github.com/raftlb/raftlb/status"
 )
 
@@ -18,7 +19,7 @@ type FakeAgent struct {
 
 	View status.Status // what Status returns
 	// Current is what Spec returns; SpecWaitErr what WaitForSpec does.
-	Current     fsm.Spec
+	Current     spec.Spec
 	SpecWaitErr error
 	// NoDC makes Leader answer that no DC is known.
 	NoDC bool
@@ -30,7 +31,7 @@ type FakeAgent struct {
 
 	// Apply, when set, answers ApplySpec; otherwise ApplyResult and
 	// ApplyErr do.
-	Apply       func(spec fsm.Spec, expectVersion uint64, calls int) (cluster.ApplyResult, error)
+	Apply       func(spec spec.Spec, expectVersion uint64, calls int) (cluster.ApplyResult, error)
 	ApplyResult cluster.ApplyResult
 	ApplyErr    error
 
@@ -56,7 +57,7 @@ type FakeAgent struct {
 
 // AppliedSpec is one ApplySpec call.
 type AppliedSpec struct {
-	Spec   fsm.Spec
+	Spec   spec.Spec
 	Expect uint64
 }
 
@@ -108,10 +109,10 @@ func (a *FakeAgent) Leader() string {
 }
 
 // Spec implements Agent.
-func (a *FakeAgent) Spec() fsm.Spec {
+func (a *FakeAgent) Spec() spec.Spec {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if reflect.DeepEqual(a.Current, fsm.Spec{}) {
+	if reflect.DeepEqual(a.Current, spec.Spec{}) {
 		return fsm.New().Spec() // what a new cluster holds
 	}
 	return a.Current
@@ -125,7 +126,7 @@ func (a *FakeAgent) WaitForSpec(context.Context, uint64) error {
 }
 
 // ApplySpec implements Agent.
-func (a *FakeAgent) ApplySpec(_ context.Context, spec fsm.Spec, expectVersion uint64) (cluster.ApplyResult, error) {
+func (a *FakeAgent) ApplySpec(_ context.Context, spec spec.Spec, expectVersion uint64) (cluster.ApplyResult, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.applied = append(a.applied, AppliedSpec{spec, expectVersion})
@@ -200,7 +201,7 @@ func (a *FakeAgent) Fence(_ context.Context, node, action string) (fsm.FenceEven
 		return fsm.FenceEvent{}, a.FenceErr
 	}
 	if action == "" {
-		action = fsm.DefaultFenceAction
+		action = spec.DefaultFenceAction
 	}
 	ev := fsm.FenceEvent{ID: uint64(len(a.fences) + 1), Target: node, Action: action, By: a.View.DC, Reason: "requested by an operator"}
 	done := ev
@@ -222,7 +223,7 @@ func (a *FakeAgent) Confirm(_ context.Context, node string) (fsm.FenceEvent, err
 	if a.FenceErr != nil {
 		return fsm.FenceEvent{}, a.FenceErr
 	}
-	ev := fsm.FenceEvent{ID: uint64(len(a.fences) + 1), Target: node, Action: fsm.FenceOff, By: a.View.Node, Result: fsm.FenceConfirmed}
+	ev := fsm.FenceEvent{ID: uint64(len(a.fences) + 1), Target: node, Action: spec.FenceOff, By: a.View.Node, Result: fsm.FenceConfirmed}
 	a.fences = append(a.fences, ev)
 	return ev, nil
 }

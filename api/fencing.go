@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Fencing is the operators' fencing commands, carried out by the DC.
@@ -57,12 +58,12 @@ func (s *Server) fence(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, "fence request", &req) {
 		return
 	}
-	if err := fsm.ValidateNodeName(req.Node); err != nil {
+	if err := spec.ValidateNodeName(req.Node); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("fence request: %w", err))
 		return
 	}
 	switch req.Action {
-	case "", fsm.FenceOff, fsm.FenceReboot:
+	case "", spec.FenceOff, spec.FenceReboot:
 	default:
 		writeError(w, http.StatusBadRequest, fmt.Errorf("fence request: unknown action %q (want off or reboot)", req.Action))
 		return
@@ -87,7 +88,7 @@ func (s *Server) fenceConfirm(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, "confirm request", &req) {
 		return
 	}
-	if err := fsm.ValidateNodeName(req.Node); err != nil {
+	if err := spec.ValidateNodeName(req.Node); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("confirm request: %w", err))
 		return
 	}

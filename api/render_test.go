@@ -8,6 +8,7 @@ import (
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/resources"
+	"github.com/raftlb/raftlb/spec"
 	"github.com/raftlb/raftlb/status"
 )
 
@@ -39,7 +40,7 @@ func sampleStatus() status.Status {
 				{Address: "10.0.0.2", Port: 3128, Weight: 1, Node: "n2"},
 			},
 		}},
-		Policy: fsm.Policy{NoQuorum: "stop", Takeover: "lease"},
+		Policy: spec.Policy{NoQuorum: "stop", Takeover: "lease"},
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
+	rspec "github.com/raftlb/raftlb/spec"
 	"github.com/raftlb/raftlb/status"
 )
 
@@ -27,11 +28,11 @@ type Agent interface {
 	Status() status.Status
 	// Spec is this node's copy of the applied spec; WaitForSpec waits
 	// until this node has applied spec version v.
-	Spec() fsm.Spec
+	Spec() rspec.Spec
 	// State is this node's copy of the replicated state.
 	State() fsm.State
 	WaitForSpec(ctx context.Context, v uint64) error
-	ApplySpec(ctx context.Context, spec fsm.Spec, expectVersion uint64) (cluster.ApplyResult, error)
+	ApplySpec(ctx context.Context, spec rspec.Spec, expectVersion uint64) (cluster.ApplyResult, error)
 	Join(ctx context.Context, addrs []string) (int, error)
 	Leave(ctx context.Context) error
 	// RemoveNode removes a node that is gone for good; MoveDC hands the
@@ -90,7 +91,7 @@ type ApplyResponse struct {
 	Changed     bool   `json:"changed"`
 	DryRun      bool   `json:"dry_run,omitempty"`
 	// Changes is what the apply changed (or, for a dry run, would).
-	Changes []fsm.Change `json:"changes"`
+	Changes []rspec.Change `json:"changes"`
 	// CatchingUp: this node had not applied SpecVersion yet when the
 	// answer was sent, so its status may show an older one for a moment.
 	CatchingUp bool `json:"catching_up,omitempty"`
@@ -117,8 +118,8 @@ type JoinResponse struct {
 
 // ErrorResponse is the body of every non-2xx answer.
 type ErrorResponse struct {
-	Error    string        `json:"error"`
-	Problems []fsm.Problem `json:"problems,omitempty"`
+	Error    string          `json:"error"`
+	Problems []rspec.Problem `json:"problems,omitempty"`
 }
 
 // Server serves the admin API.
@@ -190,7 +191,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	spec, err := fsm.ParseServices(body)
+	spec, err := rspec.ParseServices(body)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
@@ -208,7 +209,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	// what changed; a node that was behind catches up and compares again.
 	for attempt := 1; ; attempt++ {
 		cur := s.agent.Spec()
-		changes := fsm.Diff(cur, spec)
+		changes := rspec.Diff(cur, spec)
 		if len(spec.VIPs) == 0 && len(spec.Services) == 0 && (len(cur.VIPs) > 0 || len(cur.Services) > 0) && !opts.AllowEmpty {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("the services file defines no VIP and no service: applying it would remove all %d service(s) and %d VIP(s); nothing was changed (to mean it: raftlb apply --allow-empty, or raftlb spec clear)", len(cur.Services), len(cur.VIPs)))
 			return
@@ -249,9 +250,9 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func orNone(c []fsm.Change) []fsm.Change {
+func orNone(c []rspec.Change) []rspec.Change {
 	if c == nil {
-		return []fsm.Change{}
+		return []rspec.Change{}
 	}
 	return c
 }
@@ -303,7 +304,7 @@ func (s *Server) awaitDC(ctx context.Context) error {
 
 // spec answers GET /v1/spec: the applied spec as a services file.
 func (s *Server) spec(w http.ResponseWriter, r *http.Request) {
-	out, err := fsm.FormatServices(s.agent.Spec())
+	out, err := rspec.FormatServices(s.agent.Spec())
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -389,7 +390,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, what string, req an
 
 func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
 	var req NodeRequest
-	s.act(w, r, "node request", &req, func() error { return fsm.ValidateNodeName(req.Node) }, func(ctx context.Context) (any, error) {
+	s.act(w, r, "node request", &req, func() error { return rspec.ValidateNodeName(req.Node) }, func(ctx context.Context) (any, error) {
 		if err := s.agent.RemoveNode(ctx, req.Node, req.Force); err != nil {
 			return nil, err
 		}
@@ -407,7 +408,7 @@ func (s *Server) moveDC(w http.ResponseWriter, r *http.Request) {
 		if req.Node == "" {
 			return nil
 		}
-		return fsm.ValidateNodeName(req.Node)
+		return rspec.ValidateNodeName(req.Node)
 	}
 	s.act(w, r, "move request", &req, check, func(ctx context.Context) (any, error) {
 		dc, err := s.agent.MoveDC(ctx, req.Node)
@@ -417,7 +418,7 @@ func (s *Server) moveDC(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) standby(w http.ResponseWriter, r *http.Request) {
 	var req StandbyRequest
-	s.act(w, r, "standby request", &req, func() error { return fsm.ValidateNodeName(req.Node) }, func(ctx context.Context) (any, error) {
+	s.act(w, r, "standby request", &req, func() error { return rspec.ValidateNodeName(req.Node) }, func(ctx context.Context) (any, error) {
 		return struct{}{}, s.agent.SetStandby(ctx, req.Node, req.Standby)
 	})
 }
@@ -435,7 +436,7 @@ func (s *Server) server(w http.ResponseWriter, r *http.Request) {
 }
 
 func statusFor(err error) int {
-	var ve *fsm.ValidationError
+	var ve *rspec.ValidationError
 	switch {
 	case errors.As(err, &ve):
 		return http.StatusBadRequest
@@ -459,7 +460,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, err error) {
 	resp := ErrorResponse{Error: err.Error()}
-	var ve *fsm.ValidationError
+	var ve *rspec.ValidationError
 	if errors.As(err, &ve) {
 		resp.Problems = ve.Problems
 		resp.Error = "the services file was rejected; nothing was changed"

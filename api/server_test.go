@@ -19,6 +19,7 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 	"github.com/raftlb/raftlb/status"
 )
 
@@ -220,7 +221,7 @@ func TestApplyValidFile(t *testing.T) {
 	if r.SpecVersion != 5 || !r.Changed || len(r.Changes) == 0 || r.CatchingUp {
 		t.Errorf("apply answered %+v, want version 5 changed, with its changes", r)
 	}
-	want, err := fsm.ParseServices([]byte(validServices))
+	want, err := spec.ParseServices([]byte(validServices))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +371,7 @@ func TestApplyAgentErrors(t *testing.T) {
 	}{
 		{"conflict", fmt.Errorf("%w: spec is at version 8, not 7", cluster.ErrConflict), http.StatusConflict},
 		{"no DC", fmt.Errorf("forward: %w", cluster.ErrNoDC), http.StatusServiceUnavailable},
-		{"validation on the DC", &fsm.ValidationError{Problems: []fsm.Problem{{Path: "services[0].port", Message: "taken"}}}, http.StatusBadRequest},
+		{"validation on the DC", &spec.ValidationError{Problems: []spec.Problem{{Path: "services[0].port", Message: "taken"}}}, http.StatusBadRequest},
 		{"other", errors.New("disk on fire"), http.StatusInternalServerError},
 	}
 	for _, tc := range cases {
@@ -379,7 +380,7 @@ func TestApplyAgentErrors(t *testing.T) {
 			ts := startServer(t, agent)
 			_, err := ts.client.Apply(context.Background(), []byte(validServices), ApplyOptions{})
 			ae := apiError(t, err, tc.code)
-			var ve *fsm.ValidationError
+			var ve *spec.ValidationError
 			if errors.As(tc.err, &ve) {
 				if !reflect.DeepEqual(ae.Problems, ve.Problems) {
 					t.Errorf("problems %+v, want %+v", ae.Problems, ve.Problems)
@@ -401,7 +402,7 @@ func TestApplyAgentErrors(t *testing.T) {
 // and changes nothing; the apply itself lists what it changed and is made
 // conditional on the version it compared with.
 func TestApplyDryRunAndSummary(t *testing.T) {
-	cur, err := fsm.ParseServices([]byte(validServices))
+	cur, err := spec.ParseServices([]byte(validServices))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +446,7 @@ func TestApplyDryRunAndSummary(t *testing.T) {
 // remove every service and VIP: refused unless allowed, and nothing is
 // changed.
 func TestApplyRefusesToEmptyTheSpec(t *testing.T) {
-	cur, err := fsm.ParseServices([]byte(validServices))
+	cur, err := spec.ParseServices([]byte(validServices))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,7 +498,7 @@ func TestApplyAndLeaveWithoutDCFailFast(t *testing.T) {
 
 // TestSpecShow: GET /v1/spec is the applied spec as a services file.
 func TestSpecShow(t *testing.T) {
-	cur, err := fsm.ParseServices([]byte(validServices))
+	cur, err := spec.ParseServices([]byte(validServices))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +507,7 @@ func TestSpecShow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := fsm.ParseServices(out)
+	back, err := spec.ParseServices(out)
 	if err != nil || !reflect.DeepEqual(back, cur) {
 		t.Errorf("spec show → parse: %v\n%s", err, out)
 	}
@@ -676,7 +677,7 @@ func TestNewClientRejectsBadAddr(t *testing.T) {
 // server's disable reach the agent as asked; bad requests and refusals
 // come back as clear errors that change nothing.
 func TestMaintenanceEndpoints(t *testing.T) {
-	cur, err := fsm.ParseServices([]byte(validServices))
+	cur, err := spec.ParseServices([]byte(validServices))
 	if err != nil {
 		t.Fatal(err)
 	}

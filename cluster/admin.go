@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // What an operator does to the cluster from any node (the admin API):
@@ -176,7 +177,7 @@ func (n *Node) preferredOf(can []string) string {
 // refusal marks the FSM's refusal of an operator's request (a validation
 // or schema error) as ErrRefused.
 func refusal(err error) error {
-	var ve *fsm.ValidationError
+	var ve *spec.ValidationError
 	var se *fsm.SchemaError
 	if errors.As(err, &ve) || errors.As(err, &se) {
 		var ce *CommitError

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftlb/raftlb/fsm"
+	rspec "github.com/raftlb/raftlb/spec"
 )
 
 // ApplyResult is the outcome of a committed spec change.
@@ -21,9 +22,9 @@ const applyTimeout = 5 * time.Second
 
 // ApplySpec submits spec from any node: the DC applies it, other nodes
 // forward it to the DC over the mutual-TLS RPC channel. An invalid spec
-// comes back as *fsm.ValidationError and changes nothing. expectVersion,
+// comes back as *spec.ValidationError and changes nothing. expectVersion,
 // when non-zero, makes the change conditional on the current version.
-func (n *Node) ApplySpec(ctx context.Context, spec fsm.Spec, expectVersion uint64) (ApplyResult, error) {
+func (n *Node) ApplySpec(ctx context.Context, spec rspec.Spec, expectVersion uint64) (ApplyResult, error) {
 	// Validate here too, so a bad spec is refused without a round trip.
 	if err := spec.ValidateNew(); err != nil {
 		return ApplyResult{}, err
@@ -49,14 +50,14 @@ func (n *Node) ApplySpec(ctx context.Context, spec fsm.Spec, expectVersion uint6
 	}
 }
 
-func (n *Node) applySpecLocal(ctx context.Context, spec fsm.Spec, expectVersion uint64) (ApplyResult, error) {
+func (n *Node) applySpecLocal(ctx context.Context, spec rspec.Spec, expectVersion uint64) (ApplyResult, error) {
 	// A forwarded spec was checked where it was applied; by its release.
 	if err := spec.ValidateNew(); err != nil {
 		return ApplyResult{}, err
 	}
 	if check := n.specCheck(); check != nil {
 		if problems := check(ctx, spec); len(problems) > 0 {
-			return ApplyResult{}, &fsm.ValidationError{Problems: problems}
+			return ApplyResult{}, &rspec.ValidationError{Problems: problems}
 		}
 	}
 	cmd, err := fsm.EncodeCommand(fsm.CmdSetSpec, fsm.SetSpec{Spec: spec, ExpectVersion: expectVersion})
@@ -86,7 +87,7 @@ func (n *Node) applySpecLocal(ctx context.Context, spec fsm.Spec, expectVersion 
 
 // SpecCheck is asked on the DC before a spec is committed: what the
 // members lack to carry it (the director asks each for its interfaces).
-type SpecCheck func(ctx context.Context, spec fsm.Spec) []fsm.Problem
+type SpecCheck func(ctx context.Context, spec rspec.Spec) []rspec.Problem
 
 // SetSpecCheck registers the check.
 func (n *Node) SetSpecCheck(c SpecCheck) {

@@ -14,8 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 func TestThreeNodesElectOneDCAndAgree(t *testing.T) {
@@ -207,9 +206,9 @@ func TestApplyFromAnyNodeAndRejectInvalid(t *testing.T) {
 	if _, err := follower.ApplySpec(ctx, bad, 0); err == nil || !strings.Contains(err.Error(), "scheduler") {
 		t.Fatalf("invalid spec: err=%v, want a scheduler error", err)
 	}
-	var ve *fsm.ValidationError
+	var ve *spec.ValidationError
 	if _, err := dc.ApplySpec(ctx, bad, 0); !errors.As(err, &ve) {
-		t.Fatalf("invalid spec on DC: %v, want *fsm.ValidationError", err)
+		t.Fatalf("invalid spec on DC: %v, want *spec.ValidationError", err)
 	}
 	if _, err := follower.ApplySpec(ctx, sampleSpec(8080), 7); !errors.Is(err, ErrConflict) {
 		t.Fatalf("stale expect_version: %v, want ErrConflict", err)

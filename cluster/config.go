@@ -8,8 +8,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/quorum"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Config is everything a Node needs. The zero value is not usable; start
@@ -101,7 +101,7 @@ const DefaultMaxVoters = 5
 // Validate reports the first problem that would stop a node from starting.
 func (c *Config) Validate() error {
 	var errs []error
-	if err := fsm.ValidateNodeName(c.Name); err != nil {
+	if err := spec.ValidateNodeName(c.Name); err != nil {
 		errs = append(errs, err)
 	}
 	if !c.BindAddr.IsValid() || c.BindAddr.IsUnspecified() {

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Identity. The cluster CA vouches for a node's name (its certificate's
@@ -40,7 +41,7 @@ func (n *Node) checkPeer(p peer) error { return n.checkPeerIn(p, n.configuredSer
 // checkPeerIn is checkPeer against servers, the Raft configuration.
 func (n *Node) checkPeerIn(p peer, servers map[string]raft.ServerAddress) error {
 	name, serial := p.cert.Subject.CommonName, certSerial(p.cert)
-	if err := fsm.ValidateNodeName(name); err != nil {
+	if err := spec.ValidateNodeName(name); err != nil {
 		return fmt.Errorf("the certificate's name is no node name: %w", err)
 	}
 	if r, ok := n.fsm.Revoked(name, serial, p.cert.NotBefore); ok {

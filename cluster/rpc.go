@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // The RPC channel shares the Raft port and its mutual TLS. It carries the
@@ -85,7 +86,7 @@ const maxRPCSize = 8 << 20
 type rpcRequest struct {
 	Op            string          `json:"op"`
 	From          string          `json:"from"`
-	Spec          *fsm.Spec       `json:"spec,omitempty"`
+	Spec          *spec.Spec      `json:"spec,omitempty"`
 	ExpectVersion uint64          `json:"expect_version,omitempty"`
 	Body          json.RawMessage `json:"body,omitempty"` // a registered operation's payload
 }
@@ -101,7 +102,7 @@ type rpcResponse struct {
 	// from older peers' answers.
 	Code     string          `json:"code,omitempty"`
 	NotDC    bool            `json:"not_dc,omitempty"`
-	Problems []fsm.Problem   `json:"problems,omitempty"`
+	Problems []spec.Problem  `json:"problems,omitempty"`
 	Conflict bool            `json:"conflict,omitempty"`
 	Body     json.RawMessage `json:"body,omitempty"` // a registered operation's answer
 }
@@ -227,7 +228,7 @@ func (n *Node) serveRPC(ctx context.Context, req rpcRequest) rpcResponse {
 func (n *Node) resultToWire(res ApplyResult, err error) rpcResponse {
 	if err != nil {
 		resp := n.errorResponse(err)
-		var ve *fsm.ValidationError
+		var ve *spec.ValidationError
 		if errors.As(err, &ve) {
 			resp.Problems = ve.Problems
 		}
@@ -241,7 +242,7 @@ func (n *Node) resultToWire(res ApplyResult, err error) rpcResponse {
 func (n *Node) wireToResult(resp rpcResponse) (ApplyResult, error) {
 	switch {
 	case len(resp.Problems) > 0:
-		return ApplyResult{}, &fsm.ValidationError{Problems: resp.Problems}
+		return ApplyResult{}, &spec.ValidationError{Problems: resp.Problems}
 	case resp.Conflict:
 		return ApplyResult{}, fmt.Errorf("%w: %s", ErrConflict, resp.Error)
 	case resp.Error != "" || resp.Code != "":

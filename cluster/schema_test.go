@@ -9,14 +9,15 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // fencedSampleSpec is sampleSpec with a fence device: schema 2.
-func fencedSampleSpec() fsm.Spec {
+func fencedSampleSpec() spec.Spec {
 	s := sampleSpec(3128)
-	s.Fencing = fsm.Fencing{Devices: []fsm.FenceDevice{{
+	s.Fencing = spec.Fencing{Devices: []spec.FenceDevice{{
 		Name: "dummy", Agent: "fence_dummy", Hosts: map[string]string{"n1": "", "n2": ""},
-		Action: fsm.FenceReboot, Timeout: 10 * time.Second,
+		Action: spec.FenceReboot, Timeout: 10 * time.Second,
 	}}}
 	return s
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // testCluster runs real nodes in-process: real TCP with mutual TLS and
@@ -320,16 +321,16 @@ func raftServers(nd *Node) map[string]raft.ServerSuffrage {
 	return out
 }
 
-func sampleSpec(port uint16) fsm.Spec {
+func sampleSpec(port uint16) spec.Spec {
 	vip := netip.MustParseAddr("172.95.69.100")
-	return fsm.Spec{
-		VIPs: []fsm.VIP{{Address: vip, Interface: "eth0"}},
-		Services: []fsm.Service{{
+	return spec.Spec{
+		VIPs: []spec.VIP{{Address: vip, Interface: "eth0"}},
+		Services: []spec.Service{{
 			Name: "squid", VIP: vip, Port: port, Protocol: "tcp", Scheduler: "rr", Forwarding: "route",
-			Persistence: fsm.Persistence{Timeout: 20 * time.Second},
-			RealServers: fsm.RealServers{AllNodes: true, NodePort: port, NodeWeight: 1},
-			Fallback:    &fsm.RealServer{Address: netip.MustParseAddr("127.0.0.1"), Port: port, Weight: 1},
+			Persistence: spec.Persistence{Timeout: 20 * time.Second},
+			RealServers: spec.RealServers{AllNodes: true, NodePort: port, NodeWeight: 1},
+			Fallback:    &spec.RealServer{Address: netip.MustParseAddr("127.0.0.1"), Port: port, Weight: 1},
 		}},
-		Policy: fsm.Policy{NoQuorum: "stop"},
+		Policy: spec.Policy{NoQuorum: "stop"},
 	}
 }

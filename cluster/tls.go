@@ -22,7 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // TLSServerName is the name every node certificate carries and every node
@@ -109,7 +109,7 @@ func IssueNodeCert(dir, node string, ips []net.IP, validity time.Duration) error
 // and nothing of the CA's private key. outDir must be another directory
 // than caDir, and must not hold a CA key.
 func IssueNodeDir(caDir, outDir, node string, ips []net.IP, validity time.Duration) error {
-	if err := fsm.ValidateNodeName(node); err != nil {
+	if err := spec.ValidateNodeName(node); err != nil {
 		return err
 	}
 	if _, err := readCACerts(caDir, time.Now()); err != nil {
@@ -165,7 +165,7 @@ func sameDir(a, b string) (bool, error) {
 }
 
 func issueNodeCertAt(caDir, dir, node string, ips []net.IP, validity time.Duration, now time.Time) error {
-	if err := fsm.ValidateNodeName(node); err != nil {
+	if err := spec.ValidateNodeName(node); err != nil {
 		return err
 	}
 	if validity <= 0 {
@@ -232,7 +232,7 @@ func LoadTLS(dir, node string) (*tls.Config, error) {
 }
 
 func loadTLSAt(dir, node string, now time.Time) (*tls.Config, error) {
-	if err := fsm.ValidateNodeName(node); err != nil {
+	if err := spec.ValidateNodeName(node); err != nil {
 		return nil, err
 	}
 	cas, err := readCACerts(dir, now)

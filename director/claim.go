@@ -11,6 +11,7 @@ import (
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // The claim and what keeps it: a DC's term places the VIPs (claim, place),
@@ -174,11 +175,11 @@ func (t *term) reconcile() error {
 	state := d.c.FSM().State()
 	online := d.c.OnlineNodes()
 	isOnline := func(n string) bool { return online[n] }
-	var healthOf func(fsm.ServiceKey, netip.AddrPort) bool
+	var healthOf func(spec.ServiceKey, netip.AddrPort) bool
 	if t.mon != nil {
 		t.mon.Set(checkTargets(state, isOnline))
 		states := t.mon.States()
-		healthOf = func(k fsm.ServiceKey, a netip.AddrPort) bool {
+		healthOf = func(k spec.ServiceKey, a netip.AddrPort) bool {
 			st, ok := states[health.Key{Service: k, Server: a}]
 			return !ok || st.Up
 		}
@@ -220,7 +221,7 @@ func checkTargets(state fsm.State, online func(string) bool) map[health.Key]heal
 		}
 		hc := *svc.HealthCheck
 		// A spec in the log from before the floors runs at the floor.
-		hc.Interval = max(hc.Interval, fsm.MinInterval(hc.Type))
+		hc.Interval = max(hc.Interval, spec.MinInterval(hc.Type))
 		for _, b := range state.Backends(svc, online) {
 			out[health.Key{Service: svc.Key(), Server: b.AddrPort()}] = health.Spec{
 				Check:  hc,

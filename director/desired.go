@@ -6,6 +6,7 @@ import (
 
 	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Desired computes the IPVS table the spec asks for, given which nodes are
@@ -18,7 +19,7 @@ import (
 // agent is stopping (stopping, nil: none) is drained: weight 0, so it gets
 // no new connections and those in flight to it are still forwarded until
 // it leaves.
-func Desired(state fsm.State, online, stopping func(string) bool, healthOf func(fsm.ServiceKey, netip.AddrPort) (up bool)) []dataplane.Service {
+func Desired(state fsm.State, online, stopping func(string) bool, healthOf func(spec.ServiceKey, netip.AddrPort) (up bool)) []dataplane.Service {
 	out := make([]dataplane.Service, 0, len(state.Spec.Services))
 	for _, svc := range state.Spec.Services {
 		s := dataplane.Service{Key: dataplane.ServiceKey(svc.Key()), Scheduler: svc.Scheduler, Persistence: svc.Persistence.Timeout}
@@ -32,7 +33,7 @@ func Desired(state fsm.State, online, stopping func(string) bool, healthOf func(
 				d.Weight = 0
 			}
 			if svc.HealthCheck != nil && healthOf != nil && !healthOf(svc.Key(), d.AddrPort()) {
-				if svc.HealthCheck.OnFail != fsm.OnFailQuiescent {
+				if svc.HealthCheck.OnFail != spec.OnFailQuiescent {
 					continue
 				}
 				d.Weight = 0

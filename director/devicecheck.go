@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // DeviceChecker runs a fence device's own checks; fencing.Runner is the
 // agent's.
 type DeviceChecker interface {
-	Validate(ctx context.Context, d fsm.FenceDevice) error
-	Monitor(ctx context.Context, d fsm.FenceDevice) error
+	Validate(ctx context.Context, d spec.FenceDevice) error
+	Monitor(ctx context.Context, d spec.FenceDevice) error
 }
 
 // deviceCheckTick is how often the DC looks for a check that is due.
@@ -75,14 +76,14 @@ func (t *term) startDeviceChecks(ctx context.Context) {
 }
 
 // definition is a device's definition, to notice a change.
-func definition(d fsm.FenceDevice) string {
+func definition(d spec.FenceDevice) string {
 	b, _ := json.Marshal(d)
 	return string(b)
 }
 
 // recordCheck commits a check's result when it differs from the recorded
 // one, and logs a failure or a recovery.
-func (t *term) recordCheck(ctx context.Context, dev fsm.FenceDevice, action string, err error) {
+func (t *term) recordCheck(ctx context.Context, dev spec.FenceDevice, action string, err error) {
 	if ctx.Err() != nil {
 		return // the term ended while the check ran
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
+	rspec "github.com/raftlb/raftlb/spec"
 )
 
 // A node that cannot direct — a witness, a node without a data plane, a
@@ -29,7 +29,7 @@ func (m missingInterface) String() string { return fmt.Sprintf("%s on %s", m.VIP
 
 // missingInterfaces lists, for spec, the VIPs whose interface this node
 // lacks.
-func (d *Director) missingInterfaces(spec fsm.Spec) []missingInterface {
+func (d *Director) missingInterfaces(spec rspec.Spec) []missingInterface {
 	if d.dp == nil {
 		return nil
 	}
@@ -46,7 +46,7 @@ func (d *Director) missingInterfaces(spec fsm.Spec) []missingInterface {
 // checkCanDirect tells the peers whether this node can hold the spec's
 // VIPs: not while an interface is missing, nor for a while after a claim
 // failed (until the spec changes or noDirectRetry passed).
-func (d *Director) checkCanDirect(spec fsm.Spec) {
+func (d *Director) checkCanDirect(spec rspec.Spec) {
 	if d.dp == nil {
 		return
 	}
@@ -158,7 +158,7 @@ const checkSpecOp = "check-spec"
 // "vip on iface" strings: such a member's answer does not decode, and the
 // DC leaves it out, as one that does not answer.)
 func (d *Director) serveCheckSpec(_ context.Context, _ string, body json.RawMessage) (any, error) {
-	var spec fsm.Spec
+	var spec rspec.Spec
 	if err := json.Unmarshal(body, &spec); err != nil {
 		return nil, fmt.Errorf("check-spec request: %w", err)
 	}
@@ -179,19 +179,19 @@ const checkProgramsOp = "check-programs"
 // ProgramChecker is a Fencer that can say whether a fence device may run
 // on this node: its agent, its options (fencing.Runner).
 type ProgramChecker interface {
-	CheckDevice(d fsm.FenceDevice) error
+	CheckDevice(d rspec.FenceDevice) error
 }
 
 // programProblems lists what of spec's programs this node would not run.
-func (d *Director) programProblems(spec fsm.Spec) []fsm.Problem {
-	var out []fsm.Problem
+func (d *Director) programProblems(spec rspec.Spec) []rspec.Problem {
+	var out []rspec.Problem
 	for i, svc := range spec.Services {
 		hc := svc.HealthCheck
-		if hc == nil || hc.Type != fsm.CheckExec || len(hc.Command) == 0 {
+		if hc == nil || hc.Type != rspec.CheckExec || len(hc.Command) == 0 {
 			continue
 		}
 		if err := d.cfg.Exec.Permit(hc.Command[0]); err != nil {
-			out = append(out, fsm.Problem{Path: fmt.Sprintf("services[%d].health_check.command[0]", i), Message: err.Error()})
+			out = append(out, rspec.Problem{Path: fmt.Sprintf("services[%d].health_check.command[0]", i), Message: err.Error()})
 		}
 	}
 	out = append(out, d.resourceProblems(spec)...)
@@ -199,7 +199,7 @@ func (d *Director) programProblems(spec fsm.Spec) []fsm.Problem {
 	if checker, ok := d.cfg.Fencer.(ProgramChecker); ok {
 		for i, dev := range spec.Fencing.Devices {
 			if err := checker.CheckDevice(dev); err != nil {
-				out = append(out, fsm.Problem{Path: fmt.Sprintf("fencing.devices[%d]", i), Message: err.Error()})
+				out = append(out, rspec.Problem{Path: fmt.Sprintf("fencing.devices[%d]", i), Message: err.Error()})
 			}
 		}
 	}
@@ -207,13 +207,13 @@ func (d *Director) programProblems(spec fsm.Spec) []fsm.Problem {
 }
 
 func (d *Director) serveCheckPrograms(_ context.Context, _ string, body json.RawMessage) (any, error) {
-	var spec fsm.Spec
+	var spec rspec.Spec
 	if err := json.Unmarshal(body, &spec); err != nil {
 		return nil, fmt.Errorf("check-programs request: %w", err)
 	}
 	problems := d.programProblems(spec)
 	if problems == nil {
-		problems = []fsm.Problem{}
+		problems = []rspec.Problem{}
 	}
 	return problems, nil
 }
@@ -225,12 +225,12 @@ const checkSpecTimeout = 2 * time.Second
 // with a data plane must have each VIP's interface. A member that does not
 // answer in time is left out (it says so itself once the spec arrives);
 // the problems name the VIP, the interface and the nodes.
-func (d *Director) CheckSpec(ctx context.Context, spec fsm.Spec) []fsm.Problem {
+func (d *Director) CheckSpec(ctx context.Context, spec rspec.Spec) []rspec.Problem {
 	members := d.c.LiveMembers()
 	type answer struct {
 		node            string
 		missing         []missingInterface
-		programs        []fsm.Problem
+		programs        []rspec.Problem
 		err, programErr error
 	}
 	answers := make(chan answer, len(members))
@@ -248,7 +248,7 @@ func (d *Director) CheckSpec(ctx context.Context, spec fsm.Spec) []fsm.Problem {
 		}()
 	}
 	byVIP := map[missingInterface][]string{}
-	byProblem := map[fsm.Problem][]string{}
+	byProblem := map[rspec.Problem][]string{}
 	for range members {
 		a := <-answers
 		if a.programErr != nil {
@@ -266,31 +266,31 @@ func (d *Director) CheckSpec(ctx context.Context, spec fsm.Spec) []fsm.Problem {
 			byProblem[p] = append(byProblem[p], a.node)
 		}
 	}
-	var problems []fsm.Problem
+	var problems []rspec.Problem
 	for i, v := range spec.VIPs {
 		for m, nodes := range byVIP {
 			if m.VIP == v.Address {
 				slices.Sort(nodes)
-				problems = append(problems, fsm.Problem{
+				problems = append(problems, rspec.Problem{
 					Path:    fmt.Sprintf("vips[%d].interface", i),
 					Message: fmt.Sprintf("%s is missing on %s: no node could hold %s there", m.Interface, strings.Join(nodes, ", "), v.Address),
 				})
 			}
 		}
 	}
-	var programs []fsm.Problem
+	var programs []rspec.Problem
 	for p, nodes := range byProblem {
 		slices.Sort(nodes)
-		programs = append(programs, fsm.Problem{Path: p.Path, Message: fmt.Sprintf("not allowed on %s: %s", strings.Join(nodes, ", "), p.Message)})
+		programs = append(programs, rspec.Problem{Path: p.Path, Message: fmt.Sprintf("not allowed on %s: %s", strings.Join(nodes, ", "), p.Message)})
 	}
-	slices.SortFunc(programs, func(a, b fsm.Problem) int { return strings.Compare(a.Path+a.Message, b.Path+b.Message) })
+	slices.SortFunc(programs, func(a, b rspec.Problem) int { return strings.Compare(a.Path+a.Message, b.Path+b.Message) })
 	return append(problems, programs...)
 }
 
 // needsPrograms says whether spec names programs a node runs.
-func needsPrograms(spec fsm.Spec) bool {
+func needsPrograms(spec rspec.Spec) bool {
 	for _, svc := range spec.Services {
-		if hc := svc.HealthCheck; hc != nil && hc.Type == fsm.CheckExec {
+		if hc := svc.HealthCheck; hc != nil && hc.Type == rspec.CheckExec {
 			return true
 		}
 	}

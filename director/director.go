@@ -9,11 +9,11 @@ import (
 
 	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/events"
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/realserver"
 	"github.com/raftlb/raftlb/resources"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Dataplane is the kernel side a DC drives: where the VIPs live (the
@@ -256,7 +256,7 @@ func (d *Director) Table() ([]dataplane.Service, error) {
 	return out, nil
 }
 
-func (d *Director) ifaceOf(v fsm.VIP) string {
+func (d *Director) ifaceOf(v spec.VIP) string {
 	if v.Interface != "" {
 		return v.Interface
 	}

@@ -10,9 +10,9 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/dataplane"
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
 	"github.com/raftlb/raftlb/realserver"
+	"github.com/raftlb/raftlb/spec"
 )
 
 func leader(term uint64) cluster.LeaderEvent { return cluster.LeaderEvent{IsLeader: true, Term: term} }
@@ -37,17 +37,17 @@ func TestPlanIsEmptyWhenTheTableMatches(t *testing.T) {
 // plane's names must be the spec's.
 func TestKernelNamesAreTheSpecs(t *testing.T) {
 	for spec, kernel := range map[string]string{
-		fsm.ProtocolTCP:   dataplane.ProtocolTCP,
-		fsm.ProtocolUDP:   dataplane.ProtocolUDP,
-		fsm.ForwardRoute:  dataplane.ForwardRoute,
-		fsm.ForwardMasq:   dataplane.ForwardMasq,
-		fsm.ForwardTunnel: dataplane.ForwardTunnel,
+		spec.ProtocolTCP:   dataplane.ProtocolTCP,
+		spec.ProtocolUDP:   dataplane.ProtocolUDP,
+		spec.ForwardRoute:  dataplane.ForwardRoute,
+		spec.ForwardMasq:   dataplane.ForwardMasq,
+		spec.ForwardTunnel: dataplane.ForwardTunnel,
 	} {
 		if spec != kernel {
 			t.Errorf("the spec says %q, the data plane %q", spec, kernel)
 		}
 	}
-	k := fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: fsm.ProtocolUDP}
+	k := spec.ServiceKey{VIP: vip, Port: 3128, Protocol: spec.ProtocolUDP}
 	if got := dataplane.ServiceKey(k).String(); got != k.String() {
 		t.Errorf("service key %s in the kernel table, %s in the spec", got, k)
 	}
@@ -89,8 +89,8 @@ func TestDesiredDrainsStoppingNodes(t *testing.T) {
 
 func TestDesiredAppliesHealth(t *testing.T) {
 	all := func(string) bool { return true }
-	down := func(bad ...string) func(fsm.ServiceKey, netip.AddrPort) bool {
-		return func(_ fsm.ServiceKey, a netip.AddrPort) bool { return !slices.Contains(bad, a.String()) }
+	down := func(bad ...string) func(spec.ServiceKey, netip.AddrPort) bool {
+		return func(_ spec.ServiceKey, a netip.AddrPort) bool { return !slices.Contains(bad, a.String()) }
 	}
 	three := []string{"127.0.0.30:3128", "127.0.0.40:3128", "127.0.0.50:3128"}
 	for _, tc := range []struct {

@@ -21,6 +21,7 @@ import (
 	"github.com/raftlb/raftlb/internal/testkit"
 	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/realserver"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // The nodes and the VIP of the director's tests. Every address a health
@@ -219,7 +220,7 @@ func (c *fakeCluster) CallDC(ctx context.Context, op string, req, resp any) erro
 	return json.Unmarshal(b, resp)
 }
 
-func (c *fakeCluster) setSpec(s fsm.Spec) { c.apply(fsm.CmdSetSpec, fsm.SetSpec{Spec: s}) }
+func (c *fakeCluster) setSpec(s spec.Spec) { c.apply(fsm.CmdSetSpec, fsm.SetSpec{Spec: s}) }
 
 func (c *fakeCluster) Leadership() (<-chan cluster.LeaderEvent, func()) { return c.leaders, func() {} }
 func (c *fakeCluster) FSM() *fsm.FSM                                    { return c.fsm }
@@ -348,16 +349,16 @@ func (c *fakeCluster) notifyMembers() {
 	}
 }
 
-func squid(scheduler string) fsm.Spec {
-	return fsm.Spec{
-		VIPs: []fsm.VIP{{Address: vip, Interface: "eth0"}},
-		Services: []fsm.Service{{
+func squid(scheduler string) spec.Spec {
+	return spec.Spec{
+		VIPs: []spec.VIP{{Address: vip, Interface: "eth0"}},
+		Services: []spec.Service{{
 			Name: "squid", VIP: vip, Port: 3128, Protocol: "tcp", Scheduler: scheduler, Forwarding: "route",
-			Persistence: fsm.Persistence{Timeout: 20 * time.Second},
-			RealServers: fsm.RealServers{AllNodes: true, NodePort: 3128, NodeWeight: 1},
-			Fallback:    &fsm.RealServer{Address: netip.MustParseAddr("127.0.0.1"), Port: 3128, Weight: 1},
+			Persistence: spec.Persistence{Timeout: 20 * time.Second},
+			RealServers: spec.RealServers{AllNodes: true, NodePort: 3128, NodeWeight: 1},
+			Fallback:    &spec.RealServer{Address: netip.MustParseAddr("127.0.0.1"), Port: 3128, Weight: 1},
 		}},
-		Policy: fsm.Policy{NoQuorum: "stop"},
+		Policy: spec.Policy{NoQuorum: "stop"},
 	}
 }
 

@@ -12,12 +12,13 @@ import (
 	"github.com/raftlb/raftlb/events"
 	"github.com/raftlb/raftlb/fencing"
 	"github.com/raftlb/raftlb/fsm"
+	rspec "github.com/raftlb/raftlb/spec"
 )
 
 // Fencer runs the spec's fence devices against a node; fencing.Runner is
 // the agent's.
 type Fencer interface {
-	Fence(ctx context.Context, f fsm.Fencing, node, action string) fencing.Outcome
+	Fence(ctx context.Context, f rspec.Fencing, node, action string) fencing.Outcome
 }
 
 // Fencing is done by the DC only, right after it verified its leadership
@@ -60,7 +61,7 @@ const (
 // balancing what it holds; its success is committed, and the commit
 // brings the waiting VIP in (evSpec).
 func (t *term) startFenceFor(node, policy string) {
-	if policy != fsm.TakeoverFence || t.ctx == nil {
+	if policy != rspec.TakeoverFence || t.ctx == nil {
 		return
 	}
 	t.fenceMu.Lock()
@@ -87,7 +88,7 @@ func (t *term) startFenceFor(node, policy string) {
 // needsFence reports whether node holds, by the log, a VIP of the spec it
 // has not let go of, and the spec's takeover policy is fence.
 func needsFence(state fsm.State, node string) bool {
-	if state.Spec.Policy.TakeoverPolicy() != fsm.TakeoverFence {
+	if state.Spec.Policy.TakeoverPolicy() != rspec.TakeoverFence {
 		return false
 	}
 	for _, v := range state.Spec.VIPs {
@@ -171,7 +172,7 @@ type aFencing struct {
 	id     uint64
 	node   string
 	action string // the override, or ""
-	spec   fsm.Fencing
+	spec   rspec.Fencing
 }
 
 // beginFence verifies leadership in this term and commits the intent.
@@ -185,7 +186,7 @@ func (t *term) beginFence(node, action, reason string) (*aFencing, error) {
 	spec := t.d.c.FSM().State().Spec.Fencing
 	act := action
 	if act == "" {
-		act = fsm.DefaultFenceAction
+		act = rspec.DefaultFenceAction
 		if levels := spec.LevelsFor(node); len(levels) > 0 && len(levels[0]) > 0 {
 			act = levels[0][0].Action
 		}
@@ -234,10 +235,10 @@ func errorText(err error) string {
 
 // boundOutput keeps the end of s within the history's bound.
 func boundOutput(s string) string {
-	if len(s) <= fsm.MaxFenceOutput {
+	if len(s) <= rspec.MaxFenceOutput {
 		return s
 	}
-	b := []byte(s[len(s)-fsm.MaxFenceOutput:])
+	b := []byte(s[len(s)-rspec.MaxFenceOutput:])
 	for len(b) > 0 && b[0]&0xC0 == 0x80 {
 		b = b[1:] // do not start inside a UTF-8 sequence
 	}
@@ -260,11 +261,11 @@ func (d *Director) serveFence(ctx context.Context, from string, body json.RawMes
 	if err := decodeStrict(body, &r); err != nil {
 		return nil, fmt.Errorf("fence request: %w", err)
 	}
-	if err := fsm.ValidateNodeName(r.Node); err != nil {
+	if err := rspec.ValidateNodeName(r.Node); err != nil {
 		return nil, fmt.Errorf("fence request: %w", err)
 	}
 	switch r.Action {
-	case "", fsm.FenceOff, fsm.FenceReboot:
+	case "", rspec.FenceOff, rspec.FenceReboot:
 	default:
 		return nil, fmt.Errorf("fence request: unknown action %q (want off or reboot)", r.Action)
 	}
@@ -311,7 +312,7 @@ func (d *Director) serveConfirm(ctx context.Context, from string, body json.RawM
 	if err := decodeStrict(body, &r); err != nil {
 		return nil, fmt.Errorf("confirm request: %w", err)
 	}
-	if err := fsm.ValidateNodeName(r.Node); err != nil {
+	if err := rspec.ValidateNodeName(r.Node); err != nil {
 		return nil, fmt.Errorf("confirm request: %w", err)
 	}
 	a := d.ask(ctx, request{kind: reqConfirm, node: r.Node, from: from})

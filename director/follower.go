@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // The follower: what every node does while it is not DC — it follows
@@ -181,7 +182,7 @@ func (d *Director) follow() error {
 
 // owned is the set of VIPs whose IPVS services raftlb manages: those in
 // the spec and those the real-server manager still carries.
-func (d *Director) owned(spec fsm.Spec) map[netip.Addr]bool {
+func (d *Director) owned(spec spec.Spec) map[netip.Addr]bool {
 	out := map[netip.Addr]bool{}
 	for _, v := range spec.VIPs {
 		out[v.Address] = true
@@ -195,7 +196,7 @@ func (d *Director) owned(spec fsm.Spec) map[netip.Addr]bool {
 // flush deletes the IPVS services of our VIPs. Deleting never claims
 // anything, so it needs no leadership. Only one goroutine calls it at a
 // time: the term's, or the follower's loop while no term runs.
-func (d *Director) flush(spec fsm.Spec) error {
+func (d *Director) flush(spec spec.Spec) error {
 	cur, err := d.dp.IPVS.Services()
 	if err != nil {
 		return fmt.Errorf("reading IPVS table: %w", err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // With no_quorum: freeze (accepted only with takeover: fence), a DC that
@@ -47,7 +48,7 @@ func (z *freezer) get() *frozenTerm {
 // holds: the spec says freeze, and the agent is not stopping.
 func (t *term) freezes() bool {
 	return t.d.dp != nil && t.held != nil && !t.d.stopping.Load() &&
-		t.d.c.FSM().State().Spec.Policy.NoQuorum == fsm.NoQuorumFreeze
+		t.d.c.FSM().State().Spec.Policy.NoQuorum == spec.NoQuorumFreeze
 }
 
 // renewFrozen extends the frozen VIPs' lease, and reports a lapse.

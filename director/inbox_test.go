@@ -13,6 +13,7 @@ import (
 	"github.com/raftlb/raftlb/fencing"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // slowFencer takes a moment per fencing and counts the fencings under way,
@@ -23,7 +24,7 @@ type slowFencer struct {
 	running atomic.Int32
 }
 
-func (f *slowFencer) Fence(ctx context.Context, spec fsm.Fencing, node, action string) fencing.Outcome {
+func (f *slowFencer) Fence(ctx context.Context, spec spec.Fencing, node, action string) fencing.Outcome {
 	f.running.Add(1)
 	defer f.running.Add(-1)
 	time.Sleep(2 * time.Millisecond) // a fence agent does not stop at once
@@ -41,7 +42,7 @@ func TestRequestsRacingTheRevokeAreAnsweredByTheTermOrRefused(t *testing.T) {
 	for i := range 30 {
 		f := &slowFencer{}
 		w := newWorld(t, func(c *Config) { c.Fencer = f })
-		w.c.setSpec(withTakeover(fsm.TakeoverImmediate))
+		w.c.setSpec(withTakeover(spec.TakeoverImmediate))
 		stop := w.run()
 		w.c.leaders <- leader(uint64(2 + i))
 		testkit.WaitFor(t, "VIP claimed", func() bool { return w.has("eth0") && len(w.table()) == 1 })

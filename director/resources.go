@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/events"
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/resources"
+	rspec "github.com/raftlb/raftlb/spec"
 )
 
 // The spec's resources move with the DC (package resources runs them).
@@ -100,7 +100,7 @@ func (t *term) wakeResources() {
 }
 
 // holdsEveryVIP says whether this term holds every VIP of spec.
-func (t *term) holdsEveryVIP(spec fsm.Spec) bool {
+func (t *term) holdsEveryVIP(spec rspec.Spec) bool {
 	held := t.heldNow()
 	for _, v := range spec.VIPs {
 		if _, ok := held[v.Address]; !ok {
@@ -176,7 +176,7 @@ func (t *term) runResources(ctx context.Context) {
 // role on and is not tried again before retryAt (unless the spec
 // changes); one whose stops failed too escalates, and the goroutine must
 // end (false).
-func (t *term) startResourceList(ctx context.Context, spec fsm.Spec, retryAt *time.Time, retryVersion *uint64) bool {
+func (t *term) startResourceList(ctx context.Context, spec rspec.Spec, retryAt *time.Time, retryVersion *uint64) bool {
 	g := t.d.res
 	err := g.Start(ctx, spec.Resources, func() error { return t.d.c.VerifyLeader(t.n) })
 	switch {
@@ -304,15 +304,15 @@ func (d *Director) Resources() []resources.Status {
 }
 
 // resourceProblems lists what of spec's resources this node would not run.
-func (d *Director) resourceProblems(spec fsm.Spec) []fsm.Problem {
-	var out []fsm.Problem
+func (d *Director) resourceProblems(spec rspec.Spec) []rspec.Problem {
+	var out []rspec.Problem
 	for i, r := range spec.Resources {
 		if d.cfg.Resources == nil {
-			out = append(out, fsm.Problem{Path: fmt.Sprintf("resources[%d]", i), Message: "this agent runs no resources"})
+			out = append(out, rspec.Problem{Path: fmt.Sprintf("resources[%d]", i), Message: "this agent runs no resources"})
 			continue
 		}
 		if err := d.cfg.Resources.Check(r); err != nil {
-			out = append(out, fsm.Problem{Path: fmt.Sprintf("resources[%d]", i), Message: err.Error()})
+			out = append(out, rspec.Problem{Path: fmt.Sprintf("resources[%d]", i), Message: err.Error()})
 		}
 	}
 	return out

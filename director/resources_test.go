@@ -11,12 +11,13 @@ import (
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
 	"github.com/raftlb/raftlb/resources"
+	rspec "github.com/raftlb/raftlb/spec"
 )
 
 // monitorEvery is the resources' monitor interval in these tests: the
 // floor, so that a test of the monitor waits little and the others see
 // few monitor calls (calls() leaves them out).
-const monitorEvery = fsm.MinResourceMonitorInterval
+const monitorEvery = rspec.MinResourceMonitorInterval
 
 // resourceWorld is a director with two resources (a, then b): commands
 // from a hook directory that log each call ("NAME ACTION") to calls; a
@@ -40,16 +41,16 @@ func resourceWorldStopped(t *testing.T) (w *world, dir string, calls func() stri
 	if err := os.WriteFile(hook, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	w, _ = fenceWorld(t, fsm.TakeoverFence, func(c *Config) {
+	w, _ = fenceWorld(t, rspec.TakeoverFence, func(c *Config) {
 		g, err := resources.NewGroup(resources.NewRunner(resources.Config{Node: "m30", HookDirs: []string{dir}}), resources.GroupConfig{Logger: testkit.Discard(), StateFile: filepath.Join(dir, "resources.json")})
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.Resources = g
 	})
-	spec := withTakeover(fsm.TakeoverFence)
+	spec := withTakeover(rspec.TakeoverFence)
 	for _, n := range []string{"a", "b"} {
-		spec.Resources = append(spec.Resources, fsm.Resource{Name: n, Command: []string{hook, n},
+		spec.Resources = append(spec.Resources, rspec.Resource{Name: n, Command: []string{hook, n},
 			StartTimeout: 5 * time.Second, StopTimeout: 5 * time.Second, MonitorTimeout: 5 * time.Second, MonitorInterval: monitorEvery})
 	}
 	w.c.setSpec(spec)

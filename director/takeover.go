@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // The log records who holds each VIP (fsm.Holder): a DC commits its claim
@@ -32,9 +33,9 @@ func (t *term) takeable(state fsm.State, vip netip.Addr) (ok bool, holder fsm.Ho
 		return true, h, time.Time{}
 	}
 	switch state.Spec.Policy.TakeoverPolicy() {
-	case fsm.TakeoverImmediate:
+	case spec.TakeoverImmediate:
 		return true, h, time.Time{}
-	case fsm.TakeoverLease:
+	case spec.TakeoverLease:
 		until = t.d.cfg.Lease.OldHolderGone(t.elected)
 		return !time.Now().Before(until), h, until
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
 	"github.com/raftlb/raftlb/quorum"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // fakeFencer answers fencings from a script: each call takes the next
@@ -27,7 +28,7 @@ type fakeFencer struct {
 	checks   []string
 }
 
-func (f *fakeFencer) Fence(_ context.Context, _ fsm.Fencing, node, _ string) fencing.Outcome {
+func (f *fakeFencer) Fence(_ context.Context, _ spec.Fencing, node, _ string) fencing.Outcome {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fenced = append(f.fenced, node)
@@ -41,14 +42,14 @@ func (f *fakeFencer) Fence(_ context.Context, _ fsm.Fencing, node, _ string) fen
 	return out
 }
 
-func (f *fakeFencer) Validate(_ context.Context, d fsm.FenceDevice) error {
+func (f *fakeFencer) Validate(_ context.Context, d spec.FenceDevice) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.checks = append(f.checks, "validate-all "+d.Name)
 	return f.validate
 }
 
-func (f *fakeFencer) Monitor(_ context.Context, d fsm.FenceDevice) error {
+func (f *fakeFencer) Monitor(_ context.Context, d spec.FenceDevice) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.checks = append(f.checks, "monitor "+d.Name)
@@ -76,11 +77,11 @@ func (f *fakeFencer) checkCalls() []string {
 var failed = fencing.Outcome{Level: 1, Device: "pdu", Attempts: 3, ExitCode: 1, Output: "Failed: Unable to connect", Err: errors.New("level 1 device pdu: exit status 1")}
 
 // withTakeover is squid with a takeover policy and a fence device for m40.
-func withTakeover(policy string) fsm.Spec {
+func withTakeover(policy string) spec.Spec {
 	s := squid("rr")
 	s.Policy.Takeover = policy
-	s.Fencing = fsm.Fencing{Devices: []fsm.FenceDevice{{
-		Name: "pdu", Agent: "fence_apc_snmp", Hosts: map[string]string{"m40": "4"}, Action: fsm.FenceOff, Timeout: time.Minute,
+	s.Fencing = spec.Fencing{Devices: []spec.FenceDevice{{
+		Name: "pdu", Agent: "fence_apc_snmp", Hosts: map[string]string{"m40": "4"}, Action: spec.FenceOff, Timeout: time.Minute,
 	}}}
 	return s
 }
@@ -111,7 +112,7 @@ func fenceWorld(t *testing.T, policy string, mod func(*Config)) (*world, *fakeFe
 // succeeds (committed), the VIP is claimed, in this term, and the history
 // holds the failure and the success in order.
 func TestTakeoverFenceClaimsOnlyAfterTheFence(t *testing.T) {
-	w, f := fenceWorld(t, fsm.TakeoverFence, nil)
+	w, f := fenceWorld(t, spec.TakeoverFence, nil)
 	f.set(failed, fencing.Outcome{Success: true, Level: 1, Device: "pdu", Attempts: 1})
 	w.run()
 	w.c.leaders <- leader(2)
@@ -152,7 +153,7 @@ func TestTakeoverFenceClaimsOnlyAfterTheFence(t *testing.T) {
 // fences nobody and records no intent: a minority never shoots the
 // majority.
 func TestOnlyAVerifiedDCFences(t *testing.T) {
-	w, f := fenceWorld(t, fsm.TakeoverFence, nil)
+	w, f := fenceWorld(t, spec.TakeoverFence, nil)
 	tm := w.d.newTerm(2)
 	tm.ctx = context.Background()
 	w.c.setVerifyErr(errNotLeader)
@@ -169,7 +170,7 @@ func TestOnlyAVerifiedDCFences(t *testing.T) {
 // answers gossip) is recorded with the node it was given on, and the VIP
 // is claimed at once.
 func TestConfirmLetsAFailedTakeoverProceed(t *testing.T) {
-	w, f := fenceWorld(t, fsm.TakeoverFence, nil)
+	w, f := fenceWorld(t, spec.TakeoverFence, nil)
 	f.set(failed)
 	w.run()
 	w.c.leaders <- leader(2)
@@ -205,7 +206,7 @@ func TestConfirmLetsAFailedTakeoverProceed(t *testing.T) {
 // counted from the election; a release committed meanwhile ends the wait.
 func TestTakeoverLeaseWaitsOutTheOldLease(t *testing.T) {
 	lease := quorum.Lease{Duration: time.Second}
-	w, _ := fenceWorld(t, fsm.TakeoverLease, func(c *Config) { c.Lease = lease })
+	w, _ := fenceWorld(t, spec.TakeoverLease, func(c *Config) { c.Lease = lease })
 	w.run()
 	elected := time.Now()
 	w.c.leaders <- leaderAt(2, elected)
@@ -215,7 +216,7 @@ func TestTakeoverLeaseWaitsOutTheOldLease(t *testing.T) {
 	}
 
 	// The same with the old holder's release arriving: no wait.
-	w2, _ := fenceWorld(t, fsm.TakeoverLease, func(c *Config) { c.Lease = quorum.Lease{Duration: time.Hour} })
+	w2, _ := fenceWorld(t, spec.TakeoverLease, func(c *Config) { c.Lease = quorum.Lease{Duration: time.Hour} })
 	w2.run()
 	w2.c.leaders <- leader(2)
 	// Before its claim the term answers requests only in its waits: an
@@ -228,7 +229,7 @@ func TestTakeoverLeaseWaitsOutTheOldLease(t *testing.T) {
 // TestTakeoverImmediateClaimsAtOnce: immediate takes the VIP without a
 // fence or a wait, and says so.
 func TestTakeoverImmediateClaimsAtOnce(t *testing.T) {
-	w, f := fenceWorld(t, fsm.TakeoverImmediate, func(c *Config) { c.Lease = quorum.Lease{Duration: time.Hour} })
+	w, f := fenceWorld(t, spec.TakeoverImmediate, func(c *Config) { c.Lease = quorum.Lease{Duration: time.Hour} })
 	tm := w.established(2)
 	if !w.has("eth0") || len(f.calls()) != 0 || tm.held[vip] != "eth0" {
 		t.Fatalf("immediate: VIP on eth0 %v, fenced %v", w.has("eth0"), f.calls())
@@ -242,7 +243,7 @@ func TestTakeoverImmediateClaimsAtOnce(t *testing.T) {
 // committed intent; the result lands in the history. The DC does not
 // fence itself, nor a node no device fences.
 func TestOperatorFence(t *testing.T) {
-	w, f := fenceWorld(t, fsm.TakeoverImmediate, nil)
+	w, f := fenceWorld(t, spec.TakeoverImmediate, nil)
 	w.run()
 	ctx := context.Background()
 	if _, err := w.d.Fence(ctx, "m40", ""); err == nil || !strings.Contains(err.Error(), "not the DC") {
@@ -250,11 +251,11 @@ func TestOperatorFence(t *testing.T) {
 	}
 	w.c.leaders <- leader(2)
 	testkit.WaitFor(t, "the term", func() bool { return w.has("eth0") })
-	ev, err := w.d.Fence(ctx, "m40", fsm.FenceReboot)
+	ev, err := w.d.Fence(ctx, "m40", spec.FenceReboot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.ID == 0 || ev.Target != "m40" || ev.Action != fsm.FenceReboot || ev.Result != "" || !strings.Contains(ev.Reason, "operator on m30") {
+	if ev.ID == 0 || ev.Target != "m40" || ev.Action != spec.FenceReboot || ev.Result != "" || !strings.Contains(ev.Reason, "operator on m30") {
 		t.Errorf("intent %+v", ev)
 	}
 	testkit.WaitFor(t, "the result", func() bool {
@@ -275,7 +276,7 @@ func TestOperatorFence(t *testing.T) {
 // and commits the result; an unchanged result is not committed again;
 // a changed definition is validated again.
 func TestDeviceChecks(t *testing.T) {
-	w, f := fenceWorld(t, fsm.TakeoverImmediate, nil)
+	w, f := fenceWorld(t, spec.TakeoverImmediate, nil)
 	f.validate = errors.New("fence_apc_snmp validate-all: exit status 1: Failed: You have to set login name")
 	w.run()
 	w.c.leaders <- leader(2)
@@ -284,7 +285,7 @@ func TestDeviceChecks(t *testing.T) {
 	if c.OK || c.Action != fsm.CheckValidate || !strings.Contains(c.Error, "login name") {
 		t.Errorf("check %+v", c)
 	}
-	s := withTakeover(fsm.TakeoverImmediate)
+	s := withTakeover(spec.TakeoverImmediate)
 	s.Fencing.Devices[0].Timeout = 2 * time.Minute
 	f.mu.Lock()
 	f.validate = nil
@@ -299,7 +300,7 @@ func TestDeviceChecks(t *testing.T) {
 // TestDeviceCheckCommitsChangesOnly: a monitor result equal to the
 // recorded one is not committed again; a new failure is.
 func TestDeviceCheckCommitsChangesOnly(t *testing.T) {
-	w, _ := fenceWorld(t, fsm.TakeoverImmediate, nil)
+	w, _ := fenceWorld(t, spec.TakeoverImmediate, nil)
 	tm := w.d.newTerm(2)
 	dev := w.c.fsm.State().Spec.Fencing.Devices[0]
 	commits := func() uint64 {
@@ -333,9 +334,9 @@ func leaderAt(term uint64, at time.Time) cluster.LeaderEvent {
 func TestFreezeKeepsServingUntilAnotherDCIsKnown(t *testing.T) {
 	lease := quorum.Lease{Duration: time.Second}
 	wd := &fakeWatchdog{}
-	w, _ := fenceWorld(t, fsm.TakeoverFence, func(c *Config) { c.Lease = lease; c.AuditInterval = 50 * time.Millisecond; c.Watchdog = wd.open })
-	s := withTakeover(fsm.TakeoverFence)
-	s.Policy.NoQuorum = fsm.NoQuorumFreeze
+	w, _ := fenceWorld(t, spec.TakeoverFence, func(c *Config) { c.Lease = lease; c.AuditInterval = 50 * time.Millisecond; c.Watchdog = wd.open })
+	s := withTakeover(spec.TakeoverFence)
+	s.Policy.NoQuorum = spec.NoQuorumFreeze
 	w.c.setSpec(s)
 	w.c.apply(fsm.CmdReleaseVIPs, fsm.ReleaseVIPs{Node: "m40", VIPs: []netip.Addr{vip}, Reason: fsm.ReleaseStopped, At: time.Now()})
 	w.run()

@@ -17,6 +17,7 @@ import (
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // The steps of a DC's term, called one by one as the term's loop would.
@@ -59,7 +60,7 @@ func TestClaimNeedsVerifiedLeadership(t *testing.T) {
 func TestFailedClaimPlacesNothing(t *testing.T) {
 	w := newWorld(t, nil)
 	s := squid("rr")
-	s.VIPs = append(s.VIPs, fsm.VIP{Address: netip.MustParseAddr("172.95.69.101"), Interface: "eth9"})
+	s.VIPs = append(s.VIPs, spec.VIP{Address: netip.MustParseAddr("172.95.69.101"), Interface: "eth9"})
 	w.c.setSpec(s)
 	tm := w.d.newTerm(3)
 	defer tm.revoke()
@@ -315,15 +316,15 @@ func TestCheckSpecNamesMissingInterfaces(t *testing.T) {
 	if p := w.d.CheckSpec(context.Background(), s); len(p) != 0 {
 		t.Fatalf("a spec every node can carry: %v", p)
 	}
-	s.VIPs = append(s.VIPs, fsm.VIP{Address: netip.MustParseAddr("172.95.69.101"), Interface: "e0"})
+	s.VIPs = append(s.VIPs, spec.VIP{Address: netip.MustParseAddr("172.95.69.101"), Interface: "e0"})
 	p := w.d.CheckSpec(context.Background(), s)
 	if len(p) != 1 || p[0].Path != "vips[1].interface" || !strings.Contains(p[0].Message, "e0 is missing on m30, m40, m50") {
 		t.Errorf("problems %v, want vips[1].interface: e0 missing on every node", p)
 	}
 }
 
-func withCheck(s fsm.Spec, onFail string) fsm.Spec {
-	s.Services[0].HealthCheck = &fsm.HealthCheck{Type: "tcp", Interval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond, Rise: 2, Fall: 2, OnFail: onFail}
+func withCheck(s spec.Spec, onFail string) spec.Spec {
+	s.Services[0].HealthCheck = &spec.HealthCheck{Type: "tcp", Interval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond, Rise: 2, Fall: 2, OnFail: onFail}
 	return s
 }
 
@@ -353,7 +354,7 @@ func listenAt(t *testing.T, port int, addrs ...string) int {
 }
 
 // checkedSpec is squid with a tcp check against the nodes on port.
-func checkedSpec(port int, interval time.Duration, onFail string) fsm.Spec {
+func checkedSpec(port int, interval time.Duration, onFail string) spec.Spec {
 	s := withCheck(squid("rr"), onFail)
 	s.Services[0].Port = uint16(port)
 	s.Services[0].RealServers.NodePort = uint16(port)

@@ -18,8 +18,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/procrun"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Config sets up a Runner. Every field may be left zero.
@@ -103,7 +103,7 @@ type Outcome struct {
 
 // Fence fences node with f's devices, level by level. action overrides
 // the devices' own (off or reboot) when not empty.
-func (r *Runner) Fence(ctx context.Context, f fsm.Fencing, node, action string) Outcome {
+func (r *Runner) Fence(ctx context.Context, f spec.Fencing, node, action string) Outcome {
 	start := time.Now()
 	levels := f.LevelsFor(node)
 	out := Outcome{ExitCode: -1}
@@ -154,7 +154,7 @@ func cmp(a, b string) string {
 
 // delay waits the device's random delay (against fence races: two sides
 // of a split fencing each other at once).
-func (r *Runner) delay(ctx context.Context, d fsm.FenceDevice) bool {
+func (r *Runner) delay(ctx context.Context, d spec.FenceDevice) bool {
 	if d.DelayMax <= 0 {
 		return ctx.Err() == nil
 	}
@@ -178,7 +178,7 @@ type result struct {
 }
 
 // try runs the fencing action on d, with its retries.
-func (r *Runner) try(ctx context.Context, d fsm.FenceDevice, node, action string, attempts *int) result {
+func (r *Runner) try(ctx context.Context, d spec.FenceDevice, node, action string, attempts *int) result {
 	var res result
 	for n := 0; n <= d.Retries; n++ {
 		*attempts++
@@ -192,7 +192,7 @@ func (r *Runner) try(ctx context.Context, d fsm.FenceDevice, node, action string
 
 // Status asks d whether node is on: true for exit 0, false for 2, an
 // error for anything else.
-func (r *Runner) Status(ctx context.Context, d fsm.FenceDevice, node string) (bool, error) {
+func (r *Runner) Status(ctx context.Context, d spec.FenceDevice, node string) (bool, error) {
 	res := r.call(ctx, d, node, "status")
 	switch {
 	case res.err == nil:
@@ -204,17 +204,17 @@ func (r *Runner) Status(ctx context.Context, d fsm.FenceDevice, node string) (bo
 }
 
 // Monitor runs d's monitor action: is the device itself reachable?
-func (r *Runner) Monitor(ctx context.Context, d fsm.FenceDevice) error {
+func (r *Runner) Monitor(ctx context.Context, d spec.FenceDevice) error {
 	return r.call(ctx, d, "", "monitor").err
 }
 
 // Validate runs d's validate-all action: are its options right?
-func (r *Runner) Validate(ctx context.Context, d fsm.FenceDevice) error {
+func (r *Runner) Validate(ctx context.Context, d spec.FenceDevice) error {
 	return r.call(ctx, d, "", "validate-all").err
 }
 
 // call runs one action of d for node ("" for a device-wide action).
-func (r *Runner) call(ctx context.Context, d fsm.FenceDevice, node, action string) result {
+func (r *Runner) call(ctx context.Context, d spec.FenceDevice, node, action string) result {
 	agent, err := r.resolve(d.Agent)
 	if err != nil {
 		return result{code: -1, err: err}
@@ -233,7 +233,7 @@ func (r *Runner) call(ctx context.Context, d fsm.FenceDevice, node, action strin
 	for _, k := range slices.Sorted(maps.Keys(opts)) {
 		lines = append(lines, k+"="+opts[k])
 	}
-	res := procrun.Run(ctx, procrun.Cmd{Argv: []string{agent}, Stdin: []byte(strings.Join(lines, "\n") + "\n"), Timeout: d.Timeout, Keep: fsm.MaxFenceOutput, User: r.user})
+	res := procrun.Run(ctx, procrun.Cmd{Argv: []string{agent}, Stdin: []byte(strings.Join(lines, "\n") + "\n"), Timeout: d.Timeout, Keep: spec.MaxFenceOutput, User: r.user})
 	out := mask(res.Tail, secrets)
 	switch {
 	case res.Err != nil:
@@ -288,7 +288,7 @@ func fileExists(p string) bool {
 // CheckDevice says why d may not run on this node, or nil: its agent, its
 // options, the files they are read from. The DC asks every node before it
 // commits a spec's fence devices.
-func (r *Runner) CheckDevice(d fsm.FenceDevice) error {
+func (r *Runner) CheckDevice(d spec.FenceDevice) error {
 	if _, err := r.resolve(d.Agent); err != nil {
 		return err
 	}
@@ -301,9 +301,9 @@ func (r *Runner) CheckDevice(d fsm.FenceDevice) error {
 }
 
 // checkParam refuses an option this node does not pass: a dangerous one
-// (fsm.DangerousFenceParam), or a file outside the secret directories.
-func (r *Runner) checkParam(k string, p fsm.FenceParam) error {
-	if fsm.DangerousFenceParam(k) {
+// (spec.DangerousFenceParam), or a file outside the secret directories.
+func (r *Runner) checkParam(k string, p spec.FenceParam) error {
+	if spec.DangerousFenceParam(k) {
 		return fmt.Errorf("option %s: not passed to fence agents (it could run or write anything as root)", k)
 	}
 	if p.File != "" && !slices.Contains(r.secrets, filepath.Dir(p.File)) {
@@ -314,7 +314,7 @@ func (r *Runner) checkParam(k string, p fsm.FenceParam) error {
 
 // options are d's parameters with secrets read from their files, and the
 // secret values, to mask them in anything shown.
-func (r *Runner) options(d fsm.FenceDevice) (map[string]string, []string, error) {
+func (r *Runner) options(d spec.FenceDevice) (map[string]string, []string, error) {
 	opts := map[string]string{}
 	var secrets []string
 	for k, p := range d.Params {
@@ -403,8 +403,8 @@ func mask(s string, secrets []string) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "?")
 	}
-	if len(s) > fsm.MaxFenceOutput {
-		s = s[len(s)-fsm.MaxFenceOutput:]
+	if len(s) > spec.MaxFenceOutput {
+		s = s[len(s)-spec.MaxFenceOutput:]
 		s = strings.ToValidUTF8(s, "")
 	}
 	return s

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // agent writes a fence agent script: it saves its stdin to DIR/stdin.N (N
@@ -44,7 +44,7 @@ printf '%%s\n' "$in" > %[2]s/stdin.$n
 }
 
 // runnerFor is a Runner that allows the directories of f's agents.
-func runnerFor(f fsm.Fencing) *Runner {
+func runnerFor(f spec.Fencing) *Runner {
 	var dirs, secrets []string
 	for _, d := range f.Devices {
 		if filepath.IsAbs(d.Agent) && !slices.Contains(dirs, filepath.Dir(d.Agent)) {
@@ -59,8 +59,8 @@ func runnerFor(f fsm.Fencing) *Runner {
 	return NewRunner(Config{Dirs: dirs, SecretDirs: secrets})
 }
 
-func device(name, path string, hosts map[string]string) fsm.FenceDevice {
-	return fsm.FenceDevice{Name: name, Agent: path, Hosts: hosts, Action: fsm.FenceReboot, Timeout: 10 * time.Second}
+func device(name, path string, hosts map[string]string) spec.FenceDevice {
+	return spec.FenceDevice{Name: name, Agent: path, Hosts: hosts, Action: spec.FenceReboot, Timeout: 10 * time.Second}
 }
 
 func read(t *testing.T, path string) string {
@@ -95,8 +95,8 @@ func TestFenceSendsTheProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := device("ipmi", path, map[string]string{"m30": "7"})
-	d.Params = map[string]fsm.FenceParam{"ipaddr": {Value: "10.0.0.30"}, "password": {File: secret}}
-	out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
+	d.Params = map[string]spec.FenceParam{"ipaddr": {Value: "10.0.0.30"}, "password": {File: secret}}
+	out := runnerFor(spec.Fencing{Devices: []spec.FenceDevice{d}}).Fence(context.Background(), spec.Fencing{Devices: []spec.FenceDevice{d}}, "m30", "")
 	if !out.Success || out.Level != 1 || out.Device != "ipmi" || out.Attempts != 1 || out.ExitCode != 0 {
 		t.Fatalf("outcome %+v", out)
 	}
@@ -120,7 +120,7 @@ func TestHostArgumentFromMetadata(t *testing.T) {
 	} {
 		path, dir := agent(t, tc.params, `exit 0`)
 		d := device("d", path, map[string]string{"m30": ""})
-		if out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", fsm.FenceOff); !out.Success {
+		if out := runnerFor(spec.Fencing{Devices: []spec.FenceDevice{d}}).Fence(context.Background(), spec.Fencing{Devices: []spec.FenceDevice{d}}, "m30", spec.FenceOff); !out.Success {
 			t.Fatalf("%v: %+v", tc.params, out)
 		}
 		if got := read(t, filepath.Join(dir, "stdin.1")); got != tc.want {
@@ -140,7 +140,7 @@ func TestTimeoutIsAFailureAndKillsTheGroup(t *testing.T) {
 	// the device's timeout was not applied.
 	guard, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(guard, fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
+	out := runnerFor(spec.Fencing{Devices: []spec.FenceDevice{d}}).Fence(guard, spec.Fencing{Devices: []spec.FenceDevice{d}}, "m30", "")
 	if guard.Err() != nil {
 		t.Fatalf("the test's guard ended the agent, not the device's 1s timeout: %+v", out)
 	}
@@ -156,13 +156,13 @@ func TestRetriesThenSuccess(t *testing.T) {
 	path, dir := agent(t, []string{"plug"}, `[ "$n" -ge 3 ] && exit 0; echo "Failed: Unable to connect" >&2; exit 1`)
 	d := device("flaky", path, map[string]string{"m30": ""})
 	d.Retries = 2
-	out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
+	out := runnerFor(spec.Fencing{Devices: []spec.FenceDevice{d}}).Fence(context.Background(), spec.Fencing{Devices: []spec.FenceDevice{d}}, "m30", "")
 	if !out.Success || out.Attempts != 3 || runs(t, dir) != 3 {
 		t.Fatalf("outcome %+v after %d runs, want success on the third", out, runs(t, dir))
 	}
 	d.Retries = 1
 	_ = os.Remove(filepath.Join(dir, "runs"))
-	if out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", ""); out.Success || out.ExitCode != 1 || !strings.Contains(out.Err.Error(), "Unable to connect") {
+	if out := runnerFor(spec.Fencing{Devices: []spec.FenceDevice{d}}).Fence(context.Background(), spec.Fencing{Devices: []spec.FenceDevice{d}}, "m30", ""); out.Success || out.ExitCode != 1 || !strings.Contains(out.Err.Error(), "Unable to connect") {
 		t.Fatalf("with one retry: %+v, want a failure saying why", out)
 	}
 }
@@ -175,8 +175,8 @@ func TestLevels(t *testing.T) {
 	lastPath, lastDir := agent(t, []string{"plug"}, `exit 0`)
 	bad := device("b", badPath, map[string]string{"m30": ""})
 	bad.Retries = 2
-	f := fsm.Fencing{
-		Devices: []fsm.FenceDevice{
+	f := spec.Fencing{
+		Devices: []spec.FenceDevice{
 			device("a", okPath, map[string]string{"m30": ""}),
 			bad,
 			device("c", lastPath, map[string]string{"m30": ""}),
@@ -203,9 +203,9 @@ func TestLevels(t *testing.T) {
 // bytes, valid UTF-8, within the bound.
 func TestOutputIsBounded(t *testing.T) {
 	path, _ := agent(t, []string{"plug"}, `head -c 5000000 /dev/urandom; echo "Success: Powered OFF"`)
-	f := fsm.Fencing{Devices: []fsm.FenceDevice{device("loud", path, map[string]string{"m30": ""})}}
+	f := spec.Fencing{Devices: []spec.FenceDevice{device("loud", path, map[string]string{"m30": ""})}}
 	out := runnerFor(f).Fence(context.Background(), f, "m30", "")
-	if !out.Success || len(out.Output) > fsm.MaxFenceOutput || !strings.HasSuffix(out.Output, "Success: Powered OFF\n") {
+	if !out.Success || len(out.Output) > spec.MaxFenceOutput || !strings.HasSuffix(out.Output, "Success: Powered OFF\n") {
 		t.Fatalf("success %v, output of %d bytes ending %q", out.Success, len(out.Output), out.Output[max(0, len(out.Output)-30):])
 	}
 }
@@ -217,7 +217,7 @@ func TestStatusMonitorValidate(t *testing.T) {
 *action=validate-all*) echo "Failed: bad ipaddr" >&2; exit 1;;
 esac`)
 	d := device("d", path, map[string]string{"m30": "on", "m40": "off", "m50": "broken"})
-	r := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}})
+	r := runnerFor(spec.Fencing{Devices: []spec.FenceDevice{d}})
 	if on, err := r.Status(context.Background(), d, "m30"); !on || err != nil {
 		t.Errorf("status of an on node: %v, %v", on, err)
 	}
@@ -237,13 +237,13 @@ esac`)
 
 func TestMissingAgentAndSecret(t *testing.T) {
 	d := device("gone", "fence_nonexistent_raftlb", map[string]string{"m30": ""})
-	if out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", ""); out.Success || !strings.Contains(out.Err.Error(), "fence-agents installed") {
+	if out := runnerFor(spec.Fencing{Devices: []spec.FenceDevice{d}}).Fence(context.Background(), spec.Fencing{Devices: []spec.FenceDevice{d}}, "m30", ""); out.Success || !strings.Contains(out.Err.Error(), "fence-agents installed") {
 		t.Errorf("a missing agent: %+v", out)
 	}
 	path, _ := agent(t, []string{"plug"}, `exit 0`)
 	d = device("d", path, map[string]string{"m30": ""})
-	d.Params = map[string]fsm.FenceParam{"password": {File: "/nonexistent/pass"}}
-	if out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", ""); out.Success || !strings.Contains(out.Err.Error(), "/nonexistent/pass") {
+	d.Params = map[string]spec.FenceParam{"password": {File: "/nonexistent/pass"}}
+	if out := runnerFor(spec.Fencing{Devices: []spec.FenceDevice{d}}).Fence(context.Background(), spec.Fencing{Devices: []spec.FenceDevice{d}}, "m30", ""); out.Success || !strings.Contains(out.Err.Error(), "/nonexistent/pass") {
 		t.Errorf("a missing secret file: %+v", out)
 	}
 }
@@ -260,13 +260,13 @@ func TestDebianFenceDummy(t *testing.T) {
 	if err := os.WriteFile(state, []byte("on"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d := fsm.FenceDevice{Name: "dummy", Agent: "fence_dummy", Hosts: map[string]string{"m30": ""}, Action: fsm.FenceOff, Timeout: 20 * time.Second,
-		Params: map[string]fsm.FenceParam{"type": {Value: "file"}, "status_file": {Value: state}}}
+	d := spec.FenceDevice{Name: "dummy", Agent: "fence_dummy", Hosts: map[string]string{"m30": ""}, Action: spec.FenceOff, Timeout: 20 * time.Second,
+		Params: map[string]spec.FenceParam{"type": {Value: "file"}, "status_file": {Value: state}}}
 	r := NewRunner(Config{})
 	if on, err := r.Status(context.Background(), d, "m30"); !on || err != nil {
 		t.Fatalf("status before: on %v, %v", on, err)
 	}
-	out := r.Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
+	out := r.Fence(context.Background(), spec.Fencing{Devices: []spec.FenceDevice{d}}, "m30", "")
 	if !out.Success || read(t, state) != "off" {
 		t.Fatalf("off: %+v, power %q", out, read(t, state))
 	}
@@ -279,15 +279,15 @@ func TestDebianFenceDummy(t *testing.T) {
 	fail := d
 	// type=fail never reaches "off": fence_dummy gives up after its
 	// power_timeout, with exit 1, well within the device's timeout.
-	fail.Params = map[string]fsm.FenceParam{"type": {Value: "fail"}, "power_timeout": {Value: "2"}}
+	fail.Params = map[string]spec.FenceParam{"type": {Value: "fail"}, "power_timeout": {Value: "2"}}
 	fail.Retries = 0
-	if out := r.Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{fail}}, "m30", ""); out.Success || out.ExitCode != 1 {
+	if out := r.Fence(context.Background(), spec.Fencing{Devices: []spec.FenceDevice{fail}}, "m30", ""); out.Success || out.ExitCode != 1 {
 		t.Errorf("type=fail: %+v, want a failure with exit 1", out)
 	}
 	slow := d
-	slow.Params = map[string]fsm.FenceParam{"type": {Value: "file"}, "status_file": {Value: state}, "delay": {Value: "5"}}
+	slow.Params = map[string]spec.FenceParam{"type": {Value: "file"}, "status_file": {Value: state}, "delay": {Value: "5"}}
 	slow.Timeout, slow.Retries = 2*time.Second, 0
-	if out := r.Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{slow}}, "m30", ""); out.Success || !strings.Contains(out.Err.Error(), "no answer within") {
+	if out := r.Fence(context.Background(), spec.Fencing{Devices: []spec.FenceDevice{slow}}, "m30", ""); out.Success || !strings.Contains(out.Err.Error(), "no answer within") {
 		t.Errorf("a delay beyond the timeout: %+v, want a timeout failure", out)
 	}
 }
@@ -299,7 +299,7 @@ func TestDebianFenceDummy(t *testing.T) {
 func TestAgentsOnlyFromAllowedDirectories(t *testing.T) {
 	path, dir := agent(t, []string{"plug"}, `exit 0`)
 	d := device("d", path, map[string]string{"m30": ""})
-	out := NewRunner(Config{}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
+	out := NewRunner(Config{}).Fence(context.Background(), spec.Fencing{Devices: []spec.FenceDevice{d}}, "m30", "")
 	if out.Success || out.Err == nil || !strings.Contains(out.Err.Error(), "is not in a directory this node allows for fence agents (--fence-agent-dir /usr/sbin)") {
 		t.Errorf("an agent outside the allowed directories: %+v", out)
 	}
@@ -307,13 +307,13 @@ func TestAgentsOnlyFromAllowedDirectories(t *testing.T) {
 		t.Error("the refused agent ran")
 	}
 	shell := NewRunner(Config{Dirs: []string{"/bin"}})
-	if err := shell.CheckDevice(fsm.FenceDevice{Agent: "/bin/sh"}); err == nil || !strings.Contains(err.Error(), "fence agents must be named fence_*") {
+	if err := shell.CheckDevice(spec.FenceDevice{Agent: "/bin/sh"}); err == nil || !strings.Contains(err.Error(), "fence agents must be named fence_*") {
 		t.Errorf("a shell as a fence agent: %v", err)
 	}
-	if err := NewRunner(Config{}).CheckDevice(fsm.FenceDevice{Agent: "fence_dummy"}); err != nil {
+	if err := NewRunner(Config{}).CheckDevice(spec.FenceDevice{Agent: "fence_dummy"}); err != nil {
 		t.Errorf("Debian's fence_dummy in /usr/sbin: %v", err)
 	}
-	if err := NewRunner(Config{}).CheckDevice(fsm.FenceDevice{Agent: "fence_nonesuch"}); err == nil || !strings.Contains(err.Error(), "looked in /usr/sbin") {
+	if err := NewRunner(Config{}).CheckDevice(spec.FenceDevice{Agent: "fence_nonesuch"}); err == nil || !strings.Contains(err.Error(), "looked in /usr/sbin") {
 		t.Errorf("a missing agent: %v", err)
 	}
 }
@@ -326,8 +326,8 @@ func TestDangerousOptionsAndSecretFiles(t *testing.T) {
 	path, dir := agent(t, []string{"plug"}, `exit 0`)
 	for _, k := range []string{"passwd_script", "ssh_path", "ssh_options", "debug", "openrc"} {
 		d := device("d", path, map[string]string{"m30": ""})
-		d.Params = map[string]fsm.FenceParam{k: {Value: "touch /tmp/owned"}}
-		out := runnerFor(fsm.Fencing{Devices: []fsm.FenceDevice{d}}).Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", "")
+		d.Params = map[string]spec.FenceParam{k: {Value: "touch /tmp/owned"}}
+		out := runnerFor(spec.Fencing{Devices: []spec.FenceDevice{d}}).Fence(context.Background(), spec.Fencing{Devices: []spec.FenceDevice{d}}, "m30", "")
 		if out.Success || out.Err == nil || !strings.Contains(out.Err.Error(), "option "+k+": not passed to fence agents") {
 			t.Errorf("option %s: %+v", k, out)
 		}
@@ -340,12 +340,12 @@ func TestDangerousOptionsAndSecretFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := device("d", path, map[string]string{"m30": ""})
-	d.Params = map[string]fsm.FenceParam{"password": {File: key}}
+	d.Params = map[string]spec.FenceParam{"password": {File: key}}
 	r := NewRunner(Config{Dirs: []string{dir}}) // the default secret directory
 	if err := r.CheckDevice(d); err == nil || !strings.Contains(err.Error(), "is not in a directory this node reads fence secrets from (--fence-secret-dir /etc/raftlb/secrets)") {
 		t.Errorf("a secret outside the secret directories: %v", err)
 	}
-	if out := r.Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{d}}, "m30", ""); out.Success || runs(t, dir) != 0 {
+	if out := r.Fence(context.Background(), spec.Fencing{Devices: []spec.FenceDevice{d}}, "m30", ""); out.Success || runs(t, dir) != 0 {
 		t.Errorf("fenced with a secret read from outside: %+v", out)
 	}
 }
@@ -383,8 +383,8 @@ exit 0
 		t.Fatal(err)
 	}
 	d := device("pdu", path, map[string]string{"m30": "3"})
-	d.Params = map[string]fsm.FenceParam{"password": {File: secret}}
-	f := fsm.Fencing{Devices: []fsm.FenceDevice{d}}
+	d.Params = map[string]spec.FenceParam{"password": {File: secret}}
+	f := spec.Fencing{Devices: []spec.FenceDevice{d}}
 	r := NewRunner(Config{Dirs: []string{dir}, SecretDirs: []string{filepath.Dir(secret)}, User: nobody})
 	if err := r.CheckDevice(d); err != nil {
 		t.Fatalf("a device the fence user can run: %v", err)
@@ -400,7 +400,7 @@ exit 0
 	if err := pr.CheckDevice(pd); err == nil || !strings.Contains(err.Error(), "uid 65534 (the agent's --fence-user) cannot enter directory") {
 		t.Errorf("an agent nobody cannot reach: %v, want it refused naming --fence-user", err)
 	}
-	if out := pr.Fence(context.Background(), fsm.Fencing{Devices: []fsm.FenceDevice{pd}}, "m30", ""); out.Success {
+	if out := pr.Fence(context.Background(), spec.Fencing{Devices: []spec.FenceDevice{pd}}, "m30", ""); out.Success {
 		t.Errorf("fenced with an agent the fence user cannot run: %+v", out)
 	}
 }

@@ -3,6 +3,8 @@ package fsm
 import (
 	"net/netip"
 	"sort"
+
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Backend is one real server of a service, resolved against the node
@@ -26,7 +28,7 @@ func (b Backend) AddrPort() netip.AddrPort { return netip.AddrPortFrom(b.Address
 // otherwise the explicit list. Sorted by address and port. It is a pure
 // function of the replicated state and the caller's view of which nodes
 // are online.
-func (s State) Backends(svc Service, online func(node string) bool) []Backend {
+func (s State) Backends(svc spec.Service, online func(node string) bool) []Backend {
 	byAddr := map[netip.Addr]string{}
 	for name, nd := range s.Nodes {
 		byAddr[nd.Address] = name

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/raftlb/raftlb/spec"
 )
 
 // A command is what the leader proposes and every node applies. On the wire:
@@ -92,7 +94,7 @@ func (t CommandType) String() string {
 
 // SetSpec replaces the whole spec.
 type SetSpec struct {
-	Spec Spec `json:"spec"`
+	Spec spec.Spec `json:"spec"`
 	// ExpectVersion, when not 0, makes the change conditional: it is refused
 	// with a *ConflictError unless the current spec has this version, so two
 	// operators editing the same spec cannot overwrite each other unseen.
@@ -207,7 +209,7 @@ func DecodeCommand(b []byte) (Command, error) {
 		cmd.SetSpec, err = decodePayload[SetSpec](b[2:])
 		if err == nil {
 			// Empty and missing lists mean the same; store one form.
-			cmd.SetSpec.Spec = cmd.SetSpec.Spec.normalized()
+			cmd.SetSpec.Spec = cmd.SetSpec.Spec.Normalized()
 		}
 	case CmdRegisterNode:
 		cmd.Node, err = decodePayload[Node](b[2:])

@@ -1,6 +1,7 @@
-// Package fsm owns raftlb's replicated state: the operator's spec (VIPs,
-// IPVS virtual services, real servers, health-check specs, quorum and
-// fencing policy) and the node registry.
+// Package fsm owns raftlb's replicated state and implements raft.FSM: the
+// operator's spec as committed (package spec defines it), the node
+// registry, the VIP holders, the fence history and device checks,
+// maintenance (standby, disabled servers) and revoked certificates.
 //
 // The package is pure. Apply only decodes a committed command, checks it and
 // changes in-memory state; it does no I/O, touches no kernel, starts no
@@ -13,11 +14,9 @@
 // An entry this version cannot decode crashes Apply rather than letting the
 // node silently diverge, unless the proposer marked it safe to ignore.
 //
-// Validation is part of the state machine: Apply re-checks every spec and
-// node it is given, so the rules in validate.go must only change together
-// with a new command type or envelope version, or nodes running different
-// releases could disagree on which commands took effect.
-//
-// ParseServices turns the operator's services file (YAML) into a fully
-// explicit Spec; deploy/examples/services.yaml is the annotated example.
+// Validation is part of the state machine: Apply re-checks every spec
+// (spec.Spec.Validate and ValidateMembers) and every node and record it is
+// given, so those rules must only change together with a new command type
+// or envelope version, or nodes running different releases could disagree
+// on which commands took effect.
 package fsm

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"time"
 	"unicode/utf8"
+
+	"github.com/raftlb/raftlb/spec"
 )
 
 // FenceEvent is one entry of the fencing history, as crm_mon shows it: the
@@ -40,12 +42,8 @@ const (
 	FenceConfirmed = "confirmed"
 )
 
-// MaxFenceHistory bounds the history kept in the replicated state;
-// MaxFenceOutput bounds the output kept per event.
-const (
-	MaxFenceHistory = 100
-	MaxFenceOutput  = 2048
-)
+// MaxFenceHistory bounds the history kept in the replicated state.
+const MaxFenceHistory = 100
 
 // FenceStart is the intent, committed before the agent runs.
 type FenceStart struct {
@@ -82,18 +80,18 @@ type FenceConfirm struct {
 
 func (f *FSM) fenceStart(index uint64, c FenceStart) *Result {
 	v := &validator{}
-	if err := ValidateNodeName(c.Target); err != nil {
+	if err := spec.ValidateNodeName(c.Target); err != nil {
 		v.addf("target", "%v", err)
 	}
-	if err := ValidateNodeName(c.By); err != nil {
+	if err := spec.ValidateNodeName(c.By); err != nil {
 		v.addf("by", "%v", err)
 	}
-	if c.Action != FenceReboot && c.Action != FenceOff {
+	if c.Action != spec.FenceReboot && c.Action != spec.FenceOff {
 		v.addf("action", "unknown action %q", c.Action)
 	}
 	v.sentence("reason", c.Reason, 256)
 	if len(v.problems) > 0 {
-		return &Result{Err: &ValidationError{Problems: v.problems}}
+		return &Result{Err: &spec.ValidationError{Problems: v.problems}}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -106,11 +104,11 @@ func (f *FSM) fenceDone(d FenceDone) *Result {
 	if d.Result != FenceSuccess && d.Result != FenceFailed {
 		v.addf("result", "unknown result %q", d.Result)
 	}
-	if len(d.Output) > MaxFenceOutput || !utf8.ValidString(d.Output) {
-		v.addf("output", "at most %d bytes of UTF-8", MaxFenceOutput)
+	if len(d.Output) > spec.MaxFenceOutput || !utf8.ValidString(d.Output) {
+		v.addf("output", "at most %d bytes of UTF-8", spec.MaxFenceOutput)
 	}
 	if len(v.problems) > 0 {
-		return &Result{Err: &ValidationError{Problems: v.problems}}
+		return &Result{Err: &spec.ValidationError{Problems: v.problems}}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -131,19 +129,19 @@ func (f *FSM) fenceDone(d FenceDone) *Result {
 
 func (f *FSM) fenceConfirm(index uint64, c FenceConfirm) *Result {
 	v := &validator{}
-	if err := ValidateNodeName(c.Target); err != nil {
+	if err := spec.ValidateNodeName(c.Target); err != nil {
 		v.addf("target", "%v", err)
 	}
-	if err := ValidateNodeName(c.By); err != nil {
+	if err := spec.ValidateNodeName(c.By); err != nil {
 		v.addf("by", "%v", err)
 	}
 	if len(v.problems) > 0 {
-		return &Result{Err: &ValidationError{Problems: v.problems}}
+		return &Result{Err: &spec.ValidationError{Problems: v.problems}}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.appendFence(FenceEvent{
-		ID: index, Target: c.Target, Action: FenceOff, By: c.By, Reason: "an operator confirmed the node is down",
+		ID: index, Target: c.Target, Action: spec.FenceOff, By: c.By, Reason: "an operator confirmed the node is down",
 		At: c.At.UTC(), Result: FenceConfirmed, Completed: c.At.UTC(),
 	})
 	f.releaseHeldBy(c.Target, ReleaseConfirmed, c.At)
@@ -191,7 +189,7 @@ const MaxCheckError = 512
 
 func (f *FSM) deviceCheck(c DeviceCheck) *Result {
 	v := &validator{}
-	if !deviceName.MatchString(c.Device) {
+	if !spec.ValidDeviceName(c.Device) {
 		v.addf("device", "%q is not a device name", c.Device)
 	}
 	if c.Action != CheckValidate && c.Action != CheckMonitor {
@@ -204,11 +202,11 @@ func (f *FSM) deviceCheck(c DeviceCheck) *Result {
 		v.addf("error", "a check that passed has no error")
 	}
 	if len(v.problems) > 0 {
-		return &Result{Err: &ValidationError{Problems: v.problems}}
+		return &Result{Err: &spec.ValidationError{Problems: v.problems}}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !slices.ContainsFunc(f.state.Spec.Fencing.Devices, func(d FenceDevice) bool { return d.Name == c.Device }) {
+	if !slices.ContainsFunc(f.state.Spec.Fencing.Devices, func(d spec.FenceDevice) bool { return d.Name == c.Device }) {
 		return &Result{} // the device left the spec meanwhile
 	}
 	if f.state.DeviceChecks == nil {
@@ -221,9 +219,9 @@ func (f *FSM) deviceCheck(c DeviceCheck) *Result {
 
 // dropDeviceChecks forgets the checks of devices no longer in spec. The
 // caller holds mu.
-func (f *FSM) dropDeviceChecks(spec Spec) {
+func (f *FSM) dropDeviceChecks(s spec.Spec) {
 	for name := range f.state.DeviceChecks {
-		if !slices.ContainsFunc(spec.Fencing.Devices, func(d FenceDevice) bool { return d.Name == name }) {
+		if !slices.ContainsFunc(s.Fencing.Devices, func(d spec.FenceDevice) bool { return d.Name == name }) {
 			delete(f.state.DeviceChecks, name)
 		}
 	}

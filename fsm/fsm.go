@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // FSM is raftlb's raft.FSM. Raft calls Apply, Snapshot and Restore; any
@@ -54,7 +55,7 @@ func NewWith(o Options) *FSM {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return &FSM{
-		state:    State{Spec: Spec{Policy: Policy{NoQuorum: DefaultNoQuorum, Takeover: DefaultTakeover}}, Nodes: make(map[string]Node), Holders: make(map[netip.Addr]Holder)},
+		state:    State{Spec: spec.Spec{Policy: spec.Policy{NoQuorum: spec.DefaultNoQuorum, Takeover: spec.DefaultTakeover}}, Nodes: make(map[string]Node), Holders: make(map[netip.Addr]Holder)},
 		watchers: make(map[chan struct{}]struct{}),
 		schema:   o.Schema,
 		logger:   o.Logger,
@@ -167,31 +168,31 @@ func (f *FSM) raiseSchema(v int) {
 }
 
 func (f *FSM) setSpec(c SetSpec) *Result {
-	spec := c.Spec.normalized()
+	s := c.Spec.Normalized()
 	// Proposers validate too; this is defence in depth, so a bad spec from
 	// any path still changes nothing.
-	verr := spec.Validate()
+	verr := s.Validate()
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cur := f.state.Spec.Version
 	if verr == nil {
-		verr = spec.validateAgainst(f.state)
+		verr = s.ValidateMembers(f.state.isNode)
 	}
 	switch {
 	case verr != nil:
 		return &Result{Version: cur, Err: verr}
 	case c.ExpectVersion != 0 && c.ExpectVersion != cur:
 		return &Result{Version: cur, Err: &ConflictError{Expected: c.ExpectVersion, Current: cur}}
-	case sameConfig(f.state.Spec, spec):
+	case spec.SameConfig(f.state.Spec, s):
 		// Re-applying the same file must not make the director reconcile.
 		return &Result{Version: cur}
 	}
-	spec.Version = cur + 1
-	f.state.Spec = spec
-	f.dropHolders(spec)
-	f.dropDeviceChecks(spec)
-	return &Result{Version: spec.Version, Changed: true}
+	s.Version = cur + 1
+	f.state.Spec = s
+	f.dropHolders(s)
+	f.dropDeviceChecks(s)
+	return &Result{Version: s.Version, Changed: true}
 }
 
 func (f *FSM) registerNode(n Node) *Result {
@@ -217,21 +218,21 @@ func (f *FSM) registerNode(n Node) *Result {
 }
 
 func (f *FSM) deregisterNode(d DeregisterNode) *Result {
-	var problems []Problem
+	var problems []spec.Problem
 	if d.Name == "" {
-		problems = append(problems, Problem{Path: "name", Message: "required"})
+		problems = append(problems, spec.Problem{Path: "name", Message: "required"})
 	}
 	if d.Revoke != nil {
 		problems = append(problems, d.Revoke.validate()...)
 		if d.Revoke.Node != d.Name {
-			problems = append(problems, Problem{Path: "revoke.node", Message: fmt.Sprintf("revokes %q while removing %q", d.Revoke.Node, d.Name)})
+			problems = append(problems, spec.Problem{Path: "revoke.node", Message: fmt.Sprintf("revokes %q while removing %q", d.Revoke.Node, d.Name)})
 		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	res := &Result{Version: f.state.Spec.Version}
 	if len(problems) > 0 {
-		res.Err = &ValidationError{Problems: problems}
+		res.Err = &spec.ValidationError{Problems: problems}
 		return res
 	}
 	if _, ok := f.state.Nodes[d.Name]; ok {
@@ -267,7 +268,7 @@ func (f *FSM) WaitForSpec(ctx context.Context, v uint64) error {
 }
 
 // Spec returns a deep copy of the current spec.
-func (f *FSM) Spec() Spec {
+func (f *FSM) Spec() spec.Spec {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.state.Spec.Clone()

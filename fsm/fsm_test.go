@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/raftlb/raftlb/spec"
 )
 
 func TestApplySetSpec(t *testing.T) {
@@ -42,8 +44,8 @@ func TestApplySameSpecIsNoOp(t *testing.T) {
 	defer cancel()
 
 	same := squidSpec()
-	same.Version = 5                                      // ignored
-	same.Services[0].RealServers.Servers = []RealServer{} // empty, not nil: same spec
+	same.Version = 5                                           // ignored
+	same.Services[0].RealServers.Servers = []spec.RealServer{} // empty, not nil: same spec
 	res := a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: same}))
 	if *res != (Result{Version: 1, Changed: false}) {
 		t.Errorf("re-apply = %+v, want version 1, unchanged", *res)
@@ -55,7 +57,7 @@ func TestApplySameSpecIsNoOp(t *testing.T) {
 	}
 
 	// The empty spec of a fresh FSM equals an empty services file.
-	empty, err := ParseServices(nil)
+	empty, err := spec.ParseServices(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +105,7 @@ func TestApplyInvalidSpecChangesNothing(t *testing.T) {
 	bad.Services[0].Scheduler = "fastest"
 	bad.Services[1].Port = 0
 	res := a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: bad}))
-	var ve *ValidationError
+	var ve *spec.ValidationError
 	if !errors.As(res.Err, &ve) || len(ve.Problems) != 2 {
 		t.Fatalf("Err = %v, want a *ValidationError with 2 problems", res.Err)
 	}
@@ -154,7 +156,7 @@ func TestApplyNodes(t *testing.T) {
 		if res.Changed != st.wantChanged || res.Version != 0 {
 			t.Errorf("%s: result %+v, want changed=%t version 0", st.name, *res, st.wantChanged)
 		}
-		var ve *ValidationError
+		var ve *spec.ValidationError
 		switch {
 		case st.wantErr == "" && res.Err != nil:
 			t.Errorf("%s: Err = %v", st.name, res.Err)
@@ -285,7 +287,7 @@ func TestConcurrentReaders(t *testing.T) {
 			}
 		}()
 	}
-	specs := []Spec{squidSpec(), webSpec()}
+	specs := []spec.Spec{squidSpec(), webSpec()}
 	for i := range 200 {
 		a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: specs[i%2]}))
 		a.result(t, mustEncode(t, CmdRegisterNode, testNode("m30", []string{"10.0.0.30", "10.0.0.31"}[i%2])))

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Holder is who the log says holds a VIP on its interface: the DC that
@@ -61,7 +63,7 @@ type ReleaseVIPs struct {
 
 func (f *FSM) claimVIPs(c ClaimVIPs) *Result {
 	if p := c.validate(); len(p) > 0 {
-		return &Result{Err: &ValidationError{Problems: p}}
+		return &Result{Err: &spec.ValidationError{Problems: p}}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -78,7 +80,7 @@ func (f *FSM) claimVIPs(c ClaimVIPs) *Result {
 
 func (f *FSM) releaseVIPs(r ReleaseVIPs) *Result {
 	if p := r.validate(); len(p) > 0 {
-		return &Result{Err: &ValidationError{Problems: p}}
+		return &Result{Err: &spec.ValidationError{Problems: p}}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -95,9 +97,9 @@ func (f *FSM) releaseVIPs(r ReleaseVIPs) *Result {
 	return &Result{Changed: changed}
 }
 
-func (c ClaimVIPs) validate() []Problem {
+func (c ClaimVIPs) validate() []spec.Problem {
 	v := &validator{}
-	if err := ValidateNodeName(c.Node); err != nil {
+	if err := spec.ValidateNodeName(c.Node); err != nil {
 		v.addf("node", "%v", err)
 	}
 	if c.Term == 0 {
@@ -107,9 +109,9 @@ func (c ClaimVIPs) validate() []Problem {
 	return v.problems
 }
 
-func (r ReleaseVIPs) validate() []Problem {
+func (r ReleaseVIPs) validate() []spec.Problem {
 	v := &validator{}
-	if err := ValidateNodeName(r.Node); err != nil {
+	if err := spec.ValidateNodeName(r.Node); err != nil {
 		v.addf("node", "%v", err)
 	}
 	if !validReleaseReason(r.Reason) {
@@ -132,9 +134,9 @@ func (v *validator) vipList(vips []netip.Addr) {
 
 // dropHolders forgets the holders of VIPs no longer in spec: the DC has
 // let go of them when it applied the spec. The caller holds mu.
-func (f *FSM) dropHolders(spec Spec) {
+func (f *FSM) dropHolders(s spec.Spec) {
 	for vip := range f.state.Holders {
-		if !slices.ContainsFunc(spec.VIPs, func(v VIP) bool { return v.Address == vip }) {
+		if !slices.ContainsFunc(s.VIPs, func(v spec.VIP) bool { return v.Address == vip }) {
 			delete(f.state.Holders, vip)
 		}
 	}

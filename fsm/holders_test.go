@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftlb/raftlb/spec"
 )
 
 var vipA = netip.MustParseAddr("172.95.69.100")
@@ -72,7 +74,7 @@ func TestHolderCommandsRefuseBadInput(t *testing.T) {
 		{Node: "m30", Term: 1},
 		{Node: "m30", Term: 1, VIPs: []netip.Addr{vipA, vipA}},
 	} {
-		var ve *ValidationError
+		var ve *spec.ValidationError
 		if r := a.result(t, mustEncode(t, CmdClaimVIPs, c)); !errors.As(r.Err, &ve) || r.Changed {
 			t.Errorf("claim %+v: %+v, want a validation error and no change", c, r)
 		}
@@ -89,7 +91,7 @@ func TestFenceHistory(t *testing.T) {
 	a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: squidSpec()}))
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	a.result(t, mustEncode(t, CmdClaimVIPs, ClaimVIPs{Node: "m30", Term: 3, VIPs: []netip.Addr{vipA}, At: at}))
-	a.result(t, mustEncode(t, CmdFenceStart, FenceStart{Target: "m30", Action: FenceReboot, By: "m40", Term: 4, Reason: "takeover of 172.95.69.100", At: at}))
+	a.result(t, mustEncode(t, CmdFenceStart, FenceStart{Target: "m30", Action: spec.FenceReboot, By: "m40", Term: 4, Reason: "takeover of 172.95.69.100", At: at}))
 	id := a.index
 	st := a.f.State()
 	if len(st.FenceHistory) != 1 || st.FenceHistory[0].ID != id || st.FenceHistory[0].Result != "" {
@@ -102,7 +104,7 @@ func TestFenceHistory(t *testing.T) {
 	if h, _ := holderOf(&a, vipA); h.Released {
 		t.Fatal("a failed fence released the holder")
 	}
-	a.result(t, mustEncode(t, CmdFenceStart, FenceStart{Target: "m30", Action: FenceReboot, By: "m40", Term: 4, Reason: "takeover, retried", At: at}))
+	a.result(t, mustEncode(t, CmdFenceStart, FenceStart{Target: "m30", Action: spec.FenceReboot, By: "m40", Term: 4, Reason: "takeover, retried", At: at}))
 	a.result(t, mustEncode(t, CmdFenceDone, FenceDone{ID: a.index, Result: FenceSuccess, Level: 2, Device: "pdu", Attempts: 1, At: at.Add(2 * time.Minute)}))
 	if h, _ := holderOf(&a, vipA); !h.Released || h.Reason != ReleaseFenced {
 		t.Fatalf("after a fence: %+v", h)
@@ -119,7 +121,7 @@ func TestFenceHistory(t *testing.T) {
 	if r := a.result(t, mustEncode(t, CmdFenceDone, FenceDone{ID: id, Result: "maybe", At: at})); r.Err == nil {
 		t.Error("an unknown fence result was accepted")
 	}
-	if r := a.result(t, mustEncode(t, CmdFenceDone, FenceDone{ID: id, Result: FenceFailed, Output: strings.Repeat("x", MaxFenceOutput+1), At: at})); r.Err == nil {
+	if r := a.result(t, mustEncode(t, CmdFenceDone, FenceDone{ID: id, Result: FenceFailed, Output: strings.Repeat("x", spec.MaxFenceOutput+1), At: at})); r.Err == nil {
 		t.Error("an unbounded output was accepted")
 	}
 }
@@ -153,9 +155,9 @@ func TestDeviceChecks(t *testing.T) {
 	if r := a.result(t, mustEncode(t, CmdDeviceCheck, DeviceCheck{Device: "unknown-device", Action: CheckMonitor, OK: true, At: at})); r.Err != nil || r.Changed {
 		t.Errorf("a check of a device not in the spec: %+v, want no change", r)
 	}
-	spec := fencedSpec()
-	spec.Policy, spec.Fencing = Policy{NoQuorum: "stop", Takeover: TakeoverLease}, Fencing{}
-	a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: spec}))
+	s := fencedSpec()
+	s.Policy, s.Fencing = spec.Policy{NoQuorum: "stop", Takeover: spec.TakeoverLease}, spec.Fencing{}
+	a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: s}))
 	if _, ok := a.f.State().DeviceChecks[dev]; ok {
 		t.Error("a device gone from the spec kept its check")
 	}
@@ -181,32 +183,32 @@ func TestFencingSpec(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		mutate func(*Spec)
+		mutate func(*spec.Spec)
 		path   string
 	}{
-		{"no agent", func(s *Spec) { s.Fencing.Devices[0].Agent = "" }, "fencing.devices[0].agent"},
-		{"relative path", func(s *Spec) { s.Fencing.Devices[0].Agent = "bin/fence_x" }, "fencing.devices[0].agent"},
-		{"unknown action", func(s *Spec) { s.Fencing.Devices[0].Action = "poweroff" }, "fencing.devices[0].action"},
-		{"timeout out of range", func(s *Spec) { s.Fencing.Devices[0].Timeout = time.Hour }, "fencing.devices[0].timeout"},
-		{"no hosts", func(s *Spec) { s.Fencing.Devices[1].Hosts = nil }, "fencing.devices[1].hosts"},
-		{"a level naming no device", func(s *Spec) { s.Fencing.Levels["m30"] = [][]string{{"nope"}} }, "fencing.levels.m30[0]"},
-		{"a level with a device that does not fence the node", func(s *Spec) { s.Fencing.Levels["m40"] = [][]string{{"pdu"}} }, "fencing.levels.m40[0]"},
-		{"a secret in the spec", func(s *Spec) { s.Fencing.Devices[0].Params["password"] = FenceParam{Value: "hunter2"} }, "fencing.devices[0].params.password"},
-		{"an option raftlb sets", func(s *Spec) { s.Fencing.Devices[0].Params["plug"] = FenceParam{Value: "1"} }, "fencing.devices[0].params.plug"},
-		{"duplicate device", func(s *Spec) { s.Fencing.Devices[1].Name = "ipmi" }, "fencing.devices[1].name"},
-		{"delay backwards", func(s *Spec) { s.Fencing.Devices[0].DelayMin = time.Minute }, "fencing.devices[0].delay"},
-		{"freeze without fence", func(s *Spec) { s.Policy.Takeover = TakeoverLease }, "policy.no_quorum"},
-		{"fence without devices", func(s *Spec) { s.Policy.NoQuorum = NoQuorumStop; s.Fencing = Fencing{} }, "policy.takeover"},
-		{"ignore", func(s *Spec) { s.Policy.NoQuorum = NoQuorumIgnore }, "policy.no_quorum"},
-		{"fencing: true", func(s *Spec) { s.Policy.Fencing = true }, "policy.fencing"},
-		{"unknown takeover", func(s *Spec) { s.Policy.Takeover = "yolo" }, "policy.takeover"},
+		{"no agent", func(s *spec.Spec) { s.Fencing.Devices[0].Agent = "" }, "fencing.devices[0].agent"},
+		{"relative path", func(s *spec.Spec) { s.Fencing.Devices[0].Agent = "bin/fence_x" }, "fencing.devices[0].agent"},
+		{"unknown action", func(s *spec.Spec) { s.Fencing.Devices[0].Action = "poweroff" }, "fencing.devices[0].action"},
+		{"timeout out of range", func(s *spec.Spec) { s.Fencing.Devices[0].Timeout = time.Hour }, "fencing.devices[0].timeout"},
+		{"no hosts", func(s *spec.Spec) { s.Fencing.Devices[1].Hosts = nil }, "fencing.devices[1].hosts"},
+		{"a level naming no device", func(s *spec.Spec) { s.Fencing.Levels["m30"] = [][]string{{"nope"}} }, "fencing.levels.m30[0]"},
+		{"a level with a device that does not fence the node", func(s *spec.Spec) { s.Fencing.Levels["m40"] = [][]string{{"pdu"}} }, "fencing.levels.m40[0]"},
+		{"a secret in the spec", func(s *spec.Spec) { s.Fencing.Devices[0].Params["password"] = spec.FenceParam{Value: "hunter2"} }, "fencing.devices[0].params.password"},
+		{"an option raftlb sets", func(s *spec.Spec) { s.Fencing.Devices[0].Params["plug"] = spec.FenceParam{Value: "1"} }, "fencing.devices[0].params.plug"},
+		{"duplicate device", func(s *spec.Spec) { s.Fencing.Devices[1].Name = "ipmi" }, "fencing.devices[1].name"},
+		{"delay backwards", func(s *spec.Spec) { s.Fencing.Devices[0].DelayMin = time.Minute }, "fencing.devices[0].delay"},
+		{"freeze without fence", func(s *spec.Spec) { s.Policy.Takeover = spec.TakeoverLease }, "policy.no_quorum"},
+		{"fence without devices", func(s *spec.Spec) { s.Policy.NoQuorum = spec.NoQuorumStop; s.Fencing = spec.Fencing{} }, "policy.takeover"},
+		{"ignore", func(s *spec.Spec) { s.Policy.NoQuorum = spec.NoQuorumIgnore }, "policy.no_quorum"},
+		{"fencing: true", func(s *spec.Spec) { s.Policy.Fencing = true }, "policy.fencing"},
+		{"unknown takeover", func(s *spec.Spec) { s.Policy.Takeover = "yolo" }, "policy.takeover"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := fencedSpec()
 			tc.mutate(&s)
 			before := a.f.State()
 			r := a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: s}))
-			var ve *ValidationError
+			var ve *spec.ValidationError
 			if !errors.As(r.Err, &ve) || r.Changed {
 				t.Fatalf("%+v, want a validation error and no change", r)
 			}
@@ -221,55 +223,5 @@ func TestFencingSpec(t *testing.T) {
 				t.Errorf("a refused spec changed the version")
 			}
 		})
-	}
-}
-
-func TestParseFencingSection(t *testing.T) {
-	file := goodFile + `fencing:
-  devices:
-    - name: ipmi
-      agent: fence_ipmilan
-      params:
-        ip: 10.0.0.30
-        password: {file: /etc/raftlb/ipmi.pass}
-      hosts: {m30: "1", m40: ""}
-      delay: 1s-5s
-    - name: pdu
-      agent: /usr/sbin/fence_apc_snmp
-      hosts: [m30]
-      action: off
-      timeout: 30
-      retries: 0
-      monitor_interval: 60s
-  levels:
-    m30: [[ipmi], [pdu]]
-policy: {takeover: fence}
-`
-	spec, err := ParseServices([]byte(file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := spec.Fencing.Devices
-	if len(d) != 2 || d[0].Params["password"].File != "/etc/raftlb/ipmi.pass" || d[0].Plug("m30") != "1" || d[0].Plug("m40") != "m40" ||
-		d[0].DelayMin != time.Second || d[0].DelayMax != 5*time.Second || d[0].Action != FenceReboot || d[0].Timeout != DefaultFenceTimeout || d[0].Retries != DefaultFenceRetries {
-		t.Fatalf("first device %+v", d[0])
-	}
-	if d[1].Action != FenceOff || d[1].Timeout != 30*time.Second || d[1].Retries != 0 || d[1].MonitorInterval != time.Minute {
-		t.Fatalf("second device %+v", d[1])
-	}
-	if spec.Policy.Takeover != TakeoverFence || len(spec.Fencing.Levels["m30"]) != 2 {
-		t.Fatalf("policy %+v, levels %+v", spec.Policy, spec.Fencing.Levels)
-	}
-	bad := strings.Replace(file, "password: {file: /etc/raftlb/ipmi.pass}", "password: hunter2", 1)
-	_, err = ParseServices([]byte(bad))
-	var ve *ValidationError
-	if !errors.As(err, &ve) || !strings.Contains(err.Error(), "fencing.devices[0].params.password") || ve.Problems[0].Line == 0 {
-		t.Fatalf("a secret in the file: %v, want a problem with its line", err)
-	}
-	if strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("the refusal repeats the secret: %v", err)
-	}
-	if _, err := ParseServices([]byte(goodFile + "fencing: {devices: [{name: x, agent: y, hosts: m30}]}\n")); err == nil || !strings.Contains(err.Error(), "hosts") {
-		t.Errorf("hosts as a scalar: %v", err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Maintenance, as an operator of Pacemaker or ldirectord does it: a node
@@ -25,8 +27,8 @@ type NodeStandby struct {
 
 // ServerRef names one real server of one service.
 type ServerRef struct {
-	Service ServiceKey     `json:"service"`
-	Server  netip.AddrPort `json:"server"`
+	Service spec.ServiceKey `json:"service"`
+	Server  netip.AddrPort  `json:"server"`
 }
 
 func (r ServerRef) String() string { return r.Server.String() + " of " + r.Service.String() }
@@ -52,7 +54,7 @@ func (f *FSM) nodeStandby(c NodeStandby) *Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.state.Nodes[c.Node]; !ok {
-		return &Result{Version: f.state.Spec.Version, Err: &ValidationError{Problems: []Problem{{Path: "node", Message: fmt.Sprintf("%s is not a node of this cluster", c.Node)}}}}
+		return &Result{Version: f.state.Spec.Version, Err: &spec.ValidationError{Problems: []spec.Problem{{Path: "node", Message: fmt.Sprintf("%s is not a node of this cluster", c.Node)}}}}
 	}
 	if f.state.Standby[c.Node] == c.Standby {
 		return &Result{Version: f.state.Spec.Version}
@@ -98,13 +100,13 @@ func (s State) checkServer(r ServerRef) error {
 				return nil
 			}
 		}
-		return &ValidationError{Problems: []Problem{{Path: "server", Message: fmt.Sprintf("%s is not a real server of %s", r.Server, r.Service)}}}
+		return &spec.ValidationError{Problems: []spec.Problem{{Path: "server", Message: fmt.Sprintf("%s is not a real server of %s", r.Server, r.Service)}}}
 	}
-	return &ValidationError{Problems: []Problem{{Path: "service", Message: fmt.Sprintf("no service %s in the spec", r.Service)}}}
+	return &spec.ValidationError{Problems: []spec.Problem{{Path: "service", Message: fmt.Sprintf("no service %s in the spec", r.Service)}}}
 }
 
 // drained says why a backend gets no new connections, or "".
-func (s State) drained(svc Service, b Backend) string {
+func (s State) drained(svc spec.Service, b Backend) string {
 	switch {
 	case b.Node != "" && s.Standby[b.Node]:
 		return "node " + b.Node + " in standby"
@@ -118,11 +120,11 @@ func (s State) drained(svc Service, b Backend) string {
 // service's name or its VIP:PORT[/PROTOCOL] (tcp by default), server an
 // ADDR or ADDR:PORT (the service's real-server port by default).
 func (s State) ResolveServer(service, server string) (ServerRef, error) {
-	var svc *Service
+	var svc *spec.Service
 	for i, sv := range s.Spec.Services {
 		key := sv.Key()
 		if sv.Name != "" && sv.Name == service || key.String() == service ||
-			(key.Protocol == DefaultProtocol && netip.AddrPortFrom(key.VIP, key.Port).String() == service) {
+			(key.Protocol == spec.DefaultProtocol && netip.AddrPortFrom(key.VIP, key.Port).String() == service) {
 			svc = &s.Spec.Services[i]
 			break
 		}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftlb/raftlb/spec"
 )
 
 func TestStandbyAndDisabledDrainBackends(t *testing.T) {
@@ -55,7 +57,7 @@ func TestStandbyAndDisabledDrainBackends(t *testing.T) {
 	}{
 		{mustEncode(t, CmdNodeStandby, NodeStandby{Node: "m99", Standby: true, At: now}), "m99 is not a node of this cluster"},
 		{mustEncode(t, CmdServerDisable, ServerDisable{ServerRef: ServerRef{Service: svc.Key(), Server: netip.MustParseAddrPort("10.0.0.99:3128")}, Disabled: true, At: now}), "10.0.0.99:3128 is not a real server of"},
-		{mustEncode(t, CmdServerDisable, ServerDisable{ServerRef: ServerRef{Service: ServiceKey{VIP: svc.VIP, Port: 9, Protocol: "tcp"}, Server: ref.Server}, Disabled: true, At: now}), "no service"},
+		{mustEncode(t, CmdServerDisable, ServerDisable{ServerRef: ServerRef{Service: spec.ServiceKey{VIP: svc.VIP, Port: 9, Protocol: "tcp"}, Server: ref.Server}, Disabled: true, At: now}), "no service"},
 	} {
 		before := a.f.State()
 		res := a.result(t, tc.cmd)

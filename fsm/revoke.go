@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Revocation makes the certificates of a removed node useless: a peer
@@ -27,20 +29,20 @@ type Revocation struct {
 // certificate now and then uses a handful.
 const MaxSerialsPerRevocation = 16
 
-func (r Revocation) validate() []Problem {
-	var ps []Problem
-	if err := ValidateNodeName(r.Node); err != nil {
-		ps = append(ps, Problem{Path: "revoke.node", Message: err.Error()})
+func (r Revocation) validate() []spec.Problem {
+	var ps []spec.Problem
+	if err := spec.ValidateNodeName(r.Node); err != nil {
+		ps = append(ps, spec.Problem{Path: "revoke.node", Message: err.Error()})
 	}
 	if r.IssuedBefore.IsZero() || r.At.IsZero() {
-		ps = append(ps, Problem{Path: "revoke", Message: "issued_before and at are required"})
+		ps = append(ps, spec.Problem{Path: "revoke", Message: "issued_before and at are required"})
 	}
 	if len(r.Serials) > MaxSerialsPerRevocation {
-		ps = append(ps, Problem{Path: "revoke.serials", Message: fmt.Sprintf("%d serials, at most %d", len(r.Serials), MaxSerialsPerRevocation)})
+		ps = append(ps, spec.Problem{Path: "revoke.serials", Message: fmt.Sprintf("%d serials, at most %d", len(r.Serials), MaxSerialsPerRevocation)})
 	}
 	for i, s := range r.Serials {
 		if !validSerial(s) {
-			ps = append(ps, Problem{Path: fmt.Sprintf("revoke.serials[%d]", i), Message: fmt.Sprintf("%q is not a certificate serial in lower-case hex", s)})
+			ps = append(ps, spec.Problem{Path: fmt.Sprintf("revoke.serials[%d]", i), Message: fmt.Sprintf("%q is not a certificate serial in lower-case hex", s)})
 		}
 	}
 	return ps

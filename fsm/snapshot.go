@@ -9,6 +9,7 @@ import (
 	"net/netip"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // snapshotFormat is the version of the snapshot encoding. A release that
@@ -84,7 +85,7 @@ func readSnapshot(r io.Reader) (State, error) {
 	if err := decodeStrict(json.NewDecoder(bytes.NewReader(file.State)), &st); err != nil {
 		return State{}, fmt.Errorf("state: %w", err)
 	}
-	st.Spec = st.Spec.normalized()
+	st.Spec = st.Spec.Normalized()
 	if st.Nodes == nil {
 		st.Nodes = make(map[string]Node)
 	}
@@ -140,7 +141,7 @@ func readSnapshot(r io.Reader) (State, error) {
 }
 
 func fsmHolderInvalid(h Holder) bool {
-	return ValidateNodeName(h.Node) != nil || h.Term == 0 || (h.Released && !validReleaseReason(h.Reason))
+	return spec.ValidateNodeName(h.Node) != nil || h.Term == 0 || (h.Released && !validReleaseReason(h.Reason))
 }
 
 // decodeStrict decodes exactly one JSON value with only known fields.

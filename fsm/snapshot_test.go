@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftlb/raftlb/spec"
 )
 
 // memSink is a raft.SnapshotSink in memory.
@@ -46,7 +48,7 @@ func populated(t testing.TB) *FSM {
 	a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: fencedSpec()}))
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	a.result(t, mustEncode(t, CmdClaimVIPs, ClaimVIPs{Node: "m30", Term: 3, VIPs: []netip.Addr{vipA}, At: at}))
-	a.result(t, mustEncode(t, CmdFenceStart, FenceStart{Target: "m30", Action: FenceReboot, By: "m40", Term: 4, Reason: "takeover", At: at}))
+	a.result(t, mustEncode(t, CmdFenceStart, FenceStart{Target: "m30", Action: spec.FenceReboot, By: "m40", Term: 4, Reason: "takeover", At: at}))
 	a.result(t, mustEncode(t, CmdFenceDone, FenceDone{ID: a.index, Result: FenceSuccess, Level: 1, Device: "ipmi", Attempts: 1, At: at}))
 	if st := a.f.State(); len(st.Holders) != 1 || len(st.FenceHistory) != 1 || st.Spec.Version != 3 {
 		t.Fatalf("populated: %+v", st)

@@ -9,7 +9,7 @@ import (
 	"net/url"
 	"os"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Target is what one probe is aimed at.
@@ -44,13 +44,13 @@ func defaultDial(dial DialFunc) DialFunc {
 // been validated by fsm; an error here means it was not. dial opens the
 // tcp and http(s) checks' connections; nil means a plain net.Dialer. exec
 // is the node's policy for exec checks; nil runs none.
-func NewChecker(hc fsm.HealthCheck, dial DialFunc, exec *Exec) (Checker, error) {
+func NewChecker(hc spec.HealthCheck, dial DialFunc, exec *Exec) (Checker, error) {
 	switch hc.Type {
-	case fsm.CheckTCP:
+	case spec.CheckTCP:
 		return tcpChecker{dial: defaultDial(dial)}, nil
-	case fsm.CheckHTTP, fsm.CheckHTTPS:
+	case spec.CheckHTTP, spec.CheckHTTPS:
 		return newHTTPChecker(hc, defaultDial(dial))
-	case fsm.CheckExec:
+	case spec.CheckExec:
 		return newExecChecker(hc.Command, exec)
 	default:
 		return nil, fmt.Errorf("unknown health check type %q", hc.Type)

@@ -11,15 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // probeTimeout bounds one probe in tests. It is generous: a test asserts
 // what a probe says, never how long it took.
 const probeTimeout = 10 * time.Second
 
-func check(t *testing.T, hc fsm.HealthCheck, target Target) error {
+func check(t *testing.T, hc spec.HealthCheck, target Target) error {
 	t.Helper()
 	c, err := NewChecker(hc, testkit.DialContext(t), allowing(hc))
 	if err != nil {
@@ -31,7 +31,7 @@ func check(t *testing.T, hc fsm.HealthCheck, target Target) error {
 }
 
 // allowing is an exec policy that lets hc's program run from where it is.
-func allowing(hc fsm.HealthCheck) *Exec {
+func allowing(hc spec.HealthCheck) *Exec {
 	if len(hc.Command) == 0 {
 		return nil
 	}
@@ -70,7 +70,7 @@ func TestTCPCheck(t *testing.T) {
 			}
 		}
 	}()
-	hc := fsm.HealthCheck{Type: fsm.CheckTCP}
+	hc := spec.HealthCheck{Type: spec.CheckTCP}
 
 	if err := check(t, hc, Target{Addr: netip.MustParseAddrPort(l.Addr().String())}); err != nil {
 		t.Errorf("listening port: %v", err)
@@ -94,7 +94,7 @@ func TestTCPCheck(t *testing.T) {
 }
 
 func TestTCPCheckHonoursDeadline(t *testing.T) {
-	c, err := NewChecker(fsm.HealthCheck{Type: fsm.CheckTCP}, testkit.DialContext(t), nil)
+	c, err := NewChecker(spec.HealthCheck{Type: spec.CheckTCP}, testkit.DialContext(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,12 +107,12 @@ func TestTCPCheckHonoursDeadline(t *testing.T) {
 }
 
 func TestNewCheckerRejects(t *testing.T) {
-	for _, hc := range []fsm.HealthCheck{
+	for _, hc := range []spec.HealthCheck{
 		{Type: "ping"},
-		{Type: fsm.CheckHTTP, Path: "/", BodyRegex: "("},
-		{Type: fsm.CheckHTTP, Path: "/", DigestMD5: "abc"},
-		{Type: fsm.CheckHTTP, Path: "/", DigestSHA256: strings.Repeat("0", 32)},
-		{Type: fsm.CheckExec},
+		{Type: spec.CheckHTTP, Path: "/", BodyRegex: "("},
+		{Type: spec.CheckHTTP, Path: "/", DigestMD5: "abc"},
+		{Type: spec.CheckHTTP, Path: "/", DigestSHA256: strings.Repeat("0", 32)},
+		{Type: spec.CheckExec},
 	} {
 		if _, err := NewChecker(hc, testkit.DialContext(t), nil); err == nil {
 			t.Errorf("NewChecker(%+v): no error", hc)

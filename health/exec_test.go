@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // script writes an executable shell script into a fresh directory.
@@ -33,8 +33,8 @@ var execTarget = Target{
 	VIP:  netip.MustParseAddrPort("172.95.69.100:3128"),
 }
 
-func execCheck(argv ...string) fsm.HealthCheck {
-	return fsm.HealthCheck{Type: fsm.CheckExec, Command: argv}
+func execCheck(argv ...string) spec.HealthCheck {
+	return spec.HealthCheck{Type: spec.CheckExec, Command: argv}
 }
 
 func TestExecCheckExitStatus(t *testing.T) {
@@ -251,7 +251,7 @@ func TestRefusedCheckKeepsTheServersState(t *testing.T) {
 	t.Cleanup(m.Stop)
 	k := Key{Server: execTarget.Addr}
 	hc := execCheck(s)
-	hc.Interval, hc.Timeout, hc.Rise, hc.Fall, hc.OnFail = 10*time.Millisecond, time.Second, 1, 1, fsm.OnFailRemove
+	hc.Interval, hc.Timeout, hc.Rise, hc.Fall, hc.OnFail = 10*time.Millisecond, time.Second, 1, 1, spec.OnFailRemove
 	m.Set(map[Key]Spec{k: {Check: hc, Target: execTarget}})
 	testkit.WaitFor(t, "the refusal in the server's state", func() bool {
 		return strings.HasPrefix(m.States()[k].LastError, "not run: ")

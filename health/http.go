@@ -17,7 +17,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // MaxBody bounds how much of a response body is read. A health page is
@@ -155,7 +155,7 @@ type httpChecker struct {
 	wantCodes string // for the error message
 }
 
-func newHTTPChecker(hc fsm.HealthCheck, dial DialFunc) (*httpChecker, error) {
+func newHTTPChecker(hc spec.HealthCheck, dial DialFunc) (*httpChecker, error) {
 	c := &httpChecker{
 		scheme: "http",
 		path:   hc.Path,
@@ -163,14 +163,14 @@ func newHTTPChecker(hc fsm.HealthCheck, dial DialFunc) (*httpChecker, error) {
 		expect: slices.Clone(hc.ExpectStatus),
 		client: newHTTPClient(hc.ServerName, hc.VerifyTLS, dial),
 	}
-	if hc.Type == fsm.CheckHTTPS {
+	if hc.Type == spec.CheckHTTPS {
 		c.scheme = "https"
 	}
 	if c.path == "" {
-		c.path = fsm.DefaultCheckPath
+		c.path = spec.DefaultCheckPath
 	}
 	if len(c.expect) == 0 {
-		c.expect = []int{fsm.DefaultExpectStatus}
+		c.expect = []int{spec.DefaultExpectStatus}
 	}
 	codes := make([]string, len(c.expect))
 	for i, code := range c.expect {

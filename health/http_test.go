@@ -14,8 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/spec"
 )
 
 const page = "<html><body>raftlb ok</body></html>\n"
@@ -28,8 +28,8 @@ func target(t *testing.T, srv *httptest.Server) Target {
 	}
 }
 
-func httpCheck(mod func(*fsm.HealthCheck)) fsm.HealthCheck {
-	hc := fsm.HealthCheck{Type: fsm.CheckHTTP, Path: "/health", ExpectStatus: []int{200}}
+func httpCheck(mod func(*spec.HealthCheck)) spec.HealthCheck {
+	hc := spec.HealthCheck{Type: spec.CheckHTTP, Path: "/health", ExpectStatus: []int{200}}
 	if mod != nil {
 		mod(&hc)
 	}
@@ -69,23 +69,23 @@ func TestHTTPCheck(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		status int
-		hc     fsm.HealthCheck
+		hc     spec.HealthCheck
 		want   string // error fragment; empty: healthy
 	}{
 		{"200", 200, httpCheck(nil), ""},
 		{"503", 503, httpCheck(nil), "status 503, want 200"},
-		{"default expect", 200, httpCheck(func(hc *fsm.HealthCheck) { hc.ExpectStatus = nil }), ""},
-		{"status set", 204, httpCheck(func(hc *fsm.HealthCheck) { hc.ExpectStatus = []int{200, 204} }), ""},
-		{"status set miss", 404, httpCheck(func(hc *fsm.HealthCheck) { hc.ExpectStatus = []int{200, 204} }), "status 404, want 200 or 204"},
-		{"regex", 200, httpCheck(func(hc *fsm.HealthCheck) { hc.BodyRegex = `raftlb\s+ok` }), ""},
-		{"regex miss", 200, httpCheck(func(hc *fsm.HealthCheck) { hc.BodyRegex = "^ok$" }), "body does not match /^ok$/"},
-		{"status before body", 500, httpCheck(func(hc *fsm.HealthCheck) { hc.BodyRegex = "^ok$" }), "status 500, want 200"},
-		{"md5", 200, httpCheck(func(hc *fsm.HealthCheck) { hc.DigestMD5 = md5hex }), ""},
-		{"md5 upper case", 200, httpCheck(func(hc *fsm.HealthCheck) { hc.DigestMD5 = strings.ToUpper(md5hex) }), ""},
-		{"md5 miss", 200, httpCheck(func(hc *fsm.HealthCheck) { hc.DigestMD5 = strings.Repeat("0", 32) }),
+		{"default expect", 200, httpCheck(func(hc *spec.HealthCheck) { hc.ExpectStatus = nil }), ""},
+		{"status set", 204, httpCheck(func(hc *spec.HealthCheck) { hc.ExpectStatus = []int{200, 204} }), ""},
+		{"status set miss", 404, httpCheck(func(hc *spec.HealthCheck) { hc.ExpectStatus = []int{200, 204} }), "status 404, want 200 or 204"},
+		{"regex", 200, httpCheck(func(hc *spec.HealthCheck) { hc.BodyRegex = `raftlb\s+ok` }), ""},
+		{"regex miss", 200, httpCheck(func(hc *spec.HealthCheck) { hc.BodyRegex = "^ok$" }), "body does not match /^ok$/"},
+		{"status before body", 500, httpCheck(func(hc *spec.HealthCheck) { hc.BodyRegex = "^ok$" }), "status 500, want 200"},
+		{"md5", 200, httpCheck(func(hc *spec.HealthCheck) { hc.DigestMD5 = md5hex }), ""},
+		{"md5 upper case", 200, httpCheck(func(hc *spec.HealthCheck) { hc.DigestMD5 = strings.ToUpper(md5hex) }), ""},
+		{"md5 miss", 200, httpCheck(func(hc *spec.HealthCheck) { hc.DigestMD5 = strings.Repeat("0", 32) }),
 			"MD5 digest mismatch: got " + md5hex + " want " + strings.Repeat("0", 32)},
-		{"sha256", 200, httpCheck(func(hc *fsm.HealthCheck) { hc.DigestSHA256 = shahex }), ""},
-		{"sha256 miss", 200, httpCheck(func(hc *fsm.HealthCheck) { hc.DigestSHA256 = strings.Repeat("a", 64) }),
+		{"sha256", 200, httpCheck(func(hc *spec.HealthCheck) { hc.DigestSHA256 = shahex }), ""},
+		{"sha256 miss", 200, httpCheck(func(hc *spec.HealthCheck) { hc.DigestSHA256 = strings.Repeat("a", 64) }),
 			"SHA-256 digest mismatch: got " + shahex + " want " + strings.Repeat("a", 64)},
 	} {
 		status.Store(int32(tc.status))
@@ -108,7 +108,7 @@ func TestHTTPCheck(t *testing.T) {
 	}
 
 	status.Store(200)
-	err := check(t, httpCheck(func(hc *fsm.HealthCheck) { hc.ServerName = "www.example.com" }), tg)
+	err := check(t, httpCheck(func(hc *spec.HealthCheck) { hc.ServerName = "www.example.com" }), tg)
 	wantErr(t, "server name", err, "")
 	if got := hosts.Load(); got != "www.example.com" {
 		t.Errorf("Host %q with server_name set, want www.example.com", got)
@@ -155,7 +155,7 @@ func TestHTTPCheckNoRedirect(t *testing.T) {
 	defer srv.Close()
 
 	wantErr(t, "redirect", check(t, httpCheck(nil), target(t, srv)), "status 302, want 200")
-	wantErr(t, "redirect expected", check(t, httpCheck(func(hc *fsm.HealthCheck) { hc.ExpectStatus = []int{302} }), target(t, srv)), "")
+	wantErr(t, "redirect expected", check(t, httpCheck(func(hc *spec.HealthCheck) { hc.ExpectStatus = []int{302} }), target(t, srv)), "")
 	if followed.Load() {
 		t.Error("the redirect was followed")
 	}
@@ -166,7 +166,7 @@ func TestHTTPCheckBodyBound(t *testing.T) {
 		w.Write([]byte(strings.Repeat("x", MaxBody+1)))
 	}))
 	defer srv.Close()
-	hc := httpCheck(func(hc *fsm.HealthCheck) { hc.BodyRegex = "x" })
+	hc := httpCheck(func(hc *spec.HealthCheck) { hc.BodyRegex = "x" })
 	wantErr(t, "oversized body", check(t, hc, target(t, srv)), "body exceeds 1048576 bytes")
 	// Without a body check the body is not read at all.
 	wantErr(t, "oversized body, status only", check(t, httpCheck(nil), target(t, srv)), "")
@@ -189,9 +189,9 @@ func TestHTTPSCheck(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 	tg := target(t, srv)
-	https := func(mod func(*fsm.HealthCheck)) fsm.HealthCheck {
-		return httpCheck(func(hc *fsm.HealthCheck) {
-			hc.Type = fsm.CheckHTTPS
+	https := func(mod func(*spec.HealthCheck)) spec.HealthCheck {
+		return httpCheck(func(hc *spec.HealthCheck) {
+			hc.Type = spec.CheckHTTPS
 			if mod != nil {
 				mod(hc)
 			}
@@ -211,16 +211,16 @@ func TestHTTPSCheck(t *testing.T) {
 		t.Errorf("SNI|Host = %q, want %q (no SNI for an IP address)", got, want)
 	}
 
-	err := check(t, https(func(hc *fsm.HealthCheck) { hc.ServerName = "www.example.com" }), tg)
+	err := check(t, https(func(hc *spec.HealthCheck) { hc.ServerName = "www.example.com" }), tg)
 	wantErr(t, "server name", err, "")
 	if got, want := next(), "www.example.com|www.example.com"; got != want {
 		t.Errorf("SNI|Host = %q, want %q", got, want)
 	}
 
 	// httptest's certificate is signed by nobody we trust.
-	wantErr(t, "verification", check(t, https(func(hc *fsm.HealthCheck) { hc.VerifyTLS = true }), tg), "unknown authority")
+	wantErr(t, "verification", check(t, https(func(hc *spec.HealthCheck) { hc.VerifyTLS = true }), tg), "unknown authority")
 	wantErr(t, "verification with server name",
-		check(t, https(func(hc *fsm.HealthCheck) { hc.VerifyTLS = true; hc.ServerName = "example.com" }), tg), "unknown authority")
+		check(t, https(func(hc *spec.HealthCheck) { hc.VerifyTLS = true; hc.ServerName = "example.com" }), tg), "unknown authority")
 	if got := next(); got != "(no request)" {
 		t.Errorf("a request got through an unverified TLS connection: %q", got)
 	}

@@ -11,18 +11,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Key names one checked real server of one service.
 type Key struct {
-	Service fsm.ServiceKey
+	Service spec.ServiceKey
 	Server  netip.AddrPort
 }
 
 // Spec is what to check for a key and how.
 type Spec struct {
-	Check  fsm.HealthCheck
+	Check  spec.HealthCheck
 	Target Target
 }
 
@@ -36,7 +36,7 @@ type Monitor struct {
 	logger     *slog.Logger
 	onChange   func(Key, State)
 	now        func() time.Time
-	newChecker func(fsm.HealthCheck) (Checker, error)
+	newChecker func(spec.HealthCheck) (Checker, error)
 	observe    func(Key, time.Duration)
 
 	// setMu serialises Set and Stop, which wait for probe loops to end;
@@ -88,7 +88,7 @@ func NewMonitor(cfg MonitorConfig) *Monitor {
 		logger:     logger,
 		onChange:   onChange,
 		now:        time.Now,
-		newChecker: func(hc fsm.HealthCheck) (Checker, error) { return NewChecker(hc, dial, exec) },
+		newChecker: func(hc spec.HealthCheck) (Checker, error) { return NewChecker(hc, dial, exec) },
 		observe:    observe,
 		probes:     map[Key]*probeLoop{},
 		states:     map[Key]State{},
@@ -189,11 +189,11 @@ func (m *Monitor) run(ctx context.Context, k Key, p *probeLoop, tracker *Tracker
 	}
 	interval := p.spec.Check.Interval
 	if interval <= 0 {
-		interval = fsm.DefaultCheckInterval
+		interval = spec.DefaultCheckInterval
 	}
 	timeout := p.spec.Check.Timeout
 	if timeout <= 0 {
-		timeout = fsm.DefaultCheckTimeout
+		timeout = spec.DefaultCheckTimeout
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // backend is a real server whose health page the test switches between
@@ -48,19 +48,19 @@ func (b *backend) addr() netip.AddrPort {
 // key and spec for checking b as a server of the test service.
 func (b *backend) key() Key {
 	return Key{
-		Service: fsm.ServiceKey{VIP: netip.MustParseAddr("172.95.69.100"), Port: 80, Protocol: fsm.ProtocolTCP},
+		Service: spec.ServiceKey{VIP: netip.MustParseAddr("172.95.69.100"), Port: 80, Protocol: spec.ProtocolTCP},
 		Server:  b.addr(),
 	}
 }
 
 func (b *backend) spec(rise, fall int) Spec {
 	return Spec{
-		Check: fsm.HealthCheck{
-			Type: fsm.CheckHTTP, Path: "/", ExpectStatus: []int{200},
+		Check: spec.HealthCheck{
+			Type: spec.CheckHTTP, Path: "/", ExpectStatus: []int{200},
 			// Short interval for a quick test; a long timeout, so a slow
 			// test machine cannot fail a probe the backend answered.
 			Interval: 10 * time.Millisecond, Timeout: testkit.WaitTimeout,
-			Rise: rise, Fall: fall, OnFail: fsm.OnFailRemove,
+			Rise: rise, Fall: fall, OnFail: spec.OnFailRemove,
 		},
 		Target: Target{Addr: b.addr(), VIP: netip.MustParseAddrPort("172.95.69.100:80")},
 	}

@@ -14,9 +14,9 @@ import (
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/events"
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/resources"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // VIP is one VIP as this node's kernel has it.
@@ -30,7 +30,7 @@ type VIP struct {
 // metrics out (a node without a data plane has no VIPs or IPVS table).
 type Sources struct {
 	View    func() cluster.View
-	Spec    func() fsm.Spec
+	Spec    func() spec.Spec
 	VIPs    func() []VIP
 	IPVS    func() ([]dataplane.Service, error)
 	Health  func() map[health.Key]health.State

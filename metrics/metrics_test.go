@@ -12,20 +12,20 @@ import (
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/events"
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/resources"
+	"github.com/raftlb/raftlb/spec"
 )
 
 func sources() Sources {
-	svc := fsm.ServiceKey{VIP: netip.MustParseAddr("172.95.69.100"), Port: 80, Protocol: fsm.ProtocolTCP}
+	svc := spec.ServiceKey{VIP: netip.MustParseAddr("172.95.69.100"), Port: 80, Protocol: spec.ProtocolTCP}
 	rs := netip.MustParseAddrPort("172.95.69.30:80")
 	return Sources{
 		View: func() cluster.View {
 			return cluster.View{Node: "n1", DC: "n1", IsLeader: true, Quorum: true, Term: 7,
 				Nodes: []cluster.NodeView{{Name: "n1", Status: "online"}, {Name: "n2", Status: "online"}, {Name: "n3", Status: "offline"}}}
 		},
-		Spec: func() fsm.Spec { return fsm.Spec{Version: 4} },
+		Spec: func() spec.Spec { return spec.Spec{Version: 4} },
 		VIPs: func() []VIP {
 			return []VIP{{Address: svc.VIP, Interface: "eth0", OnIface: true}}
 		},

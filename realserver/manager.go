@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 const loopback = "lo"
@@ -103,7 +103,7 @@ func (m *Manager) LeftByLastRun() []netip.Addr {
 	return slices.Clone(m.left)
 }
 
-func (m *Manager) ifaceOf(v fsm.VIP) string {
+func (m *Manager) ifaceOf(v spec.VIP) string {
 	if v.Interface != "" {
 		return v.Interface
 	}
@@ -114,7 +114,7 @@ func (m *Manager) ifaceOf(v fsm.VIP) string {
 // so (this node is the verified DC and may hold it). VIPs that left the
 // spec are removed from both. Apply is idempotent; it writes only what
 // differs (a VIP already held keeps its lease until the next Renew).
-func (m *Manager) Apply(vips []fsm.VIP, hold map[netip.Addr]bool) error {
+func (m *Manager) Apply(vips []spec.VIP, hold map[netip.Addr]bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	want := map[netip.Addr]string{}

@@ -11,15 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/spec"
 )
 
 var vip = netip.MustParseAddr("172.95.69.100")
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func vips() []fsm.VIP { return []fsm.VIP{{Address: vip, Interface: "eth0"}} }
+func vips() []spec.VIP { return []spec.VIP{{Address: vip, Interface: "eth0"}} }
 
 // holdIt is the hold map of a DC that holds the test's VIP.
 var holdIt = map[netip.Addr]bool{vip: true}
@@ -115,7 +115,7 @@ func TestApplyMovesVIPBetweenLoAndInterface(t *testing.T) {
 
 func TestApplyRefusesVIPWithoutInterface(t *testing.T) {
 	m := New(NewFake("eth0"), Config{StateFile: filepath.Join(t.TempDir(), "vips.json"), Logger: discard()})
-	err := m.Apply([]fsm.VIP{{Address: vip}}, nil)
+	err := m.Apply([]spec.VIP{{Address: vip}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "--interface") {
 		t.Fatalf("err = %v, want a hint about --interface", err)
 	}

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // The states of a resource on this node.
@@ -52,11 +52,11 @@ type Group struct {
 	// act serialises actions; mu guards the fields below.
 	act       sync.Mutex
 	mu        sync.Mutex
-	started   []fsm.Resource // in start order, as they were started
+	started   []spec.Resource // in start order, as they were started
 	status    map[string]*Status
 	order     []string
 	dueAt     map[string]time.Time
-	unstopped map[string]fsm.Resource // stops that failed, or a last run's: may still run
+	unstopped map[string]spec.Resource // stops that failed, or a last run's: may still run
 	file      string
 }
 
@@ -78,7 +78,7 @@ func NewGroup(run *Runner, cfg GroupConfig) (*Group, error) {
 	if cfg.Notice == nil {
 		cfg.Notice = func(string, string, error) {}
 	}
-	g := &Group{run: run, logger: cfg.Logger, notice: cfg.Notice, status: map[string]*Status{}, dueAt: map[string]time.Time{}, unstopped: map[string]fsm.Resource{}, file: cfg.StateFile}
+	g := &Group{run: run, logger: cfg.Logger, notice: cfg.Notice, status: map[string]*Status{}, dueAt: map[string]time.Time{}, unstopped: map[string]spec.Resource{}, file: cfg.StateFile}
 	if err := g.load(); err != nil {
 		return nil, err
 	}
@@ -86,7 +86,7 @@ func NewGroup(run *Runner, cfg GroupConfig) (*Group, error) {
 }
 
 // set records r's state.
-func (g *Group) set(r fsm.Resource, state string, err error) {
+func (g *Group) set(r spec.Resource, state string, err error) {
 	g.mu.Lock()
 	st, ok := g.status[r.Name]
 	if !ok {
@@ -111,7 +111,7 @@ func (g *Group) set(r fsm.Resource, state string, err error) {
 }
 
 // Check says why r's program may not run on this node, or nil.
-func (g *Group) Check(r fsm.Resource) error { return g.run.Check(r) }
+func (g *Group) Check(r spec.Resource) error { return g.run.Check(r) }
 
 // Attach sets where the group logs and whom it tells of each change of
 // state (the director that runs it).
@@ -137,14 +137,14 @@ func (g *Group) StopFailed() bool {
 }
 
 // Started is the resources started here, in start order.
-func (g *Group) Started() []fsm.Resource {
+func (g *Group) Started() []spec.Resource {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return slices.Clone(g.started)
 }
 
 // Matches says whether exactly rs, as defined, is started here.
-func (g *Group) Matches(rs []fsm.Resource) bool {
+func (g *Group) Matches(rs []spec.Resource) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.started) == 0 && len(rs) == 0 {
@@ -164,7 +164,7 @@ func (g *Group) Clean() bool {
 
 // Status lists every resource this node has run or been told of, in the
 // order first seen; known lists the spec's (shown as stopped until run).
-func (g *Group) Status(known []fsm.Resource) []Status {
+func (g *Group) Status(known []spec.Resource) []Status {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var out []Status
@@ -189,7 +189,7 @@ func (g *Group) Status(known []fsm.Resource) []Status {
 // that it still leads). On a failure it stops the failed resource and
 // every one started before it, in reverse, and returns the start's error
 // joined with any stop's (a stop error means the node is not Clean).
-func (g *Group) Start(ctx context.Context, rs []fsm.Resource, allowed func() error) error {
+func (g *Group) Start(ctx context.Context, rs []spec.Resource, allowed func() error) error {
 	g.act.Lock()
 	defer g.act.Unlock()
 	for _, r := range rs {
@@ -238,14 +238,14 @@ func (g *Group) Stop() error {
 // StopAll stops every resource of rs in reverse, started here or not, and
 // those a failed stop left: a node starting up may run what its last run
 // started (a stop of what is not running succeeds).
-func (g *Group) StopAll(rs []fsm.Resource) error {
+func (g *Group) StopAll(rs []spec.Resource) error {
 	g.act.Lock()
 	defer g.act.Unlock()
 	all := slices.Clone(rs)
 	g.mu.Lock()
 	for _, r := range g.unstopped {
-		if !slices.ContainsFunc(all, func(x fsm.Resource) bool { return x.Name == r.Name }) {
-			all = append([]fsm.Resource{r}, all...)
+		if !slices.ContainsFunc(all, func(x spec.Resource) bool { return x.Name == r.Name }) {
+			all = append([]spec.Resource{r}, all...)
 		}
 	}
 	g.mu.Unlock()
@@ -254,14 +254,14 @@ func (g *Group) StopAll(rs []fsm.Resource) error {
 
 // stopLocked stops rs in reverse; each failure is recorded (the resource
 // may still run here) and the others are stopped all the same.
-func (g *Group) stopLocked(rs []fsm.Resource) error {
+func (g *Group) stopLocked(rs []spec.Resource) error {
 	var errs []error
 	for i := len(rs) - 1; i >= 0; i-- {
 		r := rs[i]
 		g.set(r, StateStopping, nil)
 		res := g.run.Run(context.Background(), r, Stop)
 		g.mu.Lock()
-		g.started = slices.DeleteFunc(g.started, func(x fsm.Resource) bool { return x.Name == r.Name })
+		g.started = slices.DeleteFunc(g.started, func(x spec.Resource) bool { return x.Name == r.Name })
 		delete(g.dueAt, r.Name)
 		if res.Err != nil {
 			g.unstopped[r.Name] = r
@@ -285,7 +285,7 @@ func (g *Group) stopLocked(rs []fsm.Resource) error {
 // MonitorDue runs monitor on each started resource whose interval has
 // passed, and returns the first that failed (not running, or the monitor
 // itself failed), with its error.
-func (g *Group) MonitorDue(ctx context.Context) (fsm.Resource, error) {
+func (g *Group) MonitorDue(ctx context.Context) (spec.Resource, error) {
 	g.act.Lock()
 	defer g.act.Unlock()
 	for _, r := range g.Started() {
@@ -308,7 +308,7 @@ func (g *Group) MonitorDue(ctx context.Context) (fsm.Resource, error) {
 			return r, res.Err
 		}
 	}
-	return fsm.Resource{}, nil
+	return spec.Resource{}, nil
 }
 
 // NextDue is when the next monitor is due (zero: none).

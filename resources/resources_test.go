@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/spec"
 )
 
 const dummy = "/usr/lib/ocf/resource.d/heartbeat/Dummy"
@@ -21,8 +21,8 @@ func needOCF(t *testing.T) {
 	}
 }
 
-func res(name string, mod ...func(*fsm.Resource)) fsm.Resource {
-	r := fsm.Resource{Name: name, StartTimeout: 10 * time.Second, StopTimeout: 10 * time.Second, MonitorTimeout: 10 * time.Second}
+func res(name string, mod ...func(*spec.Resource)) spec.Resource {
+	r := spec.Resource{Name: name, StartTimeout: 10 * time.Second, StopTimeout: 10 * time.Second, MonitorTimeout: 10 * time.Second}
 	for _, m := range mod {
 		m(&r)
 	}
@@ -35,7 +35,7 @@ func res(name string, mod ...func(*fsm.Resource)) fsm.Resource {
 func TestOCFDummy(t *testing.T) {
 	needOCF(t)
 	state := filepath.Join(t.TempDir(), "dummy.state")
-	r := res("d", func(r *fsm.Resource) { r.Agent = "ocf:heartbeat:Dummy"; r.Params = map[string]string{"state": state} })
+	r := res("d", func(r *spec.Resource) { r.Agent = "ocf:heartbeat:Dummy"; r.Params = map[string]string{"state": state} })
 	x := NewRunner(Config{Node: "n1"})
 	ctx := context.Background()
 	if m := x.Run(ctx, r, Monitor); m.Err == nil || m.Code != OCFNotRunning {
@@ -101,8 +101,8 @@ func calls(t *testing.T, log string) string {
 	return strings.Join(out, ", ")
 }
 
-func cmd(hook string) func(*fsm.Resource) {
-	return func(r *fsm.Resource) { r.Command = []string{hook, r.Name} }
+func cmd(hook string) func(*spec.Resource) {
+	return func(r *spec.Resource) { r.Command = []string{hook, r.Name} }
 }
 
 // TestGroupStartsInOrderAndStopsInReverse, and a start that fails stops
@@ -112,7 +112,7 @@ func TestGroupStartsInOrderAndStopsInReverse(t *testing.T) {
 	x := NewRunner(Config{Node: "n1", HookDirs: []string{dir}})
 	var notices []string
 	g := newGroup(t, x, GroupConfig{Notice: func(name, state string, _ error) { notices = append(notices, name+"="+state) }})
-	rs := []fsm.Resource{res("a", cmd(hook)), res("b", cmd(hook)), res("c", cmd(hook))}
+	rs := []spec.Resource{res("a", cmd(hook)), res("b", cmd(hook)), res("c", cmd(hook))}
 	ok := func() error { return nil }
 	if err := g.Start(context.Background(), rs, ok); err != nil {
 		t.Fatal(err)
@@ -162,7 +162,7 @@ func TestGroupStartsInOrderAndStopsInReverse(t *testing.T) {
 func TestGroupStopFailureIsRemembered(t *testing.T) {
 	dir, hook, log := hookDir(t)
 	g := newGroup(t, NewRunner(Config{HookDirs: []string{dir}}), GroupConfig{})
-	rs := []fsm.Resource{res("a", cmd(hook)), res("b", cmd(hook))}
+	rs := []spec.Resource{res("a", cmd(hook)), res("b", cmd(hook))}
 	if err := g.Start(context.Background(), rs, func() error { return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -193,8 +193,8 @@ func TestGroupStopFailureIsRemembered(t *testing.T) {
 func TestMonitorFindsAStoppedResource(t *testing.T) {
 	dir, hook, _ := hookDir(t)
 	g := newGroup(t, NewRunner(Config{HookDirs: []string{dir}}), GroupConfig{})
-	r := res("a", cmd(hook), func(r *fsm.Resource) { r.MonitorInterval = time.Millisecond })
-	if err := g.Start(context.Background(), []fsm.Resource{r}, func() error { return nil }); err != nil {
+	r := res("a", cmd(hook), func(r *spec.Resource) { r.MonitorInterval = time.Millisecond })
+	if err := g.Start(context.Background(), []spec.Resource{r}, func() error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	// The interval passes; the monitor runs when it is due.
@@ -202,10 +202,10 @@ func TestMonitorFindsAStoppedResource(t *testing.T) {
 		if _, err := g.MonitorDue(context.Background()); err != nil {
 			t.Fatalf("monitor of a running resource: %v", err)
 		}
-		return !g.Status([]fsm.Resource{r})[0].Monitored.IsZero()
+		return !g.Status([]spec.Resource{r})[0].Monitored.IsZero()
 	})
 	os.Remove(filepath.Join(dir, "run-a"))
-	var failed fsm.Resource
+	var failed spec.Resource
 	var err error
 	testkit.WaitFor(t, "a due monitor to find it stopped", func() bool {
 		failed, err = g.MonitorDue(context.Background())
@@ -223,7 +223,7 @@ func TestActionTimeoutKillsTheGroup(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "hang-a-start"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := res("a", cmd(hook), func(r *fsm.Resource) { r.StartTimeout = time.Second })
+	r := res("a", cmd(hook), func(r *spec.Resource) { r.StartTimeout = time.Second })
 	got := NewRunner(Config{HookDirs: []string{dir}}).Run(context.Background(), r, Start)
 	if !got.TimedOut || got.Err == nil || !strings.Contains(got.Err.Error(), "no answer within 1s") {
 		t.Fatalf("a hanging start: %+v", got)
@@ -253,13 +253,13 @@ func TestProgramsOnlyFromAllowedPlaces(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		x    *Runner
-		r    fsm.Resource
+		r    spec.Resource
 		want string
 	}{
 		{"no hook dir", NewRunner(Config{}), res("a", cmd(hook)), "allows no resource hooks"},
 		{"another dir", NewRunner(Config{HookDirs: []string{other}}), res("a", cmd(hook)), "not in a directory this node allows"},
-		{"missing agent", NewRunner(Config{}), res("a", func(r *fsm.Resource) { r.Agent = "ocf:heartbeat:NoSuchAgent" }), "no such file"},
-		{"OCF root others may write", NewRunner(Config{OCFRoot: loose}), res("a", func(r *fsm.Resource) { r.Agent = "ocf:heartbeat:Dummy" }), "writable by group or others"},
+		{"missing agent", NewRunner(Config{}), res("a", func(r *spec.Resource) { r.Agent = "ocf:heartbeat:NoSuchAgent" }), "no such file"},
+		{"OCF root others may write", NewRunner(Config{OCFRoot: loose}), res("a", func(r *spec.Resource) { r.Agent = "ocf:heartbeat:Dummy" }), "writable by group or others"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.x.Check(tt.r)
@@ -277,7 +277,7 @@ func TestProgramsOnlyFromAllowedPlaces(t *testing.T) {
 	if err := NewRunner(Config{HookDirs: []string{dir}}).Check(res("a", cmd(hook))); err != nil {
 		t.Errorf("the allowed hook: %v", err)
 	}
-	if err := NewRunner(Config{}).Check(res("a", func(r *fsm.Resource) { r.Agent = "ocf:heartbeat:Dummy" })); err != nil {
+	if err := NewRunner(Config{}).Check(res("a", func(r *spec.Resource) { r.Agent = "ocf:heartbeat:Dummy" })); err != nil {
 		t.Errorf("Debian's Dummy: %v", err)
 	}
 }
@@ -302,7 +302,7 @@ func TestStateFileSurvivesARestart(t *testing.T) {
 	if !g.Clean() {
 		t.Fatal("a group without a state file is not clean")
 	}
-	if err := g.Start(context.Background(), []fsm.Resource{res("a", cmd(hook)), res("b", cmd(hook))}, func() error { return nil }); err != nil {
+	if err := g.Start(context.Background(), []spec.Resource{res("a", cmd(hook)), res("b", cmd(hook))}, func() error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	// The agent dies here; the next run reads the file.
@@ -341,7 +341,7 @@ func FuzzStateFile(f *testing.F) {
 			return
 		}
 		for _, r := range rs {
-			if r.Name == "" || r.StopTimeout < fsm.MinResourceTimeout {
+			if r.Name == "" || r.StopTimeout < spec.MinResourceTimeout {
 				t.Fatalf("accepted %+v", r)
 			}
 		}

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/procrun"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Action is what a resource is asked to do.
@@ -74,7 +74,7 @@ type Result struct {
 }
 
 // program is the argv that runs r (without the action).
-func (x *Runner) program(r fsm.Resource) ([]string, error) {
+func (x *Runner) program(r spec.Resource) ([]string, error) {
 	if provider, typ, ok := r.OCF(); ok {
 		return []string{filepath.Join(x.cfg.OCFRoot, "resource.d", provider, typ)}, nil
 	}
@@ -85,7 +85,7 @@ func (x *Runner) program(r fsm.Resource) ([]string, error) {
 }
 
 // allow is the node's rule for r's program.
-func (x *Runner) allow(r fsm.Resource) procrun.Allow {
+func (x *Runner) allow(r spec.Resource) procrun.Allow {
 	if provider, _, ok := r.OCF(); ok {
 		return procrun.Allow{What: "OCF resource agents", Flag: "--ocf-root", Dirs: []string{filepath.Join(x.cfg.OCFRoot, "resource.d", provider)}}
 	}
@@ -95,7 +95,7 @@ func (x *Runner) allow(r fsm.Resource) procrun.Allow {
 // Check says why r's program may not run on this node, or nil: an OCF
 // agent must be in the node's OCF root, a command in one of its hook
 // directories, both owned and writable by root only.
-func (x *Runner) Check(r fsm.Resource) error {
+func (x *Runner) Check(r spec.Resource) error {
 	argv, err := x.program(r)
 	if err != nil {
 		return err
@@ -112,7 +112,7 @@ func (x *Runner) Check(r fsm.Resource) error {
 // Run runs action on r within the action's timeout (a monitor that
 // recurs says its interval), and says how it went. ctx ends the run early
 // (the process group killed) only when it is cancelled.
-func (x *Runner) Run(ctx context.Context, r fsm.Resource, action Action) Result {
+func (x *Runner) Run(ctx context.Context, r spec.Resource, action Action) Result {
 	res := Result{Code: -1}
 	if err := x.Check(r); err != nil {
 		res.Err = err
@@ -157,7 +157,7 @@ func (x *Runner) Run(ctx context.Context, r fsm.Resource, action Action) Result 
 }
 
 // ocfEnv is the environment Pacemaker gives an OCF agent, and no more.
-func (x *Runner) ocfEnv(r fsm.Resource, provider, typ string, action Action, timeout time.Duration) []string {
+func (x *Runner) ocfEnv(r spec.Resource, provider, typ string, action Action, timeout time.Duration) []string {
 	interval := time.Duration(0)
 	if action == Monitor {
 		interval = r.MonitorInterval

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // The state file (resources.json in the agent's data directory) lists
@@ -18,11 +18,11 @@ import (
 // not caught up yet.
 
 type stateFile struct {
-	Resources []fsm.Resource `json:"resources"`
+	Resources []spec.Resource `json:"resources"`
 }
 
 // parseState reads the state file's content.
-func parseState(b []byte, path string) ([]fsm.Resource, error) {
+func parseState(b []byte, path string) ([]spec.Resource, error) {
 	var f stateFile
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, fmt.Errorf("resource state file %s: %w", path, err)
@@ -36,7 +36,7 @@ func parseState(b []byte, path string) ([]fsm.Resource, error) {
 			return nil, fmt.Errorf("resource state file %s: %s: want an OCF agent or a command", path, r.Name)
 		case !ocf && !filepath.IsAbs(r.Command[0]):
 			return nil, fmt.Errorf("resource state file %s: %s: command %q is not an absolute path", path, r.Name, r.Command[0])
-		case r.StopTimeout < fsm.MinResourceTimeout || r.StopTimeout > fsm.MaxResourceTimeout:
+		case r.StopTimeout < spec.MinResourceTimeout || r.StopTimeout > spec.MaxResourceTimeout:
 			return nil, fmt.Errorf("resource state file %s: %s: stop timeout %s out of range", path, r.Name, r.StopTimeout)
 		}
 	}
@@ -73,7 +73,7 @@ func (g *Group) saveLocked() {
 	}
 	all := slices.Clone(g.started)
 	for _, r := range g.unstopped {
-		if !slices.ContainsFunc(all, func(x fsm.Resource) bool { return x.Name == r.Name }) {
+		if !slices.ContainsFunc(all, func(x spec.Resource) bool { return x.Name == r.Name }) {
 			all = append(all, r)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/resources"
+	"github.com/raftlb/raftlb/spec"
 )
 
 // Status is the cluster at a glance as seen from one node. JSON keys are
@@ -33,7 +34,7 @@ type Status struct {
 	Nodes           []cluster.NodeView `json:"nodes"`
 	VIPs            []VIPStatus        `json:"vips"`
 	Services        []ServiceStatus    `json:"services"`
-	Policy          fsm.Policy         `json:"policy"`
+	Policy          spec.Policy        `json:"policy"`
 	Fencing         FencingStatus      `json:"fencing"`
 	// Resources is the spec's resources as the DC runs them (this node's
 	// own when it is DC); ResourceNote says why they are unknown, or
@@ -162,7 +163,7 @@ func Assemble(v cluster.View, state fsm.State, checks Checks, kernel KernelFunc)
 	return st
 }
 
-func vipStatus(vip fsm.VIP, v cluster.View, state fsm.State, kernel KernelFunc) VIPStatus {
+func vipStatus(vip spec.VIP, v cluster.View, state fsm.State, kernel KernelFunc) VIPStatus {
 	vs := VIPStatus{Address: vip.Address.String(), Interface: vip.Interface}
 	if h, ok := state.Holders[vip.Address]; ok {
 		vs.Holder = &h
@@ -171,9 +172,9 @@ func vipStatus(vip fsm.VIP, v cluster.View, state fsm.State, kernel KernelFunc) 
 		}
 		if v.DC != "" && h.Node != v.DC && !h.Released {
 			switch state.Spec.Policy.TakeoverPolicy() {
-			case fsm.TakeoverFence:
+			case spec.TakeoverFence:
 				vs.Takeover = fmt.Sprintf("%s fences %s before it claims the VIP (takeover: fence)", v.DC, h.Node)
-			case fsm.TakeoverLease:
+			case spec.TakeoverLease:
 				vs.Takeover = fmt.Sprintf("%s claims the VIP once the lease of %s has certainly ended (takeover: lease)", v.DC, h.Node)
 			}
 		}
@@ -200,7 +201,7 @@ func fencingStatus(state fsm.State) FencingStatus {
 	return out
 }
 
-func serviceStatus(svc fsm.Service, state fsm.State, online func(string) bool, checks Checks) ServiceStatus {
+func serviceStatus(svc spec.Service, state fsm.State, online func(string) bool, checks Checks) ServiceStatus {
 	ss := ServiceStatus{
 		Name: svc.Name, VIP: svc.VIP.String(), Port: svc.Port, Protocol: svc.Protocol,
 		Scheduler: svc.Scheduler, Forwarding: svc.Forwarding,
@@ -250,9 +251,9 @@ const HealthOp = "health"
 
 // healthEntry is one real server's health on the wire.
 type healthEntry struct {
-	Service fsm.ServiceKey `json:"service"`
-	Server  netip.AddrPort `json:"server"`
-	State   health.State   `json:"state"`
+	Service spec.ServiceKey `json:"service"`
+	Server  netip.AddrPort  `json:"server"`
+	State   health.State    `json:"state"`
 }
 
 // Node is what Source needs from the cluster node.

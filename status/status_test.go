@@ -16,6 +16,7 @@ import (
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
+	rspec "github.com/raftlb/raftlb/spec"
 )
 
 var (
@@ -71,20 +72,20 @@ func newFakeNode(t *testing.T, leader bool) *fakeNode {
 	apply := f.apply
 	apply(1, fsm.CmdRegisterNode, fsm.Node{Name: "n1", Address: n1, RaftAddr: netip.AddrPortFrom(n1, 7947), GossipAddr: netip.AddrPortFrom(n1, 7946)})
 	apply(2, fsm.CmdRegisterNode, fsm.Node{Name: "n2", Address: n2, RaftAddr: netip.AddrPortFrom(n2, 7947), GossipAddr: netip.AddrPortFrom(n2, 7946)})
-	apply(3, fsm.CmdSetSpec, fsm.SetSpec{Spec: fsm.Spec{
-		VIPs: []fsm.VIP{{Address: vip, Interface: "eth0"}},
-		Services: []fsm.Service{{
+	apply(3, fsm.CmdSetSpec, fsm.SetSpec{Spec: rspec.Spec{
+		VIPs: []rspec.VIP{{Address: vip, Interface: "eth0"}},
+		Services: []rspec.Service{{
 			Name: "squid", VIP: vip, Port: 3128, Protocol: "tcp", Scheduler: "rr", Forwarding: "route",
-			RealServers: fsm.RealServers{AllNodes: true, NodePort: 3128, NodeWeight: 1},
-			HealthCheck: &fsm.HealthCheck{Type: "tcp", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2, OnFail: "remove"},
+			RealServers: rspec.RealServers{AllNodes: true, NodePort: 3128, NodeWeight: 1},
+			HealthCheck: &rspec.HealthCheck{Type: "tcp", Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2, OnFail: "remove"},
 		}},
-		Policy: fsm.Policy{NoQuorum: "stop"},
+		Policy: rspec.Policy{NoQuorum: "stop"},
 	}})
 	return f
 }
 
 func key(a netip.Addr) health.Key {
-	return health.Key{Service: fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Server: netip.AddrPortFrom(a, 3128)}
+	return health.Key{Service: rspec.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}, Server: netip.AddrPortFrom(a, 3128)}
 }
 
 // TestAssemble: the cluster's view, the spec and the checks in one
@@ -120,10 +121,10 @@ func TestAssembleHoldersAndFencing(t *testing.T) {
 	f := newFakeNode(t, true)
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	spec := f.fsm.Spec()
-	spec.Policy.Takeover = fsm.TakeoverFence
-	spec.Fencing = fsm.Fencing{Devices: []fsm.FenceDevice{{
+	spec.Policy.Takeover = rspec.TakeoverFence
+	spec.Fencing = rspec.Fencing{Devices: []rspec.FenceDevice{{
 		Name: "ipmi", Agent: "fence_ipmilan", Hosts: map[string]string{"n2": "", "n1": ""}, Action: "off", Timeout: time.Minute,
-		Params: map[string]fsm.FenceParam{"ip": {Value: "192.0.2.9"}, "password": {File: "/etc/raftlb/ipmi.pass"}},
+		Params: map[string]rspec.FenceParam{"ip": {Value: "192.0.2.9"}, "password": {File: "/etc/raftlb/ipmi.pass"}},
 	}}}
 	f.apply(4, fsm.CmdSetSpec, fsm.SetSpec{Spec: spec})
 	f.apply(5, fsm.CmdClaimVIPs, fsm.ClaimVIPs{Node: "n2", Term: 2, VIPs: []netip.Addr{vip}, At: at})

@@ -27,6 +27,7 @@ import (
 	"github.com/raftlb/raftlb/internal/retry"
 	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/resources"
+	"github.com/raftlb/raftlb/spec"
 	"github.com/raftlb/raftlb/status"
 	"github.com/raftlb/raftlb/webui"
 )
@@ -321,7 +322,7 @@ type agentAPI struct {
 
 func (a agentAPI) Status() status.Status { return a.view.Status() }
 
-func (a agentAPI) Spec() fsm.Spec { return a.Node.FSM().Spec() }
+func (a agentAPI) Spec() spec.Spec { return a.Node.FSM().Spec() }
 
 func (a agentAPI) State() fsm.State { return a.Node.FSM().State() }
 

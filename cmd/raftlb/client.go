@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/api"
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/cli"
+	"github.com/raftlb/raftlb/spec"
 )
 
 func apiFlag(fs interface {
@@ -98,7 +98,7 @@ func runApply(args []string, stdout, stderr io.Writer) error {
 	}
 	// Check locally first: a broken file is reported even when the agent
 	// is down, and never leaves this machine.
-	if _, err := fsm.ParseServices(data); err != nil {
+	if _, err := spec.ParseServices(data); err != nil {
 		return fmt.Errorf("%s rejected, nothing was changed:\n%w", *file, err)
 	}
 	return applySpec(*addr, data, api.ApplyOptions{DryRun: *dryRun, AllowEmpty: *allowEmpty}, stdout)

@@ -17,6 +17,7 @@ import (
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/spec"
 	"github.com/raftlb/raftlb/status"
 )
 
@@ -24,7 +25,7 @@ import (
 // each apply moves the version on (the first one changes the spec), every
 // join reaches all the addresses.
 func newFakeAgent() *api.FakeAgent {
-	return &api.FakeAgent{Apply: func(_ fsm.Spec, _ uint64, calls int) (cluster.ApplyResult, error) {
+	return &api.FakeAgent{Apply: func(_ spec.Spec, _ uint64, calls int) (cluster.ApplyResult, error) {
 		return cluster.ApplyResult{Version: uint64(calls) + 2, Changed: calls == 1}, nil
 	}}
 }
@@ -172,7 +173,7 @@ func TestApply(t *testing.T) {
 	if stdout != "unchanged: spec version 4\n" {
 		t.Errorf("stdout %q", stdout)
 	}
-	want, err := fsm.ParseServices([]byte(servicesFile))
+	want, err := spec.ParseServices([]byte(servicesFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +188,7 @@ func TestApplyRefusedByAgent(t *testing.T) {
 	services := writeFile(t, "services.yaml", servicesFile)
 	wantExit(t, 1, []string{"apply", "--api", addr, "-f", services}, "raftlb: apply: ", "spec changed since it was read")
 
-	agent.Apply = func(fsm.Spec, uint64, int) (cluster.ApplyResult, error) {
+	agent.Apply = func(spec.Spec, uint64, int) (cluster.ApplyResult, error) {
 		return cluster.ApplyResult{}, fmt.Errorf("forward: %w", cluster.ErrNoDC)
 	}
 	wantExit(t, 1, []string{"apply", "--api", addr, "-f", services}, "no DC is elected")

@@ -9,6 +9,7 @@ import (
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/cli"
+	"github.com/raftlb/raftlb/spec"
 )
 
 const fenceUsage = `Usage:
@@ -45,11 +46,11 @@ func runFence(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: fence needs exactly one NODE\n%s", cli.ErrUsage, fenceUsage)
 	}
 	node := fs.Arg(0)
-	if err := fsm.ValidateNodeName(node); err != nil {
+	if err := spec.ValidateNodeName(node); err != nil {
 		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 	switch *action {
-	case "", fsm.FenceOff, fsm.FenceReboot:
+	case "", spec.FenceOff, spec.FenceReboot:
 	default:
 		return fmt.Errorf("%w: --action %q: want off or reboot", cli.ErrUsage, *action)
 	}
@@ -106,7 +107,7 @@ func runFenceConfirm(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: fence confirm needs exactly one NODE", cli.ErrUsage)
 	}
 	node := fs.Arg(0)
-	if err := fsm.ValidateNodeName(node); err != nil {
+	if err := spec.ValidateNodeName(node); err != nil {
 		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 	c, err := api.NewClient(*addr)

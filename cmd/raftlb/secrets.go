@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/cluster"
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/cli"
+	"github.com/raftlb/raftlb/spec"
 )
 
 func runKeygen(args []string, stdout, stderr io.Writer) error {
@@ -70,7 +70,7 @@ func runTLS(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%w: tls cert needs --dir CADIR --name NODE --out NODEDIR", cli.ErrUsage)
 		}
 		// A bad name is a command-line mistake, like a bad --ip.
-		if err := fsm.ValidateNodeName(*name); err != nil {
+		if err := spec.ValidateNodeName(*name); err != nil {
 			return fmt.Errorf("%w: --name: %v", cli.ErrUsage, err)
 		}
 		var parsed []net.IP

@@ -27,6 +27,7 @@ import (
 	"github.com/raftlb/raftlb/internal/testkit"
 	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/realserver"
+	rspec "github.com/raftlb/raftlb/spec"
 )
 
 // Options shape a cluster. Zero fields take the defaults.
@@ -371,7 +372,7 @@ func (c *Cluster) WaitDC(among ...*Node) *Node {
 }
 
 // Apply submits spec through node via, retrying while no DC is elected.
-func (c *Cluster) Apply(via string, spec fsm.Spec) uint64 {
+func (c *Cluster) Apply(via string, spec rspec.Spec) uint64 {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testkit.WaitTimeout)
 	defer cancel()

@@ -11,18 +11,19 @@ import (
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testkit"
 	"github.com/raftlb/raftlb/quorum"
+	rspec "github.com/raftlb/raftlb/spec"
 )
 
 var vip = netip.MustParseAddr("172.95.69.100")
 
-func spec(scheduler string) fsm.Spec {
-	return fsm.Spec{
-		VIPs: []fsm.VIP{{Address: vip, Interface: "eth0"}},
-		Services: []fsm.Service{{
+func spec(scheduler string) rspec.Spec {
+	return rspec.Spec{
+		VIPs: []rspec.VIP{{Address: vip, Interface: "eth0"}},
+		Services: []rspec.Service{{
 			Name: "squid", VIP: vip, Port: 3128, Protocol: "tcp", Scheduler: scheduler, Forwarding: "route",
-			RealServers: fsm.RealServers{AllNodes: true, NodePort: 3128, NodeWeight: 1},
+			RealServers: rspec.RealServers{AllNodes: true, NodePort: 3128, NodeWeight: 1},
 		}},
-		Policy: fsm.Policy{NoQuorum: "stop"},
+		Policy: rspec.Policy{NoQuorum: "stop"},
 	}
 }
 
@@ -154,7 +155,7 @@ func TestDCCrash(t *testing.T) {
 // see one under lease). The killed agent comes back as a member.
 func TestDCAgentKilled(t *testing.T) {
 	lease := quorum.Lease{Duration: 2 * time.Second}
-	for _, policy := range []string{fsm.TakeoverLease, fsm.TakeoverImmediate} {
+	for _, policy := range []string{rspec.TakeoverLease, rspec.TakeoverImmediate} {
 		t.Run(policy, func(t *testing.T) {
 			c := Start(t, Options{Lease: lease, MaxOverlap: lease.Duration + lease.WriteWindow()})
 			s := spec("rr")
@@ -168,11 +169,11 @@ func TestDCAgentKilled(t *testing.T) {
 			testkit.WaitFor(t, "the killed agent's VIP to expire", func() bool { return !dc.Holds(vip) })
 			overlap := c.Checker.LongestOverlap()
 			switch policy {
-			case fsm.TakeoverLease:
+			case rspec.TakeoverLease:
 				if overlap != 0 {
 					t.Errorf("takeover lease: %s and %s both carried the VIP for %s", dc.Name, next.Name, overlap)
 				}
-			case fsm.TakeoverImmediate:
+			case rspec.TakeoverImmediate:
 				if overlap == 0 || overlap > lease.Duration+lease.WriteWindow() {
 					t.Errorf("takeover immediate: two holders for %s, want some, at most the lease %s", overlap, lease.Duration)
 				}
@@ -282,7 +283,7 @@ func TestTwoNodesAndAWitness(t *testing.T) {
 	bad.VIPs[0].Interface = "e0"
 	before := c.Node("n1").C.FSM().Spec().Version
 	_, err := c.Node("n3").C.ApplySpec(context.Background(), bad, 0)
-	var ve *fsm.ValidationError
+	var ve *rspec.ValidationError
 	if !errors.As(err, &ve) || !strings.Contains(err.Error(), "e0 is missing on n1, n2") {
 		t.Fatalf("a spec naming a missing interface: %v, want a validation error naming n1 and n2", err)
 	}
@@ -310,7 +311,7 @@ func TestStandbyAndDisabledServer(t *testing.T) {
 	}
 	ctx := context.Background()
 	member := others(c, dc)[0]
-	key := fsm.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}
+	key := rspec.ServiceKey{VIP: vip, Port: 3128, Protocol: "tcp"}
 	if err := member.C.SetServerDisabled(ctx, fsm.ServerRef{Service: key, Server: netip.AddrPortFrom(member.IP, 3128)}, true); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package fsm
+package spec
 
 import (
 	"errors"
@@ -188,7 +188,7 @@ func typeError(format string, args ...any) *yaml.TypeError {
 }
 
 // yamlError rewrites yaml.v3's messages in the words of the services file:
-// "field wieght not found in type fsm.serviceEntry" becomes
+// "field wieght not found in type spec.serviceEntry" becomes
 // `unknown field "wieght" in a service`.
 func yamlError(err error) error {
 	var te *yaml.TypeError
@@ -196,14 +196,14 @@ func yamlError(err error) error {
 		return fmt.Errorf("services file: %w", err)
 	}
 	names := strings.NewReplacer(
-		"fsm.servicesFile", "the top level (a mapping with vips, policy, fencing and services)",
-		"fsm.fencingEntry", "fencing",
-		"fsm.fenceDeviceEntry", "a fencing device",
-		"fsm.vipEntry", "a vips entry",
-		"fsm.policyEntry", "policy",
-		"fsm.serviceEntry", "a service",
-		"fsm.healthCheckEntry", "health_check",
-		"fsm.realServerEntry", "a real_servers entry",
+		"spec.servicesFile", "the top level (a mapping with vips, policy, fencing and services)",
+		"spec.fencingEntry", "fencing",
+		"spec.fenceDeviceEntry", "a fencing device",
+		"spec.vipEntry", "a vips entry",
+		"spec.policyEntry", "policy",
+		"spec.serviceEntry", "a service",
+		"spec.healthCheckEntry", "health_check",
+		"spec.realServerEntry", "a real_servers entry",
 	)
 	out := &yaml.TypeError{Errors: make([]string, len(te.Errors))}
 	for i, msg := range te.Errors {

@@ -1,4 +1,4 @@
-package fsm
+package spec
 
 import (
 	"fmt"
@@ -84,6 +84,13 @@ func (v *validator) uniqueName(p, list string, i int, name string, names map[str
 		names[name] = i
 	}
 }
+
+// MaxFenceOutput bounds the output of a fence agent kept per event: the
+// fencing package keeps no more, the fence history accepts no more.
+const MaxFenceOutput = 2048
+
+// ValidDeviceName reports whether name can name a fence device.
+func ValidDeviceName(name string) bool { return deviceName.MatchString(name) }
 
 // reservedParam are the options raftlb itself passes to every agent.
 func reservedParam(k string) bool {
@@ -291,10 +298,9 @@ func (f Fencing) normalized() Fencing {
 	return out
 }
 
-// validateAgainst checks what only the node registry can tell: every node
+// fencingNodes checks what only the node registry can tell: every node
 // the fencing section names is a cluster member.
-func (v *validator) fencingNodes(f Fencing, nodes map[string]Node) {
-	known := func(n string) bool { _, ok := nodes[n]; return ok }
+func (v *validator) fencingNodes(f Fencing, known func(node string) bool) {
 	for i, d := range f.Devices {
 		for _, n := range slices.Sorted(maps.Keys(d.Hosts)) {
 			if !known(n) {

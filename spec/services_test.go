@@ -1,11 +1,11 @@
-package fsm
+package spec
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +29,7 @@ func TestExampleServicesFile(t *testing.T) {
 }
 
 // TestExampleFencingFile: the fencing example parses, validates and, with
-// its nodes registered, would be applied; it keeps its secrets in files.
+// its nodes members, would be applied; it keeps its secrets in files.
 func TestExampleFencingFile(t *testing.T) {
 	data, err := os.ReadFile("../deploy/examples/fencing.yaml")
 	if err != nil {
@@ -56,12 +56,9 @@ func TestExampleFencingFile(t *testing.T) {
 			}
 		}
 	}
-	a := applier{f: New()}
-	for i, n := range []string{"m30", "m40", "m50"} {
-		a.result(t, mustEncode(t, CmdRegisterNode, testNode(n, fmt.Sprintf("10.0.0.%d", 30+10*i))))
-	}
-	if r := a.result(t, mustEncode(t, CmdSetSpec, SetSpec{Spec: got})); r.Err != nil || !r.Changed {
-		t.Fatalf("applying the example: %+v", r)
+	members := []string{"m30", "m40", "m50"}
+	if err := got.ValidateMembers(func(n string) bool { return slices.Contains(members, n) }); err != nil {
+		t.Fatalf("the example against its members: %v", err)
 	}
 }
 
@@ -334,47 +331,6 @@ policy: {no_quorum: maybe}
 	}
 	if n := strings.Count(err.Error(), "\n") + 1; n != len(want) {
 		t.Errorf("Error() has %d lines, want one per problem:\n%v", n, err)
-	}
-}
-
-// TestExampleResourcesFile: the resources example parses with its
-// defaults filled in, is written back unchanged, and applies as schema 5.
-func TestExampleResourcesFile(t *testing.T) {
-	data, err := os.ReadFile("../deploy/examples/resources.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := ParseServices(data)
-	if err != nil {
-		t.Fatalf("ParseServices: %v", err)
-	}
-	want := []Resource{
-		{Name: "www-data", Agent: "ocf:heartbeat:Filesystem", Params: map[string]string{"device": "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4-part1", "directory": "/var/www", "fstype": "ext4"},
-			StartTimeout: time.Minute, StopTimeout: time.Minute, MonitorTimeout: DefaultResourceTimeout, MonitorInterval: 20 * time.Second},
-		{Name: "apache", Agent: "ocf:heartbeat:apache", Params: map[string]string{"configfile": "/etc/apache2/apache2.conf"},
-			StartTimeout: 40 * time.Second, StopTimeout: time.Minute, MonitorTimeout: DefaultResourceTimeout, MonitorInterval: DefaultResourceMonitorInterval},
-		{Name: "notify-noc", Command: []string{"/etc/raftlb/hooks/noc-board", "--board", "proxy"},
-			StartTimeout: DefaultResourceTimeout, StopTimeout: DefaultResourceTimeout, MonitorTimeout: DefaultResourceTimeout},
-	}
-	if !reflect.DeepEqual(got.Resources, want) {
-		t.Errorf("resources\n got %+v\nwant %+v", got.Resources, want)
-	}
-	if p, typ, ok := got.Resources[0].OCF(); !ok || p != "heartbeat" || typ != "Filesystem" {
-		t.Errorf("OCF() = %q %q %v", p, typ, ok)
-	}
-	if _, _, ok := got.Resources[2].OCF(); ok {
-		t.Error("a command is not an OCF agent")
-	}
-	out, err := FormatServices(got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := ParseServices(out)
-	if err != nil || !reflect.DeepEqual(back, got) {
-		t.Fatalf("formatted and parsed again: %v\n%s", err, out)
-	}
-	if s := (Command{Type: CmdSetSpec, SetSpec: &SetSpec{Spec: got}}).Schema(); s != 5 {
-		t.Errorf("a spec with resources needs schema %d, want 5", s)
 	}
 }
 

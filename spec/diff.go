@@ -1,4 +1,4 @@
-package fsm
+package spec
 
 import (
 	"fmt"
@@ -34,7 +34,7 @@ const (
 // Diff lists what replacing from with to changes: VIPs, then services in
 // to's order (removed ones last), then policy and fencing.
 func Diff(from, to Spec) []Change {
-	from, to = from.normalized(), to.normalized()
+	from, to = from.Normalized(), to.Normalized()
 	var out []Change
 	oldVIPs := map[string]VIP{}
 	for _, v := range from.VIPs {

@@ -1,4 +1,4 @@
-package fsm
+package spec
 
 import (
 	"fmt"
@@ -64,23 +64,16 @@ func (s Spec) ValidateNew() error {
 	return v.err()
 }
 
-// validateAgainst checks what the spec alone cannot tell: the nodes its
-// fencing section names are members of the cluster.
-func (s Spec) validateAgainst(st State) error {
+// ValidateMembers checks what the spec alone cannot tell: the nodes its
+// fencing section and policy name are members of the cluster.
+func (s Spec) ValidateMembers(isMember func(node string) bool) error {
 	var v validator
-	v.fencingNodes(s.Fencing, st.Nodes)
+	v.fencingNodes(s.Fencing, isMember)
 	if p := s.Policy.PreferredDC; p != "" {
-		if _, ok := st.Nodes[p]; !ok {
+		if !isMember(p) {
 			v.addf("policy.preferred_dc", "%s is not a node of the cluster", p)
 		}
 	}
-	return v.err()
-}
-
-// Validate checks a node registry entry.
-func (n Node) Validate() error {
-	var v validator
-	v.node("node", n)
 	return v.err()
 }
 
@@ -383,6 +376,15 @@ func (v *validator) unicastAddr(p string, a netip.Addr) bool {
 	return false
 }
 
+// HostAddrProblems returns what keeps a from naming one host, as problems
+// at path p; none when it can. The node registry checks its addresses
+// with it.
+func HostAddrProblems(p string, a netip.Addr) []Problem {
+	var v validator
+	v.unicastAddr(p, a)
+	return v.problems
+}
+
 // ifname applies the kernel's dev_valid_name rules.
 func (v *validator) ifname(p, name string) {
 	switch {
@@ -413,47 +415,12 @@ func (v *validator) text(p, s string, maxLen int) bool {
 	return false
 }
 
-// sentence checks a one-line free text (a reason): valid UTF-8, no
-// control characters, at most maxLen bytes.
-func (v *validator) sentence(p, s string, maxLen int) {
-	switch {
-	case len(s) > maxLen:
-		v.addf(p, "longer than %d bytes", maxLen)
-	case !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl):
-		v.addf(p, "contains control characters or invalid UTF-8")
-	}
-}
-
 // printable reports whether s is valid UTF-8 without whitespace or control
 // characters.
 func printable(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
 		return unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError
 	})
-}
-
-func (v *validator) node(p string, n Node) {
-	if err := ValidateNodeName(n.Name); err != nil {
-		v.addf(p+".name", "%v", err)
-	}
-	if !n.Address.IsValid() {
-		v.addf(p+".address", "required")
-	} else {
-		v.unicastAddr(p+".address", n.Address)
-	}
-	v.endpoint(p+".raft_addr", n.RaftAddr)
-	v.endpoint(p+".gossip_addr", n.GossipAddr)
-}
-
-func (v *validator) endpoint(p string, ap netip.AddrPort) {
-	switch {
-	case !ap.Addr().IsValid():
-		v.addf(p, "required")
-	case ap.Port() == 0:
-		v.addf(p, "port must be 1..65535")
-	default:
-		v.unicastAddr(p, ap.Addr())
-	}
 }
 
 // ValidateNodeName is the one rule for a node's name, wherever one is

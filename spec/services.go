@@ -1,4 +1,4 @@
-package fsm
+package spec
 
 import (
 	"bytes"
@@ -90,7 +90,7 @@ func ParseServices(data []byte) (Spec, error) {
 	if err := p.validate(spec); err != nil {
 		return Spec{}, err
 	}
-	return spec.normalized(), nil
+	return spec.Normalized(), nil
 }
 
 // parser turns the decoded file into a Spec. It records conversion problems

@@ -1,4 +1,4 @@
-package fsm
+package spec
 
 import (
 	"reflect"
@@ -9,7 +9,7 @@ import (
 // TestFormatServicesRoundTrips: what spec show prints, apply takes back
 // unchanged (the version aside: the FSM assigns it).
 func TestFormatServicesRoundTrips(t *testing.T) {
-	for name, spec := range map[string]Spec{"squid": squidSpec(), "web": webSpec(), "fenced": fencedSpec(), "empty": New().Spec()} {
+	for name, spec := range map[string]Spec{"squid": squidSpec(), "web": webSpec(), "fenced": fencedSpec(), "empty": emptySpec()} {
 		t.Run(name, func(t *testing.T) {
 			spec.Version = 7
 			out, err := FormatServices(spec)
@@ -23,7 +23,7 @@ func TestFormatServicesRoundTrips(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseServices of what FormatServices wrote: %v\n%s", err, out)
 			}
-			want := spec.normalized()
+			want := spec.Normalized()
 			want.Version = 0
 			if !reflect.DeepEqual(back, want) {
 				t.Errorf("round trip changed the spec\n got %+v\nwant %+v\nfile:\n%s", back, want, out)
