@@ -48,16 +48,18 @@ type fakeCluster struct {
 	barrierErr  error
 	transferErr error
 	verified    int
-	reconciled  int      // ReconcileMembers calls
-	transfers   []string // TransferLeadership reasons
-	moves       []string // MoveDC targets
-	hooks       []func(bool)
-	memberSubs  []chan struct{}
-	handlers    map[string]cluster.Handler
-	commitErr   error
-	leader      string
-	noDirect    string          // why m30 cannot direct
-	cannot      map[string]bool // other nodes that cannot direct
+	// onVerify runs inside each verification: the answers' way back.
+	onVerify   func()
+	reconciled int      // ReconcileMembers calls
+	transfers  []string // TransferLeadership reasons
+	moves      []string // MoveDC targets
+	hooks      []func(bool)
+	memberSubs []chan struct{}
+	handlers   map[string]cluster.Handler
+	commitErr  error
+	leader     string
+	noDirect   string          // why m30 cannot direct
+	cannot     map[string]bool // other nodes that cannot direct
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -246,6 +248,9 @@ func (c *fakeCluster) VerifyLeader(uint64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.verified++
+	if c.onVerify != nil {
+		c.onVerify()
+	}
 	return c.verifyErr
 }
 

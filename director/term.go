@@ -358,11 +358,25 @@ func (t *term) handle(ev event) error {
 
 // verify confirms, by a round of contact with a quorum, that this node
 // still leads in this term.
+//
+// The verification counts from the moment it was sent, not from when the
+// answers came back, as Raft's leader lease counts. Why that bounds the
+// old holder for its successor (quorum.Lease.OldHolderGone): the
+// verification succeeds only if a majority of voters acknowledged this
+// node as leader in term n after it was sent. A voter that has granted
+// its vote in a later term acknowledges no term-n leader from then on,
+// and the majority that elects a successor intersects every majority of
+// term n. So a verification that succeeded was sent before the successor
+// was elected, and every write it allows (within the write window of the
+// send) is made before elected + WriteWindow. Counted from the answers, a
+// reply delayed in the network would stretch the window past the
+// successor's election by that delay.
 func (t *term) verify() error {
+	sent := time.Now()
 	if err := t.d.c.VerifyLeader(t.n); err != nil {
 		return fmt.Errorf("leadership not verified: %w", err)
 	}
-	t.verifiedAt = time.Now()
+	t.verifiedAt = sent
 	t.d.feed()
 	return nil
 }
