@@ -374,9 +374,12 @@ type world struct {
 	rs   *realserver.Manager
 	ipvs *dataplane.FakeIPVS
 	arp  *dataplane.FakeARP
-	d    *Director
-	logs *testkit.LogBuffer
-	bus  *events.Bus // what the director published
+	// answers gates what the fake kernel answers for the VIPs, as the
+	// agent's nftables lease does.
+	answers *dataplane.FakeLease
+	d       *Director
+	logs    *testkit.LogBuffer
+	bus     *events.Bus // what the director published
 }
 
 // events lists the types of the events published so far, in order, with
@@ -427,7 +430,9 @@ func newWorld(t *testing.T, mod func(*Config)) *world {
 		mod(&cfg)
 	}
 	// The kernel's lease is the director's, as in the agent.
-	w.rs = realserver.New(w.k, realserver.Config{Interface: "eth0", StateFile: t.TempDir() + "/vips.json", Lease: cfg.Lease.Duration, Logger: testkit.Discard()})
+	w.answers = dataplane.NewFakeLease(nil)
+	w.rs = realserver.New(w.k, realserver.Config{Interface: "eth0", StateFile: t.TempDir() + "/vips.json", Lease: cfg.Lease.Duration,
+		Answers: w.answers, AnswerLease: cfg.Lease.Duration, Logger: testkit.Discard()})
 	if err := w.rs.Start(); err != nil {
 		t.Fatal(err)
 	}

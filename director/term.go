@@ -34,6 +34,8 @@ type term struct {
 	// when its leadership was last verified in term n (zero: never).
 	elected    time.Time
 	verifiedAt time.Time
+	// answersChecked is when renew last checked the answer lease's table.
+	answersChecked time.Time
 
 	// wg counts the term's own goroutines (the membership step); revoke
 	// waits for them. The health monitor and the ARP watches wait for
