@@ -49,7 +49,10 @@ type fakeCluster struct {
 	transferErr error
 	verified    int
 	// onVerify runs inside each verification: the answers' way back.
-	onVerify   func()
+	onVerify func()
+	// contact, contactOK: what ContactBound answers.
+	contact    time.Time
+	contactOK  bool
 	reconciled int      // ReconcileMembers calls
 	transfers  []string // TransferLeadership reasons
 	moves      []string // MoveDC targets
@@ -283,6 +286,13 @@ func (c *fakeCluster) transferReasons() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.transfers)
+}
+
+// ContactBound answers what the test set (contact, contactOK).
+func (c *fakeCluster) ContactBound(context.Context, string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.contact, c.contactOK
 }
 
 // RegisterError: errors cross no channel in the fake.

@@ -36,6 +36,9 @@ type term struct {
 	verifiedAt time.Time
 	// answersChecked is when renew last checked the answer lease's table.
 	answersChecked time.Time
+	// contacts is, per holder that did not let go, when its last
+	// successful verification was sent at the latest (takeover.go).
+	contacts map[string]time.Time
 
 	// wg counts the term's own goroutines (the membership step); revoke
 	// waits for them. The health monitor and the ARP watches wait for
@@ -137,6 +140,10 @@ func (t *term) run(ctx context.Context) {
 	defer cancelMembers()
 	specs, cancelSpecs := t.d.c.FSM().Subscribe()
 	defer cancelSpecs()
+	// What the term has seen is what it saw when it subscribed: a change
+	// committed during establish wakes the loop (evSpec), which acts on
+	// it (a node put in standby meanwhile moves the DC).
+	t.seen = keyOf(t.d.c.FSM().State(), t.d.c.Name(), t.n)
 	pause := t.d.cfg.Retry
 	for {
 		err := t.establish(ctx)
@@ -276,7 +283,6 @@ func (t *term) loop(ctx context.Context, members, specs <-chan struct{}) (again 
 			refresh = g.C
 		}
 	}
-	t.seen = keyOf(t.d.c.FSM().State(), t.d.c.Name(), t.n)
 	for {
 		var ev event
 		select {
