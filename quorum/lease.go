@@ -30,10 +30,12 @@ type Lease struct {
 // AnswerExpirySlack is how much longer than its lease the old holder's
 // kernel may still answer for a VIP. The kernel itself ends an nftables
 // set element's timeout on time: it stamps the expiry in jiffies when the
-// renewal is committed and was measured to end up to one jiffy (4 ms at
-// HZ=250) early, never late (figure nft_lease_expiry_late_max_ms, on the
-// development kernel and on the lab's 6.1: dataplane's lease tests, run by
-// the lab's TestNFTLeaseOnTheLabKernel). What remains is the time between
+// renewal is committed, and the last answer was measured within a few
+// milliseconds of the lease's end: up to a jiffy (4 ms at HZ=250) early on
+// the development kernel, at most 1.4 ms late on the lab's 6.1 (figures
+// nft_lease_expiry_late_max_ms and lab_nft_lease_expiry_late_max*_ms:
+// dataplane's lease tests, which the lab's TestNFTLeaseOnTheLabKernel
+// runs). What remains is the time between
 // the holder's check of its write window and the kernel's commit of the
 // renewal: a stalled process or VM (the lab's TCG guest stalls up to about
 // 200 ms, LAB.md) commits late, and its lease ends late by as much.
