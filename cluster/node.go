@@ -61,6 +61,9 @@ type Node struct {
 	// RPC channel and back (rpcerror.go).
 	errCodes  *errorCodes
 	checkSpec SpecCheck
+	// contact is this node's last contact with each leader it followed
+	// (contact.go).
+	contact *contactTracker
 	// onHandOver is told of each hand-over on purpose (the director's
 	// term acts on it): the cluster keeps no state of its own about it.
 	hooksMu    sync.Mutex
@@ -109,6 +112,7 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 		fsm:        f,
 		rejected:   refusals{why: map[string]string{}},
 		handlers:   map[string]Handler{},
+		contact:    newContactTracker(),
 		errCodes:   newErrorCodes(),
 		peersDirty: make(chan struct{}, 1),
 		notifyCh:   make(chan bool, 16),
@@ -116,6 +120,7 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 		ctx:        ctx,
 		cancel:     cancel,
 	}
+	n.handlers[opLastContact] = n.serveLastContact
 	n.gossip = &gossipDelegate{wake: n.wake, departed: map[string]bool{}, live: map[string]member{}, left: map[string]bool{}, logger: n.logger}
 	if cfg.Insecure {
 		n.logger.Warn("INSECURE MODE: gossip is not encrypted and Raft runs without TLS; anyone who can reach the ports can join and change the cluster. Use only for a local trial.")
@@ -144,6 +149,7 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 		"existing_state", n.hadState, "bootstrap_expect", cfg.BootstrapExpect)
 
 	n.goLoop(n.watchLeadership)
+	n.goLoop(n.trackContact)
 	n.goLoop(n.memberDuties)
 	if cfg.BootstrapExpect > 0 && !n.hadState {
 		n.goLoop(n.bootstrapLoop)

@@ -41,7 +41,7 @@ func (n *Node) Handle(op string, h Handler) {
 	n.handlersMu.Lock()
 	defer n.handlersMu.Unlock()
 	switch op {
-	case opPing, opApply, opLeave, opRemoveNode, opMoveDC, opStandby, opServer:
+	case opPing, opApply, opLeave, opRemoveNode, opMoveDC, opStandby, opServer, opLastContact:
 		panic(fmt.Sprintf("cluster: RPC operation %q is the channel's own", op))
 	}
 	n.handlers[op] = h

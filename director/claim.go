@@ -22,9 +22,20 @@ import (
 // renew extends the lease of every VIP this term holds, in place. A VIP
 // whose lease had lapsed (this agent was starved past it) is back on the
 // interface and is announced again.
+//
+// At most once every answerCheckEvery it first checks that the table
+// gating the VIPs' answers is intact (an operator may have flushed the
+// ruleset); one found damaged is installed again, and this renewal lets
+// the kernel answer again.
 func (t *term) renew() error {
 	if err := t.allowed(); err != nil {
 		return err
+	}
+	if time.Since(t.answersChecked) >= answerCheckEvery {
+		t.answersChecked = time.Now()
+		if err := t.d.dp.RS.CheckAnswers(); err != nil {
+			t.log.Error("the table that gates the VIPs' answers was damaged (ruleset flushed?): installed again and renewed; until then a dead DC would have answered until its address lifetime ended", "err", err)
+		}
 	}
 	lapsed, err := t.d.dp.RS.Renew()
 	if len(lapsed) > 0 {
@@ -33,6 +44,10 @@ func (t *term) renew() error {
 	}
 	return err
 }
+
+// answerCheckEvery is how often the DC and the followers check the table
+// that gates the VIPs' answers (realserver.Manager.CheckAnswers).
+const answerCheckEvery = time.Second
 
 // claim is the takeover: verify, then place. A claim that fails takes
 // back what it placed: a DC that does not hold its VIPs balances nothing.

@@ -49,16 +49,21 @@ type fakeCluster struct {
 	barrierErr  error
 	transferErr error
 	verified    int
-	reconciled  int      // ReconcileMembers calls
-	transfers   []string // TransferLeadership reasons
-	moves       []string // MoveDC targets
-	hooks       []func(bool)
-	memberSubs  []chan struct{}
-	handlers    map[string]cluster.Handler
-	commitErr   error
-	leader      string
-	noDirect    string          // why m30 cannot direct
-	cannot      map[string]bool // other nodes that cannot direct
+	// onVerify runs inside each verification: the answers' way back.
+	onVerify func()
+	// contact, contactOK: what ContactBound answers.
+	contact    time.Time
+	contactOK  bool
+	reconciled int      // ReconcileMembers calls
+	transfers  []string // TransferLeadership reasons
+	moves      []string // MoveDC targets
+	hooks      []func(bool)
+	memberSubs []chan struct{}
+	handlers   map[string]cluster.Handler
+	commitErr  error
+	leader     string
+	noDirect   string          // why m30 cannot direct
+	cannot     map[string]bool // other nodes that cannot direct
 }
 
 func newFakeCluster(t *testing.T) *fakeCluster {
@@ -247,6 +252,9 @@ func (c *fakeCluster) VerifyLeader(uint64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.verified++
+	if c.onVerify != nil {
+		c.onVerify()
+	}
 	return c.verifyErr
 }
 
@@ -279,6 +287,13 @@ func (c *fakeCluster) transferReasons() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.transfers)
+}
+
+// ContactBound answers what the test set (contact, contactOK).
+func (c *fakeCluster) ContactBound(context.Context, string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.contact, c.contactOK
 }
 
 // RegisterError: errors cross no channel in the fake.
@@ -370,9 +385,12 @@ type world struct {
 	rs   *realserver.Manager
 	ipvs *dataplane.FakeIPVS
 	arp  *dataplane.FakeARP
-	d    *Director
-	logs *testkit.LogBuffer
-	bus  *events.Bus // what the director published
+	// answers gates what the fake kernel answers for the VIPs, as the
+	// agent's nftables lease does.
+	answers *dataplane.FakeLease
+	d       *Director
+	logs    *testkit.LogBuffer
+	bus     *events.Bus // what the director published
 }
 
 // events lists the types of the events published so far, in order, with
@@ -423,7 +441,9 @@ func newWorld(t *testing.T, mod func(*Config)) *world {
 		mod(&cfg)
 	}
 	// The kernel's lease is the director's, as in the agent.
-	w.rs = realserver.New(w.k, realserver.Config{Interface: "eth0", StateFile: t.TempDir() + "/vips.json", Lease: cfg.Lease.Duration, Logger: testkit.Discard()})
+	w.answers = dataplane.NewFakeLease(nil)
+	w.rs = realserver.New(w.k, realserver.Config{Interface: "eth0", StateFile: t.TempDir() + "/vips.json", Lease: cfg.Lease.Duration,
+		Answers: w.answers, AnswerLease: cfg.Lease.Duration, Logger: testkit.Discard()})
 	if err := w.rs.Start(); err != nil {
 		t.Fatal(err)
 	}

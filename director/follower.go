@@ -126,6 +126,9 @@ func (d *Director) audit() {
 		d.logger.Warn("audit: this node is not DC but carries a VIP on its interface; taking it off", "vip", vip)
 	}
 	d.logFollow(d.follow())
+	if err := d.dp.RS.CheckAnswers(); err != nil {
+		d.logger.Error("audit: the table that gates the VIPs' answers was damaged (ruleset flushed?): installed again", "err", err)
+	}
 }
 
 func (d *Director) logFollow(err error) {

@@ -31,6 +31,10 @@ type Leader interface {
 	// OnHandOver registers a function called with true just before a
 	// hand-over on purpose begins and with false if it failed.
 	OnHandOver(fn func(begun bool))
+	// ContactBound bounds from above when holder, a former leader, last
+	// sent a verification that succeeded (cluster/contact.go); false
+	// when a majority of the other voters did not answer in time.
+	ContactBound(ctx context.Context, holder string) (time.Time, bool)
 }
 
 // Log is the replicated state and what a DC commits to it (VIP holders,

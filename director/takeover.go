@@ -36,7 +36,7 @@ func (t *term) takeable(state fsm.State, vip netip.Addr) (ok bool, holder fsm.Ho
 	case spec.TakeoverImmediate:
 		return true, h, time.Time{}
 	case spec.TakeoverLease:
-		until = t.d.cfg.Lease.OldHolderGone(t.elected)
+		until = t.d.cfg.Lease.OldHolderGone(t.lastVerificationBound(h.Node))
 		return !time.Now().Before(until), h, until
 	}
 	return false, h, time.Time{} // fence: only a fence (or a confirmation) releases it
@@ -52,6 +52,7 @@ func (t *term) takeable(state fsm.State, vip netip.Addr) (ok bool, holder fsm.Ho
 func (t *term) awaitTakeover(ctx context.Context) error {
 	changes, cancel := t.d.c.FSM().Subscribe()
 	defer cancel()
+	t.askContacts(ctx)
 	logged := map[string]bool{}
 	for {
 		state := t.d.c.FSM().State()
@@ -201,4 +202,50 @@ func (d *Director) reportRelease(ctx context.Context) {
 		return
 	}
 	d.logger.Info("the DC recorded that this node let go of its VIPs", "vips", rel.VIPs, "reason", rel.Reason)
+}
+
+// contactTimeout bounds the question a new DC asks the voters about a
+// holder's last contact; past it the election's time bounds the wait.
+const contactTimeout = 500 * time.Millisecond
+
+// askContacts learns, for every holder under takeover lease that did not
+// let go, when its last successful verification was sent at the latest
+// (cluster.Node.ContactBound): a majority of the other voters' last
+// contact with it. On a cable pull that is the pull itself, so a lease
+// shorter than failure detection has run out by the election.
+func (t *term) askContacts(ctx context.Context) {
+	state := t.d.c.FSM().State()
+	if state.Spec.Policy.TakeoverPolicy() != spec.TakeoverLease {
+		return
+	}
+	for _, v := range state.Spec.VIPs {
+		h, ok := state.Holders[v.Address]
+		if !ok || h.Released || h.Node == t.d.c.Name() {
+			continue
+		}
+		if _, asked := t.contacts[h.Node]; asked {
+			continue
+		}
+		qctx, cancel := context.WithTimeout(ctx, contactTimeout)
+		bound, ok := t.d.c.ContactBound(qctx, h.Node)
+		cancel()
+		if !ok || bound.After(t.elected) {
+			bound = t.elected
+		}
+		if t.contacts == nil {
+			t.contacts = map[string]time.Time{}
+		}
+		t.contacts[h.Node] = bound
+		t.log.Info("the holder's last verification, bounded by the voters' last contact with it", "holder", h.Node,
+			"before_election", t.elected.Sub(bound).Round(time.Millisecond), "from_majority", ok)
+	}
+}
+
+// lastVerificationBound is when holder's last successful verification was
+// sent at the latest: what askContacts learned, else the election.
+func (t *term) lastVerificationBound(holder string) time.Time {
+	if b, ok := t.contacts[holder]; ok {
+		return b
+	}
+	return t.elected
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -144,6 +145,8 @@ func TestTakeoverFenceClaimsOnlyAfterTheFence(t *testing.T) {
 	if calls := f.calls(); len(calls) != 2 || calls[0] != "m40" {
 		t.Errorf("fence calls %v, want m40 twice", calls)
 	}
+	// The claim's event follows the VIP onto the interface.
+	testkit.WaitFor(t, "the claim's event", func() bool { return slices.Contains(w.events(), "vip_claimed 172.95.69.100") })
 	if !w.sawEvents("fence_started m40", "fence_failed m40", "fence_started m40", "fence_succeeded m40", "vip_claimed 172.95.69.100") {
 		t.Errorf("events %q, want a failed fence of m40, a successful one, then the claim", w.events())
 	}
@@ -396,5 +399,34 @@ func TestStopReleasesAtOnce(t *testing.T) {
 	testkit.WaitFor(t, "the release", func() bool { return !w.has("eth0") && len(w.table()) == 0 })
 	if strings.Contains(w.logs.String(), "freeze") {
 		t.Error("stop froze")
+	}
+}
+
+// TestTakeoverLeaseCountsFromTheVotersLastContact: under takeover lease
+// the wait counts from when a majority of the other voters last heard
+// from the old holder, when they say (here long ago: the VIP is claimed
+// at once); from the election when they do not answer, or name a time
+// after it.
+func TestTakeoverLeaseCountsFromTheVotersLastContact(t *testing.T) {
+	lease := quorum.Lease{Duration: time.Hour}
+	w, _ := fenceWorld(t, spec.TakeoverLease, func(c *Config) { c.Lease = lease })
+	w.c.contact, w.c.contactOK = time.Now().Add(-2*time.Hour), true
+	w.run()
+	w.c.leaders <- leader(2)
+	testkit.WaitFor(t, "the VIP claimed at once", func() bool { return w.has("eth0") })
+
+	for _, c := range []struct {
+		name string
+		at   time.Time
+		ok   bool
+	}{{"no majority answered", time.Time{}, false}, {"a bound after the election", time.Now().Add(time.Hour), true}} {
+		w, _ := fenceWorld(t, spec.TakeoverLease, func(c *Config) { c.Lease = lease })
+		w.c.contact, w.c.contactOK = c.at, c.ok
+		w.run()
+		w.c.leaders <- leader(2)
+		testkit.WaitFor(t, c.name+": the lease wait", func() bool { answered, _ := w.probe(); return answered })
+		if w.has("eth0") {
+			t.Errorf("%s: the VIP was claimed without waiting out the lease", c.name)
+		}
 	}
 }

@@ -34,6 +34,11 @@ type term struct {
 	// when its leadership was last verified in term n (zero: never).
 	elected    time.Time
 	verifiedAt time.Time
+	// answersChecked is when renew last checked the answer lease's table.
+	answersChecked time.Time
+	// contacts is, per holder that did not let go, when its last
+	// successful verification was sent at the latest (takeover.go).
+	contacts map[string]time.Time
 
 	// wg counts the term's own goroutines (the membership step); revoke
 	// waits for them. The health monitor and the ARP watches wait for
@@ -135,6 +140,10 @@ func (t *term) run(ctx context.Context) {
 	defer cancelMembers()
 	specs, cancelSpecs := t.d.c.FSM().Subscribe()
 	defer cancelSpecs()
+	// What the term has seen is what it saw when it subscribed: a change
+	// committed during establish wakes the loop (evSpec), which acts on
+	// it (a node put in standby meanwhile moves the DC).
+	t.seen = keyOf(t.d.c.FSM().State(), t.d.c.Name(), t.n)
 	pause := t.d.cfg.Retry
 	for {
 		err := t.establish(ctx)
@@ -274,7 +283,6 @@ func (t *term) loop(ctx context.Context, members, specs <-chan struct{}) (again 
 			refresh = g.C
 		}
 	}
-	t.seen = keyOf(t.d.c.FSM().State(), t.d.c.Name(), t.n)
 	for {
 		var ev event
 		select {
@@ -358,11 +366,25 @@ func (t *term) handle(ev event) error {
 
 // verify confirms, by a round of contact with a quorum, that this node
 // still leads in this term.
+//
+// The verification counts from the moment it was sent, not from when the
+// answers came back, as Raft's leader lease counts. Why that bounds the
+// old holder for its successor (quorum.Lease.OldHolderGone): the
+// verification succeeds only if a majority of voters acknowledged this
+// node as leader in term n after it was sent. A voter that has granted
+// its vote in a later term acknowledges no term-n leader from then on,
+// and the majority that elects a successor intersects every majority of
+// term n. So a verification that succeeded was sent before the successor
+// was elected, and every write it allows (within the write window of the
+// send) is made before elected + WriteWindow. Counted from the answers, a
+// reply delayed in the network would stretch the window past the
+// successor's election by that delay.
 func (t *term) verify() error {
+	sent := time.Now()
 	if err := t.d.c.VerifyLeader(t.n); err != nil {
 		return fmt.Errorf("leadership not verified: %w", err)
 	}
-	t.verifiedAt = time.Now()
+	t.verifiedAt = sent
 	t.d.feed()
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/internal/testkit"
+	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/spec"
 )
 
@@ -579,5 +580,42 @@ func TestPreemptMovesTheDC(t *testing.T) {
 				t.Errorf("%d moves asked, want %d", w.c.movesAsked(), want)
 			}
 		})
+	}
+}
+
+// TestAVerificationCountsFromItsSending: a verification whose answers came
+// back late allows writes only within the write window counted from when
+// it was sent, so a write right after it verifies again. Counted from the
+// answers, the delay would stretch the window past a successor's election
+// (quorum.Lease.OldHolderGone).
+func TestAVerificationCountsFromItsSending(t *testing.T) {
+	lease := quorum.Lease{Duration: time.Second}
+	w := newWorld(t, func(c *Config) { c.Lease = lease })
+	tm := w.established(2)
+	w.c.mu.Lock()
+	w.c.onVerify = func() {
+		w.c.onVerify = nil
+		// The answers take longer than the write window to come back.
+		time.Sleep(lease.WriteWindow() + 20*time.Millisecond)
+	}
+	w.c.mu.Unlock()
+	sent := time.Now()
+	if err := tm.verify(); err != nil {
+		t.Fatal(err)
+	}
+	if tm.verifiedAt.After(sent.Add(time.Millisecond)) {
+		t.Fatalf("the verification counts from %s after it was sent", tm.verifiedAt.Sub(sent))
+	}
+	w.c.mu.Lock()
+	before := w.c.verified
+	w.c.mu.Unlock()
+	if err := tm.allowed(); err != nil {
+		t.Fatal(err)
+	}
+	w.c.mu.Lock()
+	again := w.c.verified - before
+	w.c.mu.Unlock()
+	if again != 1 {
+		t.Fatalf("a write after a verification whose window had closed verified %d times, want once more", again)
 	}
 }

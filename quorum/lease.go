@@ -19,11 +19,43 @@ const KernelExpirySlack = 1500 * time.Millisecond
 // stops renewing, and its kernel drops the VIP by itself.
 type Lease struct {
 	Duration time.Duration
+	// Answer, when not zero, is the lease on what the DC's kernel answers
+	// for a VIP (ARP replies, neighbour advertisements), which the kernel
+	// expires to the millisecond (dataplane.NFTLease): the address
+	// lifetime (Duration) is then only the backstop, and the renewals
+	// and the takeover wait follow Answer.
+	Answer time.Duration
 }
+
+// AnswerExpirySlack is how much longer than its lease the old holder's
+// kernel may still answer for a VIP. The kernel itself ends an nftables
+// set element's timeout on time: it stamps the expiry in jiffies when the
+// renewal is committed, and the last answer was measured within a few
+// milliseconds of the lease's end: up to a jiffy (4 ms at HZ=250) early on
+// the development kernel, at most 1.4 ms late on the lab's 6.1 (figures
+// nft_lease_expiry_late_max_ms and lab_nft_lease_expiry_late_max*_ms:
+// dataplane's lease tests, which the lab's TestNFTLeaseOnTheLabKernel
+// runs). What remains is the time between
+// the holder's check of its write window and the kernel's commit of the
+// renewal: a stalled process or VM (the lab's TCG guest stalls up to about
+// 200 ms, LAB.md) commits late, and its lease ends late by as much.
+const AnswerExpirySlack = 250 * time.Millisecond
+
+// MinAnswerLease is the shortest answer lease accepted: renewed three
+// times a lease, each after a round of verification with a majority, it
+// must outlast a verification's round trip and a scheduler's hiccup, or a
+// healthy DC would go silent between two renewals.
+const MinAnswerLease = 300 * time.Millisecond
 
 // DefaultLease is the lease the agent uses unless told otherwise; the
 // README gives the lab figures behind it.
 const DefaultLease = 2 * time.Second
+
+// DefaultAnswerLease is the answer lease the agent uses unless told
+// otherwise: renewed every 200 ms, it outlasts a stall of 400 ms (the lab's
+// TCG guest stalls up to about 200 ms), and a new DC waits
+// 600 + 100 + 250 ms after its election for a holder that did not let go.
+const DefaultAnswerLease = 600 * time.Millisecond
 
 // Validate checks that the kernel can hold the lease: whole seconds, at
 // least one.
@@ -33,20 +65,36 @@ func (l Lease) Validate() error {
 		return fmt.Errorf("VIP lease %s: must be at least 1s", l.Duration)
 	case l.Duration%time.Second != 0:
 		return errors.New("VIP lease " + l.Duration.String() + ": the kernel counts address lifetimes in whole seconds")
+	case l.Answer == 0:
+	case l.Answer < MinAnswerLease:
+		return fmt.Errorf("ARP lease %s: must be at least %s (renewed three times a lease, each after a verification), or 0 for none", l.Answer, MinAnswerLease)
+	case l.Answer > l.Duration:
+		return fmt.Errorf("ARP lease %s: must not be longer than the VIP lease %s, which is its backstop", l.Answer, l.Duration)
+	case l.Answer%time.Millisecond != 0:
+		return fmt.Errorf("ARP lease %s: the kernel counts it in whole milliseconds", l.Answer)
 	}
 	return nil
+}
+
+// base is the lease the renewals follow: the answer lease when there is
+// one, else the address lifetime.
+func (l Lease) base() time.Duration {
+	if l.Answer > 0 {
+		return l.Answer
+	}
+	return l.Duration
 }
 
 // RenewEvery is how often the DC verifies its leadership and renews: a
 // third of the lease, so the agent may miss two renewals (starved, or a
 // verification that failed) before the VIP lapses.
-func (l Lease) RenewEvery() time.Duration { return l.Duration / 3 }
+func (l Lease) RenewEvery() time.Duration { return l.base() / 3 }
 
 // WriteWindow is how long after a verification the writes it allows
 // (gratuitous ARP, IPVS, a lease renewal) may still be made; past it the
 // DC verifies again before writing. A stall between the check and the
 // write thus never yields a write more than this after the verification.
-func (l Lease) WriteWindow() time.Duration { return l.Duration / 6 }
+func (l Lease) WriteWindow() time.Duration { return l.base() / 6 }
 
 // OldHolderGone is the instant, on the new DC's monotonic clock, after
 // which a VIP holder that did not let go has certainly lost it, when the
@@ -56,6 +104,14 @@ func (l Lease) WriteWindow() time.Duration { return l.Duration / 6 }
 // last verification came before elected. Its last renewal came at most
 // WriteWindow after that and ran for Duration; the kernel dropped the
 // address at most KernelExpirySlack later.
+//
+// With an answer lease what matters is whether the old holder's kernel
+// still answers ARP for the VIP, not whether the address is still there:
+// its last renewal of the answer lease ran for Answer, and the kernel
+// stops answering at most AnswerExpirySlack after that.
 func (l Lease) OldHolderGone(elected time.Time) time.Time {
+	if l.Answer > 0 {
+		return elected.Add(l.Answer + l.WriteWindow() + AnswerExpirySlack)
+	}
 	return elected.Add(l.Duration + l.WriteWindow() + KernelExpirySlack)
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/spec"
 )
 
@@ -39,6 +40,15 @@ type Manager struct {
 	prev    map[string]string     // sysctl key → value before we changed it
 	lapses  int                   // renewals that found the address gone
 	left    []netip.Addr          // the VIPs the last run managed, as Start found them
+
+	// answers gates what the kernel answers for a VIP on its interface
+	// (answers.go); nil: the address lifetime alone. answerSet is the
+	// managed set last installed; repairs counts the reinstalls.
+	answers          dataplane.VIPLease
+	answerFor        time.Duration
+	answerSet        []netip.Addr
+	answersInstalled bool
+	repairs          int
 }
 
 // Config sets up a Manager.
@@ -50,14 +60,19 @@ type Config struct {
 	// Lease is the lifetime a VIP gets on its interface, renewed by the
 	// DC; whole seconds. Zero puts it there for good (tests only: the
 	// agent always sets one).
-	Lease  time.Duration
-	Logger *slog.Logger
+	Lease time.Duration
+	// Answers, when set, gates what the kernel answers for a VIP on its
+	// interface by a lease of AnswerLease that it expires to the
+	// millisecond (answers.go).
+	Answers     dataplane.VIPLease
+	AnswerLease time.Duration
+	Logger      *slog.Logger
 }
 
 // New returns a Manager.
 func New(k Kernel, cfg Config) *Manager {
 	return &Manager{
-		k: k, iface: cfg.Interface, stateFile: cfg.StateFile, lease: cfg.Lease,
+		k: k, iface: cfg.Interface, stateFile: cfg.StateFile, lease: cfg.Lease, answers: cfg.Answers, answerFor: cfg.AnswerLease,
 		logger:  cfg.Logger.With("component", "realserver"),
 		managed: map[netip.Addr]string{},
 		held:    map[netip.Addr]bool{},
@@ -92,7 +107,13 @@ func (m *Manager) Start() error {
 		}
 		m.logger.Info("VIP left by the previous run put back on lo", "vip", vip, "interface", iface)
 	}
-	return nil
+	// Leases the last run granted end now: a restarted agent is never DC
+	// until proven.
+	managed := sortedAddrs(m.managed)
+	if err := m.installAnswers(managed); err != nil {
+		return err
+	}
+	return m.endAnswers(managed)
 }
 
 // LeftByLastRun lists the VIPs the previous run of the agent managed: Start
@@ -125,7 +146,17 @@ func (m *Manager) Apply(vips []spec.VIP, hold map[netip.Addr]bool) error {
 		}
 		want[v.Address] = iface
 	}
-	var errs []error
+	// This node stops answering for a VIP it lets go of before anything
+	// else changes.
+	var letGo []netip.Addr
+	for _, vip := range sortedAddrs(m.held) {
+		if w, ok := want[vip]; !ok || w != m.managed[vip] || !hold[vip] {
+			letGo = append(letGo, vip)
+		}
+	}
+	// A lease that cannot be ended (a damaged table) does not keep a VIP
+	// on its interface: taking the address off silences it too.
+	errs := []error{m.endAnswers(letGo)}
 	// Gone from the spec, or moved to another interface: remove.
 	for vip, iface := range m.managed {
 		if w, ok := want[vip]; !ok || w != iface {
@@ -147,13 +178,20 @@ func (m *Manager) Apply(vips []spec.VIP, hold map[netip.Addr]bool) error {
 	if newIface {
 		errs = append(errs, m.applySysctls())
 	}
+	// Every VIP is in the lease table before it can go on an interface:
+	// placed there, it is silent until granted.
+	if err := m.installAnswers(sortedAddrs(want)); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	var granted []netip.Addr
 	for _, vip := range sortedAddrs(want) {
 		if hold[vip] {
 			if err := m.toInterface(vip, want[vip]); err != nil {
 				errs = append(errs, err)
 			} else if !m.held[vip] {
 				m.held[vip] = true
-				m.logger.Info("VIP on its interface: this node is DC", "vip", vip, "interface", want[vip], "lease", m.lease)
+				granted = append(granted, vip)
+				m.logger.Info("VIP on its interface: this node is DC", "vip", vip, "interface", want[vip], "lease", m.lease, "answer_lease", m.answerFor)
 			}
 			continue
 		}
@@ -164,6 +202,7 @@ func (m *Manager) Apply(vips []spec.VIP, hold map[netip.Addr]bool) error {
 			m.logger.Info("VIP off its interface: this node is a real server", "vip", vip, "interface", want[vip])
 		}
 	}
+	errs = append(errs, m.grantAnswers(granted))
 	return errors.Join(errs...)
 }
 
@@ -198,6 +237,7 @@ func (m *Manager) Renew() (lapsed []netip.Addr, err error) {
 			errs = append(errs, fmt.Errorf("renew the lease of VIP %s on %s: %w", vip, iface, err))
 		}
 	}
+	errs = append(errs, m.grantAnswers(sortedAddrs(m.held)))
 	return lapsed, errors.Join(errs...)
 }
 
@@ -348,13 +388,17 @@ func (m *Manager) applySysctls() error {
 func (m *Manager) Shutdown() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var errs []error
+	errs := []error{m.endAnswers(sortedAddrs(m.managed))}
 	for vip, iface := range m.managed {
 		errs = append(errs, m.remove(vip, iface))
 	}
 	m.managed = map[netip.Addr]string{}
 	m.held = map[netip.Addr]bool{}
 	errs = append(errs, m.writeState())
+	if m.answers != nil && m.answersInstalled {
+		errs = append(errs, m.answers.Remove())
+		m.answersInstalled = false
+	}
 	keys := make([]string, 0, len(m.prev))
 	for k := range m.prev {
 		keys = append(keys, k)

@@ -38,6 +38,7 @@ type agentFlags struct {
 	garpCount                                              int
 	garpRefresh                                            time.Duration
 	vipLease                                               time.Duration
+	arpLease                                               time.Duration
 	watchdog                                               string
 	watchdogTimeout                                        time.Duration
 	execDirs, fenceAgentDirs, fenceSecretDirs              stringList
@@ -110,6 +111,7 @@ func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs.IntVar(&f.garpCount, "garp-count", 3, "gratuitous ARPs (for IPv6: unsolicited neighbour advertisements) per VIP when this node becomes DC")
 	fs.DurationVar(&f.garpRefresh, "garp-refresh", 5*time.Second, "repeat a gratuitous ARP (IPv6: neighbour advertisement) per VIP this often while DC (negative: never)")
 	fs.DurationVar(&f.vipLease, "vip-lease", quorum.DefaultLease, "lifetime of a VIP on the DC's interface, renewed after each verification of leadership; the kernel drops it when the agent dies or hangs (whole seconds)")
+	fs.DurationVar(&f.arpLease, "arp-lease", quorum.DefaultAnswerLease, "how long the DC's kernel answers ARP (IPv6: neighbour solicitations) for a VIP after the last verification of leadership, enforced to the millisecond by an nftables table of raftlb's own; the VIP lease is its backstop (0: the VIP lease alone, and a takeover waits it out)")
 	return fs, f
 }
 
@@ -138,6 +140,9 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 	}
 	if err := (quorum.Lease{Duration: f.vipLease}).Validate(); err != nil {
 		return nil, fmt.Errorf("%w: --vip-lease: %v", cli.ErrUsage, err)
+	}
+	if err := f.lease().Validate(); err != nil {
+		return nil, fmt.Errorf("%w: --arp-lease: %v", cli.ErrUsage, err)
 	}
 	if f.dataplane != "kernel" && f.dataplane != "fake" && f.dataplane != "none" {
 		return nil, fmt.Errorf("%w: --dataplane %q: want kernel, fake or none", cli.ErrUsage, f.dataplane)
@@ -319,4 +324,10 @@ func newAgentConfig(f *agentFlags, logger *slog.Logger) (agentConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+// lease is the VIP lease the flags ask for: the address lifetime and the
+// answer lease.
+func (f *agentFlags) lease() quorum.Lease {
+	return quorum.Lease{Duration: f.vipLease, Answer: f.arpLease}
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/internal/retry"
-	"github.com/raftlb/raftlb/quorum"
 	"github.com/raftlb/raftlb/resources"
 	"github.com/raftlb/raftlb/spec"
 	"github.com/raftlb/raftlb/status"
@@ -193,7 +192,7 @@ func startAgent(f *agentFlags, logger *slog.Logger) (_ *agent, err error) {
 	// and the IPVS table while DC; without one it still runs the DC's
 	// membership duties.
 	dir = director.New(node, dp, director.Config{
-		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: quorum.Lease{Duration: f.vipLease}, Events: bus, Metrics: m,
+		GARPCount: f.garpCount, GARPRefresh: f.garpRefresh, Lease: f.lease(), Events: bus, Metrics: m,
 		Exec:   health.NewExec(f.execDirs, cfg.execUser, f.execMaxProcs),
 		Fencer: fencing.NewRunner(fencing.Config{Logger: logger, Dirs: f.fenceAgentDirs, SecretDirs: f.fenceSecretDirs, User: cfg.fenceUser}), Watchdog: openWatchdog(f), Logger: logger,
 		Resources: resGroup,

@@ -85,6 +85,8 @@ func TestAgentRefusesBadInput(t *testing.T) {
 		{"missing config file", []string{"--config", "/nonexistent/raftlb.yaml"}, []string{"/nonexistent/raftlb.yaml"}},
 		{"witness with a data plane", []string{"--witness", "--dataplane", "kernel"}, []string{"--witness runs without a data plane"}},
 		{"bad vip lease", []string{"--vip-lease", "1500ms"}, []string{"--vip-lease", "whole seconds"}},
+		{"arp lease below what it can carry", []string{"--arp-lease", "100ms"}, []string{"--arp-lease", "at least 300ms"}},
+		{"arp lease past its backstop", []string{"--arp-lease", "3s"}, []string{"--arp-lease", "longer than the VIP lease 2s"}},
 		{"watchdog timeout alone", []string{"--watchdog-timeout", "10s"}, []string{"--watchdog-timeout without --watchdog"}},
 		{"watchdog timeout below the lease", []string{"--watchdog", "/dev/watchdog", "--watchdog-timeout", "1s"}, []string{"at least the VIP lease"}},
 		{"watchdog relative", []string{"--watchdog", "watchdog"}, []string{"absolute path"}},

@@ -33,8 +33,13 @@ func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, fu
 		if iface == "" {
 			iface = "eth0"
 		}
+		var answers dataplane.VIPLease
+		if f.arpLease > 0 {
+			answers = dataplane.NewFakeLease(nil)
+		}
 		dp := &director.Dataplane{
-			RS:   realserver.New(realserver.NewFake(iface), realserver.Config{Interface: iface, StateFile: filepath.Join(f.dataDir, "vips.json"), Lease: f.vipLease, Logger: logger}),
+			RS: realserver.New(realserver.NewFake(iface), realserver.Config{Interface: iface, StateFile: filepath.Join(f.dataDir, "vips.json"), Lease: f.vipLease,
+				Answers: answers, AnswerLease: f.arpLease, Logger: logger}),
 			IPVS: dataplane.NewFakeIPVS(),
 			ARP:  &dataplane.FakeARP{},
 		}
@@ -50,11 +55,26 @@ func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, fu
 	if err := checkIPVS(); err != nil {
 		return nil, nil, err
 	}
-	rs := realserver.New(realserver.Netlink{}, realserver.Config{Interface: f.iface, StateFile: filepath.Join(f.dataDir, "vips.json"), Lease: f.vipLease, Logger: logger})
+	// What the kernel answers for a VIP is gated by a lease in nftables
+	// (dataplane/lease.go); the connection closes after the real-server
+	// side's Shutdown, which removes the table.
+	var answers dataplane.VIPLease
+	closeAnswers := func() {}
+	if f.arpLease > 0 {
+		l, err := dataplane.NewNFTLease(dataplane.NFTLeaseConfig{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("--arp-lease needs nftables (the nf_tables module with its arp and ip6 families): %w; --arp-lease 0 runs without it, on the VIP lease alone", err)
+		}
+		answers, closeAnswers = l, func() { _ = l.Close() }
+	}
+	rs := realserver.New(realserver.Netlink{}, realserver.Config{Interface: f.iface, StateFile: filepath.Join(f.dataDir, "vips.json"), Lease: f.vipLease,
+		Answers: answers, AnswerLease: f.arpLease, Logger: logger})
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+		closeAnswers()
 		return nil, nil, fmt.Errorf("create data dir: %w", err)
 	}
 	if err := rs.Start(); err != nil {
+		closeAnswers()
 		return nil, nil, err
 	}
 	// moby/ipvs logs through logrus (a modprobe it tries itself, for
@@ -63,9 +83,10 @@ func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, fu
 	ipvs, err := dataplane.NewKernelIPVS()
 	if err != nil {
 		_ = rs.Shutdown()
+		closeAnswers()
 		return nil, nil, err
 	}
-	return &director.Dataplane{RS: rs, IPVS: ipvs, ARP: dataplane.RawARP{}}, ipvs.Close, nil
+	return &director.Dataplane{RS: rs, IPVS: ipvs, ARP: dataplane.RawARP{}}, func() { ipvs.Close(); closeAnswers() }, nil
 }
 
 // checkIPVS fails fast on a host whose kernel has no IPVS: the data plane

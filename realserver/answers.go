@@ -1,0 +1,100 @@
+package realserver
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/raftlb/raftlb/dataplane"
+)
+
+// What this node's kernel answers for a VIP on its interface (ARP replies,
+// neighbour advertisements) is gated by a lease the kernel expires to the
+// millisecond (dataplane.VIPLease, nftables in the agent): the address
+// lifetime is the coarse backstop, this lease decides when a dead or
+// frozen DC falls silent. The order of operations keeps a VIP silent
+// whenever this node may not answer for it:
+//
+//   - every managed VIP is in the lease table before it goes on an
+//     interface, so a VIP placed there is silent until granted;
+//   - a VIP is granted only when it goes on its interface for a verified
+//     DC (Apply with hold) or at a renewal (Renew), both right after a
+//     verification;
+//   - a VIP's lease is ended before the VIP leaves its interface, so this
+//     node stops answering first.
+//
+// The caller holds m.mu for the methods below, except CheckAnswers.
+
+// installAnswers makes vips (sorted) the lease table's managed set when it
+// changed; VIPs that leave it lose their lease.
+func (m *Manager) installAnswers(vips []netip.Addr) error {
+	if m.answers == nil || (m.answersInstalled && slices.Equal(vips, m.answerSet)) {
+		return nil
+	}
+	if err := m.answers.Install(vips); err != nil {
+		return fmt.Errorf("VIP answers: %w", err)
+	}
+	m.answerSet, m.answersInstalled = vips, true
+	return nil
+}
+
+// grantAnswers lets this node's kernel answer for vips for the answer
+// lease from now. The caller has just verified that it may hold them.
+func (m *Manager) grantAnswers(vips []netip.Addr) error {
+	if m.answers == nil || len(vips) == 0 {
+		return nil
+	}
+	if err := m.answers.Renew(vips, m.answerFor); err != nil {
+		return fmt.Errorf("VIP answers: %w", err)
+	}
+	return nil
+}
+
+// endAnswers ends the lease of vips at once: from its return on, this
+// node's kernel answers for none of them.
+func (m *Manager) endAnswers(vips []netip.Addr) error {
+	if m.answers == nil || len(vips) == 0 {
+		return nil
+	}
+	if err := m.answers.Release(vips); err != nil {
+		return fmt.Errorf("VIP answers: %w", err)
+	}
+	return nil
+}
+
+// CheckAnswers verifies that the lease table is in the kernel as
+// installed. One that is missing or damaged (an operator flushed the
+// ruleset, or reloaded a firewall that does) is installed again, with no
+// lease: the error says what was wrong, and the DC's next renewal lets
+// its kernel answer again. Meanwhile — between the damage and this check
+// — nothing filtered the answers, so a DC that died in that time keeps
+// answering until its address lifetime ends.
+func (m *Manager) CheckAnswers() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.answers == nil || !m.answersInstalled {
+		return nil
+	}
+	err := m.answers.Check()
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, dataplane.ErrLeaseDamaged) {
+		return fmt.Errorf("checking the VIP answer lease: %w", err)
+	}
+	m.answersInstalled = false
+	if ierr := m.installAnswers(sortedAddrs(m.managed)); ierr != nil {
+		return fmt.Errorf("%w; installing it again failed: %w", err, ierr)
+	}
+	m.repairs++
+	return fmt.Errorf("%w: installed again", err)
+}
+
+// AnswerRepairs counts the times CheckAnswers found the lease table
+// damaged and installed it again.
+func (m *Manager) AnswerRepairs() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.repairs
+}
