@@ -290,6 +290,9 @@ func (t *term) operatorFence(node, action, from string) answer {
 	if err != nil {
 		return answer{err: err}
 	}
+	// The answer is the intent, read before the agent runs and records
+	// its result.
+	ev, _ := fenceEvent(t.d.c.FSM().State(), f.id)
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -301,7 +304,6 @@ func (t *term) operatorFence(node, action, from string) answer {
 			t.log.Error("an operator's fencing failed", "node", node, "err", eventErr(ev))
 		}
 	}()
-	ev, _ := fenceEvent(t.d.c.FSM().State(), f.id)
 	return answer{ev: ev}
 }
 
