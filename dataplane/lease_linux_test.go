@@ -396,6 +396,9 @@ func wallNow() time.Time { return time.Now().Round(0) }
 // none) in it, having sent at least a few probes.
 func (p *leaseProbe) expect(t *testing.T, what string, from, to time.Time, answered bool) {
 	t.Helper()
+	// What is judged is the kernel's silence over a span of time: no
+	// event marks an answer that did not come, so the span is waited out
+	// and the prober's record read afterwards.
 	time.Sleep(time.Until(to) + 30*time.Millisecond)
 	a, s := p.between(from, to)
 	if s < 3 {
