@@ -3,6 +3,10 @@
 package lab_test
 
 import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -79,5 +83,77 @@ func TestARPJudgeCanFail(t *testing.T) {
 	}
 	if len(r.Announcements) != 1 || r.Announcements[0].MAC != mac(lab.M50) {
 		t.Errorf("announcements %+v, want one from m50 (%s)", r.Announcements, mac(lab.M50))
+	}
+}
+
+// TestKernelAnswerJudgeCanFail proves the kernels' ARP judge (AnswersARP)
+// apart from raftlb and against the wire: the VIP put by hand on m30's and
+// m40's interfaces, m40 with a lease table made by hand that manages the
+// VIP and grants it no lease — the wire hears only m30, and the kernel
+// judge says m30 answers and m40 does not; with a lease element of 3 s
+// added, both answer and both judges say so.
+func TestKernelAnswerJudgeCanFail(t *testing.T) {
+	l := lab.New(t)
+	vipAddr := netip.MustParseAddr(lab.VIP)
+	for _, n := range []string{lab.M30, lab.M40} {
+		l.Run(n, "ip", "addr", "add", lab.VIP+"/32", "dev", "eth0")
+	}
+	table := fmt.Sprintf(`add table arp raftlb_lease
+add set arp raftlb_lease vips { type ipv4_addr; }
+add set arp raftlb_lease lease { type ipv4_addr; flags timeout; }
+add chain arp raftlb_lease output { type filter hook output priority 0; }
+add rule arp raftlb_lease output arp operation reply arp saddr ip @vips arp saddr ip != @lease drop
+add element arp raftlb_lease vips { %s }
+`, lab.VIP)
+	f := filepath.Join(l.LogDir(), "lease.nft")
+	if err := os.WriteFile(f, []byte(table), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.Run(lab.M40, "nft", "-f", f)
+	nss := map[string]*lab.NS{}
+	for _, n := range []string{lab.M30, lab.M40} {
+		ns, err := lab.OpenNS(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ns.Close()
+		nss[n] = ns
+	}
+	answers := func(n string) bool {
+		t.Helper()
+		ok, err := nss[n].AnswersARP("eth0", vipAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	wire := func(name string) lab.ARPReport {
+		t.Helper()
+		w, err := l.StartARPWatch(name, lab.VIP, "--duration", "600ms")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := w.Wait(30 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	m30, err := l.MAC(lab.M30, "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := wire("arp-unleased"); r.TwoMACRounds != 0 || r.Answers[m30] == 0 || len(r.Answers) != 1 {
+		t.Errorf("m40 managed without a lease: the wire heard %v (%d two-MAC rounds); want m30 alone", r.Answers, r.TwoMACRounds)
+	}
+	if !answers(lab.M30) || answers(lab.M40) {
+		t.Errorf("m40 managed without a lease: the kernel judge says m30 %v, m40 %v; want m30 alone", answers(lab.M30), answers(lab.M40))
+	}
+	l.Run(lab.M40, "nft", "add", "element", "arp", "raftlb_lease", "lease", "{ "+lab.VIP+" timeout 3s }")
+	if !answers(lab.M40) {
+		t.Error("m40 with a live lease: the kernel judge says it does not answer")
+	}
+	if r := wire("arp-leased"); r.TwoMACRounds == 0 {
+		t.Errorf("m40 with a live lease: the wire heard %v with no two-MAC round; want both", r.Answers)
 	}
 }

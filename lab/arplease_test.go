@@ -53,16 +53,22 @@ func TestRaftlbARPLease(t *testing.T) {
 	answer, lease := quorum.DefaultAnswerLease, quorum.DefaultLease
 	dc := c.waitHealthy(lab.Nodes())
 
-	// Frozen.
+	// Frozen. Beside the judges, a watch of the address itself: the
+	// backstop, which must outlive the answers.
 	hw, aw := c.judges("arp-lease-freeze")
+	addrs := lab.WatchHolders(c.nodeNS(), "eth0", vip)
 	c.eventually("the client to see the DC answer", 10*time.Second, func() (bool, error) { return c.has(dc, "eth0"), nil })
 	mac := c.mac(dc)
 	c.signal(dc, syscall.SIGSTOP)
 	t0 := time.Now()
 	next := c.waitHealthy(others(dc))
 	c.signal(dc, syscall.SIGCONT)
-	spans, r := c.verdicts(hw, aw)
+	answering, r := c.verdicts(hw, aw)
+	spans, _ := addrs.Stop()
 	silent, ok := silentAfter(r, mac, t0)
+	if both := overlaps(answering); both != 0 {
+		t.Errorf("two kernels answered for the VIP for %s while the DC was frozen; want never", both)
+	}
 	switch {
 	case !ok:
 		t.Errorf("the frozen DC %s (%s) never stopped answering who-has VIP; story %v", dc, mac, r.Changes)

@@ -173,17 +173,17 @@ func TestNemesis(t *testing.T) {
 					lost++
 				}
 			}
-			t.Logf("%s run %d: DC %s; two MACs answered %d rounds (longest %.0f ms), two kernels held the VIP %s, nobody answered for %.0f ms at most; two nodes had IPVS rules for %s; %d IPVS writes by a non-DC; client outage %.0f ms (%d of %d failed %v)",
+			t.Logf("%s run %d: DC %s; two MACs answered %d rounds (longest %.0f ms), two kernels answered for the VIP %s, nobody answered for %.0f ms at most; two nodes had IPVS rules for %s; %d IPVS writes by a non-DC; client outage %.0f ms (%d of %d failed %v)",
 				f.name, run, dc, wire.TwoMACRounds, wire.LongestTwoMACMS(), both, wire.LongestSilentMS(), multi, writes, r.LongestOutageMS, r.Failures, r.Attempts, r.Errors)
 			// Under lease no fault may have two MACs answer, nor two
-			// kernels carry the VIP; under immediate, for no longer than
+			// kernels answer for the VIP (on the interface, lease alive); under immediate, for no longer than
 			// the old holder's lease (the agents run with the default) and
 			// how late its kernel may drop the VIP.
 			switch limit := quorum.DefaultLease + kernelExpiryLate + guestStall + judgeSlack; {
 			case *nemesisTakeover == "lease" && (wire.TwoMACRounds != 0 || both != 0):
-				t.Errorf("%s run %d: two MACs answered %d rounds, two kernels held the VIP %s; want neither under takeover lease", f.name, run, wire.TwoMACRounds, both)
+				t.Errorf("%s run %d: two MACs answered %d rounds, two kernels answered for the VIP %s; want neither under takeover lease", f.name, run, wire.TwoMACRounds, both)
 			case *nemesisTakeover == "immediate" && (wire.LongestTwoMACMS() > ms(limit) || both > limit):
-				t.Errorf("%s run %d: two MACs answered for %.0f ms, two kernels held the VIP %s; want at most the lease and its slack (%s) under immediate", f.name, run, wire.LongestTwoMACMS(), both, limit)
+				t.Errorf("%s run %d: two MACs answered for %.0f ms, two kernels answered for the VIP %s; want at most the lease and its slack (%s) under immediate", f.name, run, wire.LongestTwoMACMS(), both, limit)
 			}
 			if writes != 0 {
 				t.Errorf("%s run %d: %d IPVS writes by a node that was no longer DC", f.name, run, writes)

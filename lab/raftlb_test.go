@@ -465,15 +465,16 @@ func (c *rcluster) nodeNS() map[string]*lab.NS {
 }
 
 // judges starts both judges of invariant 1 for a fault: the nodes' own
-// kernels (who carries the VIP on eth0, polled every 5 ms) and the wire
-// (who answers the client's who-has every 20 ms).
+// kernels (whose kernel answers ARP for the VIP: on eth0, and its answer
+// lease alive, polled every 5 ms: lab.WatchAnswering) and the wire (who
+// answers the client's who-has every 20 ms).
 func (c *rcluster) judges(name string) (*lab.HolderWatch, *lab.ARPWatch) {
 	c.t.Helper()
 	aw, err := c.l.StartARPWatch(name, lab.VIP)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return lab.WatchHolders(c.nodeNS(), "eth0", vip), aw
+	return lab.WatchAnswering(c.nodeNS(), "eth0", vip), aw
 }
 
 // verdicts stops both judges.

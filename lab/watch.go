@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -22,6 +23,10 @@ type NS struct {
 	name string
 	h    *netlink.Handle
 	mu   sync.Mutex
+	// nft reads the namespace's nftables (answers.go), opened on first
+	// use in nftNS.
+	nft   *nftables.Conn
+	nftNS netns.NsHandle
 }
 
 // OpenNS returns a handle for namespace name; close it with Close.
@@ -45,7 +50,13 @@ func OpenNS(name string) (*NS, error) {
 }
 
 // Close releases the handle.
-func (n *NS) Close() { n.h.Close() }
+func (n *NS) Close() {
+	n.h.Close()
+	if n.nft != nil {
+		_ = n.nft.CloseLasting()
+		n.nftNS.Close()
+	}
+}
 
 // dumpTries bounds the re-dumps of a netlink dump the kernel marks as
 // interrupted (it raced a change, such as the VIP moving): the poll that
