@@ -20,7 +20,7 @@ func leader(term uint64) cluster.LeaderEvent { return cluster.LeaderEvent{IsLead
 var follower = cluster.LeaderEvent{IsLeader: false}
 
 func TestPlanIsEmptyWhenTheTableMatches(t *testing.T) {
-	c := newFakeCluster(t)
+	c := newFakeLog(t)
 	c.setSpec(squid("rr"))
 	desired := Desired(c.fsm.State(), func(string) bool { return true }, nil, nil)
 	current := slices.Clone(desired)
@@ -54,7 +54,7 @@ func TestKernelNamesAreTheSpecs(t *testing.T) {
 }
 
 func TestDesiredUsesOnlineNodesThenFallback(t *testing.T) {
-	c := newFakeCluster(t)
+	c := newFakeLog(t)
 	c.setSpec(squid("rr"))
 	d := Desired(c.fsm.State(), func(n string) bool { return n != "m40" }, nil, nil)
 	if got, want := destsOf(d[0]), map[string]int{"127.0.0.30:3128": 1, "127.0.0.50:3128": 1}; !maps.Equal(got, want) {
@@ -74,7 +74,7 @@ func TestDesiredUsesOnlineNodesThenFallback(t *testing.T) {
 // it), and counts as no healthy server: with every node stopping, the
 // fallback takes the new connections.
 func TestDesiredDrainsStoppingNodes(t *testing.T) {
-	c := newFakeCluster(t)
+	c := newFakeLog(t)
 	c.setSpec(squid("rr"))
 	all := func(string) bool { return true }
 	d := Desired(c.fsm.State(), all, func(n string) bool { return n == "m40" }, nil)
@@ -111,7 +111,7 @@ func TestDesiredAppliesHealth(t *testing.T) {
 			map[string]int{"127.0.0.30:3128": 0, "127.0.0.40:3128": 0, "127.0.0.50:3128": 0, "127.0.0.1:3128": 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newFakeCluster(t)
+			c := newFakeLog(t)
 			c.setSpec(withCheck(squid("rr"), tc.onFail))
 			got := destsOf(Desired(c.fsm.State(), all, nil, down(tc.bad...))[0])
 			if !maps.Equal(got, tc.want) {
@@ -120,7 +120,7 @@ func TestDesiredAppliesHealth(t *testing.T) {
 		})
 	}
 	// A service without a check ignores health results.
-	c := newFakeCluster(t)
+	c := newFakeLog(t)
 	c.setSpec(squid("rr"))
 	if got := destsOf(Desired(c.fsm.State(), all, nil, down(three[1]))[0]); len(got) != 3 {
 		t.Fatalf("unchecked service: real servers %v, want all three", got)

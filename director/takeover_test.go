@@ -306,11 +306,7 @@ func TestDeviceCheckCommitsChangesOnly(t *testing.T) {
 	w, _ := fenceWorld(t, spec.TakeoverImmediate, nil)
 	tm := w.d.newTerm(2)
 	dev := w.c.fsm.State().Spec.Fencing.Devices[0]
-	commits := func() uint64 {
-		w.c.mu.Lock()
-		defer w.c.mu.Unlock()
-		return w.c.index
-	}
+	commits := w.c.commits
 	ctx := context.Background()
 	tm.recordCheck(ctx, dev, fsm.CheckMonitor, nil)
 	first := commits()

@@ -457,16 +457,12 @@ func TestWritesNeedAFreshVerification(t *testing.T) {
 	w.ipvs.TakeWrites()
 	w.k.ResetWrites()
 	w.c.setSpec(squid("wlc"))
-	w.c.mu.Lock()
-	before := w.c.verified
-	w.c.mu.Unlock()
+	before := w.c.verifications()
 	// Fresh: no second verification for a write right after the first.
 	if err := tm.place(); err != nil {
 		t.Fatal(err)
 	}
-	w.c.mu.Lock()
-	again := w.c.verified - before
-	w.c.mu.Unlock()
+	again := w.c.verifications() - before
 	if again != 0 || len(w.ipvs.TakeWrites()) != 1 {
 		t.Fatalf("a write within the window verified %d more times; want none, and the write made", again)
 	}
@@ -538,9 +534,7 @@ func TestStandbyMovesTheDC(t *testing.T) {
 	if !w.has("eth0") {
 		t.Error("a DC in standby that could not move gave up its VIP")
 	}
-	w.c.mu.Lock()
-	w.c.transferErr = nil
-	w.c.mu.Unlock()
+	w.c.setTransferErr(nil)
 	w.c.setSpec(squid("wlc")) // the next change tries again
 	testkit.WaitFor(t, "the move asked again", func() bool { return w.c.movesAsked() == 2 })
 }
@@ -592,13 +586,11 @@ func TestAVerificationCountsFromItsSending(t *testing.T) {
 	lease := quorum.Lease{Duration: time.Second}
 	w := newWorld(t, func(c *Config) { c.Lease = lease })
 	tm := w.established(2)
-	w.c.mu.Lock()
-	w.c.onVerify = func() {
-		w.c.onVerify = nil
+	w.c.setOnVerify(func() {
+		w.c.onVerify = nil // the fake's lock is held
 		// The answers take longer than the write window to come back.
 		time.Sleep(lease.WriteWindow() + 20*time.Millisecond)
-	}
-	w.c.mu.Unlock()
+	})
 	sent := time.Now()
 	if err := tm.verify(); err != nil {
 		t.Fatal(err)
@@ -606,15 +598,11 @@ func TestAVerificationCountsFromItsSending(t *testing.T) {
 	if tm.verifiedAt.After(sent.Add(time.Millisecond)) {
 		t.Fatalf("the verification counts from %s after it was sent", tm.verifiedAt.Sub(sent))
 	}
-	w.c.mu.Lock()
-	before := w.c.verified
-	w.c.mu.Unlock()
+	before := w.c.verifications()
 	if err := tm.allowed(); err != nil {
 		t.Fatal(err)
 	}
-	w.c.mu.Lock()
-	again := w.c.verified - before
-	w.c.mu.Unlock()
+	again := w.c.verifications() - before
 	if again != 1 {
 		t.Fatalf("a write after a verification whose window had closed verified %d times, want once more", again)
 	}

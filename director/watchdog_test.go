@@ -69,17 +69,12 @@ func TestWatchdogArmedFedAndDisarmed(t *testing.T) {
 	testkit.WaitFor(t, "a renewal to feed it", func() bool { _, f2, _ := wd.counts(); return f2 > f })
 	// From here on every verification fails; the fake counts them, and
 	// spec changes drive them (each is one handle, which verifies first).
-	w.c.mu.Lock()
-	w.c.verifyErr = errNotLeader
-	from := w.c.verified
-	w.c.mu.Unlock()
+	from := w.c.setVerifyErr(errNotLeader)
 	refused := func(n int) {
 		t.Helper()
 		w.c.setSpec(squid([]string{"wlc", "rr"}[n%2]))
 		testkit.WaitFor(t, fmt.Sprintf("refused verification %d", n), func() bool {
-			w.c.mu.Lock()
-			defer w.c.mu.Unlock()
-			return w.c.verified >= from+n
+			return w.c.verifications() >= from+n
 		})
 	}
 	refused(1)
