@@ -221,6 +221,46 @@ func (c *rcluster) status(n string) (status, error) {
 	return st, nil
 }
 
+// event is one entry of an agent's event stream, as `raftlb events
+// --json` prints it (one object a line), with the fields the judges read.
+type event struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Node    string    `json:"node"`
+	VIP     string    `json:"vip"`
+	Service string    `json:"service"`
+	Server  string    `json:"server"`
+}
+
+// events is the recent events n's agent keeps, oldest first.
+func (c *rcluster) events(n string) ([]event, error) {
+	out, err := c.l.Exec("", c.l.Bin("raftlb"), "events", "--api", "unix://"+c.sock(n), "--json")
+	if err != nil {
+		return nil, err
+	}
+	var list []event
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		var e event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			return nil, fmt.Errorf("events of %s: %q: %w", n, line, err)
+		}
+		list = append(list, e)
+	}
+	return list, nil
+}
+
+// lastSeq is the number of the newest event in list (0 for none).
+func lastSeq(list []event) uint64 {
+	if len(list) == 0 {
+		return 0
+	}
+	return list[len(list)-1].Seq
+}
+
 func (c *rcluster) apply(spec string) string {
 	c.t.Helper()
 	f := filepath.Join(c.dir, fmt.Sprintf("spec-%d.yaml", time.Now().UnixNano()))

@@ -895,10 +895,24 @@ func TestRaftlbSpecReachesTheKernel(t *testing.T) {
 	}
 	figure("lab_garp_refreshes_in_11s", float64(fromDC), "count")
 
-	// Another host announcing the VIP is an address conflict, logged.
+	// Another host announcing the VIP is an address conflict, reported in
+	// the DC's event stream.
+	evs, err := c.events(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := lastSeq(evs)
 	c.l.Run(lab.Client, c.l.Bin("raftlb-lab"), "garp", "--iface", "eth0", "--ip", lab.VIP)
-	if err := c.agents[dc].WaitOutput("address conflict", 30*time.Second); err != nil {
-		t.Error(err)
+	if err := lab.Eventually(30*time.Second, func() (bool, error) {
+		evs, err := c.events(dc)
+		for _, e := range evs {
+			if e.Seq > seen && e.Type == "address_conflict" && e.VIP == lab.VIP {
+				return true, nil
+			}
+		}
+		return false, err
+	}); err != nil {
+		t.Errorf("no address_conflict event for %s from the DC %s after another host announced it: %v", lab.VIP, dc, err)
 	}
 
 	// A clean stop puts back what the agent changed.
