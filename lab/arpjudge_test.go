@@ -28,21 +28,7 @@ func TestARPJudgeCanFail(t *testing.T) {
 		}
 		return m
 	}
-	judge := func(name string) lab.ARPReport {
-		t.Helper()
-		w, err := l.StartARPWatch(name, lab.VIP, "--duration", "600ms")
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := w.Wait(30 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Rounds < 10 {
-			t.Fatalf("%s: only %d rounds in 600 ms", name, r.Rounds)
-		}
-		return r
-	}
+	judge := func(name string) lab.ARPReport { return listen(t, l, name) }
 
 	l.Run(lab.M30, "ip", "addr", "add", lab.VIP+"/32", "dev", "eth0")
 	one := judge("arp-one-holder")
@@ -127,18 +113,7 @@ add element arp raftlb_lease vips { %s }
 		}
 		return ok
 	}
-	wire := func(name string) lab.ARPReport {
-		t.Helper()
-		w, err := l.StartARPWatch(name, lab.VIP, "--duration", "600ms")
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := w.Wait(30 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	wire := func(name string) lab.ARPReport { return listen(t, l, name) }
 	m30, err := l.MAC(lab.M30, "eth0")
 	if err != nil {
 		t.Fatal(err)
@@ -156,4 +131,21 @@ add element arp raftlb_lease vips { %s }
 	if r := wire("arp-leased"); r.TwoMACRounds == 0 {
 		t.Errorf("m40 with a live lease: the wire heard %v with no two-MAC round; want both", r.Answers)
 	}
+}
+
+// listen runs the client's ARP judge for 600 ms and returns its report.
+func listen(t *testing.T, l *lab.Lab, name string) lab.ARPReport {
+	t.Helper()
+	w, err := l.StartARPWatch(name, lab.VIP, "--duration", "600ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := w.Wait(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Rounds < 10 {
+		t.Fatalf("%s: only %d rounds in 600 ms", name, r.Rounds)
+	}
+	return r
 }
