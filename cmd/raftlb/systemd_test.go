@@ -71,6 +71,11 @@ func TestSystemdNotify(t *testing.T) {
 	if m := next("the start-up status"); m != "STATUS=starting: cleaning up after the last run (its resources, VIPs and IPVS rules)" {
 		t.Errorf("before the clean-up: %q", m)
 	}
+	// A notifier that waits for the clean-up does nothing anyone can see:
+	// no event marks "still waiting". It is given a moment to misbehave
+	// (one that did not wait would send READY=1 at once) before it is
+	// stopped and what it sent is read.
+	time.Sleep(200 * time.Millisecond)
 	cancel()
 	<-done
 	if got := until("MARK before the clean-up ended"); len(got) != 0 {
