@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/raftlb/raftlb/internal/testkit"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -142,12 +143,7 @@ func newLeaseLab(t *testing.T) *leaseLab {
 		addrs, err := h.AddrList(link, netlink.FAMILY_V6)
 		return err == nil && slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.IP.IsLinkLocalUnicast() })
 	}
-	for deadline := time.Now().Add(5 * time.Second); !ready(ha, "lva") || !ready(hb, "lvb"); {
-		if time.Now().After(deadline) {
-			t.Fatal("the veth pair is not up with IPv6 after 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitForWithin(t, 5*time.Second, "the veth pair up with IPv6", func() bool { return ready(ha, "lva") && ready(hb, "lvb") })
 
 	l := &leaseLab{a: a, b: b}
 	err = leaseInNS(b, func() error {
@@ -453,10 +449,10 @@ func leaseLifecycle(t *testing.T, l *leaseLab, p *leaseProbe, vip netip.Addr) {
 		if from.IsZero() {
 			from = wallNow()
 		}
-		time.Sleep(50 * ms)
+		time.Sleep(50 * ms) // the renewal period is the behaviour under test
 	}
 	to := wallNow()
-	time.Sleep(30 * ms)
+	time.Sleep(30 * ms) // the last probes' answers on their way: the record is read after
 	if missed, sent := p.unanswered(from, to); sent < 10 || len(missed) > 0 {
 		t.Errorf("renewed every 50ms for 1s: of %d probes, those sent at %v got no answer; want every probe answered", sent, missed)
 	}
@@ -701,6 +697,8 @@ func leaseLateness(t *testing.T, l *leaseLab, p *leaseProbe, vip netip.Addr) []t
 			t.Fatal(err)
 		}
 		end := before.Add(d)
+		// The lease's end is waited out: what is measured is the kernel's
+		// last answer before it, read from the prober's record.
 		time.Sleep(time.Until(end) + 150*time.Millisecond)
 		last := p.last(end.Add(150 * time.Millisecond))
 		if last.Before(before) {
