@@ -38,11 +38,40 @@ func (t *term) renew() error {
 		}
 	}
 	lapsed, err := t.d.dp.RS.Renew()
+	if t.grantedLate() {
+		return errors.Join(err, errLateGrant)
+	}
 	if len(lapsed) > 0 {
 		t.burstLeft = t.d.cfg.GARPCount
 		t.burst.Reset(0)
 	}
 	return err
+}
+
+// errLateGrant: a write that granted answers reached the kernel after its
+// verification's window had closed; what it granted was ended.
+var errLateGrant = errors.New("the agent was stalled between its verification and the write: the VIPs' answers were ended until the next verified renewal")
+
+// grantedLate is asked right after every write that lets the kernel answer
+// for the VIPs (a claim, a renewal). allowed checked the write window
+// before the write, but nothing stops the process between that check and
+// the kernel's commit: a DC stopped there (SIGSTOP, a stalled VM) would
+// commit a renewal of a full answer lease seconds after its last
+// verification, beside its successor. So the window is checked again once
+// the write has returned: if it has closed, the commit may have come late,
+// and the answers are ended at once (the addresses stay, silent: the
+// backstop); the next renewal, after a fresh verification, grants them
+// again. What is left is the time between such a late commit and this
+// check, with the process running.
+func (t *term) grantedLate() bool {
+	if time.Since(t.verifiedAt) <= t.d.cfg.Lease.WriteWindow() {
+		return false
+	}
+	if err := t.d.dp.RS.SilenceAnswers(); err != nil {
+		t.log.Error("ending the VIPs' answers after a late write failed: the answer lease ends them", "err", err)
+	}
+	t.log.Warn("a write that lets the kernel answer for the VIPs came after its verification's window (the agent was stalled): the answers are ended until the next verified renewal", "since_verification", time.Since(t.verifiedAt).Round(time.Millisecond))
+	return true
 }
 
 // answerCheckEvery is how often the DC and the followers check the table
@@ -104,6 +133,9 @@ func (t *term) place() error {
 	}
 	if err := t.d.dp.RS.Apply(spec.VIPs, hold); err != nil {
 		return fmt.Errorf("claiming VIPs: %w", err)
+	}
+	if t.grantedLate() {
+		return errLateGrant
 	}
 	now := map[netip.Addr]string{}
 	for _, v := range spec.VIPs {

@@ -98,3 +98,13 @@ func (m *Manager) AnswerRepairs() int {
 	defer m.mu.Unlock()
 	return m.repairs
 }
+
+// SilenceAnswers ends the answer lease of every VIP this node holds, and
+// keeps the VIPs where they are: the DC's write that granted it may have
+// come too late after its verification (director: grantedLate). The next
+// Renew grants it again.
+func (m *Manager) SilenceAnswers() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.endAnswers(sortedAddrs(m.held))
+}
