@@ -39,7 +39,7 @@ func (t *term) renew() error {
 	}
 	lapsed, err := t.d.dp.RS.Renew()
 	if t.grantedLate() {
-		return errors.Join(err, errLateGrant)
+		err = errors.Join(err, errLateGrant)
 	}
 	if len(lapsed) > 0 {
 		t.burstLeft = t.d.cfg.GARPCount
@@ -57,14 +57,15 @@ var errLateGrant = errors.New("the agent was stalled between its verification an
 // before the write, but nothing stops the process between that check and
 // the kernel's commit: a DC stopped there (SIGSTOP, a stalled VM) would
 // commit a renewal of a full answer lease seconds after its last
-// verification, beside its successor. So the window is checked again once
-// the write has returned: if it has closed, the commit may have come late,
-// and the answers are ended at once (the addresses stay, silent: the
+// verification, beside its successor. So the time is checked again once
+// the write has returned: past the window and the stall a successor
+// allows for (quorum.Lease.WriteLateAfter), the commit may have come too
+// late, and the answers are ended at once (the addresses stay, silent: the
 // backstop); the next renewal, after a fresh verification, grants them
 // again. What is left is the time between such a late commit and this
 // check, with the process running.
 func (t *term) grantedLate() bool {
-	if time.Since(t.verifiedAt) <= t.d.cfg.Lease.WriteWindow() {
+	if time.Since(t.verifiedAt) <= t.d.cfg.Lease.WriteLateAfter() {
 		return false
 	}
 	if err := t.d.dp.RS.SilenceAnswers(); err != nil {
@@ -134,9 +135,9 @@ func (t *term) place() error {
 	if err := t.d.dp.RS.Apply(spec.VIPs, hold); err != nil {
 		return fmt.Errorf("claiming VIPs: %w", err)
 	}
-	if t.grantedLate() {
-		return errLateGrant
-	}
+	// Held all the same: a late grant is silenced, not undone; the next
+	// renewal grants the answers again.
+	late := t.grantedLate()
 	now := map[netip.Addr]string{}
 	for _, v := range spec.VIPs {
 		if !hold[v.Address] {
@@ -154,6 +155,9 @@ func (t *term) place() error {
 	if len(fresh) > 0 {
 		t.burstLeft = t.d.cfg.GARPCount
 		t.burst.Reset(0)
+	}
+	if late {
+		return errLateGrant
 	}
 	return nil
 }

@@ -41,6 +41,14 @@ type Lease struct {
 // 200 ms, LAB.md) commits late, and its lease ends late by as much.
 const AnswerExpirySlack = 250 * time.Millisecond
 
+// WriteLateAfter is how long after a verification's sending a write it
+// allowed may still reach the kernel without outliving what a successor
+// waits for (OldHolderGone allows the write window and the stall
+// AnswerExpirySlack names; KernelExpirySlack holds the same quarter
+// second). A write that returns later may have landed later: what it
+// granted is ended (director: grantedLate).
+func (l Lease) WriteLateAfter() time.Duration { return l.WriteWindow() + AnswerExpirySlack }
+
 // MinAnswerLease is the shortest answer lease accepted: renewed three
 // times a lease, each after a round of verification with a majority, it
 // must outlast a verification's round trip and a scheduler's hiccup, or a
