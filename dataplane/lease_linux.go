@@ -17,10 +17,10 @@ import (
 // output hook; golang.org/x/sys/unix does not name it.
 const leaseNFARPOut nftables.ChainHook = 1
 
-// leasePlaceholder is the timeout of the element Renew and Release add
+// leaseStandIn is the timeout of the element Renew and Release add
 // before deleting it, so that the delete finds an element whether or not
 // the VIP had a lease; it never outlives the transaction.
-const leasePlaceholder = time.Millisecond
+const leaseStandIn = time.Millisecond
 
 // NFTLease is the kernel VIPLease: a table of raftlb's own in nftables
 // (see lease.go), written through netlink in one batch per call.
@@ -279,12 +279,12 @@ func (l *NFTLease) install(vips, old []netip.Addr, replace bool) error {
 	return l.flush("install")
 }
 
-// endLeases queues the end of vips' leases: an element with a placeholder
+// endLeases queues the end of vips' leases: a 1 ms stand-in element
 // timeout is added (nothing happens if one is there) so that the delete
 // that follows finds one either way.
 func (l *NFTLease) endLeases(ls *nftables.Set, vips []netip.Addr) error {
-	if err := l.conn.SetAddElements(ls, leaseElems(vips, leasePlaceholder)); err != nil {
-		return fmt.Errorf("queue lease placeholder: %w", err)
+	if err := l.conn.SetAddElements(ls, leaseElems(vips, leaseStandIn)); err != nil {
+		return fmt.Errorf("queue the lease stand-in element: %w", err)
 	}
 	if err := l.conn.SetDeleteElements(ls, leaseElems(vips, 0)); err != nil {
 		return fmt.Errorf("queue lease delete: %w", err)
@@ -300,7 +300,7 @@ func (l *NFTLease) tableExists(f leaseFamily) (bool, error) {
 	return slices.ContainsFunc(ts, func(t *nftables.Table) bool { return t.Name == l.name }), nil
 }
 
-// Renew implements VIPLease: per VIP, add a placeholder, delete, add with
+// Renew implements VIPLease: per VIP, add a 1 ms stand-in element, delete, add with
 // the timeout d — one batch, so the kernel switches from the old lease to
 // the new one at once, and a VIP without a lease gets one.
 func (l *NFTLease) Renew(vips []netip.Addr, d time.Duration) error {
