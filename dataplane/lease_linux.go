@@ -279,9 +279,9 @@ func (l *NFTLease) install(vips, old []netip.Addr, replace bool) error {
 	return l.flush("install")
 }
 
-// endLeases queues the end of vips' leases: a 1 ms stand-in element
-// timeout is added (nothing happens if one is there) so that the delete
-// that follows finds one either way.
+// endLeases queues the end of vips' leases: a stand-in element with a
+// 1 ms timeout is added (nothing happens if one is there) so that the
+// delete that follows finds one either way.
 func (l *NFTLease) endLeases(ls *nftables.Set, vips []netip.Addr) error {
 	if err := l.conn.SetAddElements(ls, leaseElems(vips, leaseStandIn)); err != nil {
 		return fmt.Errorf("queue the lease stand-in element: %w", err)
@@ -300,8 +300,8 @@ func (l *NFTLease) tableExists(f leaseFamily) (bool, error) {
 	return slices.ContainsFunc(ts, func(t *nftables.Table) bool { return t.Name == l.name }), nil
 }
 
-// Renew implements VIPLease: per VIP, add a 1 ms stand-in element, delete, add with
-// the timeout d — one batch, so the kernel switches from the old lease to
+// Renew implements VIPLease: per VIP, add a 1 ms stand-in element,
+// delete it, add one with the timeout d — one batch, so the kernel switches from the old lease to
 // the new one at once, and a VIP without a lease gets one.
 func (l *NFTLease) Renew(vips []netip.Addr, d time.Duration) error {
 	vips, d, err := renewArgs(vips, d)
