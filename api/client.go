@@ -154,12 +154,13 @@ func (c *Client) RemoveNode(ctx context.Context, node string, force bool) error 
 }
 
 // MoveDC asks the DC to hand its role to node (any that can direct when
-// ""), and returns the new DC.
-func (c *Client) MoveDC(ctx context.Context, node string) (string, error) {
+// ""), and returns the new DC, with what had not settled yet when the
+// agent answered (MoveResponse.Pending).
+func (c *Client) MoveDC(ctx context.Context, node string) (MoveResponse, error) {
 	body, _ := json.Marshal(NodeRequest{Node: node})
 	var r MoveResponse
 	err := c.do(ctx, http.MethodPost, "/v1/dc/move", "application/json", body, &r)
-	return r.DC, err
+	return r, err
 }
 
 // SetStandby puts a node in standby or takes it out.

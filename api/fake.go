@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"maps"
+	"net/netip"
 	"reflect"
 	"slices"
 	"sync"
@@ -43,6 +45,11 @@ type FakeAgent struct {
 	AdminErr error
 	Removed  []NodeRequest
 	Moved    []string
+	// MoveStalls makes a MoveDC succeed without the successor ever taking
+	// over; otherwise the successor becomes the DC that Leader names and
+	// holds every VIP of Current in State's holders.
+	MoveStalls bool
+	holders    map[netip.Addr]fsm.Holder
 
 	// FenceResult is what every fencing comes to in the history (success
 	// when empty); FenceErr refuses fence and confirm requests.
@@ -76,7 +83,7 @@ func (a *FakeAgent) State() fsm.State {
 	spec := a.Spec()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return fsm.State{Spec: spec, Nodes: a.Nodes}
+	return fsm.State{Spec: spec, Nodes: a.Nodes, Holders: maps.Clone(a.holders)}
 }
 
 // SetStandby implements Agent.
@@ -168,7 +175,15 @@ func (a *FakeAgent) MoveDC(_ context.Context, to string) (string, error) {
 	if to == "" {
 		to = "n2"
 	}
-	return to, a.AdminErr
+	if a.AdminErr != nil || a.MoveStalls {
+		return to, a.AdminErr
+	}
+	a.View.DC = to
+	a.holders = make(map[netip.Addr]fsm.Holder)
+	for _, v := range a.Current.VIPs {
+		a.holders[v.Address] = fsm.Holder{Node: to, Term: 2}
+	}
+	return to, nil
 }
 
 // Applied returns the ApplySpec calls so far.

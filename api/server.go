@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,6 +73,10 @@ type NodeRequest struct {
 // MoveResponse answers POST /v1/dc/move.
 type MoveResponse struct {
 	DC string `json:"dc"`
+	// Pending says what had not settled when the answer was given: this
+	// node did not yet know DC as the DC, or DC did not yet hold every
+	// VIP (empty when the move is complete as seen from here).
+	Pending string `json:"pending,omitempty"`
 }
 
 // maxBody bounds every request body.
@@ -131,6 +136,7 @@ type Server struct {
 	logger    *slog.Logger
 	http      *http.Server
 	dcWait    time.Duration
+	settle    time.Duration // how long a DC move waits for the new DC to hold the VIPs
 	events    *events.Bus
 	stopping  chan struct{} // closed by Shutdown: event streams end
 	stopOnce  sync.Once
@@ -139,7 +145,7 @@ type Server struct {
 // NewServer builds the API. left is called after a successful leave so the
 // agent can shut down.
 func NewServer(agent Agent, left func(), logger *slog.Logger) *Server {
-	s := &Server{agent: agent, left: left, logger: logger.With("component", "api"), dcWait: defaultDCWait, stopping: make(chan struct{})}
+	s := &Server{agent: agent, left: left, logger: logger.With("component", "api"), dcWait: defaultDCWait, settle: defaultSettle, stopping: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("POST /v1/apply", s.apply)
@@ -412,8 +418,61 @@ func (s *Server) moveDC(w http.ResponseWriter, r *http.Request) {
 	}
 	s.act(w, r, "move request", &req, check, func(ctx context.Context) (any, error) {
 		dc, err := s.agent.MoveDC(ctx, req.Node)
-		return MoveResponse{DC: dc}, err
+		if err != nil {
+			return nil, err
+		}
+		return MoveResponse{DC: dc, Pending: s.settled(ctx, dc)}, nil
 	})
+}
+
+// defaultSettle bounds the wait of a DC move for its successor: the
+// hand-over lets it claim at once, so this is seconds of slack for a
+// slow machine, within requestTimeout.
+const defaultSettle = 5 * time.Second
+
+// settled waits until this node knows dc as the DC and dc holds every VIP
+// of the spec, so that a status read once `raftlb dc move` returned shows
+// the move done, not "VIP held by nobody" mid-hand-over: a planned move
+// must not page anyone. It returns what is still pending when the wait
+// ends first ("" once settled).
+func (s *Server) settled(ctx context.Context, dc string) string {
+	ctx, cancel := context.WithTimeout(ctx, s.settle)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		pending := s.pendingMove(dc)
+		if pending == "" {
+			return ""
+		}
+		select {
+		case <-ctx.Done():
+			return pending
+		case <-tick.C:
+		}
+	}
+}
+
+// pendingMove is what keeps a move to dc from being complete as this
+// node sees it, "" when nothing does.
+func (s *Server) pendingMove(dc string) string {
+	if known := s.agent.Leader(); known != dc {
+		if known == "" {
+			known = "none"
+		}
+		return fmt.Sprintf("this node does not know %s as the DC yet (it knows: %s)", dc, known)
+	}
+	st := s.agent.State()
+	var waiting []string
+	for _, v := range st.Spec.VIPs {
+		if h, ok := st.Holders[v.Address]; !ok || h.Node != dc || h.Released {
+			waiting = append(waiting, v.Address.String())
+		}
+	}
+	if len(waiting) > 0 {
+		return fmt.Sprintf("%s does not hold VIP(s) %s yet", dc, strings.Join(waiting, ", "))
+	}
+	return ""
 }
 
 func (s *Server) standby(w http.ResponseWriter, r *http.Request) {

@@ -676,6 +676,39 @@ func TestNewClientRejectsBadAddr(t *testing.T) {
 // TestMaintenanceEndpoints: node removal, DC move, standby and a real
 // server's disable reach the agent as asked; bad requests and refusals
 // come back as clear errors that change nothing.
+// TestMoveAnswersOnceSettled: a DC move answers once the successor is the
+// DC this node knows and holds every VIP; one whose successor never takes
+// over answers all the same (the role moved) and says what is pending.
+func TestMoveAnswersOnceSettled(t *testing.T) {
+	cur, err := spec.ParseServices([]byte(validServices))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := &FakeAgent{Current: cur, View: status.Status{DC: "n1"}}
+	ts := startServer(t, agent)
+	moved, err := ts.client.MoveDC(context.Background(), "n3")
+	if err != nil || moved != (MoveResponse{DC: "n3"}) {
+		t.Fatalf("settled move: %+v, %v", moved, err)
+	}
+
+	agent.mu.Lock()
+	agent.MoveStalls = true
+	agent.mu.Unlock()
+	ts.srv.settle = 100 * time.Millisecond
+	moved, err = ts.client.MoveDC(context.Background(), "n2")
+	if err != nil || moved.DC != "n2" || !strings.Contains(moved.Pending, "does not know n2 as the DC yet (it knows: n3)") {
+		t.Errorf("stalled move: %+v, %v", moved, err)
+	}
+	agent.mu.Lock()
+	agent.View.DC = "n2"
+	agent.mu.Unlock()
+	moved, err = ts.client.MoveDC(context.Background(), "n2")
+	vip := cur.VIPs[0].Address.String()
+	if err != nil || !strings.Contains(moved.Pending, "n2 does not hold VIP(s) "+vip+" yet") {
+		t.Errorf("move without the VIPs: %+v, %v", moved, err)
+	}
+}
+
 func TestMaintenanceEndpoints(t *testing.T) {
 	cur, err := spec.ParseServices([]byte(validServices))
 	if err != nil {
@@ -688,8 +721,8 @@ func TestMaintenanceEndpoints(t *testing.T) {
 	if err := ts.client.RemoveNode(ctx, "n3", true); err != nil {
 		t.Fatal(err)
 	}
-	if dc, err := ts.client.MoveDC(ctx, ""); err != nil || dc != "n2" {
-		t.Errorf("move: %q, %v", dc, err)
+	if moved, err := ts.client.MoveDC(ctx, ""); err != nil || moved != (MoveResponse{DC: "n2"}) {
+		t.Errorf("move: %+v, %v", moved, err)
 	}
 	if err := ts.client.SetStandby(ctx, "n3", true); err != nil {
 		t.Fatal(err)

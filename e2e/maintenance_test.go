@@ -99,9 +99,24 @@ func TestMaintenanceThroughTheCLI(t *testing.T) {
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "the DC is now "+via.name {
 		t.Fatalf("dc move: %s", r)
 	}
-	if st := c.mustStatus(dc); st.DC != via.name {
-		t.Errorf("after dc move the DC is %q, want %s", st.DC, via.name)
+	if r.stderr != "" {
+		t.Errorf("dc move warned: %s", r)
 	}
+	// Once the move returned, the node asked shows it done: the new DC,
+	// and nothing critical (a planned move pages no one). The old DC
+	// learns the new one from its next heartbeat.
+	if st := c.mustStatus(standby); st.DC != via.name {
+		t.Errorf("after dc move the DC is %q on the node asked, want %s", st.DC, via.name)
+	}
+	if r := c.run("status", "--api", standby.api); r.code >= 2 {
+		t.Errorf("status right after a planned move: %s", r)
+	}
+	c.waitFor("the old DC knows the new one", changeTimeout, func() error {
+		if st := c.mustStatus(dc); st.DC != via.name {
+			return fmt.Errorf("the old DC %s names %q as DC", dc.name, st.DC)
+		}
+		return nil
+	})
 	r = c.run("dc", "move", "--api", dc.api, standby.name)
 	if r.code == 0 || !strings.Contains(r.stderr, "cannot take the DC role") {
 		t.Errorf("dc move to a node in standby: %s", r)

@@ -65,11 +65,14 @@ func runDC(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 	defer cancel()
-	dc, err := c.MoveDC(ctx, fs.Arg(0))
+	moved, err := c.MoveDC(ctx, fs.Arg(0))
 	if err != nil {
 		return fmt.Errorf("dc move: %w", err)
 	}
-	fmt.Fprintf(stdout, "the DC is now %s\n", dc)
+	fmt.Fprintf(stdout, "the DC is now %s\n", moved.DC)
+	if moved.Pending != "" {
+		fmt.Fprintf(stderr, "warning: the move is not complete yet: %s (see raftlb status)\n", moved.Pending)
+	}
 	return nil
 }
 
