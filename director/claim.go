@@ -223,6 +223,7 @@ func (t *term) reconcile() error {
 	if t.handingOver {
 		return nil // balancing stopped for the hand-over
 	}
+	d.syncAs(dataplane.SyncMaster)
 	state := d.c.FSM().State()
 	online := d.c.OnlineNodes()
 	isOnline := func(n string) bool { return online[n] }

@@ -23,6 +23,8 @@ type Dataplane struct {
 	RS   *realserver.Manager
 	IPVS dataplane.IPVS
 	ARP  dataplane.ARP
+	// Sync, when set, runs IPVS connection synchronisation (sync.go).
+	Sync *ConnSync
 }
 
 // Config tunes the director. Zero fields take the defaults.

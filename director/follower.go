@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/spec"
 )
@@ -180,7 +181,9 @@ func (d *Director) follow() error {
 	if err != nil {
 		err = fmt.Errorf("placing VIPs on lo: %w", err)
 	}
-	return errors.Join(err, d.flush(spec))
+	err = errors.Join(err, d.flush(spec))
+	d.syncAs(dataplane.SyncBackup)
+	return err
 }
 
 // owned is the set of VIPs whose IPVS services raftlb manages: those in

@@ -2,6 +2,7 @@ package director
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -51,9 +52,11 @@ type world struct {
 	// answers gates what the fake kernel answers for the VIPs, as the
 	// agent's nftables lease does.
 	answers *dataplane.FakeLease
-	d       *Director
-	logs    *testkit.LogBuffer
-	bus     *events.Bus // what the director published
+	// sync is the kernel's IPVS sync daemons, seen through syncWatch.
+	sync *dataplane.FakeSync
+	d    *Director
+	logs *testkit.LogBuffer
+	bus  *events.Bus // what the director published
 }
 
 // events lists the types of the events published so far, in order, with
@@ -111,13 +114,38 @@ func newWorld(t *testing.T, mod func(*Config)) *world {
 		t.Fatal(err)
 	}
 	w.c.setSpec(squid("rr"))
-	w.d = New(w.c, &Dataplane{RS: w.rs, IPVS: w.ipvs, ARP: w.arp}, cfg)
+	w.sync = &dataplane.FakeSync{}
+	sync := &ConnSync{Kernel: &syncWatch{FakeSync: w.sync, w: w}, Interface: "eth0", ID: 7}
+	w.d = New(w.c, &Dataplane{RS: w.rs, IPVS: w.ipvs, ARP: w.arp, Sync: sync}, cfg)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("director logs:\n%s", w.logs.String())
 		}
 	})
 	return w
+}
+
+// syncWatch records, for each sync daemon started, whether the VIP was on
+// its interface at that moment: a master must be running (and the
+// backup, whose kernel does not balance, gone) before the VIP goes there.
+type syncWatch struct {
+	*dataplane.FakeSync
+	w       *world
+	mu      sync.Mutex
+	started []string
+}
+
+func (s *syncWatch) StartSyncDaemon(d dataplane.SyncDaemon) error {
+	s.mu.Lock()
+	s.started = append(s.started, fmt.Sprintf("%s (VIP on eth0: %v)", d.Role, s.w.has("eth0")))
+	s.mu.Unlock()
+	return s.FakeSync.StartSyncDaemon(d)
+}
+
+func (s *syncWatch) Started() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.started)
 }
 
 // run starts the director's Run loop; it stops when the test ends.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ type Manager struct {
 	stateFile string
 	lease     time.Duration
 	logger    *slog.Logger
+	connSync  bool // the node runs IPVS connection synchronisation: its sysctls are set
 
 	mu      sync.Mutex
 	managed map[netip.Addr]string // VIP → its interface
@@ -66,13 +68,16 @@ type Config struct {
 	// millisecond (answers.go).
 	Answers     dataplane.VIPLease
 	AnswerLease time.Duration
-	Logger      *slog.Logger
+	// ConnSync says the node runs IPVS connection synchronisation, whose
+	// kernel settings it then makes (sysctl.go).
+	ConnSync bool
+	Logger   *slog.Logger
 }
 
 // New returns a Manager.
 func New(k Kernel, cfg Config) *Manager {
 	return &Manager{
-		k: k, iface: cfg.Interface, stateFile: cfg.StateFile, lease: cfg.Lease, answers: cfg.Answers, answerFor: cfg.AnswerLease,
+		k: k, iface: cfg.Interface, stateFile: cfg.StateFile, lease: cfg.Lease, answers: cfg.Answers, answerFor: cfg.AnswerLease, connSync: cfg.ConnSync,
 		logger:  cfg.Logger.With("component", "realserver"),
 		managed: map[netip.Addr]string{},
 		held:    map[netip.Addr]bool{},
@@ -363,7 +368,7 @@ func (m *Manager) ifaces() []string {
 // applySysctls sets the table, remembering each previous value once so
 // Shutdown restores what the operator had.
 func (m *Manager) applySysctls() error {
-	for _, s := range nodeSysctls(m.ifaces()) {
+	for _, s := range nodeSysctls(m.ifaces(), m.connSync) {
 		cur, err := m.k.Sysctl(s.key)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", s.key, err)
@@ -371,7 +376,7 @@ func (m *Manager) applySysctls() error {
 		if _, seen := m.prev[s.key]; !seen {
 			m.prev[s.key] = cur
 		}
-		if cur == s.value {
+		if sameSysctl(cur, s.value) {
 			continue
 		}
 		if err := m.k.SetSysctl(s.key, s.value); err != nil {
@@ -380,6 +385,12 @@ func (m *Manager) applySysctls() error {
 		m.logger.Info("sysctl set", "key", s.key, "value", s.value, "was", cur, "why", s.why)
 	}
 	return nil
+}
+
+// sameSysctl compares a value read back with one written: the kernel
+// prints a vector's values apart by tabs ("3\t0" for "3 0").
+func sameSysctl(read, written string) bool {
+	return strings.Join(strings.Fields(read), " ") == written
 }
 
 // Shutdown removes the VIPs from lo and the interface, then restores the

@@ -232,3 +232,47 @@ func TestReleaseAfterTheAgent(t *testing.T) {
 		t.Errorf("release without a state file: %v, %v", got, err)
 	}
 }
+
+// TestConnSyncSysctls: a node that runs IPVS connection synchronisation
+// sets its settings (backup_only above all: a copied entry must not make a
+// real server balance) and restores the operator's on shutdown; a vector
+// the kernel prints with a tab is not written again; a node without
+// synchronisation leaves them alone.
+func TestConnSyncSysctls(t *testing.T) {
+	const backupOnly, threshold = "net/ipv4/vs/backup_only", "net/ipv4/vs/sync_threshold"
+	k := NewFake("eth0")
+	_ = k.SetSysctl(threshold, "3\t50") // the kernel's default, as it prints it
+	m := New(k, Config{Interface: "eth0", StateFile: filepath.Join(t.TempDir(), "vips.json"), ConnSync: true, Logger: discard()})
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := k.Sysctl(backupOnly); v != "1" {
+		t.Errorf("backup_only = %s, want 1", v)
+	}
+	_ = k.SetSysctl(threshold, "3\t0") // read back as the kernel prints it
+	k.ResetWrites()
+	if err := m.applySysctls(); err != nil { // as for a VIP on a new interface
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(k.Writes, func(w string) bool { return strings.HasPrefix(w, "sysctl") }) {
+		t.Errorf("settings already in place written again: %v", k.Writes)
+	}
+	if err := m.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := k.Sysctl(backupOnly); v != "0" {
+		t.Errorf("backup_only restored to %s, want 0", v)
+	}
+	if v, _ := k.Sysctl(threshold); v != "3\t50" {
+		t.Errorf("sync_threshold restored to %q, want the kernel's default", v)
+	}
+
+	k = NewFake("eth0")
+	m = New(k, Config{Interface: "eth0", StateFile: filepath.Join(t.TempDir(), "vips.json"), Logger: discard()})
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(k.Writes, func(w string) bool { return strings.Contains(w, "vs/sync_") || strings.Contains(w, backupOnly) }) {
+		t.Errorf("a node without synchronisation set its settings: %v", k.Writes)
+	}
+}

@@ -10,9 +10,30 @@ type sysctl struct {
 }
 
 // nodeSysctls is every kernel setting the agent makes on a node with the
-// kernel data plane: the ARP table below and the IPVS connection handling.
-func nodeSysctls(ifaces []string) []sysctl {
-	return append(arpSysctls(ifaces), ipvsSysctls...)
+// kernel data plane: the ARP table below and the IPVS connection handling,
+// with the connection synchronisation's when the node runs it.
+func nodeSysctls(ifaces []string, connSync bool) []sysctl {
+	out := append(arpSysctls(ifaces), ipvsSysctls...)
+	if connSync {
+		out = append(out, syncSysctls...)
+	}
+	return out
+}
+
+// syncSysctls shape IPVS connection synchronisation (the DC's kernel sends
+// every connection it balances to the others, which keep a copy: the next
+// DC forwards an established connection's next packet to the same real
+// server). Every node is also a real server, so a copy must never make a
+// node balance.
+var syncSysctls = []sysctl{
+	{"net/ipv4/vs/backup_only", "1",
+		"while this node keeps copies (the backup sync daemon: every node but the DC), its IPVS does not direct: a copied entry must not make a real server forward a packet it should serve itself to another one (the double-balancing loop)"},
+	{"net/ipv4/vs/sync_persist_mode", "0",
+		"send both the connections and the persistence templates, so a persistent client's next connection still reaches its server after a failover"},
+	{"net/ipv4/vs/sync_threshold", "3 0",
+		"no sync period by packet count (the second value 0): with sync_refresh_period, a TCP connection is sent as soon as it is established, not at its third packet, and a long idle one (SSH) is known to the next DC"},
+	{"net/ipv4/vs/sync_refresh_period", "10",
+		"send a connection again at most every 10 s while its state is unchanged, so a copy does not expire on the backups while the connection lives"},
 }
 
 // ipvsSysctls make IPVS forget connections whose real server is gone.

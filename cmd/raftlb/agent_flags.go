@@ -53,6 +53,9 @@ type agentFlags struct {
 	smtpRelay, mailFrom                                    string
 	httpAddr                                               string
 	httpMTLS, httpPublic                                   bool
+	ipvsSync                                               bool
+	ipvsSyncIface                                          string
+	ipvsSyncID                                             int
 }
 
 // newAgentFlagSet defines the agent's flags. The config file's keys are
@@ -111,6 +114,9 @@ func newAgentFlagSet(stderr io.Writer) (*flag.FlagSet, *agentFlags) {
 	fs.IntVar(&f.garpCount, "garp-count", 3, "gratuitous ARPs (for IPv6: unsolicited neighbour advertisements) per VIP when this node becomes DC")
 	fs.DurationVar(&f.garpRefresh, "garp-refresh", 5*time.Second, "repeat a gratuitous ARP (IPv6: neighbour advertisement) per VIP this often while DC (negative: never)")
 	fs.DurationVar(&f.vipLease, "vip-lease", quorum.DefaultLease, "lifetime of a VIP on the DC's interface, renewed after each verification of leadership; the kernel drops it when the agent dies or hangs (whole seconds)")
+	fs.BoolVar(&f.ipvsSync, "ipvs-sync", true, "synchronise IPVS connections (the kernel's sync daemon: master on the DC, backup elsewhere) so established connections survive a change of DC")
+	fs.StringVar(&f.ipvsSyncIface, "ipvs-sync-interface", "", "interface the connection sync's multicast uses (default: the one holding --bind)")
+	fs.IntVar(&f.ipvsSyncID, "ipvs-sync-id", 0, "sync id of this cluster's connection sync, 1 to 255, the same on every node (0: derived from the cluster CA's certificate)")
 	fs.DurationVar(&f.arpLease, "arp-lease", quorum.DefaultAnswerLease, "how long the DC's kernel answers ARP (IPv6: neighbour solicitations) for a VIP after the last verification of leadership, enforced to the millisecond by an nftables table of raftlb's own; the VIP lease is its backstop (0: the VIP lease alone, and a takeover waits it out)")
 	return fs, f
 }
@@ -187,6 +193,9 @@ func parseAgentArgs(args []string, stderr io.Writer) (*agentFlags, error) {
 		if err := procrun.CheckDirs("--ocf-root", []string{f.ocfRoot}); err != nil {
 			return nil, fmt.Errorf("%w: %v", cli.ErrUsage, err)
 		}
+	}
+	if err := f.checkSync(fs); err != nil {
+		return nil, fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 	if f.execMaxProcs < 1 || f.execMaxProcs > 1024 {
 		return nil, fmt.Errorf("%w: --exec-max-procs %d: want 1 to 1024", cli.ErrUsage, f.execMaxProcs)

@@ -109,6 +109,10 @@ func TestAgentRefusesBadInput(t *testing.T) {
 		{"relative hook dir", []string{"--hook-dir", "hooks"}, []string{"--hook-dir", "hooks"}},
 		{"unknown fence user", []string{"--fence-user", "no-such-user-x"}, []string{"--fence-user", "no-such-user-x"}},
 		{"exec max procs zero", []string{"--exec-max-procs", "0"}, []string{"--exec-max-procs 0: want 1 to 1024"}},
+		{"sync id above a byte", []string{"--ipvs-sync-id", "256"}, []string{"--ipvs-sync-id 256: want 1 to 255"}},
+		{"negative sync id", []string{"--ipvs-sync-id", "-1"}, []string{"--ipvs-sync-id -1: want 1 to 255"}},
+		{"sync id without sync", []string{"--ipvs-sync=false", "--ipvs-sync-id", "5"}, []string{"--ipvs-sync-interface and --ipvs-sync-id go with --ipvs-sync"}},
+		{"sync interface name too long", []string{"--ipvs-sync-interface", "averyverylongname"}, []string{`--ipvs-sync-interface "averyverylongname": an interface name has at most 15 characters`}},
 		{"http mtls without http", []string{"--http-mtls"}, []string{"--http-mtls and --http-public go with --http"}},
 		{"http on a network address", []string{"--http", "10.9.9.9:9647"}, []string{"--http 10.9.9.9:9647 is not loopback", "--http-mtls", "--http-public"}},
 	}

@@ -39,9 +39,16 @@ func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, fu
 		}
 		dp := &director.Dataplane{
 			RS: realserver.New(realserver.NewFake(iface), realserver.Config{Interface: iface, StateFile: filepath.Join(f.dataDir, "vips.json"), Lease: f.vipLease,
-				Answers: answers, AnswerLease: f.arpLease, Logger: logger}),
+				Answers: answers, AnswerLease: f.arpLease, ConnSync: f.ipvsSync, Logger: logger}),
 			IPVS: dataplane.NewFakeIPVS(),
 			ARP:  &dataplane.FakeARP{},
+		}
+		if f.ipvsSync {
+			id, err := f.syncID()
+			if err != nil {
+				return nil, nil, err
+			}
+			dp.Sync = &director.ConnSync{Kernel: &dataplane.FakeSync{}, Interface: iface, ID: id}
 		}
 		if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 			return nil, nil, fmt.Errorf("create data dir: %w", err)
@@ -68,7 +75,7 @@ func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, fu
 		answers, closeAnswers = l, func() { _ = l.Close() }
 	}
 	rs := realserver.New(realserver.Netlink{}, realserver.Config{Interface: f.iface, StateFile: filepath.Join(f.dataDir, "vips.json"), Lease: f.vipLease,
-		Answers: answers, AnswerLease: f.arpLease, Logger: logger})
+		Answers: answers, AnswerLease: f.arpLease, ConnSync: f.ipvsSync, Logger: logger})
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		closeAnswers()
 		return nil, nil, fmt.Errorf("create data dir: %w", err)
@@ -86,7 +93,29 @@ func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, fu
 		closeAnswers()
 		return nil, nil, err
 	}
-	return &director.Dataplane{RS: rs, IPVS: ipvs, ARP: dataplane.RawARP{}}, func() { ipvs.Close(); closeAnswers() }, nil
+	dp := &director.Dataplane{RS: rs, IPVS: ipvs, ARP: dataplane.RawARP{}}
+	stopSync := func() {}
+	if f.ipvsSync {
+		k, err := dataplane.NewKernelSync()
+		if err == nil {
+			dp.Sync, err = f.connSync(k)
+		}
+		if err != nil {
+			_ = rs.Shutdown()
+			ipvs.Close()
+			closeAnswers()
+			return nil, nil, err
+		}
+		// After the real-server side's Shutdown (the VIPs are off lo): the
+		// node keeps its backup until then, so no copied entry makes it
+		// balance while it still serves the VIP.
+		stopSync = func() {
+			if _, err := dataplane.SetSyncRole(k, dataplane.SyncDaemon{}); err != nil {
+				logger.Error("stopping the IPVS sync daemon", "err", err)
+			}
+		}
+	}
+	return dp, func() { stopSync(); ipvs.Close(); closeAnswers() }, nil
 }
 
 // checkIPVS fails fast on a host whose kernel has no IPVS: the data plane
