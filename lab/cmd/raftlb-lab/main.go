@@ -23,8 +23,9 @@ import (
 const usage = `raftlb-lab — traffic for the raftlb kernel lab
 
 Usage:
-  raftlb-lab serve --name NAME --port PORT [--addr 0.0.0.0]
-      answer every TCP connection with "NAME\n", then close it
+  raftlb-lab serve --name NAME --port PORT [--addr 0.0.0.0] [--echo]
+      answer every TCP connection with "NAME\n", then close it; with --echo,
+      keep it open and answer every line the client sends with "NAME LINE\n"
   raftlb-lab probe --target IP:PORT [--interval 20ms] [--duration 10s | --until-signal]
                    [--timeout 200ms] [--count N] [--out FILE]
       open a new TCP connection every interval and report, as JSON, who
