@@ -163,11 +163,13 @@ func openHeld(ctx context.Context, target string, timeout time.Duration) (*held,
 	h := &held{conn: conn, r: bufio.NewReaderSize(conn, maxLine)}
 	h.rec.LocalPort = conn.LocalAddr().(*net.TCPAddr).Port
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
 	conn.SetReadDeadline(time.Now().Add(timeout))
 	greeting, err := h.readLine()
 	if err == nil && greeting == "" {
 		err = errors.New("empty greeting")
+	}
+	if !stop() && err == nil {
+		err = ctx.Err() // ended as the greeting came: the connection is closed
 	}
 	if err != nil {
 		conn.Close()
