@@ -198,10 +198,12 @@ type Reporter[R any] struct {
 	Out string // the JSON report, in LogDir
 }
 
-// Probe is a raftlb-lab probe; ARPWatch is the client-side judge of who
-// answers ARP for the VIP.
+// Probe is a raftlb-lab probe; Hold holds long-lived connections through
+// the VIP; ARPWatch is the client-side judge of who answers ARP for the
+// VIP.
 type (
 	Probe    = Reporter[ProbeReport]
+	Hold     = Reporter[HoldReport]
 	ARPWatch = Reporter[ARPReport]
 )
 
@@ -228,6 +230,19 @@ func (l *Lab) StartProbe(name, target string, flags ...string) (*Probe, error) {
 		args = append(args, "--until-signal")
 	}
 	return startReporter[ProbeReport](l, name, "probing", append(args, flags...)...)
+}
+
+// StartHold starts raftlb-lab hold against target (the real servers run
+// serve --echo) from the client namespace, and returns once every
+// connection is established and greeted. flags are hold's (--conns,
+// --interval, --timeout, --duration, …); without --duration it holds until
+// Stop.
+func (l *Lab) StartHold(name, target string, flags ...string) (*Hold, error) {
+	args := []string{"hold", "--target", target}
+	if !hasFlag(flags, "duration") {
+		args = append(args, "--until-signal")
+	}
+	return startReporter[HoldReport](l, name, "holding", append(args, flags...)...)
 }
 
 // StartARPWatch starts the ARP judge for vip in the client namespace,

@@ -118,3 +118,61 @@ func longest(ws []ARPWindow) float64 {
 	}
 	return m
 }
+
+// The JSON report that `raftlb-lab hold` writes: whether established
+// connections through the VIP survive a failover — kept on the same real
+// server, never reset.
+
+// HoldReport is hold's verdict on each of its connections. Every
+// connection ends in exactly one of: alive, waiting, or failed (counted
+// by class in Reset, EOF, Moved and OtherFailures).
+type HoldReport struct {
+	Target     string  `json:"target"`
+	IntervalMS float64 `json:"interval_ms"`
+	TimeoutMS  float64 `json:"timeout_ms"`
+	// Start is when every connection was open and greeted; End is when
+	// hold stopped.
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+
+	Conns int `json:"conns"`
+	// Servers counts connections per server, by the name it greeted with.
+	Servers map[string]int `json:"servers"`
+	// Alive counts connections that never failed and whose last exchange
+	// was answered; Waiting those that never failed but were still
+	// waiting for an answer when hold stopped.
+	Alive   int `json:"alive"`
+	Waiting int `json:"waiting"`
+	Reset   int `json:"reset"`
+	EOF     int `json:"eof"`
+	Moved   int `json:"moved"`
+	// OtherFailures counts the failures of any other class (timeout, a
+	// garbled answer, …).
+	OtherFailures int `json:"other_failures"`
+
+	Records []HoldConn `json:"records"`
+}
+
+// HoldConn is one long-lived connection, in the order they were opened.
+type HoldConn struct {
+	LocalPort int `json:"local_port"`
+	// Server is the name the server greeted with; every answer must
+	// carry it.
+	Server string `json:"server"`
+	// Exchanges counts answered lines; LastAnswer is when the last one
+	// came, so a scenario can tell a connection that worked after a
+	// failover from one that merely was not tested.
+	Exchanges  int        `json:"exchanges"`
+	LastAnswer *time.Time `json:"last_answer,omitempty"`
+	// LongestExchangeMS is the longest one exchange took, from sending a
+	// line to its answer — or to its failure, or to the end of hold for
+	// one still waiting.
+	LongestExchangeMS float64 `json:"longest_exchange_ms"`
+	Waiting           bool    `json:"waiting,omitempty"`
+	// Error is the class of the connection's failure: reset, eof,
+	// timeout, moved (an answer named another server), other; Detail the
+	// error text, FailedAt when it happened. A failed connection stops.
+	Error    string     `json:"error,omitempty"`
+	Detail   string     `json:"detail,omitempty"`
+	FailedAt *time.Time `json:"failed_at,omitempty"`
+}

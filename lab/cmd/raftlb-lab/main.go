@@ -23,12 +23,18 @@ import (
 const usage = `raftlb-lab — traffic for the raftlb kernel lab
 
 Usage:
-  raftlb-lab serve --name NAME --port PORT [--addr 0.0.0.0]
-      answer every TCP connection with "NAME\n", then close it
+  raftlb-lab serve --name NAME --port PORT [--addr 0.0.0.0] [--echo]
+      answer every TCP connection with "NAME\n", then close it; with --echo,
+      keep it open and answer every line the client sends with "NAME LINE\n"
   raftlb-lab probe --target IP:PORT [--interval 20ms] [--duration 10s | --until-signal]
                    [--timeout 200ms] [--count N] [--out FILE]
       open a new TCP connection every interval and report, as JSON, who
       answered and how long the longest outage lasted
+  raftlb-lab hold --target IP:PORT [--conns 9] [--interval 200ms] [--timeout 30s]
+                  [--duration 10s | --until-signal] [--count N] [--out FILE]
+      hold connections open to a serve --echo, exchange a line on each every
+      interval, and report, as JSON, whether each survived: no reset, and
+      every answer from the server that greeted it
   raftlb-lab arpwatch --vip IP [--iface eth0] [--interval 20ms] [--duration D] [--out FILE]
       ask who-has VIP every interval and report, as JSON, every round in
       which two or more MACs (or none) answered, and the gratuitous ARPs seen
@@ -48,7 +54,8 @@ Run 'raftlb-lab COMMAND -h' for the flags of a command.
 
 func main() {
 	// SIGTERM and SIGINT end the commands gracefully: serve stops
-	// listening, probe and arpwatch stop and still write their reports.
+	// listening, probe, hold and arpwatch stop and still write their
+	// reports.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	var code int
 	if filepath.Base(os.Args[0]) == FenceAgentName {
@@ -68,6 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runGARP(args, stdout, stderr)
 		},
 		"probe":    runProbe,
+		"hold":     runHold,
 		"arpwatch": runARPWatch,
 		"fetch":    runFetch,
 	}, args, stdout, stderr)

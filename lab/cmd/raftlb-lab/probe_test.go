@@ -200,6 +200,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{"serve", "--name", "m40", "--port", "70000"},
 		{"serve", "--name", "m40", "--port", "80", "--addr", "vip"},
 		{"serve", "--name", "m40", "--port", "80", "extra"},
+		{"serve", "--name", "m40", "--port", "80", "--echo", "--http", "--body-file", "/dev/null"},
 		{"probe"},
 		{"probe", "--target", "127.0.0.1"},
 		{"probe", "--target", "127.0.0.1:80", "--interval", "0s"},

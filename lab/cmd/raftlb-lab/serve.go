@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/raftlb/raftlb/internal/cli"
@@ -27,6 +29,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// health check (a digest that stops matching).
 	httpMode := fs.Bool("http", false, "answer HTTP requests instead of writing the name")
 	bodyFile := fs.String("body-file", "", "with --http: file whose content is the response body")
+	// --echo keeps each connection open, for hold: long-lived connections
+	// whose every answer names the server they reached.
+	echoMode := fs.Bool("echo", false, `keep each connection open and answer every line with "NAME LINE"`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -38,6 +43,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if net.ParseIP(*addr) == nil {
 		return fmt.Errorf("%w: --addr %q is not an IP address", cli.ErrUsage, *addr)
+	}
+	if *echoMode && *httpMode {
+		return fmt.Errorf("%w: --echo and --http exclude each other: one service per port", cli.ErrUsage)
 	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(*addr, strconv.Itoa(*port)))
@@ -51,6 +59,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("%w: --http needs --body-file", cli.ErrUsage)
 		}
 		return serveHTTP(ctx, ln, *bodyFile)
+	}
+	if *echoMode {
+		return serveEcho(ctx, ln, *name)
 	}
 	return serve(ctx, ln, *name)
 }
@@ -82,9 +93,62 @@ func serveHTTP(ctx context.Context, ln net.Listener, bodyFile string) error {
 // probing client can open thousands of connections without running out of
 // ports.
 func serve(ctx context.Context, ln net.Listener, name string) error {
+	greeting := []byte(name + "\n")
+	return accept(ctx, ln, func(_ context.Context, c net.Conn) {
+		defer c.Close()
+		c.SetWriteDeadline(time.Now().Add(writeLimit))
+		c.Write(greeting)
+	})
+}
+
+// serveEcho greets every connection on ln with name and a newline, as
+// serve does, then keeps it open and answers every line the client sends
+// with "NAME LINE\n" until the client closes it or ctx is done: a
+// long-lived connection that says, with each answer, which server it
+// reached.
+func serveEcho(ctx context.Context, ln net.Listener, name string) error {
+	return accept(ctx, ln, func(ctx context.Context, c net.Conn) {
+		defer c.Close()
+		stop := context.AfterFunc(ctx, func() { c.Close() })
+		defer stop()
+		c.SetWriteDeadline(time.Now().Add(writeLimit))
+		if _, err := c.Write([]byte(name + "\n")); err != nil {
+			return
+		}
+		// A line longer than the buffer (maxLine) ends the connection:
+		// ReadSlice fails with bufio.ErrBufferFull.
+		r := bufio.NewReaderSize(c, maxLine)
+		for {
+			line, err := r.ReadSlice('\n')
+			if err != nil {
+				return
+			}
+			c.SetWriteDeadline(time.Now().Add(writeLimit))
+			if _, err := c.Write(append([]byte(name+" "), line...)); err != nil {
+				return
+			}
+		}
+	})
+}
+
+const (
+	// writeLimit bounds one write to a client that stopped reading.
+	writeLimit = 2 * time.Second
+	// maxLine bounds a line of the echo protocol, newline included, on
+	// both sides.
+	maxLine = 256
+)
+
+// accept hands every connection on ln to handle, in a goroutine of its
+// own, until ctx is done or ln fails; then it cancels the context the
+// handlers were given and waits for them to return.
+func accept(ctx context.Context, ln net.Listener, handle func(context.Context, net.Conn)) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	answer := []byte(name + "\n")
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -98,10 +162,6 @@ func serve(ctx context.Context, ln net.Listener, name string) error {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		go func() {
-			defer c.Close()
-			c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			c.Write(answer)
-		}()
+		wg.Go(func() { handle(ctx, c) })
 	}
 }
