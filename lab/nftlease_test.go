@@ -12,16 +12,18 @@ import (
 	"testing"
 )
 
-// TestNFTLeaseOnTheLabKernel runs the millisecond VIP lease's kernel tests
+// TestNFTLeaseOnTheLabKernel runs the data plane's kernel tests on the
+// lab's kernel, the one the agents run on here, not only on the
+// development machine's: the millisecond VIP lease's
 // (dataplane/lease_linux_test.go: two namespaces, a veth pair, nftables's
 // arp and ip6 families, ARP and neighbour-solicitation probes judged by
-// the answers) on the lab's kernel, the one the agents run on here, not
-// only on the development machine's. None may skip: the lab kernel has
-// everything they need. Their figures (the expiry's precision, the cost
-// of one renewal) are passed on.
+// the answers) and the IPVS sync daemon's (dataplane/sync_linux_test.go,
+// which need IPVS, missing on the development machines). None may skip:
+// the lab kernel has everything they need. Their figures (the expiry's
+// precision, the cost of one renewal, the sync's delay) are passed on.
 func TestNFTLeaseOnTheLabKernel(t *testing.T) {
 	bin := filepath.Join(os.Getenv("LAB_REPO"), "bin", "dataplane.test")
-	cmd := exec.Command(bin, "-test.run", "^TestLeaseKernel", "-test.v", "-test.count=1")
+	cmd := exec.Command(bin, "-test.run", "^(TestLeaseKernel|TestSyncKernel)", "-test.v", "-test.count=1")
 	out, err := cmd.CombinedOutput()
 	if err := os.WriteFile(filepath.Join(labOut(), "nftlease.log"), out, 0o644); err != nil {
 		t.Logf("keeping the output: %v", err)
@@ -32,12 +34,12 @@ func TestNFTLeaseOnTheLabKernel(t *testing.T) {
 		line := sc.Text()
 		switch {
 		case strings.HasPrefix(line, "figure: "):
-			fmt.Println(strings.Replace(line, "figure: nft_", "figure: lab_nft_", 1))
+			fmt.Println(strings.Replace(line, "figure: ", "figure: lab_", 1))
 		case strings.HasPrefix(line, "--- SKIP"):
 			t.Errorf("skipped on the lab kernel: %s", line)
 		case strings.HasPrefix(line, "--- FAIL"):
 			t.Errorf("%s", line)
-		case strings.HasPrefix(line, "--- PASS: TestLeaseKernel"):
+		case strings.HasPrefix(line, "--- PASS: TestLeaseKernel"), strings.HasPrefix(line, "--- PASS: TestSyncKernel"):
 			passed++
 		}
 	}
