@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,5 +44,28 @@ func TestConnSyncSettings(t *testing.T) {
 	}
 	if s, err := (&agentFlags{}).connSync(k); s != nil || err != nil {
 		t.Errorf("--ipvs-sync=false: %+v, %v; want no sync", s, err)
+	}
+}
+
+// TestCheckSync: sync settings that cannot be meant are refused at parse.
+func TestCheckSync(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ipvs-sync-id", "256"}, "--ipvs-sync-id 256: want 1 to 255"},
+		{[]string{"--ipvs-sync-id", "-3"}, "--ipvs-sync-id -3: want 1 to 255"},
+		{[]string{"--ipvs-sync=false", "--ipvs-sync-interface", "eth1"}, "go with --ipvs-sync"},
+		{[]string{"--ipvs-sync-interface", "averyverylongname"}, "at most 15 characters"},
+		{[]string{"--ipvs-sync-id", "255", "--ipvs-sync-interface", "eth1"}, ""},
+	} {
+		fs, f := newAgentFlagSet(io.Discard)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		err := f.checkSync(fs)
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
 	}
 }
