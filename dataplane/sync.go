@@ -49,11 +49,13 @@ func (d SyncDaemon) String() string {
 }
 
 // ConnSync starts, stops and lists the kernel's IPVS sync daemons
-// (ipvsadm --start-daemon, --stop-daemon, -L --daemon).
+// (ipvsadm --start-daemon, --stop-daemon, -L --daemon), and reads the
+// connection table they keep in step (ipvsadm -Lnc).
 type ConnSync interface {
 	SyncDaemons() ([]SyncDaemon, error)
 	StartSyncDaemon(SyncDaemon) error
 	StopSyncDaemon(SyncRole) error
+	Conns() ([]Conn, error)
 }
 
 // MaxIfaceName is the longest interface name the kernel takes (IFNAMSIZ

@@ -13,6 +13,7 @@ type FakeSync struct {
 	mu      sync.Mutex
 	running []SyncDaemon
 	calls   []string
+	conns   []Conn
 	// Err, when set, fails every call.
 	Err error
 }
@@ -72,4 +73,21 @@ func (f *FakeSync) Calls() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.calls)
+}
+
+// Conns implements ConnSync: what SetConns put there.
+func (f *FakeSync) Conns() ([]Conn, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Err != nil {
+		return nil, f.Err
+	}
+	return slices.Clone(f.conns), nil
+}
+
+// SetConns replaces the connection table.
+func (f *FakeSync) SetConns(c []Conn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.conns = slices.Clone(c)
 }

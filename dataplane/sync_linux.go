@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	mdnetlink "github.com/mdlayher/netlink"
 
@@ -143,4 +144,14 @@ func (k *KernelSync) StopSyncDaemon(role SyncRole) error {
 		return fmt.Errorf("IPVS_CMD_DEL_DAEMON (%s): %w", role, err)
 	}
 	return nil
+}
+
+// Conns implements ConnSync: the connection table of the calling thread's
+// network namespace (/proc/net would be the process's).
+func (k *KernelSync) Conns() ([]Conn, error) {
+	b, err := os.ReadFile("/proc/thread-self/net/ip_vs_conn")
+	if err != nil {
+		return nil, fmt.Errorf("reading the IPVS connection table: %w", err)
+	}
+	return ParseConns(b)
 }

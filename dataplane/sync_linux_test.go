@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -154,23 +155,15 @@ func TestSyncKernelConnectionReachesTheBackup(t *testing.T) {
 	}
 	defer conn.Close()
 	start := time.Now()
-	local := conn.LocalAddr().(*net.TCPAddr)
-	want := fmt.Sprintf("%08X %04X %08X %04X %08X %04X ESTABLISHED", ip4Hex(local.IP), local.Port, ip4Hex(vip.AsSlice()), port, ip4Hex(net.ParseIP(rs)), port)
-	var seen string
+	local := conn.LocalAddr().(*net.TCPAddr).AddrPort()
+	want := Conn{Proto: "TCP", Client: netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), VIP: netip.AddrPortFrom(vip, port),
+		Dest: netip.AddrPortFrom(netip.MustParseAddr(rs), port), State: "ESTABLISHED"}
+	var seen []Conn
 	testkit.WaitForWithin(t, 10*time.Second, "the connection in the backup's table", func() bool {
-		_ = leaseInNS(l.b, func() error {
-			b, err := os.ReadFile("/proc/thread-self/net/ip_vs_conn")
-			seen = string(b)
-			return err
-		})
-		return strings.Contains(strings.Join(strings.Fields(seen), " "), want)
+		_ = leaseInNS(l.b, func() (err error) { seen, err = kb.Conns(); return err })
+		return slices.Contains(seen, want)
 	})
 	fmt.Printf("figure: ipvs_sync_delay = %.0f ms\n", float64(time.Since(start).Microseconds())/1000)
-}
-
-func ip4Hex(ip net.IP) uint32 {
-	v := ip.To4()
-	return uint32(v[0])<<24 | uint32(v[1])<<16 | uint32(v[2])<<8 | uint32(v[3])
 }
 
 // encodeSyncDaemon is an IPVS_CMD_GET_DAEMON answer as the kernel writes

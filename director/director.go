@@ -49,6 +49,10 @@ type Config struct {
 	// clients never find nobody holding a VIP. Balancing stops at once. A
 	// DC that loses quorum releases at once, without a grace.
 	HandOverGrace time.Duration
+	// CopyWait bounds how long a DC about to hand over on purpose waits
+	// for every other node that can direct to hold a copy of its
+	// connections (IPVS connection sync: planned.go); negative: no wait.
+	CopyWait time.Duration
 	// Retry is the pause between attempts of a step of the term's start
 	// that failed (barrier, claim); it doubles up to 2 s. After
 	// GiveUpAfter failed attempts the node hands leadership to another
@@ -103,6 +107,9 @@ func (c *Config) defaults() {
 	}
 	if c.HandOverGrace == 0 {
 		c.HandOverGrace = 3 * time.Second
+	}
+	if c.CopyWait == 0 {
+		c.CopyWait = DefaultCopyWait
 	}
 	if c.Retry == 0 {
 		c.Retry = 100 * time.Millisecond
@@ -180,6 +187,7 @@ func New(c Cluster, dp *Dataplane, cfg Config) *Director {
 	c.Handle(fenceConfirmOp, d.serveConfirm)
 	c.Handle(checkSpecOp, d.serveCheckSpec)
 	c.Handle(checkProgramsOp, d.serveCheckPrograms)
+	c.Handle(connCopiesOp, d.serveConnCopies)
 	return d
 }
 
@@ -201,10 +209,14 @@ func (d *Director) Health() map[health.Key]health.State {
 // over: just before the transfer (begun), and after one that failed. It
 // asks the live term (beginHandOver, handOverFailed) and returns once the
 // term has acted: balancing has stopped before a successor can be elected.
+// A hand-over first waits, still balancing, until the other nodes hold
+// copies of this DC's connections (awaitCopies): the term keeps renewing
+// its lease meanwhile, as the wait runs here, not on its goroutine.
 func (d *Director) handOver(begun bool) {
 	kind := reqHandOverFailed
 	if begun {
 		kind = reqHandOver
+		d.awaitCopies()
 	}
 	if a := d.ask(context.Background(), request{kind: kind}); a.err != nil && begun {
 		d.logger.Info("handing over with no DC term here: nothing to stop", "err", a.err)

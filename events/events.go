@@ -28,6 +28,9 @@ const (
 	FenceStarted    = "fence_started"
 	FenceSucceeded  = "fence_succeeded"
 	FenceFailed     = "fence_failed"
+	// ConnSyncIncomplete: a DC handed over on purpose before every other
+	// node that can direct held a copy of its connections.
+	ConnSyncIncomplete = "conn_sync_incomplete"
 	// The resources that move with the DC.
 	ResourceStarted    = "resource_started"
 	ResourceStopped    = "resource_stopped"
@@ -37,7 +40,7 @@ const (
 
 // Types lists every event type, in the order a reader meets them.
 var Types = []string{DCGained, DCLost, DCChanged, VIPClaimed, VIPReleased, ServerUp, ServerDown, QuorumLost, QuorumRegained, AddressConflict, FenceStarted, FenceSucceeded, FenceFailed,
-	ResourceStarted, ResourceStopped, ResourceFailed, ResourceStopFailed}
+	ConnSyncIncomplete, ResourceStarted, ResourceStopped, ResourceFailed, ResourceStopFailed}
 
 // Event is one thing that happened, as seen by Node. Fields that do not
 // apply are empty. No secret is ever in an event.
