@@ -199,9 +199,11 @@ func TestStartRemovesStaleIPVSRulesForOurVIPs(t *testing.T) {
 }
 
 // TestHandOverKeepsVIPsUntilTheSuccessorAnnounces: a DC that hands its
-// duties over on purpose stops balancing at once but keeps the VIP until
-// another host announces it over ARP; an announcement of some other
-// address does not count.
+// duties over on purpose sends no new connection to another node from then
+// on (every real server but itself at weight 0: established connections
+// keep theirs) and keeps the VIP until another host announces it over
+// ARP; an announcement of some other address does not count. Then the
+// table goes.
 func TestHandOverKeepsVIPsUntilTheSuccessorAnnounces(t *testing.T) {
 	w := newWorld(t, func(c *Config) { c.HandOverGrace = time.Hour })
 	w.run()
@@ -210,19 +212,20 @@ func TestHandOverKeepsVIPsUntilTheSuccessorAnnounces(t *testing.T) {
 	t.Cleanup(func() { w.arp.Announce("eth0", vip) })
 	w.c.leaders <- leader(5)
 	testkit.WaitFor(t, "VIP claimed and watched", func() bool { return w.has("eth0") && len(w.table()) == 1 && w.arp.Watching("eth0") })
-	// Balancing stops before the transfer, while this node still leads.
+	// Balancing to other nodes stops before the transfer, while this
+	// node still leads.
 	w.c.setHandingOver(true)
-	if len(w.table()) != 0 || !w.has("eth0") {
-		t.Fatalf("hand-over begun: want no IPVS service and the VIP kept, got %d services, VIP on eth0 %v", len(w.table()), w.has("eth0"))
+	if got := w.dests(); !maps.Equal(got, quiesced) || !w.has("eth0") {
+		t.Fatalf("hand-over begun: want the table quiesced %v and the VIP kept, got %v, VIP on eth0 %v", quiesced, got, w.has("eth0"))
 	}
 	w.c.setOnline("m40", true) // a membership change must not rebuild the table
 	w.c.leaders <- follower
 	testkit.WaitFor(t, "the grace to begin", w.revoking)
-	if len(w.table()) != 0 {
-		t.Fatalf("the table was rebuilt during the hand-over: %+v", w.table())
+	if got := w.dests(); !maps.Equal(got, quiesced) {
+		t.Fatalf("the table was rebuilt during the hand-over: %v", got)
 	}
 	w.arp.Announce("eth0", vip)
-	testkit.WaitFor(t, "VIP released", func() bool { return w.has("lo") && !w.has("eth0") })
+	testkit.WaitFor(t, "VIP released and the table gone", func() bool { return w.has("lo") && !w.has("eth0") && len(w.table()) == 0 })
 	testkit.WaitFor(t, "the watch to end", func() bool { return !w.arp.Watching("eth0") })
 	if !strings.Contains(w.logs.String(), "the successor announced every VIP") {
 		t.Errorf("want the successor's announcement logged")
@@ -255,6 +258,10 @@ func TestOnlyTheSuccessorsAnnouncementEndsTheGrace(t *testing.T) {
 	}
 }
 
+// quiesced is the table of a DC (m30) handing over: no new connection to
+// another node.
+var quiesced = map[string]int{"127.0.0.30:3128": 1, "127.0.0.40:3128": 0, "127.0.0.50:3128": 0}
+
 // TestFailedHandOverBalancesAgain: a hand-over that fails leaves this node
 // DC; it rebuilds its table at once.
 func TestFailedHandOverBalancesAgain(t *testing.T) {
@@ -263,8 +270,8 @@ func TestFailedHandOverBalancesAgain(t *testing.T) {
 	w.c.leaders <- leader(5)
 	testkit.WaitFor(t, "VIP claimed", func() bool { return w.has("eth0") && len(w.table()) == 1 })
 	w.c.setHandingOver(true)
-	if len(w.table()) != 0 {
-		t.Fatal("hand-over begun: want balancing stopped")
+	if got := w.dests(); !maps.Equal(got, quiesced) {
+		t.Fatalf("hand-over begun: want balancing to other nodes stopped, got %v", got)
 	}
 	w.c.setHandingOver(false)
 	testkit.WaitFor(t, "the table rebuilt", func() bool { return len(w.dests()) == 3 })

@@ -108,9 +108,11 @@ func (t *term) answer(r request) answer {
 }
 
 // beginHandOver runs just before this node hands its DC duties over on
-// purpose. Balancing stops before the successor can be elected, so no
-// instant has two directors forwarding to each other (invariant 6); the
-// VIPs stay until the successor announces them (revokeHandedOver). The
+// purpose. Balancing of new connections to other nodes stops before the
+// successor can be elected, so no instant has two directors forwarding to
+// each other (invariant 6); the established connections keep their real
+// servers (quiesce), and the VIPs stay, until the successor announces
+// them (revokeHandedOver). The
 // release is recorded while this node still leads, so the successor may
 // claim the VIPs at once, without a fence or a lease wait; the resources
 // stop first, because a release is recorded only once nothing runs here
@@ -121,7 +123,7 @@ func (t *term) beginHandOver() {
 	}
 	t.handingOver = true
 	t.ann.setHandingOver(true)
-	t.log.Info("handing over: balancing stops; this node's own service answers until the successor takes the VIPs")
+	t.log.Info("handing over: no new connection goes to another node; established ones keep their real servers, and this node's own service answers new ones, until the successor takes the VIPs")
 	if !t.stopResources() {
 		t.log.Error("handing over without recording a release: a resource failed to stop here, so the successor fences this node first")
 	} else if vips := sortedVIPs(t.held); len(vips) > 0 {
@@ -129,7 +131,7 @@ func (t *term) beginHandOver() {
 			t.log.Error("recording the hand-over's release failed: the successor will treat the VIPs as not let go", "err", err)
 		}
 	}
-	if err := t.d.flush(t.d.c.FSM().Spec()); err != nil {
+	if err := t.quiesce(); err != nil {
 		t.log.Error("stopping balancing for the hand-over failed", "err", err)
 	}
 }

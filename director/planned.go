@@ -157,3 +157,46 @@ func (d *Director) serveConnCopies(_ context.Context, _ string, body json.RawMes
 	}
 	return CopiesResponse{Held: held}, nil
 }
+
+// quiesce, as a hand-over begins, keeps the DC's IPVS table but lets it
+// send no new connection to another node: every real server but this
+// node's own address goes to weight 0. A client whose ARP cache still
+// points here until the successor announces the VIPs keeps its
+// established connections — they follow their entries to their real
+// servers, where a flushed table would have answered them with a reset —
+// while a new connection is served here, and no packet the successor
+// forwards to this node as a real server is balanced on (the two directors
+// never send a connection to each other: invariant 6's one exception,
+// bounded by the hand-over's grace). The writes need this term's
+// leadership, which the hand-over still has; when they are not allowed,
+// or fail, the table is flushed instead, as a hand-over did before.
+func (t *term) quiesce() error {
+	d := t.d
+	state := d.c.FSM().State()
+	own := state.Nodes[d.c.Name()].Address
+	owned := d.owned(state.Spec)
+	current, err := d.dp.IPVS.Services()
+	if err == nil {
+		desired := make([]dataplane.Service, 0, len(current))
+		for _, s := range current {
+			if !owned[s.Key.VIP] {
+				continue
+			}
+			s.Dests = slices.Clone(s.Dests)
+			for i := range s.Dests {
+				if s.Dests[i].Addr != own {
+					s.Dests[i].Weight = 0
+				}
+			}
+			desired = append(desired, s)
+		}
+		var n int
+		n, err = dataplane.Apply(d.dp.IPVS, dataplane.Plan(current, desired, owned), t.allowed)
+		d.writes.Add(uint64(n))
+	}
+	if err != nil {
+		t.log.Warn("handing over: keeping the table for established connections failed; removing it", "err", err)
+		return d.flush(state.Spec)
+	}
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -69,8 +70,8 @@ func TestPlannedMoveWaitsForCopies(t *testing.T) {
 	begun := make(chan struct{})
 	go func() { defer close(begun); w.c.setHandingOver(true) }()
 	testkit.WaitFor(t, "the peers asked twice", func() bool { return peers.asked.Load() >= 4 })
-	if len(w.table()) != 1 {
-		t.Errorf("balancing stopped before the peers held the copies: %v", w.table())
+	if got := w.dests(); len(got) != 3 || got["127.0.0.40:3128"] != 1 {
+		t.Errorf("balancing stopped before the peers held the copies: %v", got)
 	}
 	peers.mu.Lock()
 	named := peers.named
@@ -80,8 +81,8 @@ func TestPlannedMoveWaitsForCopies(t *testing.T) {
 	}
 	peers.held.Store(int32(len(waited)))
 	<-begun
-	if len(w.table()) != 0 {
-		t.Errorf("the hand-over began, the copies held, but the table stayed: %v", w.table())
+	if got := w.dests(); !maps.Equal(got, quiesced) {
+		t.Errorf("the hand-over began, the copies held, but the table is %v, want %v", got, quiesced)
 	}
 	if !strings.Contains(w.logs.String(), "every node that can direct holds a copy of this DC's connections") {
 		t.Errorf("the wait's end is not logged")
@@ -103,8 +104,8 @@ func TestPlannedMoveWaitIsBounded(t *testing.T) {
 	w.c.leaders <- leader(2)
 	testkit.WaitFor(t, "the VIP claimed", func() bool { return w.has("eth0") && len(w.table()) == 1 })
 	w.c.setHandingOver(true)
-	if len(w.table()) != 0 {
-		t.Errorf("the hand-over did not go on after the bounded wait: %v", w.table())
+	if got := w.dests(); !maps.Equal(got, quiesced) {
+		t.Errorf("the hand-over did not go on after the bounded wait: %v", got)
 	}
 	if !w.sawEvents("conn_sync_incomplete") || !strings.Contains(w.logs.String(), "handing over before every node held a copy of this DC's 2 connections (missing, by node: map[m40:2 m50:2])") {
 		t.Errorf("events %v; logs:\n%s", w.events(), w.logs.String())
@@ -128,5 +129,23 @@ func TestServeConnCopies(t *testing.T) {
 		if _, err := w.d.serveConnCopies(context.Background(), "m40", json.RawMessage(bad)); err == nil || !strings.Contains(err.Error(), "conn-copies request") {
 			t.Errorf("%.40s…: %v, want a refusal", bad, err)
 		}
+	}
+}
+
+// TestQuiesceFallsBackToFlush: a hand-over whose writes are no longer
+// allowed (the verification's window passed and leadership cannot be
+// verified) removes the table instead of keeping it: a table it cannot
+// quiesce could send new connections to the successor.
+func TestQuiesceFallsBackToFlush(t *testing.T) {
+	w := newWorld(t, nil)
+	tm := w.established(2)
+	tm.verifiedAt = time.Time{}
+	w.c.setVerifyErr(errNotLeader)
+	tm.beginHandOver()
+	if len(w.table()) != 0 {
+		t.Errorf("a hand-over that could not quiesce kept the table: %v", w.table())
+	}
+	if !strings.Contains(w.logs.String(), "keeping the table for established connections failed; removing it") {
+		t.Errorf("the fallback is not logged")
 	}
 }
