@@ -53,6 +53,9 @@ type Config struct {
 	// for every other node that can direct to hold a copy of its
 	// connections (IPVS connection sync: planned.go); negative: no wait.
 	CopyWait time.Duration
+	// CopyStall ends that wait sooner when no copy arrived anywhere for
+	// this long.
+	CopyStall time.Duration
 	// Retry is the pause between attempts of a step of the term's start
 	// that failed (barrier, claim); it doubles up to 2 s. After
 	// GiveUpAfter failed attempts the node hands leadership to another
@@ -110,6 +113,9 @@ func (c *Config) defaults() {
 	}
 	if c.CopyWait == 0 {
 		c.CopyWait = DefaultCopyWait
+	}
+	if c.CopyStall == 0 {
+		c.CopyStall = DefaultCopyStall
 	}
 	if c.Retry == 0 {
 		c.Retry = 100 * time.Millisecond

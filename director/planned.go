@@ -45,8 +45,13 @@ type CopiesResponse struct {
 	Held int `json:"held"`
 }
 
-// copyPoll is the pause between two rounds of questions.
-const copyPoll = 200 * time.Millisecond
+// copyPoll is the pause between two rounds of questions; DefaultCopyStall
+// how long the wait goes on without a new copy anywhere (CopyStall): the
+// kernel's flush time (2 s) and its check period (1 s).
+const (
+	copyPoll         = 200 * time.Millisecond
+	DefaultCopyStall = 3 * time.Second
+)
 
 // awaitCopies waits, on a DC about to hand over on purpose, until every
 // other node that can direct holds a copy of each connection (and
@@ -75,6 +80,7 @@ func (d *Director) awaitCopies() {
 	req := CopiesRequest{Conns: keys}
 	poll := time.NewTicker(copyPoll)
 	defer poll.Stop()
+	progress, least := start, len(keys)*len(peers)
 	for {
 		for p := range missing {
 			ctx, cancel := context.WithTimeout(context.Background(), copyPoll)
@@ -94,9 +100,26 @@ func (d *Director) awaitCopies() {
 			d.logger.Info("planned move: every node that can direct holds a copy of this DC's connections", "connections", len(keys), "after", time.Since(start).Round(time.Millisecond))
 			return
 		}
-		if time.Now().After(deadline) {
-			msg := fmt.Sprintf("handing over before every node held a copy of this DC's %d connections (missing, by node: %v); those may be reset", len(keys), missing)
-			d.logger.Warn("planned move: "+msg, "waited", d.cfg.CopyWait)
+		total := 0
+		for _, m := range missing {
+			total += m
+		}
+		if total < least {
+			progress, least = time.Now(), total
+		}
+		why := ""
+		switch {
+		case time.Now().After(deadline):
+			why = "the wait's bound passed"
+		case time.Since(progress) > d.cfg.CopyStall:
+			// The kernel sends a connection again only with its next
+			// packets: an idle one established before a node's backup
+			// daemon started is never copied there.
+			why = "no copy arrived for " + d.cfg.CopyStall.String()
+		}
+		if why != "" {
+			msg := fmt.Sprintf("handing over before every node held a copy of this DC's %d connections (missing, by node: %v: %s); those may be reset", len(keys), missing, why)
+			d.logger.Warn("planned move: "+msg, "waited", time.Since(start).Round(time.Millisecond))
 			t.event(events.Event{Type: events.ConnSyncIncomplete, Message: msg})
 			return
 		}

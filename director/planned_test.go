@@ -107,8 +107,30 @@ func TestPlannedMoveWaitIsBounded(t *testing.T) {
 	if got := w.dests(); !maps.Equal(got, quiesced) {
 		t.Errorf("the hand-over did not go on after the bounded wait: %v", got)
 	}
-	if !w.sawEvents("conn_sync_incomplete") || !strings.Contains(w.logs.String(), "handing over before every node held a copy of this DC's 2 connections (missing, by node: map[m40:2 m50:2])") {
+	if !w.sawEvents("conn_sync_incomplete") || !strings.Contains(w.logs.String(), "handing over before every node held a copy of this DC's 2 connections (missing, by node: map[m40:2 m50:2]: the wait's bound passed)") {
 		t.Errorf("events %v; logs:\n%s", w.events(), w.logs.String())
+	}
+}
+
+// TestPlannedMoveStopsWaitingWithoutProgress: copies that stop arriving
+// (the kernel never sends an idle connection established before a node's
+// backup started) end the wait after CopyStall, long before CopyWait.
+func TestPlannedMoveStopsWaitingWithoutProgress(t *testing.T) {
+	w := newWorld(t, func(c *Config) { c.CopyWait = time.Hour; c.CopyStall = 100 * time.Millisecond })
+	table, _ := plannedConns()
+	w.sync.SetConns(table)
+	peers := &fakePeers{}
+	peers.held.Store(1)
+	w.c.Handle(connCopiesOp, peers.serve)
+	w.run()
+	w.c.leaders <- leader(2)
+	testkit.WaitFor(t, "the VIP claimed", func() bool { return w.has("eth0") && len(w.table()) == 1 })
+	w.c.setHandingOver(true)
+	if got := w.dests(); !maps.Equal(got, quiesced) {
+		t.Errorf("the hand-over did not go on after the copies stalled: %v", got)
+	}
+	if !strings.Contains(w.logs.String(), "map[m40:1 m50:1]: no copy arrived for 100ms") {
+		t.Errorf("logs:\n%s", w.logs.String())
 	}
 }
 

@@ -759,7 +759,7 @@ func nodeSysctls(dev string) []string {
 		"net.ipv4.vs.expire_nodest_conn", "net.ipv4.vs.expire_quiescent_template",
 		// The connection sync's (sync_threshold is a vector: sysctl -n
 		// prints it as two fields, which sysctls cannot pair with a key).
-		"net.ipv4.vs.backup_only", "net.ipv4.vs.sync_persist_mode", "net.ipv4.vs.sync_refresh_period",
+		"net.ipv4.vs.backup_only", "net.ipv4.vs.sync_persist_mode", "net.ipv4.vs.sync_refresh_period", "net.ipv4.vs.conn_reuse_mode",
 	}
 }
 

@@ -249,6 +249,10 @@ func TestConnSyncSysctls(t *testing.T) {
 	if v, _ := k.Sysctl(backupOnly); v != "1" {
 		t.Errorf("backup_only = %s, want 1", v)
 	}
+	// A copy is bound to no real server: a reused port must not follow one.
+	if v, _ := k.Sysctl("net/ipv4/vs/conn_reuse_mode"); v != "3" {
+		t.Errorf("conn_reuse_mode = %s, want 3", v)
+	}
 	_ = k.SetSysctl(threshold, "3\t0") // read back as the kernel prints it
 	k.ResetWrites()
 	if err := m.applySysctls(); err != nil { // as for a VIP on a new interface

@@ -34,6 +34,8 @@ var syncSysctls = []sysctl{
 		"no sync period by packet count (the second value 0): with sync_refresh_period, a TCP connection is sent as soon as it is established, not at its third packet, and a long idle one (SSH) is known to the next DC"},
 	{"net/ipv4/vs/sync_refresh_period", "10",
 		"send a connection again at most every 10 s while its state is unchanged, so a copy does not expire on the backups while the connection lives"},
+	{"net/ipv4/vs/conn_reuse_mode", "3",
+		"schedule afresh a new connection whose client port matches a closing one (FIN_WAIT, the last state direct routing shows): a copy made on a backup is bound to no real server, so expire_nodest_conn never reaches it, and without this a reused port follows a copy to a removed real server for two minutes (seen in the lab's graceful stop)"},
 }
 
 // ipvsSysctls make IPVS forget connections whose real server is gone.
