@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Conn is one entry of the kernel's IPVS connection table: what a
@@ -19,6 +20,10 @@ type Conn struct {
 	VIP    netip.AddrPort
 	Dest   netip.AddrPort
 	State  string // ESTABLISHED, FIN_WAIT, …; NONE for a template
+	// Expires is how long the entry lives without another packet: its
+	// state's timeout (a template's: the persistence) less the time since
+	// its last packet.
+	Expires time.Duration
 }
 
 // ConnKey names a connection across kernels: a backup's copy of an entry
@@ -31,7 +36,9 @@ type ConnKey struct {
 }
 
 // Key is c's ConnKey.
-func (c Conn) Key() ConnKey { return ConnKey{Proto: c.Proto, Client: c.Client, VIP: c.VIP, Dest: c.Dest} }
+func (c Conn) Key() ConnKey {
+	return ConnKey{Proto: c.Proto, Client: c.Client, VIP: c.VIP, Dest: c.Dest}
+}
 
 // ParseConns parses the kernel's /proc/net/ip_vs_conn. IPv4 addresses are
 // eight hex digits in network order, ports four hex digits; an IPv6
@@ -58,9 +65,11 @@ func ParseConns(b []byte) ([]Conn, error) {
 			}
 			*dst = ap
 		}
-		if _, err := strconv.ParseUint(f[8], 10, 32); err != nil {
+		secs, err := strconv.ParseUint(f[8], 10, 32)
+		if err != nil {
 			return nil, fmt.Errorf("ip_vs_conn line %d: expiry %q: want whole seconds", n, f[8])
 		}
+		c.Expires = time.Duration(secs) * time.Second
 		out = append(out, c)
 	}
 	if err := sc.Err(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 const connsSample = `Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData
@@ -18,9 +19,9 @@ func TestParseConns(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Conn{
-		{Proto: "TCP", Client: netip.MustParseAddrPort("172.95.69.100:20000"), VIP: netip.MustParseAddrPort("172.95.69.100:3128"), Dest: netip.MustParseAddrPort("172.95.69.30:3128"), State: "ESTABLISHED"},
-		{Proto: "IP", Client: netip.MustParseAddrPort("172.95.69.100:0"), VIP: netip.MustParseAddrPort("172.95.69.100:3128"), Dest: netip.MustParseAddrPort("172.95.69.30:3128"), State: "NONE"},
-		{Proto: "TCP", Client: netip.MustParseAddrPort("[fd95:69::20]:40000"), VIP: netip.MustParseAddrPort("[fd95:69::100]:3128"), Dest: netip.MustParseAddrPort("[fd95:69::30]:3128"), State: "FIN_WAIT"},
+		{Proto: "TCP", Client: netip.MustParseAddrPort("172.95.69.100:20000"), VIP: netip.MustParseAddrPort("172.95.69.100:3128"), Dest: netip.MustParseAddrPort("172.95.69.30:3128"), State: "ESTABLISHED", Expires: 899 * time.Second},
+		{Proto: "IP", Client: netip.MustParseAddrPort("172.95.69.100:0"), VIP: netip.MustParseAddrPort("172.95.69.100:3128"), Dest: netip.MustParseAddrPort("172.95.69.30:3128"), State: "NONE", Expires: 19 * time.Second},
+		{Proto: "TCP", Client: netip.MustParseAddrPort("[fd95:69::20]:40000"), VIP: netip.MustParseAddrPort("[fd95:69::100]:3128"), Dest: netip.MustParseAddrPort("[fd95:69::30]:3128"), State: "FIN_WAIT", Expires: 119 * time.Second},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d entries, want %d: %+v", len(got), len(want), got)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"time"
 )
 
 // SyncRole is the part a node's kernel plays in IPVS connection
@@ -56,6 +57,9 @@ type ConnSync interface {
 	StartSyncDaemon(SyncDaemon) error
 	StopSyncDaemon(SyncRole) error
 	Conns() ([]Conn, error)
+	// TCPTimeout is how long an established TCP connection's entry lives
+	// without a packet (ipvsadm --set's first value).
+	TCPTimeout() (time.Duration, error)
 }
 
 // MaxIfaceName is the longest interface name the kernel takes (IFNAMSIZ

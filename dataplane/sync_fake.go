@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 )
 
 // FakeSync is a ConnSync in memory that records every call, for tests of
@@ -91,3 +92,10 @@ func (f *FakeSync) SetConns(c []Conn) {
 	defer f.mu.Unlock()
 	f.conns = slices.Clone(c)
 }
+
+// DefaultTCPTimeout is the kernel's default for an established TCP
+// connection's entry, what FakeSync reports.
+const DefaultTCPTimeout = 15 * time.Minute
+
+// TCPTimeout implements ConnSync.
+func (f *FakeSync) TCPTimeout() (time.Duration, error) { return DefaultTCPTimeout, nil }

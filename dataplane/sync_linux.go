@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 
 	mdnetlink "github.com/mdlayher/netlink"
+	"github.com/moby/ipvs"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -34,6 +37,8 @@ const (
 // request on a socket of its own: they are rare (a role switch, an audit).
 type KernelSync struct {
 	family uint16
+	mu     sync.Mutex   // a moby/ipvs handle is not safe for concurrent calls
+	config *ipvs.Handle // the timeouts (moby/ipvs's GetConfig)
 }
 
 // NewKernelSync resolves the IPVS generic-netlink family.
@@ -42,7 +47,29 @@ func NewKernelSync() (*KernelSync, error) {
 	if err != nil {
 		return nil, fmt.Errorf("IPVS generic netlink family (is the ip_vs module loaded?): %w", err)
 	}
-	return &KernelSync{family: f.ID}, nil
+	h, err := ipvs.New("")
+	if err != nil {
+		return nil, fmt.Errorf("open IPVS: %w", err)
+	}
+	return &KernelSync{family: f.ID, config: h}, nil
+}
+
+// Close releases the netlink socket of the timeouts.
+func (k *KernelSync) Close() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.config.Close()
+}
+
+// TCPTimeout implements ConnSync.
+func (k *KernelSync) TCPTimeout() (time.Duration, error) {
+	k.mu.Lock()
+	c, err := k.config.GetConfig()
+	k.mu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("reading the IPVS timeouts: %w", err)
+	}
+	return c.TimeoutTCP, nil
 }
 
 func (k *KernelSync) request(cmd uint8, flags int, daemon []*nl.RtAttr) *nl.NetlinkRequest {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -127,18 +128,45 @@ func (d *Director) awaitCopies() {
 	}
 }
 
+// copyActive is how recently a connection must have carried a packet to
+// be waited for: realserver's sync_refresh_period. The kernel sends a
+// connection again only with its packets, so a backup that started after
+// an idle one was established never gets it, and waiting would be vain.
+const copyActive = 10 * time.Second
+
 // balanced is the keys of what this node's kernel balances for raftlb's
-// VIPs: established connections and persistence templates, at most
+// VIPs and may still be copied: established TCP connections and
+// persistence templates that carried a packet within copyActive, at most
 // maxCopyCheck.
 func (d *Director) balanced() ([]dataplane.ConnKey, error) {
 	conns, err := d.dp.Sync.Kernel.Conns()
 	if err != nil {
 		return nil, err
 	}
-	owned := d.owned(d.c.FSM().Spec())
+	tcp, err := d.dp.Sync.Kernel.TCPTimeout()
+	if err != nil {
+		return nil, err
+	}
+	spec := d.c.FSM().Spec()
+	owned := d.owned(spec)
+	persist := map[netip.AddrPort]time.Duration{}
+	for _, s := range spec.Services {
+		persist[netip.AddrPortFrom(s.VIP, s.Port)] = s.Persistence.Timeout
+	}
 	var keys []dataplane.ConnKey
 	for _, c := range conns {
-		if !owned[c.VIP.Addr()] || (c.State != "ESTABLISHED" && c.Proto != "IP") {
+		if !owned[c.VIP.Addr()] {
+			continue
+		}
+		live := false
+		switch {
+		case c.Proto == "IP":
+			p := persist[c.VIP]
+			live = p > 0 && c.Expires >= p-copyActive
+		case c.Proto == "TCP" && c.State == "ESTABLISHED":
+			live = c.Expires >= tcp-copyActive
+		}
+		if !live {
 			continue
 		}
 		keys = append(keys, c.Key())

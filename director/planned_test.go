@@ -17,17 +17,22 @@ import (
 	"github.com/raftlb/raftlb/internal/testkit"
 )
 
-// plannedConns is the DC's connection table in the planned-move tests: one
-// established connection and one persistence template to be copied, a
-// closing connection and another address's, which are not waited for.
+// plannedConns is the DC's connection table in the planned-move tests: an
+// established connection and a persistence template (the service's is
+// 20 s) that carried a packet within copyActive, to be copied; a closing
+// connection, another address's, and an established connection and a
+// template idle for longer, which are not waited for.
 func plannedConns() (table []dataplane.Conn, waited []dataplane.ConnKey) {
 	ap := netip.MustParseAddrPort
 	v := netip.AddrPortFrom(vip, 3128)
+	tcp := dataplane.DefaultTCPTimeout
 	table = []dataplane.Conn{
-		{Proto: "TCP", Client: ap("10.0.0.9:40000"), VIP: v, Dest: ap("127.0.0.40:3128"), State: "ESTABLISHED"},
-		{Proto: "IP", Client: ap("10.0.0.9:0"), VIP: v, Dest: ap("127.0.0.40:3128"), State: "NONE"},
-		{Proto: "TCP", Client: ap("10.0.0.9:40001"), VIP: v, Dest: ap("127.0.0.50:3128"), State: "FIN_WAIT"},
-		{Proto: "TCP", Client: ap("10.0.0.9:40002"), VIP: ap("192.0.2.1:80"), Dest: ap("127.0.0.50:80"), State: "ESTABLISHED"},
+		{Proto: "TCP", Client: ap("10.0.0.9:40000"), VIP: v, Dest: ap("127.0.0.40:3128"), State: "ESTABLISHED", Expires: tcp - time.Second},
+		{Proto: "IP", Client: ap("10.0.0.9:0"), VIP: v, Dest: ap("127.0.0.40:3128"), State: "NONE", Expires: 19 * time.Second},
+		{Proto: "TCP", Client: ap("10.0.0.9:40001"), VIP: v, Dest: ap("127.0.0.50:3128"), State: "FIN_WAIT", Expires: time.Minute},
+		{Proto: "TCP", Client: ap("10.0.0.9:40002"), VIP: ap("192.0.2.1:80"), Dest: ap("127.0.0.50:80"), State: "ESTABLISHED", Expires: tcp},
+		{Proto: "TCP", Client: ap("10.0.0.9:40003"), VIP: v, Dest: ap("127.0.0.50:3128"), State: "ESTABLISHED", Expires: tcp - time.Minute},
+		{Proto: "IP", Client: ap("10.0.0.8:0"), VIP: v, Dest: ap("127.0.0.50:3128"), State: "NONE", Expires: 5 * time.Second},
 	}
 	return table, []dataplane.ConnKey{table[0].Key(), table[1].Key()}
 }

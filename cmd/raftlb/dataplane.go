@@ -98,7 +98,9 @@ func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, fu
 	if f.ipvsSync {
 		k, err := dataplane.NewKernelSync()
 		if err == nil {
-			dp.Sync, err = f.connSync(k)
+			if dp.Sync, err = f.connSync(k); err != nil {
+				k.Close()
+			}
 		}
 		if err != nil {
 			_ = rs.Shutdown()
@@ -113,6 +115,7 @@ func startDataplane(f *agentFlags, logger *slog.Logger) (*director.Dataplane, fu
 			if _, err := dataplane.SetSyncRole(k, dataplane.SyncDaemon{}); err != nil {
 				logger.Error("stopping the IPVS sync daemon", "err", err)
 			}
+			k.Close()
 		}
 	}
 	return dp, func() { stopSync(); ipvs.Close(); closeAnswers() }, nil
