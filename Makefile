@@ -58,6 +58,8 @@ fuzz:
 	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzParsePeers$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cluster -run '^$$' -fuzz '^FuzzRaftHeaderCheck$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./realserver -run '^$$' -fuzz '^FuzzParseStateFile$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dataplane -run '^$$' -fuzz '^FuzzParseSyncDaemon$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dataplane -run '^$$' -fuzz '^FuzzParseConns$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./resources -run '^$$' -fuzz '^FuzzStateFile$$' -fuzztime $(FUZZTIME)
 
 # Kill the DC 20 times on loopback; prints `figure: NAME = VALUE UNIT`.

@@ -49,6 +49,17 @@ type contactTracker struct {
 	started time.Time
 	leader  string               // the leader followed now ("": none)
 	left    map[string]time.Time // leader → last contact, when this node stopped following it
+	// lost is the last leader this node stopped following: who, its last
+	// contact then, and when it stopped (the election's start).
+	lost LeaderLost
+}
+
+// LeaderLost is when this node stopped following a leader: the start of a
+// failover as the node saw it.
+type LeaderLost struct {
+	Leader      string
+	LastContact time.Time // its last contact with the leader
+	At          time.Time // when it stopped following it
 }
 
 func newContactTracker() *contactTracker {
@@ -62,6 +73,7 @@ func (c *contactTracker) observe(leader string, last time.Time) {
 	defer c.mu.Unlock()
 	if c.leader != "" && c.leader != leader {
 		c.left[c.leader] = later(last, c.started)
+		c.lost = LeaderLost{Leader: c.leader, LastContact: c.left[c.leader], At: time.Now()}
 	}
 	c.leader = leader
 	delete(c.left, leader)
@@ -80,6 +92,17 @@ func (c *contactTracker) lastContactWith(node string, now time.Time) time.Time {
 	}
 	return c.started
 }
+
+// lastLost is the last leader this node stopped following (zero: none).
+func (c *contactTracker) lastLost() LeaderLost {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lost
+}
+
+// LastLeaderLost is the last leader this node stopped following, with its
+// last contact and when: how a takeover began, as this node saw it.
+func (n *Node) LastLeaderLost() LeaderLost { return n.contact.lastLost() }
 
 // trackContact feeds the tracker from Raft until ctx ends. The observer
 // blocks Raft until the event is taken, so this loop only takes it.

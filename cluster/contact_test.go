@@ -17,9 +17,13 @@ func TestContactTracker(t *testing.T) {
 	if got := c.lastContactWith("n1", now); !got.Equal(now) {
 		t.Errorf("a followed leader: %v, want now", got)
 	}
+	before := time.Now()
 	c.observe("", start.Add(time.Minute))
 	if got := c.lastContactWith("n1", now); !got.Equal(start.Add(time.Minute)) {
 		t.Errorf("a leader left behind: %v, want the last contact when it was left", got)
+	}
+	if l := c.lastLost(); l.Leader != "n1" || !l.LastContact.Equal(start.Add(time.Minute)) || l.At.Before(before) {
+		t.Errorf("the leader lost: %+v, want n1 with its last contact, left after %v", l, before)
 	}
 	c.observe("n2", start.Add(2*time.Minute))
 	c.observe("n1", start.Add(3*time.Minute))

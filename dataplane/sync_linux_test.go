@@ -148,7 +148,9 @@ func TestSyncKernelConnectionReachesTheBackup(t *testing.T) {
 			return err
 		}
 		var err error
-		conn, err = net.DialTimeout("tcp", fmt.Sprintf("%s:%d", vip, port), 5*time.Second)
+		d := testkit.NamespaceDialer(t)
+		d.Timeout = 5 * time.Second
+		conn, err = d.Dial("tcp", netip.AddrPortFrom(vip, port).String())
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -85,6 +85,7 @@ func (t *term) claim() error {
 	if err := t.verify(); err != nil {
 		return err
 	}
+	t.phases.mark(phaseVerify)
 	if err := t.place(); err != nil {
 		if ferr := t.d.follow(); ferr != nil {
 			t.log.Error("taking back a failed claim failed", "err", ferr)
@@ -110,6 +111,7 @@ func (t *term) place() error {
 	if err := t.reconcile(); err != nil {
 		t.log.Error("IPVS reconcile failed", "err", err)
 	}
+	t.phases.mark(phaseIPVS)
 	hold := map[netip.Addr]bool{}
 	var fresh []netip.Addr
 	for _, v := range spec.VIPs {
@@ -129,6 +131,7 @@ func (t *term) place() error {
 	if err := t.commitClaim(fresh); err != nil {
 		return err
 	}
+	t.phases.mark(phaseCommit)
 	if err := t.allowed(); err != nil {
 		return err
 	}
@@ -153,6 +156,7 @@ func (t *term) place() error {
 	t.wakeResources()
 	t.ann.hold(now)
 	if len(fresh) > 0 {
+		t.phases.mark(phasePlace)
 		t.burstLeft = t.d.cfg.GARPCount
 		t.burst.Reset(0)
 	}
@@ -190,6 +194,7 @@ func (t *term) announceBurst() error {
 		return err
 	}
 	t.burstLeft--
+	t.reportPhases()
 	t.log.Info("VIPs announced (gratuitous ARP, or unsolicited neighbour advertisement for IPv6)", "burst_left", t.burstLeft)
 	if t.burstLeft > 0 {
 		t.burst.Reset(t.d.cfg.GARPSpacing)

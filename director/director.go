@@ -236,6 +236,10 @@ type Metrics interface {
 	Reconciled(time.Duration)
 	// Probed is told how long one health probe of a real server took.
 	Probed(health.Key, time.Duration)
+	// TakeoverPhase is told how long one phase of a takeover took, from
+	// the old DC's last sign of life to this one's first announcement
+	// (phases.go).
+	TakeoverPhase(phase string, d time.Duration)
 }
 
 // GARPs returns the gratuitous ARPs (for IPv6, unsolicited neighbour

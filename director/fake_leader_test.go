@@ -29,6 +29,8 @@ type fakeLeader struct {
 	// contact, contactOK: what ContactBound answers.
 	contact   time.Time
 	contactOK bool
+	// lost is what LastLeaderLost answers.
+	lost      cluster.LeaderLost
 	transfers []string // TransferLeadership reasons ("to: reason" for TransferLeadershipTo)
 	moves     []string // MoveDC targets
 	hooks     []func(bool)
@@ -152,4 +154,10 @@ func (l *fakeLeader) ContactBound(context.Context, string) (time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.contact, l.contactOK
+}
+
+func (l *fakeLeader) LastLeaderLost() cluster.LeaderLost {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lost
 }

@@ -35,6 +35,9 @@ type Leader interface {
 	// sent a verification that succeeded (cluster/contact.go); false
 	// when a majority of the other voters did not answer in time.
 	ContactBound(ctx context.Context, holder string) (time.Time, bool)
+	// LastLeaderLost is the last leader this node stopped following, its
+	// last contact and when: a takeover's first phases (phases.go).
+	LastLeaderLost() cluster.LeaderLost
 }
 
 // Log is the replicated state and what a DC commits to it (VIP holders,

@@ -89,6 +89,8 @@ type term struct {
 	// seen is what the term last acted on of the replicated state: a
 	// change of nothing but its own records does not wake it (wakes).
 	seen stateKey
+	// phases times the term's way to its first announcement (phases.go).
+	phases phases
 }
 
 func (d *Director) newTerm(n uint64) *term {
@@ -129,6 +131,7 @@ func (e event) String() string { return eventNames[e] }
 // hand-over called off before the term was established.
 func (t *term) run(ctx context.Context) {
 	t.ctx = ctx
+	t.startPhases()
 	t.d.current.Store(t)
 	defer t.d.current.Store(nil)
 	t.event(events.Event{Type: events.DCGained, Message: "this node is now the DC"})
@@ -194,6 +197,7 @@ func (t *term) establish(ctx context.Context) error {
 	if err := t.retry(ctx, "barrier", func() error { return t.d.c.Barrier(barrierTimeout) }); err != nil {
 		return err
 	}
+	t.phases.mark(phaseBarrier)
 	t.startMembership(ctx)
 	t.startDeviceChecks(ctx)
 	if t.d.dp == nil {
@@ -210,6 +214,7 @@ func (t *term) establish(ctx context.Context) error {
 	if err := t.awaitTakeover(ctx); err != nil {
 		return fmt.Errorf("takeover: %w", err)
 	}
+	t.phases.mark(phaseTakeover)
 	if t.handingOver {
 		return nil // handing over before the claim: the loop idles, holding nothing
 	}

@@ -114,9 +114,14 @@ func TestRaftlbCablePull(t *testing.T) {
 
 func cablePulls(t *testing.T, c *rcluster, policy string) {
 	var outage, takeover, arpSwitch, gap []float64
+	phases := map[string][]float64{}
 	for run := 1; run <= runs(); run++ {
 		dc := c.waitHealthy(lab.Nodes())
 		survivors := others(dc)
+		before := map[string]map[string]float64{}
+		for _, n := range survivors {
+			before[n] = c.phaseSums(n)
+		}
 		hw, aw := c.judges(fmt.Sprintf("arp-cable-%s-%d", policy, run))
 		probe := c.startProbe(fmt.Sprintf("probe-cable-%s-%d", policy, run), dc)
 		t0 := time.Now()
@@ -156,8 +161,16 @@ func cablePulls(t *testing.T, c *rcluster, policy string) {
 		if after.Answers[dc] != 0 || after.Answers[survivors[0]] == 0 || after.Answers[survivors[1]] == 0 || after.Failures != 0 {
 			t.Errorf("after the cable pull answers %v (failures %d): want only and both of %v", after.Answers, after.Failures, survivors)
 		}
-		t.Logf("%s run %d: DC %s pulled at %s; released after %s; %s took the VIP after %s, client ARP after %s; outage %.0f ms (%d failures %v)",
-			policy, run, dc, t0.UTC().Format("15:04:05.000"), released.Sub(t0), newDC, t1.Sub(t0), t2.Sub(t0), r.LongestOutageMS, r.Failures, r.Errors)
+		var took []string
+		for _, p := range takeoverPhases {
+			if v, ok := c.phaseSums(newDC)[p]; ok {
+				d := (v - before[newDC][p]) * 1000
+				phases[p] = append(phases[p], d)
+				took = append(took, fmt.Sprintf("%s %.0f", p, d))
+			}
+		}
+		t.Logf("%s run %d: DC %s pulled at %s; released after %s; %s took the VIP after %s, client ARP after %s; outage %.0f ms (%d failures %v); the new DC's phases (ms): %s",
+			policy, run, dc, t0.UTC().Format("15:04:05.000"), released.Sub(t0), newDC, t1.Sub(t0), t2.Sub(t0), r.LongestOutageMS, r.Failures, r.Errors, strings.Join(took, ", "))
 		outage = append(outage, r.LongestOutageMS)
 		takeover = append(takeover, ms(t1.Sub(t0)))
 		arpSwitch = append(arpSwitch, ms(t2.Sub(t0)))
@@ -172,6 +185,27 @@ func cablePulls(t *testing.T, c *rcluster, policy string) {
 	figures(prefix+"_vip_takeover", takeover, "ms")
 	figures(prefix+"_client_arp_switch", arpSwitch, "ms")
 	figures(prefix+"_release_to_claim", gap, "ms")
+	for _, p := range takeoverPhases {
+		if len(phases[p]) > 0 {
+			figures(prefix+"_phase_"+p, phases[p], "ms")
+		}
+	}
+}
+
+// takeoverPhases are the phases a new DC reports
+// (raftlb_takeover_phase_seconds, director/phases.go), in order.
+var takeoverPhases = []string{"detection", "election", "barrier", "takeover", "verify", "ipvs", "commit", "place", "announce"}
+
+// phaseSums is node n's raftlb_takeover_phase_seconds sums by phase (in
+// seconds): a takeover's phases are the growth of the new DC's sums.
+func (c *rcluster) phaseSums(n string) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range c.scrape(n) {
+		if p, ok := strings.CutPrefix(k, `raftlb_takeover_phase_seconds_sum{phase="`); ok {
+			out[strings.TrimSuffix(p, `"}`)] = v
+		}
+	}
+	return out
 }
 
 // probeBriefly sends 20 connections and returns the report.

@@ -46,6 +46,7 @@ type Sources struct {
 type Metrics struct {
 	reconcile prometheus.Histogram
 	probe     *prometheus.HistogramVec
+	takeover  *prometheus.HistogramVec
 	events    *prometheus.CounterVec
 }
 
@@ -61,6 +62,10 @@ func New(reg prometheus.Registerer, src Sources) (*Metrics, error) {
 			Name: "raftlb_health_probe_duration_seconds", Help: "Time one health probe of a real server took (on the DC).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"service", "server"}),
+		takeover: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "raftlb_takeover_phase_seconds", Help: "Time each phase of a takeover took on the node that became DC, from the old DC's last contact to the first gratuitous ARP (detection, election, barrier, takeover, verify, ipvs, commit, place, announce).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"phase"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "raftlb_events_total", Help: "Events this node published (raftlb events), by type.",
 		}, []string{"type"}),
@@ -68,12 +73,17 @@ func New(reg prometheus.Registerer, src Sources) (*Metrics, error) {
 	for _, t := range events.Types {
 		m.events.WithLabelValues(t) // every type is listed, at 0
 	}
-	for _, c := range []prometheus.Collector{m.reconcile, m.probe, m.events, &collector{src: src}} {
+	for _, c := range []prometheus.Collector{m.reconcile, m.probe, m.takeover, m.events, &collector{src: src}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// TakeoverPhase implements director.Metrics.
+func (m *Metrics) TakeoverPhase(phase string, d time.Duration) {
+	m.takeover.WithLabelValues(phase).Observe(d.Seconds())
 }
 
 // Reconciled implements director.Metrics.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"testing"
 )
@@ -86,4 +87,21 @@ func CheckDestination(network, address string) error {
 		return fmt.Errorf("%w: %s %s", ErrOutsideSandbox, network, address)
 	}
 	return nil
+}
+
+// NamespaceDialer returns a net.Dialer for a test that dials from inside a
+// network namespace it created (its goroutine locked to a thread moved
+// there): it refuses, before a packet is sent, any dial from the test
+// process's own namespace, where only loopback is allowed (Dialer).
+func NamespaceDialer(t testing.TB) *net.Dialer {
+	return &net.Dialer{Control: func(network, address string, _ syscall.RawConn) error {
+		here, err1 := os.Readlink("/proc/thread-self/ns/net")
+		home, err2 := os.Readlink("/proc/self/ns/net")
+		if err1 != nil || err2 != nil || here == home {
+			err := fmt.Errorf("%w: %s %s dialled from the test's own network namespace, not one it created", ErrOutsideSandbox, network, address)
+			t.Errorf("%v", err)
+			return err
+		}
+		return nil
+	}}
 }

@@ -76,6 +76,18 @@ var dialCall = regexp.MustCompile(`\bnet\.Dial(TCP|UDP|IP|Timeout)?\(|\.DialCont
 // except over a unix socket: every other dial goes through this package,
 // which refuses anything but loopback. The kernel lab's scenarios (build
 // tag lab) run inside the namespaces they create and are exempt.
+// TestNamespaceDialerRefusesHome: a namespace dialer used from the test's
+// own network namespace refuses before a packet is sent, and fails the
+// test. (Its use from a namespace a test created is the dataplane's kernel
+// tests'.)
+func TestNamespaceDialerRefusesHome(t *testing.T) {
+	rec := &recordingTB{TB: t}
+	_, err := NamespaceDialer(rec).DialContext(context.Background(), "tcp", "172.95.69.30:3128")
+	if !errors.Is(err, ErrOutsideSandbox) || len(rec.errors) != 1 {
+		t.Errorf("dial from home: %v with %d failures, want ErrOutsideSandbox and one", err, len(rec.errors))
+	}
+}
+
 func TestOnlySandboxDials(t *testing.T) {
 	root := moduleRoot(t)
 	var offenders []string

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftlb/raftlb/internal/testkit"
 )
 
 // startEcho runs serve --echo on a loopback port and returns its address
@@ -40,7 +42,7 @@ func startEcho(t *testing.T, name string) (addr string, stop func()) {
 // name and the line, and stays open between lines.
 func TestServeEcho(t *testing.T) {
 	addr, _ := startEcho(t, "m30")
-	c, err := net.Dial("tcp", addr)
+	c, err := testkit.Dial(t, "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func TestServeEcho(t *testing.T) {
 // growing a buffer without limit.
 func TestServeEchoLongLine(t *testing.T) {
 	addr, _ := startEcho(t, "m30")
-	c, err := net.Dial("tcp", addr)
+	c, err := testkit.Dial(t, "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +91,7 @@ func TestServeEchoLongLine(t *testing.T) {
 // them end instead of hanging.
 func TestServeEchoStopClosesConnections(t *testing.T) {
 	addr, stop := startEcho(t, "m30")
-	c, err := net.Dial("tcp", addr)
+	c, err := testkit.Dial(t, "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
