@@ -65,7 +65,7 @@ apt_update() {
 		apt_updated=1
 	fi
 }
-need=(qemu-system-x86 busybox-static cpio ipvsadm kmod iproute2 nftables resource-agents)
+need=(qemu-system-x86 busybox-static cpio ipvsadm kmod iproute2 nftables resource-agents keepalived)
 missing=()
 for p in "${need[@]}"; do
 	dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")

@@ -190,6 +190,11 @@ func cablePulls(t *testing.T, c *rcluster, policy string) {
 			figures(prefix+"_phase_"+p, phases[p], "ms")
 		}
 	}
+	// keepalived's ran earlier in this VM run (keepalived_test.go).
+	if len(keepalivedCable) > 0 && median(keepalivedCable) > 0 {
+		figure(prefix+"_vs_keepalived_median", median(outage)/median(keepalivedCable), "ratio")
+		figure(prefix+"_vs_keepalived_max", slices.Max(outage)/slices.Max(keepalivedCable), "ratio")
+	}
 }
 
 // takeoverPhases are the phases a new DC reports

@@ -1,0 +1,233 @@
+//go:build lab
+
+package lab_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftlb/raftlb/lab"
+)
+
+// keepalived beside raftlb: Debian's keepalived 2.2.7 set up as an expert
+// would for the same three nodes, every one also a real server behind an
+// ARP-silenced VIP on lo: VRRPv3 at 0.3 s adverts (its fastest setting
+// that does not flap in this VM, LAB.md), nopreempt so a returning node
+// does not take the VIP back, a firewall-mark service that marks only
+// packets not coming from a director (so a packet the master forwarded is
+// served, not balanced again), TCP_CHECK every second, and its connection
+// sync (lvs_sync_daemon, following the VRRP state) with backup_only. The
+// same client, the same faults, in the same VM run as raftlb's scenarios:
+// the figures compare.
+
+// keepalivedCable is keepalived's cable-pull outage in this run (ms), for
+// raftlb's scenario (which runs later in the same run) to compare against.
+var keepalivedCable []float64
+
+// keepalivedConf is one node's keepalived.conf.
+func keepalivedConf(n string, priority int) string {
+	var servers strings.Builder
+	for _, m := range lab.Nodes() {
+		fmt.Fprintf(&servers, `    real_server %s 3128 {
+        weight 1
+        TCP_CHECK {
+            connect_port 3128
+            connect_timeout 1
+        }
+    }
+`, lab.IP(m))
+	}
+	return fmt.Sprintf(`global_defs {
+    router_id %s
+    vrrp_version 3
+    vrrp_garp_master_delay 0
+    vrrp_garp_master_repeat 3
+    lvs_sync_daemon eth0 VI_1 id 51
+}
+
+vrrp_instance VI_1 {
+    state BACKUP
+    nopreempt
+    interface eth0
+    virtual_router_id 51
+    priority %d
+    advert_int 0.3
+    virtual_ipaddress {
+        %s/32 dev eth0
+    }
+}
+
+virtual_server fwmark 1 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+%s}
+`, n, priority, lab.VIP, servers.String())
+}
+
+// fwmarkRules marks what a client sends to the VIP's ports, and nothing a
+// director forwarded (its source MAC is a node's).
+func (c *rcluster) fwmarkRules() string {
+	var macs []string
+	for _, n := range lab.Nodes() {
+		macs = append(macs, c.mac(n))
+	}
+	return fmt.Sprintf(`table ip kalab {
+    chain pre {
+        type filter hook prerouting priority mangle; policy accept;
+        ip daddr %s tcp dport { %s, %s } ether saddr != { %s } meta mark set 1
+    }
+}
+`, lab.VIP, port, holdPort, strings.Join(macs, ", "))
+}
+
+// newKeepalivedCluster sets up the three nodes for keepalived and starts
+// it, and returns once one node is master with all three real servers in
+// its table.
+func newKeepalivedCluster(t *testing.T) *rcluster {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "keepalived-lab-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	c := &rcluster{t: t, l: lab.New(t), dir: dir, agents: map[string]*lab.Proc{}, serves: map[string]*lab.Proc{}, starts: map[string]int{}, ns: map[string]*lab.NS{}}
+	for _, n := range append(lab.Nodes(), lab.Client) {
+		h, err := lab.OpenNS(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(h.Close)
+		c.ns[n] = h
+	}
+	rules := filepath.Join(dir, "fwmark.nft")
+	if err := os.WriteFile(rules, []byte(c.fwmarkRules()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range lab.Nodes() {
+		c.startServe(n)
+		c.startEcho(n)
+		c.l.Run(n, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
+			"net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2",
+			"net.ipv4.vs.expire_nodest_conn=1", "net.ipv4.vs.backup_only=1", "net.ipv4.vs.conn_reuse_mode=3")
+		c.l.Run(n, "ip", "addr", "add", lab.VIP+"/32", "dev", "lo")
+		c.l.Run(n, "nft", "-f", rules)
+		conf := filepath.Join(dir, n+".conf")
+		if err := os.WriteFile(conf, []byte(keepalivedConf(n, 100-10*i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.l.Start(n, "keepalived-"+n, "keepalived", "--dont-fork", "--log-console", "--log-detail", "-f", conf,
+			"-p", filepath.Join(dir, n+".pid"), "-r", filepath.Join(dir, n+"-vrrp.pid"), "-c", filepath.Join(dir, n+"-checkers.pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.agents[n] = p
+	}
+	c.keepalivedMaster(60 * time.Second)
+	return c
+}
+
+// keepalivedMaster waits until exactly one node carries the VIP on eth0
+// and balances over the three real servers, and returns it.
+func (c *rcluster) keepalivedMaster(timeout time.Duration) string {
+	c.t.Helper()
+	var master string
+	c.eventually("one keepalived master balancing over three real servers", timeout, func() (bool, error) {
+		var masters []string
+		for _, n := range lab.Nodes() {
+			if c.has(n, "eth0") {
+				masters = append(masters, n)
+			}
+		}
+		if len(masters) != 1 {
+			return false, nil
+		}
+		master = masters[0]
+		out, err := c.l.Exec(master, "ipvsadm", "-Ln")
+		return err == nil && strings.Contains(out, "FWM  1") && strings.Count(out, "Route") == 3, err
+	})
+	return master
+}
+
+// TestKeepalivedCablePull: keepalived's master loses its cable while a
+// client opens a connection every 20 ms (the same probe as raftlb's) and
+// nine long-lived connections are held; the figures are its outage, the
+// connections its sync kept, and the rounds in which two MACs answered.
+func TestKeepalivedCablePull(t *testing.T) {
+	c := newKeepalivedCluster(t)
+	var outage, twoMAC []float64
+	for run := 1; run <= runs(); run++ {
+		master := c.keepalivedMaster(60 * time.Second)
+		survivors := others(master)
+		var hold *lab.Hold
+		if run == 1 {
+			var err error
+			hold, err = c.l.StartHold("hold-keepalived", lab.VIP+":"+holdPort, "--conns", "9", "--interval", "200ms", "--timeout", "30s", "--duration", "25s")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.eventually("keepalived's backups to hold every connection", 30*time.Second, func() (bool, error) {
+				for _, n := range survivors {
+					if got, err := c.heldCopies(n); err != nil || got < 9 {
+						return false, err
+					}
+				}
+				return true, nil
+			})
+		}
+		aw, err := c.l.StartARPWatch(fmt.Sprintf("arp-keepalived-%d", run), lab.VIP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		probe := c.startProbe(fmt.Sprintf("probe-keepalived-%d", run), master)
+		t0 := time.Now()
+		if err := c.l.CablePull(master); err != nil {
+			t.Fatal(err)
+		}
+		newMaster, t1 := c.waitVIPOnInterface(survivors, 30*time.Second)
+		c.waitClientARP(c.mac(newMaster), 30*time.Second)
+		r, err := probe.Stop(30 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire, err := aw.Stop(30 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("keepalived run %d: master %s pulled; %s took the VIP after %s; outage %.0f ms (%d failures %v); two MACs in %d rounds",
+			run, master, newMaster, t1.Sub(t0), r.LongestOutageMS, r.Failures, r.Errors, wire.TwoMACRounds)
+		outage = append(outage, r.LongestOutageMS)
+		twoMAC = append(twoMAC, float64(wire.TwoMACRounds))
+		if hold != nil {
+			h, err := hold.Wait(60 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept, judged := 0, 0
+			for _, rec := range h.Records {
+				if rec.Server == master {
+					continue
+				}
+				judged++
+				if rec.Error == "" && !rec.Waiting && rec.LastAnswer.After(t1) {
+					kept++
+				}
+			}
+			t.Logf("keepalived: %d of %d connections to surviving servers kept (servers %v)", kept, judged, h.Servers)
+			figure("lab_keepalived_conns_kept_cable_pull", float64(kept), "count")
+			figure("lab_keepalived_conns_judged_cable_pull", float64(judged), "count")
+		}
+		if err := c.l.CablePlug(master); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.keepalivedMaster(60 * time.Second)
+	figures("lab_keepalived_cable_pull_outage", outage, "ms")
+	figures("lab_keepalived_cable_pull_two_mac_rounds", twoMAC, "count")
+	keepalivedCable = outage
+}
