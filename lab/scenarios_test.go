@@ -520,10 +520,34 @@ func TestRaftlbPortReuse(t *testing.T) {
 		conns, err := vipConns(dc)
 		return len(conns) == 0, err
 	})
+	// The new DC holds copies of the old DC's connections (IPVS
+	// connection sync). A copy is bound to no real server, so neither
+	// expire_nodest_conn nor conn_reuse_mode (which reschedules a closing
+	// one) reaches a copy that still says ESTABLISHED — the kernel sends a
+	// state change within about 2 s, so a connection closed just before
+	// the cut keeps its last copy — and a reused port follows it to the
+	// cut-off DC. Those ports, read from the new DC's kernel, may fail
+	// (README, "what a copy costs"); every other one must be answered.
+	stale := map[int]bool{}
+	copies, err := vipConns(newDC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cn := range copies {
+		if cn.Dest.Addr().String() == lab.IP(dc) && cn.State != "FIN_WAIT" && cn.State != "TIME_WAIT" && cn.State != "CLOSE" {
+			stale[int(cn.Client.Port())] = true
+		}
+	}
+	figure("lab_port_reuse_stale_copies", float64(len(stale)), "count")
 	third := c.probePorts(t, "probe-ports-new-dc", sport, n)
-	if third.Successes != n || third.Answers[dc] != 0 {
-		t.Errorf("reusing the ports after the DC changed: %d of %d answered, answers %v, errors %v; want all answered by the survivors",
-			third.Successes, n, third.Answers, third.Errors)
+	for _, a := range third.Records {
+		if !a.OK && !stale[a.SourcePort] {
+			t.Errorf("reusing port %d after the DC changed: %s (%s); want it answered by a survivor", a.SourcePort, a.Error, a.Detail)
+		}
+	}
+	if third.Answers[dc] != 0 || third.Successes < n-len(stale) {
+		t.Errorf("reusing the ports after the DC changed: %d of %d answered (%d stale copies), answers %v, errors %v; want all but the stale answered by the survivors",
+			third.Successes, n, len(stale), third.Answers, third.Errors)
 	}
 	if err := c.l.CablePlug(dc); err != nil {
 		t.Fatal(err)
