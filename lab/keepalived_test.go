@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -230,4 +231,74 @@ func TestKeepalivedCablePull(t *testing.T) {
 	figures("lab_keepalived_cable_pull_outage", outage, "ms")
 	figures("lab_keepalived_cable_pull_two_mac_rounds", twoMAC, "count")
 	keepalivedCable = outage
+}
+
+// restartKeepalived starts node n's keepalived again after a fault, with
+// the configuration newKeepalivedCluster wrote.
+func (c *rcluster) restartKeepalived(n string) {
+	c.t.Helper()
+	c.starts["keepalived-"+n]++
+	conf := filepath.Join(c.dir, n+".conf")
+	p, err := c.l.Start(n, fmt.Sprintf("keepalived-%s-%d", n, c.starts["keepalived-"+n]), "keepalived", "--dont-fork", "--log-console", "--log-detail", "-f", conf,
+		"-p", filepath.Join(c.dir, n+".pid"), "-r", filepath.Join(c.dir, n+"-vrrp.pid"), "-c", filepath.Join(c.dir, n+"-checkers.pid"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.agents[n] = p
+}
+
+// TestKeepalivedStopAndKill: keepalived's master stopped cleanly (SIGTERM:
+// it sends a priority-0 advert and removes the VIP) and killed (SIGKILL:
+// nothing removes the VIP from its interface, so its kernel goes on
+// answering ARP beside the new master's), with the same probe and the
+// same wire judge as raftlb's graceful stop and nemesis kill class. The
+// judge watches for 2 s after the new master took the VIP.
+func TestKeepalivedStopAndKill(t *testing.T) {
+	c := newKeepalivedCluster(t)
+	for _, kill := range []bool{false, true} {
+		name := "graceful_stop"
+		if kill {
+			name = "killed"
+		}
+		var outage, twoMAC []float64
+		for run := 1; run <= runs(); run++ {
+			master := c.keepalivedMaster(60 * time.Second)
+			aw, err := c.l.StartARPWatch(fmt.Sprintf("arp-keepalived-%s-%d", name, run), lab.VIP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			probe := c.startProbe(fmt.Sprintf("probe-keepalived-%s-%d", name, run), master)
+			t0 := time.Now()
+			if kill {
+				if err := c.agents[master].Signal(syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := c.agents[master].Stop(30 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			newMaster, t1 := c.waitVIPOnInterface(others(master), 30*time.Second)
+			c.eventually("2 s of the judge after the takeover", 30*time.Second, func() (bool, error) { return time.Since(t1) > 2*time.Second, nil })
+			r, err := probe.Stop(30 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wire, err := aw.Stop(30 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("keepalived %s run %d: master %s; %s took the VIP after %s; outage %.0f ms (%d failures %v); two MACs in %d rounds, the old master's VIP still on eth0: %v",
+				name, run, master, newMaster, t1.Sub(t0), r.LongestOutageMS, r.Failures, r.Errors, wire.TwoMACRounds, c.has(master, "eth0"))
+			outage = append(outage, r.LongestOutageMS)
+			twoMAC = append(twoMAC, float64(wire.TwoMACRounds))
+			if kill {
+				<-c.agents[master].Done()
+				if c.has(master, "eth0") {
+					c.l.Run(master, "ip", "addr", "del", lab.VIP+"/32", "dev", "eth0")
+				}
+			}
+			c.restartKeepalived(master)
+		}
+		figures("lab_keepalived_"+name+"_outage", outage, "ms")
+		figures("lab_keepalived_"+name+"_two_mac_rounds", twoMAC, "count")
+	}
 }
