@@ -1,6 +1,9 @@
 package realserver
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // sysctl is one kernel setting with the reason raftlb needs it.
 type sysctl struct {
@@ -75,4 +78,32 @@ func arpSysctls(ifaces []string) []sysctl {
 			sysctl{fmt.Sprintf("net/ipv4/conf/%s/arp_announce", i), "2", "as all/arp_announce, on the VIP interface"})
 	}
 	return out
+}
+
+// applySysctls sets the table, remembering each previous value once so
+// Shutdown restores what the operator had.
+func (m *Manager) applySysctls() error {
+	for _, s := range nodeSysctls(m.ifaces(), m.connSync) {
+		cur, err := m.k.Sysctl(s.key)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", s.key, err)
+		}
+		if _, seen := m.prev[s.key]; !seen {
+			m.prev[s.key] = cur
+		}
+		if sameSysctl(cur, s.value) {
+			continue
+		}
+		if err := m.k.SetSysctl(s.key, s.value); err != nil {
+			return fmt.Errorf("set %s=%s (%s): %w", s.key, s.value, s.why, err)
+		}
+		m.logger.Info("sysctl set", "key", s.key, "value", s.value, "was", cur, "why", s.why)
+	}
+	return nil
+}
+
+// sameSysctl compares a value read back with one written: the kernel
+// prints a vector's values apart by tabs ("3\t0" for "3 0").
+func sameSysctl(read, written string) bool {
+	return strings.Join(strings.Fields(read), " ") == written
 }
