@@ -19,7 +19,7 @@ type phaseMetrics struct {
 	total  time.Duration
 }
 
-func (m *phaseMetrics) Reconciled(time.Duration)        {}
+func (m *phaseMetrics) Reconciled(time.Duration)         {}
 func (m *phaseMetrics) Probed(health.Key, time.Duration) {}
 func (m *phaseMetrics) TakeoverPhase(p string, d time.Duration) {
 	m.mu.Lock()

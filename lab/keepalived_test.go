@@ -122,12 +122,7 @@ func newKeepalivedCluster(t *testing.T) *rcluster {
 		if err := os.WriteFile(conf, []byte(keepalivedConf(n, 100-10*i)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		p, err := c.l.Start(n, "keepalived-"+n, "keepalived", "--dont-fork", "--log-console", "--log-detail", "-f", conf,
-			"-p", filepath.Join(dir, n+".pid"), "-r", filepath.Join(dir, n+"-vrrp.pid"), "-c", filepath.Join(dir, n+"-checkers.pid"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.agents[n] = p
+		c.startKeepalived(n)
 	}
 	c.keepalivedMaster(60 * time.Second)
 	return c
@@ -153,6 +148,29 @@ func (c *rcluster) keepalivedMaster(timeout time.Duration) string {
 		return err == nil && strings.Contains(out, "FWM  1") && strings.Count(out, "Route") == 3, err
 	})
 	return master
+}
+
+// judgedTakeover waits until one of survivors carries the VIP on eth0,
+// then — with no linger — until the client's ARP entry names it, or else
+// for linger more of the judges; it stops the probe and the ARP watch and
+// returns the new master, when it took the VIP and both reports.
+func (c *rcluster) judgedTakeover(survivors []string, probe *lab.Probe, aw *lab.ARPWatch, linger time.Duration) (string, time.Time, lab.ProbeReport, lab.ARPReport) {
+	c.t.Helper()
+	newMaster, t1 := c.waitVIPOnInterface(survivors, 30*time.Second)
+	if linger == 0 {
+		c.waitClientARP(c.mac(newMaster), 30*time.Second)
+	} else {
+		c.eventually(fmt.Sprintf("%s of the judges after the takeover", linger), linger+30*time.Second, func() (bool, error) { return time.Since(t1) > linger, nil })
+	}
+	r, err := probe.Stop(30 * time.Second)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	wire, err := aw.Stop(30 * time.Second)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return newMaster, t1, r, wire
 }
 
 // TestKeepalivedCablePull: keepalived's master loses its cable while a
@@ -190,16 +208,7 @@ func TestKeepalivedCablePull(t *testing.T) {
 		if err := c.l.CablePull(master); err != nil {
 			t.Fatal(err)
 		}
-		newMaster, t1 := c.waitVIPOnInterface(survivors, 30*time.Second)
-		c.waitClientARP(c.mac(newMaster), 30*time.Second)
-		r, err := probe.Stop(30 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wire, err := aw.Stop(30 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
+		newMaster, t1, r, wire := c.judgedTakeover(survivors, probe, aw, 0)
 		t.Logf("keepalived run %d: master %s pulled; %s took the VIP after %s; outage %.0f ms (%d failures %v); two MACs in %d rounds",
 			run, master, newMaster, t1.Sub(t0), r.LongestOutageMS, r.Failures, r.Errors, wire.TwoMACRounds)
 		outage = append(outage, r.LongestOutageMS)
@@ -233,9 +242,9 @@ func TestKeepalivedCablePull(t *testing.T) {
 	keepalivedCable = outage
 }
 
-// restartKeepalived starts node n's keepalived again after a fault, with
-// the configuration newKeepalivedCluster wrote.
-func (c *rcluster) restartKeepalived(n string) {
+// startKeepalived starts (or, after a fault, restarts) node n's keepalived
+// with the configuration newKeepalivedCluster wrote.
+func (c *rcluster) startKeepalived(n string) {
 	c.t.Helper()
 	c.starts["keepalived-"+n]++
 	conf := filepath.Join(c.dir, n+".conf")
@@ -276,16 +285,7 @@ func TestKeepalivedStopAndKill(t *testing.T) {
 			} else if err := c.agents[master].Stop(30 * time.Second); err != nil {
 				t.Fatal(err)
 			}
-			newMaster, t1 := c.waitVIPOnInterface(others(master), 30*time.Second)
-			c.eventually("2 s of the judge after the takeover", 30*time.Second, func() (bool, error) { return time.Since(t1) > 2*time.Second, nil })
-			r, err := probe.Stop(30 * time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wire, err := aw.Stop(30 * time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
+			newMaster, t1, r, wire := c.judgedTakeover(others(master), probe, aw, 2*time.Second)
 			t.Logf("keepalived %s run %d: master %s; %s took the VIP after %s; outage %.0f ms (%d failures %v); two MACs in %d rounds, the old master's VIP still on eth0: %v",
 				name, run, master, newMaster, t1.Sub(t0), r.LongestOutageMS, r.Failures, r.Errors, wire.TwoMACRounds, c.has(master, "eth0"))
 			outage = append(outage, r.LongestOutageMS)
@@ -296,7 +296,7 @@ func TestKeepalivedStopAndKill(t *testing.T) {
 					c.l.Run(master, "ip", "addr", "del", lab.VIP+"/32", "dev", "eth0")
 				}
 			}
-			c.restartKeepalived(master)
+			c.startKeepalived(master)
 		}
 		figures("lab_keepalived_"+name+"_outage", outage, "ms")
 		figures("lab_keepalived_"+name+"_two_mac_rounds", twoMAC, "count")
