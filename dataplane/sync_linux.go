@@ -12,8 +12,18 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
+
+// SyncRequestTimeout bounds how long one sync daemon request waits for the
+// kernel's answer (vishvananda/netlink's own sockets wait 60 s). Starting
+// and stopping a daemon takes the kernel's RTNL and sync locks and waits
+// for a kernel thread; the DC's term makes these calls before it places
+// its VIPs, so a kernel that is slow to answer costs the takeover this
+// long at most, then an error is logged and the next reconcile or audit
+// tries again.
+const SyncRequestTimeout = 5 * time.Second
 
 // The IPVS generic-netlink family's sync daemon commands and attributes
 // (include/uapi/linux/ip_vs.h). moby/ipvs names the commands but has no
@@ -34,7 +44,8 @@ const (
 
 // KernelSync drives the kernel's IPVS sync daemons over generic netlink,
 // in the network namespace of the calling thread. Each call is one
-// request on a socket of its own: they are rare (a role switch, an audit).
+// request on a socket of its own (execute): they are rare (a role switch,
+// an audit).
 type KernelSync struct {
 	family uint16
 	mu     sync.Mutex   // a moby/ipvs handle is not safe for concurrent calls
@@ -72,6 +83,27 @@ func (k *KernelSync) TCPTimeout() (time.Duration, error) {
 	return c.TimeoutTCP, nil
 }
 
+// execute sends req on a socket of its own, opened in the calling
+// thread's network namespace, whose waits are bounded by
+// SyncRequestTimeout.
+func (k *KernelSync) execute(req *nl.NetlinkRequest, resType uint16) ([][]byte, error) {
+	s, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_GENERIC)
+	if err != nil {
+		return nil, fmt.Errorf("generic netlink socket: %w", err)
+	}
+	defer s.Close()
+	tv := unix.NsecToTimeval(SyncRequestTimeout.Nanoseconds())
+	if err := errors.Join(s.SetSendTimeout(&tv), s.SetReceiveTimeout(&tv)); err != nil {
+		return nil, fmt.Errorf("generic netlink socket timeouts: %w", err)
+	}
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_GENERIC: {Socket: s}}
+	msgs, err := req.Execute(unix.NETLINK_GENERIC, resType)
+	if errors.Is(err, unix.EAGAIN) {
+		return nil, fmt.Errorf("the kernel did not answer within %s: %w", SyncRequestTimeout, err)
+	}
+	return msgs, err
+}
+
 func (k *KernelSync) request(cmd uint8, flags int, daemon []*nl.RtAttr) *nl.NetlinkRequest {
 	req := nl.NewNetlinkRequest(int(k.family), flags)
 	req.AddData(&nl.Genlmsg{Command: cmd, Version: ipvsGenlVersion})
@@ -88,7 +120,7 @@ func (k *KernelSync) request(cmd uint8, flags int, daemon []*nl.RtAttr) *nl.Netl
 // SyncDaemons implements ConnSync (IPVS_CMD_GET_DAEMON, one answer per
 // running daemon).
 func (k *KernelSync) SyncDaemons() ([]SyncDaemon, error) {
-	msgs, err := k.request(ipvsCmdGetDaemon, unix.NLM_F_DUMP, nil).Execute(unix.NETLINK_GENERIC, k.family)
+	msgs, err := k.execute(k.request(ipvsCmdGetDaemon, unix.NLM_F_DUMP, nil), k.family)
 	if err != nil {
 		return nil, fmt.Errorf("IPVS_CMD_GET_DAEMON: %w", err)
 	}
@@ -156,7 +188,7 @@ func (k *KernelSync) StartSyncDaemon(d SyncDaemon) error {
 		nl.NewRtAttr(ipvsDaemonAttrMcastIfn, nl.ZeroTerminated(d.Interface)),
 		nl.NewRtAttr(ipvsDaemonAttrSyncID, nl.Uint32Attr(uint32(d.ID))),
 	})
-	if _, err := req.Execute(unix.NETLINK_GENERIC, 0); err != nil {
+	if _, err := k.execute(req, 0); err != nil {
 		return fmt.Errorf("IPVS_CMD_NEW_DAEMON (%s): %w", d, err)
 	}
 	return nil
@@ -167,7 +199,7 @@ func (k *KernelSync) StopSyncDaemon(role SyncRole) error {
 	req := k.request(ipvsCmdDelDaemon, unix.NLM_F_ACK, []*nl.RtAttr{
 		nl.NewRtAttr(ipvsDaemonAttrState, nl.Uint32Attr(uint32(role))),
 	})
-	if _, err := req.Execute(unix.NETLINK_GENERIC, 0); err != nil {
+	if _, err := k.execute(req, 0); err != nil {
 		return fmt.Errorf("IPVS_CMD_DEL_DAEMON (%s): %w", role, err)
 	}
 	return nil

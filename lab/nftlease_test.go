@@ -43,6 +43,14 @@ func TestNFTLeaseOnTheLabKernel(t *testing.T) {
 			passed++
 		}
 	}
+	if t.Failed() || err != nil {
+		// What the kernel said while they ran: IPVS logs its sync
+		// threads' starts and stops, and a stalled task shows here.
+		if log, derr := exec.Command("dmesg", "--ctime").CombinedOutput(); derr == nil {
+			lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+			t.Logf("the lab kernel's last messages:\n%s", strings.Join(lines[max(0, len(lines)-80):], "\n"))
+		}
+	}
 	if err != nil || passed == 0 {
 		t.Fatalf("the lease's kernel tests on the lab kernel: %v, %d passed; output:\n%s", err, passed, out)
 	}

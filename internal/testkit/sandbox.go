@@ -89,15 +89,21 @@ func CheckDestination(network, address string) error {
 	return nil
 }
 
+// homeNetNS is the network namespace the test process started in, read
+// while package initialisation still runs on the main thread. Not
+// /proc/self/ns/net at dial time: that is the main thread's namespace,
+// and a test that locks its goroutine to a thread and moves it into a
+// namespace may have been given the main thread.
+var homeNetNS, homeNetNSErr = os.Readlink("/proc/thread-self/ns/net")
+
 // NamespaceDialer returns a net.Dialer for a test that dials from inside a
 // network namespace it created (its goroutine locked to a thread moved
 // there): it refuses, before a packet is sent, any dial from the test
 // process's own namespace, where only loopback is allowed (Dialer).
 func NamespaceDialer(t testing.TB) *net.Dialer {
 	return &net.Dialer{Control: func(network, address string, _ syscall.RawConn) error {
-		here, err1 := os.Readlink("/proc/thread-self/ns/net")
-		home, err2 := os.Readlink("/proc/self/ns/net")
-		if err1 != nil || err2 != nil || here == home {
+		here, err := os.Readlink("/proc/thread-self/ns/net")
+		if err != nil || homeNetNSErr != nil || here == homeNetNS {
 			err := fmt.Errorf("%w: %s %s dialled from the test's own network namespace, not one it created", ErrOutsideSandbox, network, address)
 			t.Errorf("%v", err)
 			return err

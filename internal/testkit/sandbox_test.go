@@ -72,10 +72,6 @@ func (r *recordingTB) Errorf(format string, args ...any) { r.errors = append(r.e
 // dialCall matches the ways a test could open a connection itself.
 var dialCall = regexp.MustCompile(`\bnet\.Dial(TCP|UDP|IP|Timeout)?\(|\.DialContext\(|\bnet\.Dialer\{|\btls\.Dial(WithDialer)?\(|\bhttp\.(Get|Post|Head|PostForm)\(`)
 
-// TestOnlySandboxDials: no test file of the repository dials by itself,
-// except over a unix socket: every other dial goes through this package,
-// which refuses anything but loopback. The kernel lab's scenarios (build
-// tag lab) run inside the namespaces they create and are exempt.
 // TestNamespaceDialerRefusesHome: a namespace dialer used from the test's
 // own network namespace refuses before a packet is sent, and fails the
 // test. (Its use from a namespace a test created is the dataplane's kernel
@@ -88,6 +84,10 @@ func TestNamespaceDialerRefusesHome(t *testing.T) {
 	}
 }
 
+// TestOnlySandboxDials: no test file of the repository dials by itself,
+// except over a unix socket: every other dial goes through this package,
+// which refuses anything but loopback. The kernel lab's scenarios (build
+// tag lab) run inside the namespaces they create and are exempt.
 func TestOnlySandboxDials(t *testing.T) {
 	root := moduleRoot(t)
 	var offenders []string
