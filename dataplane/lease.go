@@ -15,6 +15,10 @@
 //			arp ptype ip arp hlen 6 arp plen 4 arp operation reply \
 //				arp saddr ip @vips arp saddr ip != @lease drop
 //		}
+//		chain deadline { type filter hook output priority 0; policy accept;
+//			arp ptype ip arp hlen 6 arp plen 4 arp operation reply \
+//				arp saddr ip @vips meta time > UNTIL drop
+//		}
 //	}
 //	table ip6 raftlb_lease {
 //		set vips  { type ipv6_addr; }
@@ -23,13 +27,27 @@
 //			meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert \
 //				@th,64,128 @vips @th,64,128 != @lease drop
 //		}
+//		chain deadline { type filter hook output priority 0; policy accept;
+//			meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert \
+//				@th,64,128 @vips meta time > UNTIL drop
+//		}
 //	}
 //
 // (@th,64,128 is the neighbour advertisement's target address: bytes 8–23
 // of the ICMPv6 message; its IP source is the node's own address.) A lease
 // is an element of `lease` with a timeout; the kernel stops matching it the
 // moment the timeout passes, so the node's answers for that VIP are dropped
-// from then on. Frames the agent itself sends on an AF_PACKET socket
+// from then on.
+//
+// A timeout counts from the kernel's commit of the renewal, not from the
+// verification that allowed it: an agent stalled between its check and the
+// commit (SIGSTOP, a stalled VM) would commit a full lease late. So each
+// renewal also rewrites the deadline rule, in the same transaction, with
+// UNTIL the renewal's end as an absolute time (nanoseconds since the epoch,
+// the kernel's `meta time`): computed from the verification's sending, it
+// does not move however late it is committed. The timeout stays the
+// backstop should the wall clock be stepped back; the two fail together
+// only if the clock is stepped back during such a stall. Frames the agent itself sends on an AF_PACKET socket
 // (gratuitous ARP, unsolicited neighbour advertisements) do not pass the
 // output hook and are not filtered: the agent sends them only after a
 // verification anyway.
@@ -78,12 +96,17 @@ type VIPLease interface {
 	// VIP starts without a lease. Install with the same vips after
 	// ErrLeaseDamaged restores the table (not the leases).
 	Install(vips []netip.Addr) error
-	// Renew gives every one of vips a lease of d from now (truncated to
-	// whole milliseconds), in one transaction: none or all are renewed.
-	// Each must be managed (ErrLeaseNotManaged otherwise) and d at least
-	// MinLease. Call it only right after a verification of leadership,
-	// with d counted from when that verification was sent.
-	Renew(vips []netip.Addr, d time.Duration) error
+	// Renew gives every one of vips a lease until until, in one
+	// transaction: none or all are renewed. The kernel ends it at until
+	// however late the transaction is committed (to the millisecond), and
+	// at the latest the time left at the call after the commit. Each VIP
+	// must be managed (ErrLeaseNotManaged otherwise), and at least
+	// MinLease must be left until until. Call it only right after a
+	// verification of leadership, with until counted from when that
+	// verification was sent. The deadline is one for all the VIPs: the
+	// last renewal's (so renew every VIP still held at once, as the DC
+	// does).
+	Renew(vips []netip.Addr, until time.Time) error
 	// Release ends the leases of vips at once: the node stops answering
 	// for them before Release returns. Releasing a VIP without a lease is
 	// not an error.
@@ -150,11 +173,12 @@ func leaseManaged(managed, vips []netip.Addr) error {
 	return nil
 }
 
-// renewArgs checks a renewal's VIPs and length, as every VIPLease does.
-func renewArgs(vips []netip.Addr, d time.Duration) ([]netip.Addr, time.Duration, error) {
-	d, err := leaseDuration(d)
+// renewArgs checks a renewal's VIPs and end, as every VIPLease does, and
+// returns the lease left at now.
+func renewArgs(vips []netip.Addr, until, now time.Time) ([]netip.Addr, time.Duration, error) {
+	d, err := leaseDuration(until.Sub(now))
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("lease until %s: %w (was the agent stalled since its verification? verify again)", until.Format(time.StampMilli), err)
 	}
 	vips, err = leaseVIPs(vips)
 	if err != nil {

@@ -13,7 +13,10 @@ import (
 // memory and fails where NFTLease does: Renew of a VIP not installed,
 // a lease shorter than MinLease, any write while the table is damaged
 // (Damage, standing for `nft flush ruleset`), and whatever FailNext asks.
-// A lease lives while the clock is before its end.
+// A lease lives while the clock is before its end and before the
+// deadline, one for all VIPs, that the last renewal set (as NFTLease's
+// deadline rule; the fake commits at once, so the two ends agree but for
+// the deadline's being shared).
 type FakeLease struct {
 	mu        sync.Mutex
 	now       func() time.Time
@@ -22,6 +25,7 @@ type FakeLease struct {
 	v6        bool // with an ip6 table
 	managed   []netip.Addr
 	ends      map[netip.Addr]time.Time
+	until     time.Time // the deadline
 	calls     []string
 	failNext  error
 }
@@ -86,7 +90,8 @@ func (f *FakeLease) Answers(vip netip.Addr) bool {
 		return true
 	}
 	end, ok := f.ends[vip]
-	return ok && f.now().Before(end)
+	now := f.now()
+	return ok && now.Before(end) && now.Before(f.until)
 }
 
 func leaseList(vips []netip.Addr) string {
@@ -124,8 +129,8 @@ func (f *FakeLease) Install(vips []netip.Addr) error {
 }
 
 // Renew implements VIPLease.
-func (f *FakeLease) Renew(vips []netip.Addr, d time.Duration) error {
-	vips, d, err := renewArgs(vips, d)
+func (f *FakeLease) Renew(vips []netip.Addr, until time.Time) error {
+	vips, d, err := renewArgs(vips, until, f.now())
 	if err != nil {
 		return err
 	}
@@ -141,10 +146,11 @@ func (f *FakeLease) Renew(vips []netip.Addr, d time.Duration) error {
 	if !f.installed {
 		return f.damaged("renew")
 	}
-	end := f.now().Add(d)
+	end := f.now().Add(d) // the timeout, counted from the commit: now
 	for _, v := range vips {
 		f.ends[v] = end
 	}
+	f.until = until
 	return nil
 }
 
@@ -179,7 +185,7 @@ func (f *FakeLease) Leases() (map[netip.Addr]time.Duration, error) {
 	out := map[netip.Addr]time.Duration{}
 	now := f.now()
 	for v, end := range f.ends {
-		if left := end.Sub(now); left > 0 {
+		if left := min(end.Sub(now), f.until.Sub(now)); left > 0 {
 			out[v] = left
 		}
 	}

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -22,6 +23,16 @@ const leaseNFARPOut nftables.ChainHook = 1
 // the VIP had a lease; it never outlives the transaction.
 const leaseStandIn = time.Millisecond
 
+// leaseTimeoutMargin is how much longer than the time left to its
+// deadline a renewal's element timeout runs. The kernel stamps a timeout's
+// end in jiffies at the commit, and it ended up to 12 ms early on the
+// development kernel (HZ=250, with the timeout truncated to whole
+// milliseconds); the deadline rule ends a lease to the millisecond. With
+// the margin the deadline is what ends it, and the timeout only backs it
+// up (a wall clock stepped back): quorum.AnswerExpirySlack allows for the
+// margin.
+const leaseTimeoutMargin = 10 * time.Millisecond
+
 // NFTLease is the kernel VIPLease: a table of raftlb's own in nftables
 // (see lease.go), written through netlink in one batch per call.
 type NFTLease struct {
@@ -32,6 +43,7 @@ type NFTLease struct {
 	managed []netip.Addr // sorted; what the last successful Install listed
 	v6      bool         // the last Install created the ip6 table
 	done    bool         // Install succeeded at least once (and Remove since did not)
+	until   time.Time    // the deadline rule's, as last committed (zero: none given)
 }
 
 // NFTLeaseConfig says where an NFTLease works.
@@ -76,14 +88,45 @@ type leaseFamily struct {
 	keyType nftables.SetDatatype
 	hook    nftables.ChainHook // the output hook: the arp family numbers its hooks apart
 	what    string             // for messages: "arp" or "ip6"
-	rule    func() []expr.Any
+	answer  func() []expr.Any  // matches the node's answers for a VIP in @vips
 }
 
 func leaseFamilies() [2]leaseFamily {
 	return [2]leaseFamily{
-		{family: nftables.TableFamilyARP, keyType: nftables.TypeIPAddr, hook: leaseNFARPOut, what: "arp", rule: leaseARPRule},
-		{family: nftables.TableFamilyIPv6, keyType: nftables.TypeIP6Addr, hook: unix.NF_INET_LOCAL_OUT, what: "ip6", rule: leaseNDRule},
+		{family: nftables.TableFamilyARP, keyType: nftables.TypeIPAddr, hook: leaseNFARPOut, what: "arp", answer: leaseARPAnswer},
+		{family: nftables.TableFamilyIPv6, keyType: nftables.TypeIP6Addr, hook: unix.NF_INET_LOCAL_OUT, what: "ip6", answer: leaseNDAnswer},
 	}
+}
+
+// leaseNFTMetaTimeNS is NFT_META_TIME_NS (linux/netfilter/nf_tables.h,
+// since Linux 5.4): the packet's time in nanoseconds since the epoch, in
+// host byte order. Neither golang.org/x/sys/unix nor google/nftables
+// names it.
+const leaseNFTMetaTimeNS expr.MetaKey = 30
+
+// rule is the lease rule: an answer for a VIP without a lease is dropped.
+func (f leaseFamily) rule() []expr.Any {
+	return append(f.answer(),
+		&expr.Lookup{SourceRegister: 1, SetName: "lease", Invert: true},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
+}
+
+// deadline is the deadline rule: an answer for a VIP is dropped once the
+// kernel's clock is past until. The clock is loaded in host byte order and
+// turned big-endian, as nft does, for the comparison (a byte-wise one).
+// The zero time allows nothing.
+func (f leaseFamily) deadline(until time.Time) []expr.Any {
+	var ns uint64
+	if !until.IsZero() && until.UnixNano() > 0 {
+		ns = uint64(until.UnixNano())
+	}
+	return append(f.answer(),
+		&expr.Meta{Key: leaseNFTMetaTimeNS, Register: 1},
+		&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 8, Size: 8},
+		&expr.Cmp{Op: expr.CmpOpGt, Register: 1, Data: binary.BigEndian.AppendUint64(nil, ns)},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
 }
 
 func leaseFamilyOf(a netip.Addr) int {
@@ -93,25 +136,23 @@ func leaseFamilyOf(a netip.Addr) int {
 	return 1
 }
 
-// leaseARPRule: arp ptype ip arp hlen 6 arp plen 4 arp operation reply
-// arp saddr ip @vips arp saddr ip != @lease drop. The ARP header is the
+// leaseARPAnswer: arp ptype ip arp hlen 6 arp plen 4 arp operation reply
+// arp saddr ip @vips, leaving the VIP in register 1. The ARP header is the
 // network header of the arp family: htype(2) ptype(2) hlen(1) plen(1)
 // oper(2) sha(6) spa(4) tha(6) tpa(4); the spa is at 14 only for hlen 6.
-func leaseARPRule() []expr.Any {
+func leaseARPAnswer() []expr.Any {
 	return []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 2, Len: 6},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x08, 0x00, 6, 4, 0, 2}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 14, Len: 4},
 		&expr.Lookup{SourceRegister: 1, SetName: "vips"},
-		&expr.Lookup{SourceRegister: 1, SetName: "lease", Invert: true},
-		&expr.Verdict{Kind: expr.VerdictDrop},
 	}
 }
 
-// leaseNDRule: meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert
-// @th,64,128 @vips @th,64,128 != @lease drop. A neighbour advertisement
-// is type(1) code(1) checksum(2) flags(4) target(16).
-func leaseNDRule() []expr.Any {
+// leaseNDAnswer: meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert
+// @th,64,128 @vips, leaving the VIP in register 1. A neighbour
+// advertisement is type(1) code(1) checksum(2) flags(4) target(16).
+func leaseNDAnswer() []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
@@ -119,8 +160,6 @@ func leaseNDRule() []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{136}}, // ND_NEIGHBOR_ADVERT
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16},
 		&expr.Lookup{SourceRegister: 1, SetName: "vips"},
-		&expr.Lookup{SourceRegister: 1, SetName: "lease", Invert: true},
-		&expr.Verdict{Kind: expr.VerdictDrop},
 	}
 }
 
@@ -129,12 +168,38 @@ func (l *NFTLease) table(f leaseFamily) *nftables.Table {
 	return &nftables.Table{Name: l.name, Family: f.family}
 }
 
-func (l *NFTLease) chain(f leaseFamily) *nftables.Chain {
+// chain is one of the table's two chains: "output" (the lease rule) or
+// "deadline" (the deadline rule), both filter chains on the output hook.
+func (l *NFTLease) chain(f leaseFamily, name string) *nftables.Chain {
 	accept := nftables.ChainPolicyAccept
 	return &nftables.Chain{
-		Name: "output", Table: l.table(f), Type: nftables.ChainTypeFilter,
+		Name: name, Table: l.table(f), Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookRef(f.hook), Priority: nftables.ChainPriorityFilter, Policy: &accept,
 	}
+}
+
+// addRule queues rule in chain c of table t, its lookups bound to the sets
+// by name or, for sets of the same batch, by their batch IDs.
+func (l *NFTLease) addRule(t *nftables.Table, c *nftables.Chain, rule []expr.Any, sets ...*nftables.Set) {
+	for _, e := range rule {
+		if lk, ok := e.(*expr.Lookup); ok {
+			for _, s := range sets {
+				if lk.SetName == s.Name {
+					lk.SetID = s.ID
+				}
+			}
+		}
+	}
+	l.conn.AddRule(&nftables.Rule{Table: t, Chain: c, Exprs: rule})
+}
+
+// setDeadline queues the deadline chain of family f holding the deadline
+// rule for until, alone.
+func (l *NFTLease) setDeadline(f leaseFamily, until time.Time, sets ...*nftables.Set) {
+	t := l.table(f)
+	c := l.conn.AddChain(l.chain(f, "deadline"))
+	l.conn.FlushChain(c)
+	l.addRule(t, c, f.deadline(until), sets...)
 }
 
 func (l *NFTLease) vipSet(f leaseFamily) *nftables.Set {
@@ -263,18 +328,10 @@ func (l *NFTLease) install(vips, old []netip.Addr, replace bool) error {
 				return err
 			}
 		}
-		c := l.conn.AddChain(l.chain(f))
+		c := l.conn.AddChain(l.chain(f, "output"))
 		l.conn.FlushChain(c)
-		exprs := f.rule()
-		for _, e := range exprs {
-			if lk, ok := e.(*expr.Lookup); ok {
-				lk.SetID = vs.ID
-				if lk.SetName == ls.Name {
-					lk.SetID = ls.ID
-				}
-			}
-		}
-		l.conn.AddRule(&nftables.Rule{Table: t, Chain: c, Exprs: exprs})
+		l.addRule(t, c, f.rule(), vs, ls)
+		l.setDeadline(f, l.until, vs)
 	}
 	return l.flush("install")
 }
@@ -301,10 +358,13 @@ func (l *NFTLease) tableExists(f leaseFamily) (bool, error) {
 }
 
 // Renew implements VIPLease: per VIP, add a 1 ms stand-in element,
-// delete it, add one with the timeout d — one batch, so the kernel switches from the old lease to
-// the new one at once, and a VIP without a lease gets one.
-func (l *NFTLease) Renew(vips []netip.Addr, d time.Duration) error {
-	vips, d, err := renewArgs(vips, d)
+// delete it, add one with the timeout left until until (and
+// leaseTimeoutMargin); and per family
+// renewed, the deadline rule for until — one batch, so the kernel switches
+// from the old lease to the new one at once, and a VIP without a lease
+// gets one.
+func (l *NFTLease) Renew(vips []netip.Addr, until time.Time) error {
+	vips, d, err := renewArgs(vips, until, time.Now())
 	if err != nil {
 		return err
 	}
@@ -322,11 +382,20 @@ func (l *NFTLease) Renew(vips []netip.Addr, d time.Duration) error {
 		if err := l.endLeases(ls, group); err != nil {
 			return err
 		}
-		if err := l.conn.SetAddElements(ls, leaseElems(group, d)); err != nil {
+		if err := l.conn.SetAddElements(ls, leaseElems(group, d+leaseTimeoutMargin)); err != nil {
 			return fmt.Errorf("VIP lease: queue lease: %w", err)
 		}
 	}
-	return l.flush(fmt.Sprintf("renew %d VIPs for %v", len(vips), d))
+	for i, f := range fams {
+		if i == 0 || l.v6 {
+			l.setDeadline(f, until)
+		}
+	}
+	if err := l.flush(fmt.Sprintf("renew %d VIPs for %v", len(vips), d)); err != nil {
+		return err
+	}
+	l.until = until
+	return nil
 }
 
 // Release implements VIPLease.
@@ -365,6 +434,7 @@ func (l *NFTLease) Leases() (map[netip.Addr]time.Duration, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := map[netip.Addr]time.Duration{}
+	left := time.Until(l.until) // the deadline rule's
 	for i, f := range leaseFamilies() {
 		if i == 1 && !l.v6 {
 			continue
@@ -381,8 +451,8 @@ func (l *NFTLease) Leases() (map[netip.Addr]time.Duration, error) {
 			if !ok {
 				continue
 			}
-			if _, managed := slices.BinarySearchFunc(l.managed, a, netip.Addr.Compare); managed {
-				out[a] = e.Expires
+			if _, managed := slices.BinarySearchFunc(l.managed, a, netip.Addr.Compare); managed && left > 0 {
+				out[a] = min(e.Expires, left)
 			}
 		}
 	}

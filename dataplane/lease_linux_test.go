@@ -432,7 +432,7 @@ func leaseLifecycle(t *testing.T, l *leaseLab, p *leaseProbe, vip netip.Addr) {
 	// timing. The lease's end is the kernel's, so the lapse is judged
 	// closely.
 	before := wallNow()
-	if err := l.lease.Renew([]netip.Addr{vip}, time.Second); err != nil {
+	if err := l.lease.Renew([]netip.Addr{vip}, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	after := wallNow()
@@ -443,7 +443,7 @@ func leaseLifecycle(t *testing.T, l *leaseLab, p *leaseProbe, vip netip.Addr) {
 	// answered.
 	var from time.Time
 	for stop := time.Now().Add(time.Second); time.Now().Before(stop); {
-		if err := l.lease.Renew([]netip.Addr{vip}, time.Second); err != nil {
+		if err := l.lease.Renew([]netip.Addr{vip}, time.Now().Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		if from.IsZero() {
@@ -463,7 +463,7 @@ func leaseLifecycle(t *testing.T, l *leaseLab, p *leaseProbe, vip netip.Addr) {
 	}
 
 	// Release ends it at once.
-	if err := l.lease.Renew([]netip.Addr{vip}, 10*time.Second); err != nil {
+	if err := l.lease.Renew([]netip.Addr{vip}, time.Now().Add(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	r0 := wallNow()
@@ -513,7 +513,7 @@ func TestLeaseKernelFlushRuleset(t *testing.T) {
 	t.Logf("Check after flush ruleset: %v", err)
 	t0 := wallNow()
 	p.expect(t, "after flush ruleset (nothing filters)", t0, t0.Add(60*ms), true)
-	if err := l.lease.Renew(vips, time.Second); !errors.Is(err, ErrLeaseDamaged) {
+	if err := l.lease.Renew(vips, time.Now().Add(time.Second)); !errors.Is(err, ErrLeaseDamaged) {
 		t.Fatalf("Renew after flush ruleset = %v, want ErrLeaseDamaged", err)
 	}
 	if _, err := l.lease.Leases(); !errors.Is(err, ErrLeaseDamaged) {
@@ -530,11 +530,51 @@ func TestLeaseKernelFlushRuleset(t *testing.T) {
 	}
 	t1 := wallNow()
 	p.expect(t, "re-installed, no lease", t1, t1.Add(100*ms), false)
-	if err := l.lease.Renew(vips, time.Second); err != nil {
+	if err := l.lease.Renew(vips, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	t2 := wallNow()
 	p.expect(t, "renewed after re-Install", t2, t2.Add(60*ms), true)
+}
+
+// TestLeaseKernelDeadline: a renewal the kernel commits late — an agent
+// stalled between its verification and the commit, whose timeout then
+// counts from the commit — still ends at the deadline its verification
+// set, to the millisecond. What such a commit leaves in the kernel is made
+// by hand: a lease element whose timeout runs long past the deadline.
+func TestLeaseKernelDeadline(t *testing.T) {
+	l := newLeaseLab(t)
+	p := l.startARPProbe(t, leaseVIP4, 5*time.Millisecond)
+	ms := time.Millisecond
+	vips := []netip.Addr{leaseVIP4}
+	if err := l.lease.Install(vips); err != nil {
+		t.Fatal(err)
+	}
+	until := wallNow().Add(400 * ms)
+	if err := l.lease.Renew(vips, until); err != nil {
+		t.Fatal(err)
+	}
+	op := l.nft(t)
+	ls := l.lease.leaseSet(leaseFamilies()[0])
+	if err := errors.Join(
+		op.SetAddElements(ls, leaseElems(vips, leaseStandIn)),
+		op.SetDeleteElements(ls, leaseElems(vips, 0)),
+		op.SetAddElements(ls, leaseElems(vips, 10*time.Second)),
+		op.Flush()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.lease.Check(); err != nil {
+		t.Fatalf("Check with the deadline in place: %v", err)
+	}
+	now := wallNow()
+	p.expect(t, "before the deadline", now.Add(5*ms), until.Add(-20*ms), true)
+	p.expect(t, "past the deadline, the element's timeout running", until.Add(5*ms), until.Add(300*ms), false)
+	if got, err := l.lease.Leases(); err != nil || len(got) != 0 {
+		t.Errorf("Leases past the deadline = %v, %v; want none", got, err)
+	}
+	if err := l.lease.Renew(vips, time.Now().Add(-time.Millisecond)); err == nil {
+		t.Error("a renewal whose end has passed was accepted")
+	}
 }
 
 // Check notices the subtler damage too, and Install repairs it in place,
@@ -550,20 +590,30 @@ func TestLeaseKernelCheckAndRepair(t *testing.T) {
 		damage     func(op *nftables.Conn) error
 	}{
 		{"flush the arp chain", "0 rules", func(op *nftables.Conn) error {
-			op.FlushChain(l.lease.chain(fams[0]))
+			op.FlushChain(l.lease.chain(fams[0], "output"))
 			return nil
 		}},
 		{"flush the ip6 chain", "ip6 raftlb_lease output has 0 rules", func(op *nftables.Conn) error {
-			op.FlushChain(l.lease.chain(fams[1]))
+			op.FlushChain(l.lease.chain(fams[1], "output"))
 			return nil
 		}},
 		{"delete a VIP from vips", "vips holds []", func(op *nftables.Conn) error {
 			return op.SetDeleteElements(l.lease.vipSet(fams[0]), leaseElems([]netip.Addr{leaseVIP4}, 0))
 		}},
 		{"replace the rule", "not the lease rule", func(op *nftables.Conn) error {
-			op.FlushChain(l.lease.chain(fams[0]))
-			r := leaseARPRule()
-			op.AddRule(&nftables.Rule{Table: l.lease.table(fams[0]), Chain: l.lease.chain(fams[0]), Exprs: r[len(r)-1:]})
+			op.FlushChain(l.lease.chain(fams[0], "output"))
+			r := fams[0].rule()
+			op.AddRule(&nftables.Rule{Table: l.lease.table(fams[0]), Chain: l.lease.chain(fams[0], "output"), Exprs: r[len(r)-1:]})
+			return nil
+		}},
+		{"flush the deadline chain", "arp raftlb_lease deadline has 0 rules", func(op *nftables.Conn) error {
+			op.FlushChain(l.lease.chain(fams[0], "deadline"))
+			return nil
+		}},
+		{"a later deadline", "not the deadline rule", func(op *nftables.Conn) error {
+			c := l.lease.chain(fams[0], "deadline")
+			op.FlushChain(c)
+			op.AddRule(&nftables.Rule{Table: l.lease.table(fams[0]), Chain: c, Exprs: fams[0].deadline(time.Now().Add(time.Hour))})
 			return nil
 		}},
 		{"delete the ip6 table", "table ip6 raftlb_lease is missing", func(op *nftables.Conn) error {
@@ -575,7 +625,7 @@ func TestLeaseKernelCheckAndRepair(t *testing.T) {
 			if err := l.lease.Install(vips); err != nil {
 				t.Fatal(err)
 			}
-			if err := l.lease.Renew(vips, 10*time.Second); err != nil {
+			if err := l.lease.Renew(vips, time.Now().Add(10*time.Second)); err != nil {
 				t.Fatal(err)
 			}
 			op := l.nft(t)
@@ -612,7 +662,7 @@ func TestLeaseKernelInstallKeepsLeases(t *testing.T) {
 	if err := l.lease.Install([]netip.Addr{leaseVIP4, leaseVIP6}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.lease.Renew([]netip.Addr{leaseVIP4, leaseVIP6}, 10*time.Second); err != nil {
+	if err := l.lease.Renew([]netip.Addr{leaseVIP4, leaseVIP6}, time.Now().Add(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.lease.Install([]netip.Addr{leaseVIP4, leaseVIP4b}); err != nil {
@@ -631,16 +681,19 @@ func TestLeaseKernelInstallKeepsLeases(t *testing.T) {
 	if err := l.lease.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.lease.Renew([]netip.Addr{leaseVIP6}, time.Second); !errors.Is(err, ErrLeaseNotManaged) {
+	if err := l.lease.Renew([]netip.Addr{leaseVIP6}, time.Now().Add(time.Second)); !errors.Is(err, ErrLeaseNotManaged) {
 		t.Fatalf("Renew of a VIP no longer managed = %v, want ErrLeaseNotManaged", err)
 	}
-	// Renewing one VIP leaves the other's lease as it was.
-	if err := l.lease.Renew([]netip.Addr{leaseVIP4b}, 2*time.Second); err != nil {
+	// Renewing one VIP sets the deadline of all (the DC renews every VIP
+	// it holds at once): the other's lease now ends with it.
+	if err := l.lease.Renew([]netip.Addr{leaseVIP4b}, time.Now().Add(2*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	got, _ = l.lease.Leases()
-	if got[leaseVIP4] < 9*time.Second || got[leaseVIP4b] > 2*time.Second || got[leaseVIP4b] < time.Second {
-		t.Fatalf("Leases = %v", got)
+	for _, v := range []netip.Addr{leaseVIP4, leaseVIP4b} {
+		if got[v] > 2*time.Second || got[v] < time.Second {
+			t.Fatalf("Leases = %v, want both ending at the last renewal's deadline, in 2s", got)
+		}
 	}
 	if err := l.lease.Remove(); err != nil {
 		t.Fatal(err)
@@ -659,10 +712,10 @@ func TestLeaseKernelInstallKeepsLeases(t *testing.T) {
 // TestLeaseKernelExpiryPrecision measures, over a few leases, how long
 // after a lease's end (counted from before the renewal was sent, as the
 // agent counts) the last answer arrived, probing every millisecond. A
-// negative figure is an answer that stopped before that end: the kernel
-// stamps an element's expiry in jiffies at the commit (4 ms each at
-// HZ=250), so a lease ends up to a jiffy early, never later than the
-// probe can see.
+// negative figure is an answer that stopped before that end. The deadline
+// rule ends it: it compares the kernel's clock in nanoseconds, so the
+// figure is within the probe's period (the element's timeout, stamped in
+// jiffies, ended up to 12 ms early before the deadline rule existed).
 func TestLeaseKernelExpiryPrecision(t *testing.T) {
 	for _, c := range []struct {
 		name, figure string
@@ -698,7 +751,7 @@ func leaseLateness(t *testing.T, l *leaseLab, p *leaseProbe, vip netip.Addr) []t
 	var late []time.Duration
 	for range 7 {
 		before := wallNow()
-		if err := l.lease.Renew([]netip.Addr{vip}, d); err != nil {
+		if err := l.lease.Renew([]netip.Addr{vip}, time.Now().Add(d)); err != nil {
 			t.Fatal(err)
 		}
 		end := before.Add(d)
@@ -734,7 +787,7 @@ func TestLeaseKernelRenewCost(t *testing.T) {
 	took := make([]time.Duration, 0, 200)
 	for range cap(took) {
 		t0 := time.Now()
-		if err := l.lease.Renew(vips, time.Second); err != nil {
+		if err := l.lease.Renew(vips, time.Now().Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		took = append(took, time.Since(t0))
@@ -771,7 +824,7 @@ func TestLeaseKernelInstallReplacesWhatItCannotRepair(t *testing.T) {
 	if err := l.lease.Install(vips); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.lease.Renew(vips, 10*time.Second); err != nil {
+	if err := l.lease.Renew(vips, time.Now().Add(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	f := leaseFamilies()[0]
@@ -795,7 +848,7 @@ func TestLeaseKernelInstallReplacesWhatItCannotRepair(t *testing.T) {
 	}
 	t0 := wallNow()
 	p.expect(t, "table replaced, no lease", t0, t0.Add(100*time.Millisecond), false)
-	if err := l.lease.Renew(vips, time.Second); err != nil {
+	if err := l.lease.Renew(vips, time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	t1 := wallNow()

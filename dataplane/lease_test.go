@@ -75,31 +75,31 @@ func leaseContract(t *testing.T, l VIPLease, damage func()) {
 		}
 	}
 
-	is("Renew before Install", l.Renew([]netip.Addr{v4}, time.Second), ErrLeaseNotManaged)
+	is("Renew before Install", l.Renew([]netip.Addr{v4}, time.Now().Add(time.Second)), ErrLeaseNotManaged)
 	must("Check before Install", l.Check())
 	is("Release before Install", l.Release([]netip.Addr{v4}), ErrLeaseDamaged)
 
 	must("Install", l.Install(both))
 	must("Check", l.Check())
 	leases("after Install")
-	if err := l.Renew([]netip.Addr{v4}, 500*time.Microsecond); err == nil || errors.Is(err, ErrLeaseDamaged) {
+	if err := l.Renew([]netip.Addr{v4}, time.Now().Add(500*time.Microsecond)); err == nil || errors.Is(err, ErrLeaseDamaged) {
 		t.Fatalf("Renew for 0.5ms = %v, want a refusal of the length", err)
 	}
-	is("Renew of a VIP not installed", l.Renew([]netip.Addr{v4b}, time.Second), ErrLeaseNotManaged)
+	is("Renew of a VIP not installed", l.Renew([]netip.Addr{v4b}, time.Now().Add(time.Second)), ErrLeaseNotManaged)
 	var ue *LeaseUnsupportedError
-	if err := l.Renew([]netip.Addr{netip.MustParseAddr("224.0.0.1")}, time.Second); !errors.As(err, &ue) {
+	if err := l.Renew([]netip.Addr{netip.MustParseAddr("224.0.0.1")}, time.Now().Add(time.Second)); !errors.As(err, &ue) {
 		t.Fatalf("Renew of a multicast address = %v, want a LeaseUnsupportedError", err)
 	}
-	must("Renew", l.Renew(both, 10*time.Second))
+	must("Renew", l.Renew(both, time.Now().Add(10*time.Second)))
 	leases("after Renew", both...)
 	must("Release v6", l.Release([]netip.Addr{v6}))
 	leases("after Release of v6", v4)
 	must("Release v6 again", l.Release([]netip.Addr{v6}))
-	must("Renew of nothing", l.Renew(nil, time.Second))
+	must("Renew of nothing", l.Renew(nil, time.Now().Add(time.Second)))
 
 	damage()
 	is("Check after flush ruleset", l.Check(), ErrLeaseDamaged)
-	is("Renew after flush ruleset", l.Renew(both, time.Second), ErrLeaseDamaged)
+	is("Renew after flush ruleset", l.Renew(both, time.Now().Add(time.Second)), ErrLeaseDamaged)
 	_, err := l.Leases()
 	is("Leases after flush ruleset", err, ErrLeaseDamaged)
 	is("Release after flush ruleset", l.Release(both), ErrLeaseDamaged)
@@ -107,7 +107,7 @@ func leaseContract(t *testing.T, l VIPLease, damage func()) {
 	must("Install again", l.Install(both))
 	must("Check after Install again", l.Check())
 	leases("after Install again (no lease is restored)")
-	must("Renew", l.Renew(both, 10*time.Second))
+	must("Renew", l.Renew(both, time.Now().Add(10*time.Second)))
 	must("Install with v4b for v6", l.Install([]netip.Addr{v4, v4b}))
 	leases("after Install with another list", v4)
 	must("Remove", l.Remove())
@@ -133,7 +133,7 @@ func TestLeaseFakeAnswersOnlyWhileLeased(t *testing.T) {
 	if f.Answers(vip) {
 		t.Fatal("answers for a managed VIP without a lease")
 	}
-	if err := f.Renew([]netip.Addr{vip}, 1500*time.Microsecond); err != nil {
+	if err := f.Renew([]netip.Addr{vip}, now.Add(1500*time.Microsecond)); err != nil {
 		t.Fatal(err)
 	}
 	now = now.Add(999 * time.Microsecond)
@@ -144,7 +144,7 @@ func TestLeaseFakeAnswersOnlyWhileLeased(t *testing.T) {
 	if f.Answers(vip) {
 		t.Fatal("answers at the lease's end")
 	}
-	if err := f.Renew([]netip.Addr{vip}, time.Second); err != nil {
+	if err := f.Renew([]netip.Addr{vip}, now.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Release([]netip.Addr{vip}); err != nil || f.Answers(vip) {
@@ -159,7 +159,7 @@ func TestLeaseFakeAnswersOnlyWhileLeased(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.FailNext(boom)
-	if err := f.Renew([]netip.Addr{vip}, time.Second); !errors.Is(err, boom) || f.Answers(vip) {
+	if err := f.Renew([]netip.Addr{vip}, now.Add(time.Second)); !errors.Is(err, boom) || f.Answers(vip) {
 		t.Fatalf("failed Renew = %v, answers %v; want the error and nothing changed", err, f.Answers(vip))
 	}
 	want := []string{"install 10.0.0.1", "renew 10.0.0.1 for 1ms", "renew 10.0.0.1 for 1s", "release 10.0.0.1",

@@ -37,7 +37,7 @@ func (t *term) renew() error {
 			t.log.Error("the table that gates the VIPs' answers was damaged (ruleset flushed?): installed again and renewed; until then a dead DC would have answered until its address lifetime ended", "err", err)
 		}
 	}
-	lapsed, err := t.d.dp.RS.Renew()
+	lapsed, err := t.d.dp.RS.Renew(t.verifiedAt)
 	if t.grantedLate() {
 		err = errors.Join(err, errLateGrant)
 	}
@@ -135,7 +135,7 @@ func (t *term) place() error {
 	if err := t.allowed(); err != nil {
 		return err
 	}
-	if err := t.d.dp.RS.Apply(spec.VIPs, hold); err != nil {
+	if err := t.d.dp.RS.Apply(spec.VIPs, hold, t.verifiedAt); err != nil {
 		return fmt.Errorf("claiming VIPs: %w", err)
 	}
 	// Held all the same: a late grant is silenced, not undone; the next

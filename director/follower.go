@@ -177,7 +177,7 @@ func (d *Director) follow() error {
 		return nil
 	}
 	spec := d.c.FSM().Spec()
-	err := d.dp.RS.Apply(spec.VIPs, nil)
+	err := d.dp.RS.Apply(spec.VIPs, nil, time.Time{})
 	if err != nil {
 		err = fmt.Errorf("placing VIPs on lo: %w", err)
 	}

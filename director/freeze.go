@@ -51,9 +51,10 @@ func (t *term) freezes() bool {
 		t.d.c.FSM().State().Spec.Policy.NoQuorum == spec.NoQuorumFreeze
 }
 
-// renewFrozen extends the frozen VIPs' lease, and reports a lapse.
+// renewFrozen extends the frozen VIPs' lease from now (no verification
+// stands behind it), and reports a lapse.
 func (d *Director) renewFrozen() {
-	lapsed, err := d.dp.RS.Renew()
+	lapsed, err := d.dp.RS.Renew(time.Now())
 	if err != nil {
 		d.logger.Error("frozen: renewing the VIPs' lease failed", "err", err)
 	} else {

@@ -28,26 +28,38 @@ type Lease struct {
 }
 
 // AnswerExpirySlack is how much longer than its lease the old holder's
-// kernel may still answer for a VIP. The kernel itself ends an nftables
-// set element's timeout on time: it stamps the expiry in jiffies when the
-// renewal is committed, and the last answer was measured within a few
-// milliseconds of the lease's end: up to a jiffy (4 ms at HZ=250) early on
-// the development kernel, at most 1.4 ms late on the lab's 6.1 (figures
-// nft_lease_expiry_late_max_ms and lab_nft_lease_expiry_late_max*_ms:
+// kernel may still answer for a VIP. Each renewal ends twice in the
+// kernel (dataplane.NFTLease): at a deadline, an absolute time counted
+// from the verification's sending, however late the renewal is committed;
+// and by a timeout counted from the commit, which comes at most
+// WriteWindow after the verification while the process runs. The deadline
+// ends it on time: the last answer was measured within a few milliseconds
+// of the lease's end (up to a jiffy, 4 ms at HZ=250, early on the
+// development kernel, at most 1.4 ms late on the lab's 6.1: figures
+// nft_lease_expiry_late_max_ms and lab_nft_lease_expiry_late_max*_ms,
 // dataplane's lease tests, which the lab's TestNFTLeaseOnTheLabKernel
-// runs). What remains is the time between
-// the holder's check of its write window and the kernel's commit of the
-// renewal: a stalled process or VM (the lab's TCG guest stalls up to about
-// 200 ms, LAB.md) commits late, and its lease ends late by as much.
-const AnswerExpirySlack = 250 * time.Millisecond
+// runs; TestLeaseKernelDeadline for a commit made late). The timeout is
+// the backstop should the holder's wall clock be stepped back; it runs
+// 10 ms past the deadline (dataplane's leaseTimeoutMargin, so that the
+// exact deadline, not the jiffy-stamped timeout, ends a lease). 25 ms
+// covers that margin, the precision and the two clocks' drift over a
+// second. A stall between the holder's check of its write window and the
+// commit (the lab's TCG guest stalls up to about 200 ms, LAB.md) would
+// outlast it only in the backstop's case: a double fault (a clock stepped
+// back during a stall) the wait does not cover.
+const AnswerExpirySlack = 25 * time.Millisecond
+
+// StallSlack is how long after its write window a write that lets the
+// kernel answer may return before the DC takes it for a stalled one and
+// ends the answers it granted (director: grantedLate): a write that
+// returns this late was committed late, and only the deadline stands
+// behind it. Longer than the scheduling hiccups of a busy or emulated
+// machine, so a healthy DC does not silence itself.
+const StallSlack = 250 * time.Millisecond
 
 // WriteLateAfter is how long after a verification's sending a write it
-// allowed may still reach the kernel without outliving what a successor
-// waits for (OldHolderGone allows the write window and the stall
-// AnswerExpirySlack names; KernelExpirySlack holds the same quarter
-// second). A write that returns later may have landed later: what it
-// granted is ended (director: grantedLate).
-func (l Lease) WriteLateAfter() time.Duration { return l.WriteWindow() + AnswerExpirySlack }
+// allowed may return before it counts as stalled (StallSlack).
+func (l Lease) WriteLateAfter() time.Duration { return l.WriteWindow() + StallSlack }
 
 // MinAnswerLease is the shortest answer lease accepted: renewed three
 // times a lease, each after a round of verification with a majority, it
@@ -62,7 +74,8 @@ const DefaultLease = 2 * time.Second
 // DefaultAnswerLease is the answer lease the agent uses unless told
 // otherwise: renewed every 200 ms, it outlasts a stall of 400 ms (the lab's
 // TCG guest stalls up to about 200 ms), and a new DC waits
-// 600 + 100 + 250 ms after its election for a holder that did not let go.
+// 600 + 100 + 25 ms after the bound of the old holder's last verification
+// (cluster.ContactBound) for a holder that did not let go.
 const DefaultAnswerLease = 600 * time.Millisecond
 
 // Validate checks that the kernel can hold the lease: whole seconds, at
@@ -115,8 +128,10 @@ func (l Lease) WriteWindow() time.Duration { return l.base() / 6 }
 //
 // With an answer lease what matters is whether the old holder's kernel
 // still answers ARP for the VIP, not whether the address is still there:
-// its last renewal of the answer lease ran for Answer, and the kernel
-// stops answering at most AnswerExpirySlack after that.
+// its last renewal of the answer lease ran until its verification's
+// sending plus Answer (the deadline), or — its wall clock stepped back —
+// for Answer from its commit, at most WriteWindow after; the kernel stops
+// answering at most AnswerExpirySlack after that.
 func (l Lease) OldHolderGone(elected time.Time) time.Time {
 	if l.Answer > 0 {
 		return elected.Add(l.Answer + l.WriteWindow() + AnswerExpirySlack)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/raftlb/raftlb/dataplane"
 )
@@ -40,12 +41,13 @@ func (m *Manager) installAnswers(vips []netip.Addr) error {
 }
 
 // grantAnswers lets this node's kernel answer for vips for the answer
-// lease from now. The caller has just verified that it may hold them.
-func (m *Manager) grantAnswers(vips []netip.Addr) error {
+// lease from verified, the sending of the verification that allowed it:
+// the kernel ends the grant then, however late it is committed.
+func (m *Manager) grantAnswers(vips []netip.Addr, verified time.Time) error {
 	if m.answers == nil || len(vips) == 0 {
 		return nil
 	}
-	if err := m.answers.Renew(vips, m.answerFor); err != nil {
+	if err := m.answers.Renew(vips, verified.Add(m.answerFor)); err != nil {
 		return fmt.Errorf("VIP answers: %w", err)
 	}
 	return nil

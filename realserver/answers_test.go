@@ -57,13 +57,13 @@ func TestAVIPIsSilentUnlessGranted(t *testing.T) {
 			answeredAtDel = append(answeredAtDel, w)
 		}
 	})
-	if err := m.Apply(vips(), nil); err != nil {
+	if err := m.Apply(vips(), nil, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if l.Answers(vip) {
 		t.Fatal("a follower's VIP is answered: its kernel would answer ARP for it")
 	}
-	if err := m.Apply(vips(), holdIt); err != nil {
+	if err := m.Apply(vips(), holdIt, c.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if len(silentAtAdd) != 0 {
@@ -73,7 +73,7 @@ func TestAVIPIsSilentUnlessGranted(t *testing.T) {
 		t.Fatal("a claimed VIP is not answered")
 	}
 	c.add(400 * time.Millisecond)
-	if _, err := m.Renew(); err != nil {
+	if _, err := m.Renew(c.Now()); err != nil {
 		t.Fatal(err)
 	}
 	c.add(400 * time.Millisecond)
@@ -84,10 +84,10 @@ func TestAVIPIsSilentUnlessGranted(t *testing.T) {
 	if l.Answers(vip) {
 		t.Fatal("a VIP whose lease ran out without a renewal is still answered")
 	}
-	if _, err := m.Renew(); err != nil {
+	if _, err := m.Renew(c.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Apply(vips(), nil); err != nil {
+	if err := m.Apply(vips(), nil, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if has(t, k, "eth0") || l.Answers(vip) {
@@ -102,8 +102,8 @@ func TestAVIPIsSilentUnlessGranted(t *testing.T) {
 // ruleset` is found by CheckAnswers, which installs the table again with
 // no lease; the DC's next renewal lets the VIP be answered again.
 func TestAFlushedLeaseTableIsInstalledAgain(t *testing.T) {
-	m, _, l, _ := answersManager(t)
-	if err := m.Apply(vips(), holdIt); err != nil {
+	m, _, l, c := answersManager(t)
+	if err := m.Apply(vips(), holdIt, c.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.CheckAnswers(); err != nil {
@@ -120,7 +120,7 @@ func TestAFlushedLeaseTableIsInstalledAgain(t *testing.T) {
 	if l.Answers(vip) {
 		t.Fatal("restored with a lease: the VIP is answered before a verification renewed it")
 	}
-	if _, err := m.Renew(); err != nil {
+	if _, err := m.Renew(c.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if !l.Answers(vip) || m.AnswerRepairs() != 1 {
@@ -131,12 +131,12 @@ func TestAFlushedLeaseTableIsInstalledAgain(t *testing.T) {
 // TestAFailedReleaseOfTheLeaseStillTakesTheVIPOff: a lease that cannot be
 // ended (the table is gone) does not keep the VIP on its interface.
 func TestAFailedReleaseOfTheLeaseStillTakesTheVIPOff(t *testing.T) {
-	m, k, l, _ := answersManager(t)
-	if err := m.Apply(vips(), holdIt); err != nil {
+	m, k, l, c := answersManager(t)
+	if err := m.Apply(vips(), holdIt, c.Now()); err != nil {
 		t.Fatal(err)
 	}
 	l.FailNext(errors.New("netlink: no buffer space"))
-	if err := m.Apply(vips(), nil); err == nil {
+	if err := m.Apply(vips(), nil, time.Time{}); err == nil {
 		t.Error("the failed release of the lease is not reported")
 	}
 	if has(t, k, "eth0") {
@@ -147,8 +147,8 @@ func TestAFailedReleaseOfTheLeaseStillTakesTheVIPOff(t *testing.T) {
 // TestARestartEndsTheLastRunsLeases: a restarted agent's Start ends what
 // the last run granted.
 func TestARestartEndsTheLastRunsLeases(t *testing.T) {
-	m, k, l, _ := answersManager(t)
-	if err := m.Apply(vips(), holdIt); err != nil {
+	m, k, l, c := answersManager(t)
+	if err := m.Apply(vips(), holdIt, c.Now()); err != nil {
 		t.Fatal(err)
 	}
 	again := New(k, Config{Interface: "eth0", StateFile: m.stateFile, Lease: 2 * time.Second, Answers: l, AnswerLease: 500 * time.Millisecond, Logger: discard()})

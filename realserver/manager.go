@@ -136,10 +136,11 @@ func (m *Manager) ifaceOf(v spec.VIP) string {
 }
 
 // Apply places vips: each on lo, and on its interface too when hold says
-// so (this node is the verified DC and may hold it). VIPs that left the
-// spec are removed from both. Apply is idempotent; it writes only what
+// so (this node is the verified DC and may hold it, by a verification sent
+// at verified; zero when hold is empty). VIPs that left the spec are
+// removed from both. Apply is idempotent; it writes only what
 // differs (a VIP already held keeps its lease until the next Renew).
-func (m *Manager) Apply(vips []spec.VIP, hold map[netip.Addr]bool) error {
+func (m *Manager) Apply(vips []spec.VIP, hold map[netip.Addr]bool, verified time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	want := map[netip.Addr]string{}
@@ -206,15 +207,16 @@ func (m *Manager) Apply(vips []spec.VIP, hold map[netip.Addr]bool) error {
 			m.logger.Info("VIP off its interface: this node is a real server", "vip", vip, "interface", want[vip])
 		}
 	}
-	errs = append(errs, m.grantAnswers(granted))
+	errs = append(errs, m.grantAnswers(granted, verified))
 	return errors.Join(errs...)
 }
 
 // Renew renews the lease of every VIP this node holds on its interface,
 // in place. A VIP whose lease had lapsed (the agent was starved past it)
 // is added back and reported: it was gone from the interface for a while.
-// The caller has just verified that this node may hold them.
-func (m *Manager) Renew() (lapsed []netip.Addr, err error) {
+// The caller has just verified that this node may hold them, in a
+// verification sent at verified: the answers' lease counts from then.
+func (m *Manager) Renew(verified time.Time) (lapsed []netip.Addr, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.lease == 0 {
@@ -241,7 +243,7 @@ func (m *Manager) Renew() (lapsed []netip.Addr, err error) {
 			errs = append(errs, fmt.Errorf("renew the lease of VIP %s on %s: %w", vip, iface, err))
 		}
 	}
-	errs = append(errs, m.grantAnswers(sortedAddrs(m.held)))
+	errs = append(errs, m.grantAnswers(sortedAddrs(m.held), verified))
 	return lapsed, errors.Join(errs...)
 }
 

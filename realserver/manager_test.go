@@ -75,14 +75,14 @@ func TestApplyMovesVIPBetweenLoAndInterface(t *testing.T) {
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Apply(vips(), nil); err != nil {
+	if err := m.Apply(vips(), nil, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if !has(t, k, "lo") || has(t, k, "eth0") {
 		t.Fatal("real server: want the VIP on lo only")
 	}
 	k.ResetWrites()
-	if err := m.Apply(vips(), holdIt); err != nil {
+	if err := m.Apply(vips(), holdIt, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	// On the interface, and still on lo: the node stays a real server
@@ -91,13 +91,13 @@ func TestApplyMovesVIPBetweenLoAndInterface(t *testing.T) {
 		t.Fatalf("takeover wrote %v, want %v", k.Writes, want)
 	}
 	k.ResetWrites()
-	if err := m.Apply(vips(), holdIt); err != nil {
+	if err := m.Apply(vips(), holdIt, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if len(k.Writes) != 0 {
 		t.Fatalf("repeated apply wrote %v", k.Writes)
 	}
-	if err := m.Apply(vips(), nil); err != nil {
+	if err := m.Apply(vips(), nil, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	// Off the interface; lo keeps its copy.
@@ -105,7 +105,7 @@ func TestApplyMovesVIPBetweenLoAndInterface(t *testing.T) {
 		t.Fatalf("release wrote %v, want %v", k.Writes, want)
 	}
 	// A VIP that leaves the spec is removed everywhere.
-	if err := m.Apply(nil, nil); err != nil {
+	if err := m.Apply(nil, nil, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if has(t, k, "lo") || has(t, k, "eth0") {
@@ -115,7 +115,7 @@ func TestApplyMovesVIPBetweenLoAndInterface(t *testing.T) {
 
 func TestApplyRefusesVIPWithoutInterface(t *testing.T) {
 	m := New(NewFake("eth0"), Config{StateFile: filepath.Join(t.TempDir(), "vips.json"), Logger: discard()})
-	err := m.Apply([]spec.VIP{{Address: vip}}, nil)
+	err := m.Apply([]spec.VIP{{Address: vip}}, nil, time.Time{})
 	if err == nil || !strings.Contains(err.Error(), "--interface") {
 		t.Fatalf("err = %v, want a hint about --interface", err)
 	}
@@ -128,7 +128,7 @@ func TestShutdownRemovesVIPsBeforeRestoringSysctls(t *testing.T) {
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Apply(vips(), nil); err != nil {
+	if err := m.Apply(vips(), nil, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
@@ -174,14 +174,14 @@ func TestLeaseOnTheInterface(t *testing.T) {
 		t.Fatal(err)
 	}
 	k.ResetWrites()
-	if err := m.Apply(vips(), holdIt); err != nil {
+	if err := m.Apply(vips(), holdIt, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"add lo 172.95.69.100/32", "lease eth0 172.95.69.100/32 1s"}; !slices.Equal(k.Writes, want) {
 		t.Fatalf("claim wrote %v, want %v", k.Writes, want)
 	}
 	k.ResetWrites()
-	if lapsed, err := m.Renew(); err != nil || len(lapsed) != 0 {
+	if lapsed, err := m.Renew(time.Now()); err != nil || len(lapsed) != 0 {
 		t.Fatalf("renew: lapsed %v, %v", lapsed, err)
 	}
 	if want := []string{"renew eth0 172.95.69.100/32 1s"}; !slices.Equal(k.Writes, want) {
@@ -195,7 +195,7 @@ func TestLeaseOnTheInterface(t *testing.T) {
 	if _, on, lo := m.Where(vip); on || !lo {
 		t.Errorf("Where after the lapse: on the interface %v, on lo %v", on, lo)
 	}
-	lapsed, err := m.Renew()
+	lapsed, err := m.Renew(time.Now())
 	if err != nil || !slices.Equal(lapsed, []netip.Addr{vip}) || m.Lapses() != 1 || !has(t, k, "eth0") {
 		t.Fatalf("renew after the lapse: lapsed %v (%d in all), %v; on eth0 %v", lapsed, m.Lapses(), err, has(t, k, "eth0"))
 	}
@@ -213,7 +213,7 @@ func TestReleaseAfterTheAgent(t *testing.T) {
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Apply(vips(), holdIt); err != nil {
+	if err := m.Apply(vips(), holdIt, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	k.Detach() // the agent is gone; a new process runs release
