@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // weights is the DC's IPVS table (`raftlb ipvs --json`, the fake data
@@ -87,12 +88,17 @@ func TestMaintenanceThroughTheCLI(t *testing.T) {
 	}
 	drained := map[string]int{standby.ip: 0, disabled.ip: 0, dc.ip: 1, via.ip: 1}
 	c.waitWeights("the standby node and the disabled server at weight 0", c.agents, drained)
-	text := c.statusText(via)
-	for _, want := range []string{standby.name, "STANDBY", "drained: node " + standby.name + " in standby", "drained: disabled"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("status lacks %q:\n%s", want, text)
+	// via is a member: its view follows the DC's commits by up to a
+	// commit timeout.
+	c.waitFor("via's status to show both drains", 10*time.Second, func() error {
+		text := c.statusText(via)
+		for _, want := range []string{standby.name, "STANDBY", "drained: node " + standby.name + " in standby", "drained: disabled"} {
+			if !strings.Contains(text, want) {
+				return fmt.Errorf("status lacks %q:\n%s", want, text)
+			}
 		}
-	}
+		return nil
+	})
 
 	// The DC moves on request, to the node named.
 	r = c.run("dc", "move", "--api", standby.api, via.name)
