@@ -5,6 +5,7 @@ package lab_test
 import (
 	"flag"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,14 +17,34 @@ import (
 // minutes, CI for a short look.
 var labIdle = flag.Duration("lab.idle", 30*time.Second, "how long TestRaftlbIdle watches an idle cluster for DC changes")
 
+// labHog keeps every CPU of the VM busy during TestRaftlbIdle: one busy
+// loop per CPU, at the agents' own priority.
+var labHog = flag.Bool("lab.hog", false, "TestRaftlbIdle: keep every CPU of the VM busy while it watches")
+
 // TestRaftlbIdle: a healthy, idle cluster keeps its DC. The lab's TCG guest
 // stalls for about 200 ms now and then; at the lab's timings no stall may
 // make a DC step down or a node start an election: every node's event
 // stream stays free of dc_gained, dc_lost, dc_changed and quorum_lost for
 // the whole watch.
+//
+// With -lab.hog every CPU of the VM is kept busy meanwhile (a busy loop per
+// CPU in the VM's root namespace, at the agents' priority): the same must
+// hold on a host busy with other work.
 func TestRaftlbIdle(t *testing.T) {
 	c := newRaftlbCluster(t)
 	dc := c.waitHealthy(lab.Nodes())
+	hogs := 0
+	if *labHog {
+		for i := range runtime.NumCPU() {
+			p, err := c.l.Start("", fmt.Sprintf("hog-%d", i), "sh", "-c", "while :; do :; done")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Kill()
+			hogs++
+		}
+	}
+	figure("lab_idle_hog_cpus", float64(hogs), "count")
 	seen := map[string]uint64{}
 	for _, n := range lab.Nodes() {
 		evs, err := c.events(n)
