@@ -276,18 +276,17 @@ func (c *rcluster) startKeepalived(n string) {
 }
 
 // TestKeepalivedStopAndKill: keepalived's master stopped cleanly (SIGTERM:
-// it sends a priority-0 advert and removes the VIP) and killed (SIGKILL:
+// it sends a priority-0 advert and removes the VIP), killed (SIGKILL:
 // nothing removes the VIP from its interface, so its kernel goes on
-// answering ARP beside the new master's), with the same probe and the
-// same wire judge as raftlb's graceful stop and nemesis kill class. The
-// judge watches for 2 s after the new master took the VIP.
+// answering ARP beside the new master's) and frozen (SIGSTOP to all its
+// processes: the same, for as long as it stays stopped), with the same
+// probe and the same wire judge as raftlb's graceful stop and nemesis kill
+// and freeze classes. The judge watches for 2 s after the new master took
+// the VIP.
 func TestKeepalivedStopAndKill(t *testing.T) {
 	c := newKeepalivedCluster(t)
-	for _, kill := range []bool{false, true} {
-		name := "graceful_stop"
-		if kill {
-			name = "killed"
-		}
+	for _, name := range []string{"graceful_stop", "killed", "frozen"} {
+		kill := name != "graceful_stop"
 		var outage, twoMAC []float64
 		for run := 1; run <= runs(); run++ {
 			master := c.keepalivedMaster(60 * time.Second)
@@ -297,12 +296,19 @@ func TestKeepalivedStopAndKill(t *testing.T) {
 			}
 			probe := c.startProbe(fmt.Sprintf("probe-keepalived-%s-%d", name, run), master)
 			t0 := time.Now()
-			if kill {
+			switch name {
+			case "killed":
 				if err := c.agents[master].Signal(syscall.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
-			} else if err := c.agents[master].Stop(30 * time.Second); err != nil {
-				t.Fatal(err)
+			case "frozen":
+				if err := c.agents[master].Signal(syscall.SIGSTOP); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				if err := c.agents[master].Stop(30 * time.Second); err != nil {
+					t.Fatal(err)
+				}
 			}
 			newMaster, t1, r, wire := c.judgedTakeover(others(master), probe, aw, 2*time.Second)
 			t.Logf("keepalived %s run %d: master %s; %s took the VIP after %s; outage %.0f ms (%d failures %v); two MACs in %d rounds, the old master's VIP still on eth0: %v",
@@ -310,6 +316,7 @@ func TestKeepalivedStopAndKill(t *testing.T) {
 			outage = append(outage, r.LongestOutageMS)
 			twoMAC = append(twoMAC, float64(wire.TwoMACRounds))
 			if kill {
+				c.agents[master].Kill() // a frozen keepalived is ended the same way
 				<-c.agents[master].Done()
 				if c.has(master, "eth0") {
 					c.l.Run(master, "ip", "addr", "del", lab.VIP+"/32", "dev", "eth0")
