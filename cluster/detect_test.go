@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 // nobody; and a stall of this process is not counted against the leader.
 func TestSilenceDetector(t *testing.T) {
 	const T = 500 * time.Millisecond
+	none := func() time.Duration { return 0 }
 	t0 := time.Now()
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 
@@ -21,7 +23,7 @@ func TestSilenceDetector(t *testing.T) {
 		last := at(0)
 		var asked []time.Duration
 		for now := d.tick; now <= 2*T; now += d.tick {
-			if d.step(at(now), last, true) {
+			if d.step(at(now), last, true, none) {
 				asked = append(asked, now)
 			}
 		}
@@ -32,7 +34,7 @@ func TestSilenceDetector(t *testing.T) {
 		last = at(2 * T)
 		asked = nil
 		for now := 2*T + d.tick; now <= 4*T; now += d.tick {
-			if d.step(at(now), last, true) {
+			if d.step(at(now), last, true, none) {
 				asked = append(asked, now)
 			}
 		}
@@ -44,7 +46,7 @@ func TestSilenceDetector(t *testing.T) {
 	t.Run("heard in time", func(t *testing.T) {
 		d := newSilenceDetector(T)
 		for now := d.tick; now <= 3*T; now += d.tick {
-			if d.step(at(now), at(now-T/2), true) {
+			if d.step(at(now), at(now-T/2), true, none) {
 				t.Fatalf("asked at %v while the leader spoke %v before", now, T/2)
 			}
 		}
@@ -53,25 +55,38 @@ func TestSilenceDetector(t *testing.T) {
 	t.Run("following nobody", func(t *testing.T) {
 		d := newSilenceDetector(T)
 		for now := d.tick; now <= 2*T; now += d.tick {
-			if d.step(at(now), at(0), false) {
+			if d.step(at(now), at(0), false, none) {
 				t.Fatalf("asked at %v while following no leader (Raft's candidate loop runs)", now)
 			}
+		}
+	})
+
+	t.Run("staggered", func(t *testing.T) {
+		d := newSilenceDetector(T)
+		var asked []time.Duration
+		for now := d.tick; now <= 2*T; now += d.tick {
+			if d.step(at(now), at(0), true, func() time.Duration { return 2 * d.tick }) {
+				asked = append(asked, now)
+			}
+		}
+		if len(asked) != 1 || asked[0] != T+2*d.tick {
+			t.Errorf("third in line: asked at %v, want once, two ticks after the timeout (%v)", asked, T+2*d.tick)
 		}
 	})
 
 	t.Run("own stall", func(t *testing.T) {
 		d := newSilenceDetector(T)
 		last := at(0)
-		d.step(at(d.tick), last, true)
+		d.step(at(d.tick), last, true, none)
 		// This process runs again 3/4 T later: the leader's heartbeats
 		// sent meanwhile are still to be read.
 		end := d.tick + 3*T/4
 		for now := end; now < end+T; now += d.tick {
-			if d.step(at(now), last, true) {
+			if d.step(at(now), last, true, none) {
 				t.Fatalf("asked %v after a stall of %v, before the leader had the timeout to be heard", now-end, 3*T/4)
 			}
 		}
-		if !d.step(at(end+T), last, true) {
+		if !d.step(at(end+T), last, true, none) {
 			t.Error("silent for the timeout after the stall: not asked")
 		}
 	})
@@ -163,5 +178,34 @@ func TestLookNowOnRaft(t *testing.T) {
 	}
 	if got := r.ReloadableConfig().HeartbeatTimeout; got != time.Minute {
 		t.Errorf("heartbeat timeout left at %v, want 1m", got)
+	}
+}
+
+// TestStaggerPrefersDirectors: the voters left when a leader falls silent
+// give up on it a tick apart, those that can direct first: the order in
+// which the cluster would rather have its next DC.
+func TestStaggerPrefersDirectors(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.Dataplane = "fake" })
+	c.waitDC()
+	c.node("n1").SetCannotDirect("test: n1 cannot direct")
+	c.waitFor("n1 to leave the directors everywhere", 10*time.Second, func() bool {
+		for _, n := range c.live() {
+			if slices.Contains(n.Directors(), "n1") || len(n.Directors()) != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	const tick = 25 * time.Millisecond
+	// Were n3 the silent leader: n2 can direct, n1 cannot.
+	if got := c.node("n2").staggerAfter("n3", tick); got != 0 {
+		t.Errorf("n2 (can direct) waits %v more, want 0", got)
+	}
+	if got := c.node("n1").staggerAfter("n3", tick); got != tick {
+		t.Errorf("n1 (cannot direct) waits %v more, want a tick", got)
+	}
+	// Were n1 the silent leader: n2 and n3 both can, by name.
+	if a, b := c.node("n2").staggerAfter("n1", tick), c.node("n3").staggerAfter("n1", tick); a != 0 || b != tick {
+		t.Errorf("n2, n3 wait %v, %v more; want 0 and a tick", a, b)
 	}
 }
