@@ -27,11 +27,13 @@ import (
 // Raft from waiting for its timer. Every voter runs it, so the remaining
 // voters give up on the leader within a heartbeat interval of each other.
 //
-// The remaining voters give up on the leader one tick apart, in the order
-// the cluster prefers its DCs (those that can direct first, then by name):
-// given up at the same instant, two of them would each win the other's
-// pre-vote, split the real vote and wait out an election timeout (seen in
-// the lab: an election of 589 ms where they usually take 10–100). A voter
+// The remaining voters give up on the leader a stagger apart (T/4), in
+// the order the cluster prefers its DCs (those that can direct first, then
+// by name): given up within a pre-vote's trip of each other, two of them
+// each win the other's pre-vote, split the real vote and wait out an
+// election timeout (seen in the lab: elections of 589 and 682 ms where
+// they usually take 10–100; the second with a stagger of a tick, 50 ms,
+// shorter than the tick's own jitter and the VM's pre-vote trip). A voter
 // that still follows the leader refuses a candidate, so the first to give
 // up is refused; the one that completes a majority of voters that have
 // given up wins at once.
@@ -81,9 +83,9 @@ func (s *silenceDetector) step(now, last time.Time, following bool, stagger func
 }
 
 // staggerAfter is how much longer than the heartbeat timeout this voter
-// waits before it gives up on leader: a tick per voter before it, those
+// waits before it gives up on leader: step per voter before it, those
 // that can direct (Directors) first, then the others, each by name.
-func (n *Node) staggerAfter(leader string, tick time.Duration) time.Duration {
+func (n *Node) staggerAfter(leader string, step time.Duration) time.Duration {
 	order := slices.DeleteFunc(n.Directors(), func(v string) bool { return v == leader })
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		var rest []string
@@ -97,7 +99,7 @@ func (n *Node) staggerAfter(leader string, tick time.Duration) time.Duration {
 		order = append(order, rest...)
 	}
 	if i := slices.Index(order, n.cfg.Name); i > 0 {
-		return time.Duration(i) * tick
+		return time.Duration(i) * step
 	}
 	return 0
 }
@@ -138,7 +140,7 @@ func (n *Node) watchLeader(ctx context.Context) {
 			following := leader != "" && n.raft.State() == raft.Follower
 			var stagger time.Duration
 			if !d.step(now, n.raft.LastContact(), following, func() time.Duration {
-				stagger = n.staggerAfter(string(leader), d.tick)
+				stagger = n.staggerAfter(string(leader), d.timeout/4)
 				return stagger
 			}) {
 				continue

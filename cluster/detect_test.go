@@ -182,7 +182,7 @@ func TestLookNowOnRaft(t *testing.T) {
 }
 
 // TestStaggerPrefersDirectors: the voters left when a leader falls silent
-// give up on it a tick apart, those that can direct first: the order in
+// give up on it a step apart, those that can direct first: the order in
 // which the cluster would rather have its next DC.
 func TestStaggerPrefersDirectors(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.Dataplane = "fake" })
@@ -196,7 +196,7 @@ func TestStaggerPrefersDirectors(t *testing.T) {
 		}
 		return true
 	})
-	const tick = 25 * time.Millisecond
+	const tick = 62 * time.Millisecond // a step
 	// Were n3 the silent leader: n2 can direct, n1 cannot.
 	if got := c.node("n2").staggerAfter("n3", tick); got != 0 {
 		t.Errorf("n2 (can direct) waits %v more, want 0", got)
