@@ -24,8 +24,7 @@ import (
 // checks immediately; the timeout is then set back. Raft's own rule still
 // decides — it starts an election only if it, too, finds the leader silent
 // for T — so the watcher never elects where Raft would not, it only stops
-// Raft from waiting for its timer. Every voter runs it, so the remaining
-// voters give up on the leader within a heartbeat interval of each other.
+// Raft from waiting for its timer. Every voter runs it.
 //
 // The remaining voters give up on the leader a stagger apart (T/4), in
 // the order the cluster prefers its DCs (those that can direct first, then
@@ -36,7 +35,8 @@ import (
 // shorter than the tick's own jitter and the VM's pre-vote trip). A voter
 // that still follows the leader refuses a candidate, so the first to give
 // up is refused; the one that completes a majority of voters that have
-// given up wins at once.
+// given up wins at once. (Raft's own timer may still fire before a
+// voter's stagger has passed: the order is a preference, not a rule.)
 //
 // A stall of this process (a starved agent, a stalled VM) is not counted
 // against the leader: a tick that comes late marks one, and the leader's
