@@ -72,7 +72,7 @@ fuzz:
 
 # Kill the DC 20 times on loopback; prints `figure: NAME = VALUE UNIT`.
 bench:
-	$(GO) test ./e2e -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 1x -timeout 20m
+	$(GO) test ./e2e -run '^$$' -bench '^(BenchmarkFailover|BenchmarkIdleUnderLoad)$$' -benchtime 1x -timeout 20m
 
 # Break the code on purpose, one mutation of mutations.yaml at a time, and
 # print which breakages no test notices. Not part of `make test`.
