@@ -70,7 +70,8 @@ fuzz:
 	$(GO) test ./dataplane -run '^$$' -fuzz '^FuzzParseConns$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./resources -run '^$$' -fuzz '^FuzzStateFile$$' -fuzztime $(FUZZTIME)
 
-# Kill the DC 20 times on loopback; prints `figure: NAME = VALUE UNIT`.
+# Kill the DC 20 times on loopback, then watch the idle cluster for 20 s
+# while every CPU is kept busy; prints `figure: NAME = VALUE UNIT`.
 bench:
 	$(GO) test ./e2e -run '^$$' -bench '^(BenchmarkFailover|BenchmarkIdleUnderLoad)$$' -benchtime 1x -timeout 20m
 
