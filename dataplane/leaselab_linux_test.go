@@ -407,4 +407,3 @@ func (p *leaseProbe) expect(t *testing.T, what string, from, to time.Time, answe
 }
 
 func leaseHtons(v uint16) uint16 { return v<<8 | v>>8 }
-
