@@ -83,17 +83,20 @@ type Timing struct {
 // DefaultTiming returns LAN timings: a follower notices a silent leader
 // 250 ms after its last word (watchLeader; Raft's own timer would take
 // 250–625 ms); gossip declares a silent node dead in about a second. The
-// commit timeout is Raft's own default: the leader's replication loop
-// wakes that often per follower when nothing is written (at 10 ms, 200
-// RPCs a second on a three-node leader doubled an idle agent's CPU, 6.9 %
-// of a core against 3.6–4.2 % in make bench), and a write is sent at once
-// however it is set.
+// commit timeout is short on purpose: the leader's replication loop wakes
+// that often per follower, and each answer refreshes the leader's contact
+// with that follower, which its leader lease is counted from. At Raft's
+// default, 50 ms, an idle agent used 3.6–4.2 % of a core in make bench
+// instead of 6.4–6.9 %, but the contact could be 100 ms old (the
+// heartbeats' own period, at the lab's ×2 timings) when a stall began, and
+// a healthy DC stepped down in a lab soak after a stall of 263 ms against
+// its 250 ms lease; at 10 ms it is at most 20 ms old.
 func DefaultTiming() Timing {
 	return Timing{
 		RaftHeartbeatTimeout: 250 * time.Millisecond,
 		RaftElectionTimeout:  250 * time.Millisecond,
 		RaftLeaderLease:      125 * time.Millisecond,
-		RaftCommitTimeout:    50 * time.Millisecond,
+		RaftCommitTimeout:    10 * time.Millisecond,
 		GossipProbeInterval:  200 * time.Millisecond,
 		GossipProbeTimeout:   100 * time.Millisecond,
 		GossipInterval:       100 * time.Millisecond,

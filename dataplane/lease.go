@@ -99,7 +99,8 @@ type VIPLease interface {
 	// Renew gives every one of vips a lease until until, in one
 	// transaction: none or all are renewed. The kernel ends it at until
 	// however late the transaction is committed (to the millisecond), and
-	// at the latest the time left at the call after the commit. Each VIP
+	// at the latest the time left at the call, and a small margin, after
+	// the commit. Each VIP
 	// must be managed (ErrLeaseNotManaged otherwise), and at least
 	// MinLease must be left until until. Call it only right after a
 	// verification of leadership, with until counted from when that

@@ -25,13 +25,14 @@ const leaseStandIn = time.Millisecond
 
 // leaseTimeoutMargin is how much longer than the time left to its
 // deadline a renewal's element timeout runs. The kernel stamps a timeout's
-// end in jiffies at the commit, and it ended up to 12 ms early on the
-// development kernel (HZ=250, with the timeout truncated to whole
-// milliseconds); the deadline rule ends a lease to the millisecond. With
-// the margin the deadline is what ends it, and the timeout only backs it
-// up (a wall clock stepped back): quorum.AnswerExpirySlack allows for the
-// margin.
-const leaseTimeoutMargin = 10 * time.Millisecond
+// end in jiffies at the commit, and it ended up to 12 ms before the
+// lease's end as the agent counts it on the development kernel (HZ=250,
+// the timeout truncated to whole milliseconds, counted from a commit that
+// follows the agent's clock reading); the deadline rule ends a lease to
+// the millisecond. With the margin the deadline is what ends it, and the
+// timeout only backs it up (a wall clock stepped back):
+// quorum.AnswerExpirySlack allows for the margin.
+const leaseTimeoutMargin = 20 * time.Millisecond
 
 // NFTLease is the kernel VIPLease: a table of raftlb's own in nftables
 // (see lease.go), written through netlink in one batch per call.

@@ -55,15 +55,16 @@ var errLateGrant = errors.New("the agent was stalled between its verification an
 // grantedLate is asked right after every write that lets the kernel answer
 // for the VIPs (a claim, a renewal). allowed checked the write window
 // before the write, but nothing stops the process between that check and
-// the kernel's commit: a DC stopped there (SIGSTOP, a stalled VM) would
-// commit a renewal of a full answer lease seconds after its last
-// verification, beside its successor. So the time is checked again once
-// the write has returned: past the window and the stall a successor
-// allows for (quorum.Lease.WriteLateAfter), the commit may have come too
-// late, and the answers are ended at once (the addresses stay, silent: the
-// backstop); the next renewal, after a fresh verification, grants them
-// again. What is left is the time between such a late commit and this
-// check, with the process running.
+// the kernel's commit: a DC stopped there (SIGSTOP, a stalled VM) commits
+// its renewal late. The kernel still ends the answers at the renewal's
+// deadline, counted from the verification (dataplane.NFTLease), which is
+// what a successor waits for (quorum.Lease.OldHolderGone); but the
+// element's timeout, the backstop should the wall clock be stepped back,
+// then runs from the late commit. So the time is checked again once the
+// write has returned: past the window and a stall's slack
+// (quorum.Lease.WriteLateAfter), the answers are ended at once (the
+// addresses stay, silent); the next renewal, after a fresh verification,
+// grants them again.
 func (t *term) grantedLate() bool {
 	if time.Since(t.verifiedAt) <= t.d.cfg.Lease.WriteLateAfter() {
 		return false

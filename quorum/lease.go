@@ -40,10 +40,11 @@ type Lease struct {
 // dataplane's lease tests, which the lab's TestNFTLeaseOnTheLabKernel
 // runs; TestLeaseKernelDeadline for a commit made late). The timeout is
 // the backstop should the holder's wall clock be stepped back; it runs
-// 10 ms past the deadline (dataplane's leaseTimeoutMargin, so that the
-// exact deadline, not the jiffy-stamped timeout, ends a lease). 25 ms
-// covers that margin, the precision and the two clocks' drift over a
-// second. A stall between the holder's check of its write window and the
+// 20 ms past the deadline (dataplane's leaseTimeoutMargin, so that the
+// exact deadline, not the jiffy-stamped timeout, ends a lease), and the
+// kernel may end it up to a jiffy early, never more than its precision
+// late. 25 ms covers that margin, the precision and the two clocks' drift
+// over a second. A stall between the holder's check of its write window and the
 // commit (the lab's TCG guest stalls up to about 200 ms, LAB.md) would
 // outlast it only in the backstop's case: a double fault (a clock stepped
 // back during a stall) the wait does not cover.
@@ -118,11 +119,13 @@ func (l Lease) RenewEvery() time.Duration { return l.base() / 3 }
 func (l Lease) WriteWindow() time.Duration { return l.base() / 6 }
 
 // OldHolderGone is the instant, on the new DC's monotonic clock, after
-// which a VIP holder that did not let go has certainly lost it, when the
-// new DC was elected at elected. The old holder renews only right after a
+// which a VIP holder that did not let go has certainly lost it, when its
+// last verification was sent at the latest at elected (the election, or
+// the bound the voters' last contact with the holder gives:
+// cluster.ContactBound). The old holder renews only right after a
 // verification, which needs a majority in its term; the majority that
 // elected the new DC had moved to a later term by then, so the holder's
-// last verification came before elected. Its last renewal came at most
+// last verification came before the election. Its last renewal came at most
 // WriteWindow after that and ran for Duration; the kernel dropped the
 // address at most KernelExpirySlack later.
 //
