@@ -48,14 +48,7 @@ func BenchmarkFailover(b *testing.B) {
 		b.Logf("b.N is %d; the failover measurement runs once regardless (use -benchtime 1x)", b.N)
 	}
 	c := startCluster(b, blockBench, 3)
-	clients := map[*agent]*api.Client{}
-	for _, a := range c.agents {
-		cl, err := api.NewClient(a.api)
-		if err != nil {
-			b.Fatalf("admin API client for %s: %v", a.name, err)
-		}
-		clients[a] = cl
-	}
+	clients := apiClients(b, c.agents)
 
 	var gaps []time.Duration
 	for round := 1; round <= failoverRounds; round++ {
@@ -132,6 +125,20 @@ poll:
 		return err
 	})
 	return gap
+}
+
+// apiClients opens an admin API client for each agent.
+func apiClients(tb testing.TB, agents []*agent) map[*agent]*api.Client {
+	tb.Helper()
+	clients := map[*agent]*api.Client{}
+	for _, a := range agents {
+		cl, err := api.NewClient(a.api)
+		if err != nil {
+			tb.Fatalf("admin API client for %s: %v", a.name, err)
+		}
+		clients[a] = cl
+	}
+	return clients
 }
 
 // apiAgreed is cluster.agreed over the admin API: the failover rounds

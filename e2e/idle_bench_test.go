@@ -10,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/raftlb/raftlb/api"
 )
 
 // idleUnderLoad is how long BenchmarkIdleUnderLoad watches; make bench
@@ -29,14 +27,7 @@ var idleUnderLoad = flag.Duration("e2e.idle-under-load", 20*time.Second, "how lo
 // Like the other benchmarks, it prints figures and judges nothing.
 func BenchmarkIdleUnderLoad(b *testing.B) {
 	c := startCluster(b, blockBench, 3)
-	clients := map[*agent]*api.Client{}
-	for _, a := range c.agents {
-		cl, err := api.NewClient(a.api)
-		if err != nil {
-			b.Fatalf("admin API client for %s: %v", a.name, err)
-		}
-		clients[a] = cl
-	}
+	clients := apiClients(b, c.agents)
 	var dc string
 	c.waitFor("one DC, all 3 online", changeTimeout, func() error {
 		var err error
