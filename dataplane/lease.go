@@ -75,8 +75,9 @@ const MinLease = time.Millisecond
 // as installed (an operator ran `nft flush ruleset`, reloaded a firewall
 // that flushes, deleted the table or a rule, emptied a set). While it is
 // damaged the node's answers for its VIPs are not filtered at all. The cure
-// is Install with the managed VIPs; it restores no lease: the next Renew,
-// after the next verification, does. If the agent is dead or frozen while
+// is Install with the managed VIPs; it restores no lease: a Renew does,
+// with the deadline the lost leases had (the caller's record of its
+// grants) or after the next verification. If the agent is dead or frozen while
 // the table is gone, only the address lifetime on the interface (the
 // backstop) bounds how long the node keeps answering.
 var ErrLeaseDamaged = errors.New("the VIP lease table in nftables is damaged")
@@ -84,6 +85,10 @@ var ErrLeaseDamaged = errors.New("the VIP lease table in nftables is damaged")
 // ErrLeaseNotManaged says that Renew named a VIP that the last Install did
 // not list: its answers are not filtered, so a lease would mean nothing.
 var ErrLeaseNotManaged = errors.New("VIP is not managed by the lease table")
+
+// ErrLeaseOver says that Renew was given a deadline that has passed, or is
+// closer than MinLease: there is no lease left to give.
+var ErrLeaseOver = errors.New("the lease's deadline has passed")
 
 // VIPLease makes this node's answers for its VIPs depend on a lease the
 // kernel expires. Every method is one kernel transaction: it happens whole
@@ -179,7 +184,7 @@ func leaseManaged(managed, vips []netip.Addr) error {
 func renewArgs(vips []netip.Addr, until, now time.Time) ([]netip.Addr, time.Duration, error) {
 	d, err := leaseDuration(until.Sub(now))
 	if err != nil {
-		return nil, 0, fmt.Errorf("lease until %s: %w (was the agent stalled since its verification? verify again)", until.Format(time.StampMilli), err)
+		return nil, 0, fmt.Errorf("lease until %s: %w: %w (was the agent stalled since its verification? verify again)", until.Format(time.StampMilli), ErrLeaseOver, err)
 	}
 	vips, err = leaseVIPs(vips)
 	if err != nil {

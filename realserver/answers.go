@@ -47,9 +47,14 @@ func (m *Manager) grantAnswers(vips []netip.Addr, verified time.Time) error {
 	if m.answers == nil || len(vips) == 0 {
 		return nil
 	}
-	if err := m.answers.Renew(vips, verified.Add(m.answerFor)); err != nil {
+	until := verified.Add(m.answerFor)
+	if err := m.answers.Renew(vips, until); err != nil {
 		return fmt.Errorf("VIP answers: %w", err)
 	}
+	for _, vip := range vips {
+		m.granted[vip] = true
+	}
+	m.grantedUntil = until
 	return nil
 }
 
@@ -59,6 +64,11 @@ func (m *Manager) endAnswers(vips []netip.Addr) error {
 	if m.answers == nil || len(vips) == 0 {
 		return nil
 	}
+	// Forgotten before the kernel is asked: a release that fails is not
+	// granted again by a repair.
+	for _, vip := range vips {
+		delete(m.granted, vip)
+	}
 	if err := m.answers.Release(vips); err != nil {
 		return fmt.Errorf("VIP answers: %w", err)
 	}
@@ -67,11 +77,13 @@ func (m *Manager) endAnswers(vips []netip.Addr) error {
 
 // CheckAnswers verifies that the lease table is in the kernel as
 // installed. One that is missing or damaged (an operator flushed the
-// ruleset, or reloaded a firewall that does) is installed again, with no
-// lease: the error says what was wrong, and the DC's next renewal lets
-// its kernel answer again. Meanwhile — between the damage and this check
-// — nothing filtered the answers, so a DC that died in that time keeps
-// answering until its address lifetime ends.
+// ruleset, or reloaded a firewall that does) is installed again, with the
+// leases the kernel held: the VIPs granted and not ended since, until the
+// last grant's deadline — not a moment longer, so nothing is granted that
+// a verification did not allow, and the DC keeps answering across the
+// repair. The error says what was wrong. Meanwhile — between the damage
+// and this check — nothing filtered the answers, so a DC that died in
+// that time keeps answering until its address lifetime ends.
 func (m *Manager) CheckAnswers() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -90,7 +102,23 @@ func (m *Manager) CheckAnswers() error {
 		return fmt.Errorf("%w; installing it again failed: %w", err, ierr)
 	}
 	m.repairs++
-	return fmt.Errorf("%w: installed again", err)
+	var again []netip.Addr
+	for vip := range m.granted {
+		if m.held[vip] {
+			again = append(again, vip)
+		}
+	}
+	if len(again) == 0 {
+		return fmt.Errorf("%w: installed again", err)
+	}
+	slices.SortFunc(again, netip.Addr.Compare)
+	switch gerr := m.answers.Renew(again, m.grantedUntil); {
+	case errors.Is(gerr, dataplane.ErrLeaseOver):
+		return fmt.Errorf("%w: installed again (its leases had ended)", err)
+	case gerr != nil:
+		return fmt.Errorf("%w: installed again; its leases could not be restored: %w", err, gerr)
+	}
+	return fmt.Errorf("%w: installed again, with its leases until %s", err, m.grantedUntil.Format("15:04:05.000"))
 }
 
 // AnswerRepairs counts the times CheckAnswers found the lease table

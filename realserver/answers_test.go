@@ -100,7 +100,9 @@ func TestAVIPIsSilentUnlessGranted(t *testing.T) {
 
 // TestAFlushedLeaseTableIsInstalledAgain: an operator's `nft flush
 // ruleset` is found by CheckAnswers, which installs the table again with
-// no lease; the DC's next renewal lets the VIP be answered again.
+// the leases the kernel held — the VIP is answered across the repair, and
+// falls silent at the old deadline unless a renewal extends it. A lease
+// ended since (SilenceAnswers) is not restored.
 func TestAFlushedLeaseTableIsInstalledAgain(t *testing.T) {
 	m, _, l, c := answersManager(t)
 	if err := m.Apply(vips(), holdIt, c.Now()); err != nil {
@@ -109,6 +111,7 @@ func TestAFlushedLeaseTableIsInstalledAgain(t *testing.T) {
 	if err := m.CheckAnswers(); err != nil {
 		t.Fatalf("an intact table: %v", err)
 	}
+	c.add(300 * time.Millisecond)
 	l.Damage()
 	err := m.CheckAnswers()
 	if !errors.Is(err, dataplane.ErrLeaseDamaged) {
@@ -117,14 +120,37 @@ func TestAFlushedLeaseTableIsInstalledAgain(t *testing.T) {
 	if err := l.Check(); err != nil {
 		t.Fatalf("the table is not back: %v", err)
 	}
+	if !l.Answers(vip) {
+		t.Fatal("restored without its lease: the DC fell silent until its next renewal")
+	}
+	c.add(200 * time.Millisecond)
 	if l.Answers(vip) {
-		t.Fatal("restored with a lease: the VIP is answered before a verification renewed it")
+		t.Fatal("the restored lease outlived the deadline the verification allowed")
 	}
 	if _, err := m.Renew(c.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if !l.Answers(vip) || m.AnswerRepairs() != 1 {
 		t.Fatalf("after the renewal: answered %v, repairs %d; want answered and one repair", l.Answers(vip), m.AnswerRepairs())
+	}
+	if err := m.SilenceAnswers(); err != nil {
+		t.Fatal(err)
+	}
+	l.Damage()
+	if err := m.CheckAnswers(); !errors.Is(err, dataplane.ErrLeaseDamaged) {
+		t.Fatalf("CheckAnswers after a second flush: %v, want ErrLeaseDamaged", err)
+	}
+	if l.Answers(vip) {
+		t.Fatal("a repair restored a lease that had been ended")
+	}
+	// A repair after the deadline restores nothing either.
+	if _, err := m.Renew(c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	c.add(time.Second)
+	l.Damage()
+	if err := m.CheckAnswers(); !errors.Is(err, dataplane.ErrLeaseDamaged) || l.Answers(vip) {
+		t.Fatalf("a repair after the deadline: %v, answered %v; want ErrLeaseDamaged and silent", err, l.Answers(vip))
 	}
 }
 

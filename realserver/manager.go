@@ -44,12 +44,16 @@ type Manager struct {
 
 	// answers gates what the kernel answers for a VIP on its interface
 	// (answers.go); nil: the address lifetime alone. answerSet is the
-	// managed set last installed; repairs counts the reinstalls.
+	// managed set last installed; repairs counts the reinstalls. granted
+	// and grantedUntil mirror the kernel's leases (the VIPs granted and
+	// not ended since, their one deadline) for a repair to restore.
 	answers          dataplane.VIPLease
 	answerFor        time.Duration
 	answerSet        []netip.Addr
 	answersInstalled bool
 	repairs          int
+	granted          map[netip.Addr]bool
+	grantedUntil     time.Time
 }
 
 // Config sets up a Manager.
@@ -80,6 +84,7 @@ func New(k Kernel, cfg Config) *Manager {
 		logger:  cfg.Logger.With("component", "realserver"),
 		managed: map[netip.Addr]string{},
 		held:    map[netip.Addr]bool{},
+		granted: map[netip.Addr]bool{},
 		prev:    map[string]string{},
 	}
 }
