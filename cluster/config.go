@@ -70,7 +70,13 @@ type Timing struct {
 	RaftElectionTimeout  time.Duration
 	// RaftLeaderLease is how long a leader keeps acting without contact from
 	// a quorum. It must stay below RaftHeartbeatTimeout so a cut-off DC
-	// steps down before anyone else can be elected (invariant 3 of ARCHITECTURE.md).
+	// steps down before anyone else can be elected (invariant 3 of
+	// ARCHITECTURE.md). It is also the longest stall (of the DC, or of the
+	// one follower that is its quorum) a healthy DC survives: its VIP's
+	// safety rests on the answer lease and the verifications
+	// (quorum.Lease), not on this, so it stays close to the heartbeat
+	// timeout, leaving that timeout's last fifth for the answer's trip
+	// and the step-down timer's lateness.
 	RaftLeaderLease   time.Duration
 	RaftCommitTimeout time.Duration
 
@@ -90,12 +96,15 @@ type Timing struct {
 // instead of 6.4–6.9 %, but the contact could be 100 ms old (the
 // heartbeats' own period, at the lab's ×2 timings) when a stall began, and
 // a healthy DC stepped down in a lab soak after a stall of 263 ms against
-// its 250 ms lease; at 10 ms it is at most 20 ms old.
+// its 250 ms lease; at 10 ms it is at most 20 ms old. The leader lease is
+// 0.8 of the heartbeat timeout: at half of it (125 ms), a DC stepped down
+// in the lab after a follower stalled 289 ms while the other was fenced
+// (at the lab's ×2 timings), with nothing wrong but the stall.
 func DefaultTiming() Timing {
 	return Timing{
 		RaftHeartbeatTimeout: 250 * time.Millisecond,
 		RaftElectionTimeout:  250 * time.Millisecond,
-		RaftLeaderLease:      125 * time.Millisecond,
+		RaftLeaderLease:      200 * time.Millisecond,
 		RaftCommitTimeout:    10 * time.Millisecond,
 		GossipProbeInterval:  200 * time.Millisecond,
 		GossipProbeTimeout:   100 * time.Millisecond,
