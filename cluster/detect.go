@@ -24,18 +24,24 @@ import (
 // checks immediately; the timeout is then set back. Raft's own rule still
 // decides — it starts an election only if it, too, finds the leader silent
 // for T — so the watcher never elects where Raft would not, it only stops
-// Raft from waiting for its timer. Every voter runs it.
+// Raft from waiting for its timer. Every voter runs it. Within a tick of
+// the instant it must look, it sleeps until that instant rather than the
+// tick: the tick would add up to T/10 of its own, different on each voter.
 //
-// The remaining voters give up on the leader a stagger apart (T/4), in
+// The remaining voters give up on the leader a stagger apart (T/8), in
 // the order the cluster prefers its DCs (those that can direct first, then
 // by name): given up within a pre-vote's trip of each other, two of them
 // each win the other's pre-vote, split the real vote and wait out an
 // election timeout (seen in the lab: elections of 589 and 682 ms where
-// they usually take 10–100; the second with a stagger of a tick, 50 ms,
-// shorter than the tick's own jitter and the VM's pre-vote trip). A voter
-// that still follows the leader refuses a candidate, so the first to give
-// up is refused; the one that completes a majority of voters that have
-// given up wins at once. (Raft's own timer may still fire before a
+// they usually take 10–100; then with a stagger of a tick, 50 ms, no more
+// than the ticks' own jitter). A voter that still follows the leader
+// refuses a candidate, so the first to give up is refused; the one that
+// completes a majority of voters that have given up wins at once — in a
+// three-voter cluster, the second, a stagger after the first. The stagger
+// must outlast the difference between two voters' last contacts with the
+// leader (its replication wakes every commit timeout, 10–20 ms at the
+// defaults, per follower) and a pre-vote's trip: T/8 is 31 ms at the
+// default T, 62 ms at the lab's. (Raft's own timer may still fire before a
 // voter's stagger has passed: the order is a preference, not a rule.)
 //
 // A stall of this process (a starved agent, a stalled VM) is not counted
@@ -63,23 +69,27 @@ func newSilenceDetector(timeout time.Duration) *silenceDetector {
 // step is one tick at now: last is Raft's last contact with the leader,
 // following whether this node follows one (a non-voter's Raft looks and
 // stands for nothing, as on its own timer), and stagger how much longer
-// than the timeout this node waits (asked only once the timeout has
-// passed). It reports whether Raft should look for a silent leader now;
-// once per silence.
-func (s *silenceDetector) step(now, last time.Time, following bool, stagger func() time.Duration) bool {
+// than the timeout this node waits (asked only within a tick of the
+// timeout). It reports whether Raft should look for a silent leader now,
+// once per silence, and when to call it next: a tick later, or sooner, at
+// the instant it will look.
+func (s *silenceDetector) step(now, last time.Time, following bool, stagger func() time.Duration) (look bool, next time.Duration) {
 	if !s.lastTick.IsZero() && now.Sub(s.lastTick) > s.tick+s.stall {
 		s.stallEnd = now
 	}
 	s.lastTick = now
 	if !following || s.asked.Equal(last) {
-		return false
+		return false, s.tick
 	}
 	silent := now.Sub(later(last, s.stallEnd))
-	if silent < s.timeout || silent < s.timeout+stagger() {
-		return false
+	if silent < s.timeout-s.tick {
+		return false, s.tick
+	}
+	if wait := s.timeout + stagger() - silent; wait > 0 {
+		return false, min(wait, s.tick)
 	}
 	s.asked = last
-	return true
+	return true, s.tick
 }
 
 // staggerAfter is how much longer than the heartbeat timeout this voter
@@ -129,20 +139,22 @@ func lookNow(r raftLook) error {
 // watchLeader runs the detector until ctx ends.
 func (n *Node) watchLeader(ctx context.Context) {
 	d := newSilenceDetector(n.cfg.Timing.RaftHeartbeatTimeout)
-	tick := time.NewTicker(d.tick)
-	defer tick.Stop()
+	wake := time.NewTimer(d.tick)
+	defer wake.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-tick.C:
+		case now := <-wake.C:
 			_, leader := n.raft.LeaderWithID()
 			following := leader != "" && n.raft.State() == raft.Follower
 			var stagger time.Duration
-			if !d.step(now, n.raft.LastContact(), following, func() time.Duration {
-				stagger = n.staggerAfter(string(leader), d.timeout/4)
+			look, next := d.step(now, n.raft.LastContact(), following, func() time.Duration {
+				stagger = n.staggerAfter(string(leader), d.timeout/8)
 				return stagger
-			}) {
+			})
+			wake.Reset(next)
+			if !look {
 				continue
 			}
 			n.logger.Info("leader silent for the heartbeat timeout: Raft checks now", "leader", string(leader), "timeout", d.timeout, "stagger", stagger)

@@ -7,87 +7,82 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftlb/raftlb/quorum"
 )
 
-// TestSilenceDetector: Raft is asked to look once the leader has been
-// silent for the timeout, once per silence; not while the node follows
-// nobody; and a stall of this process is not counted against the leader.
+// TestSilenceDetector drives the detector as watchLeader does — each call
+// at the instant the previous one asked for — from a first call that is not
+// aligned with anything: Raft is asked to look once per silence, at the
+// timeout (and stagger) to the millisecond, never while the leader is
+// heard, nor for a silence this process's own stall made.
 func TestSilenceDetector(t *testing.T) {
 	const T = 500 * time.Millisecond
 	none := func() time.Duration { return 0 }
 	t0 := time.Now()
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	// run calls step from from until to, as watchLeader's timer would, and
+	// returns the instants it looked.
+	run := func(d *silenceDetector, from, to time.Duration, last func(now time.Duration) time.Duration, following bool, stagger func() time.Duration) []time.Duration {
+		var looked []time.Duration
+		for now := from; now <= to; {
+			look, next := d.step(at(now), at(last(now)), following, stagger)
+			if look {
+				looked = append(looked, now)
+			}
+			if next <= 0 || next > d.tick {
+				t.Fatalf("at %v: next call in %v, want within (0, %v]", now, next, d.tick)
+			}
+			now += next
+		}
+		return looked
+	}
+	const off = 7 * time.Millisecond // the first call, off the grid
+	silentFrom := func(v time.Duration) func(time.Duration) time.Duration {
+		return func(time.Duration) time.Duration { return v }
+	}
 
 	t.Run("silent leader", func(t *testing.T) {
 		d := newSilenceDetector(T)
-		last := at(0)
-		var asked []time.Duration
-		for now := d.tick; now <= 2*T; now += d.tick {
-			if d.step(at(now), last, true, none) {
-				asked = append(asked, now)
-			}
+		if got := run(d, off, 2*T, silentFrom(0), true, none); len(got) != 1 || got[0] != T {
+			t.Errorf("looked at %v, want once, at %v", got, T)
 		}
-		if len(asked) != 1 || asked[0] != T {
-			t.Errorf("asked at %v, want once, at %v", asked, T)
-		}
-		// The leader speaks, then falls silent again: a new silence.
-		last = at(2 * T)
-		asked = nil
-		for now := 2*T + d.tick; now <= 4*T; now += d.tick {
-			if d.step(at(now), last, true, none) {
-				asked = append(asked, now)
-			}
-		}
-		if len(asked) != 1 || asked[0] != 3*T {
-			t.Errorf("a second silence: asked at %v, want once, at %v", asked, 3*T)
+		// The leader speaks at 2T+3ms, then falls silent again: a new silence.
+		last := 2*T + 3*time.Millisecond
+		if got := run(d, 2*T+off, 4*T, silentFrom(last), true, none); len(got) != 1 || got[0] != last+T {
+			t.Errorf("a second silence: looked at %v, want once, at %v", got, last+T)
 		}
 	})
 
 	t.Run("heard in time", func(t *testing.T) {
 		d := newSilenceDetector(T)
-		for now := d.tick; now <= 3*T; now += d.tick {
-			if d.step(at(now), at(now-T/2), true, none) {
-				t.Fatalf("asked at %v while the leader spoke %v before", now, T/2)
-			}
+		if got := run(d, off, 3*T, func(now time.Duration) time.Duration { return now - T/2 }, true, none); len(got) != 0 {
+			t.Fatalf("looked at %v while the leader spoke %v before", got, T/2)
 		}
 	})
 
 	t.Run("following nobody", func(t *testing.T) {
 		d := newSilenceDetector(T)
-		for now := d.tick; now <= 2*T; now += d.tick {
-			if d.step(at(now), at(0), false, none) {
-				t.Fatalf("asked at %v while following no leader (Raft's candidate loop runs)", now)
-			}
+		if got := run(d, off, 2*T, silentFrom(0), false, none); len(got) != 0 {
+			t.Fatalf("looked at %v while following no leader (Raft's candidate loop runs)", got)
 		}
 	})
 
 	t.Run("staggered", func(t *testing.T) {
 		d := newSilenceDetector(T)
-		var asked []time.Duration
-		for now := d.tick; now <= 2*T; now += d.tick {
-			if d.step(at(now), at(0), true, func() time.Duration { return 2 * d.tick }) {
-				asked = append(asked, now)
-			}
-		}
-		if len(asked) != 1 || asked[0] != T+2*d.tick {
-			t.Errorf("third in line: asked at %v, want once, two ticks after the timeout (%v)", asked, T+2*d.tick)
+		step := T / 8
+		if got := run(d, off, 2*T, silentFrom(0), true, func() time.Duration { return 2 * step }); len(got) != 1 || got[0] != T+2*step {
+			t.Errorf("third in line: looked at %v, want once, two steps after the timeout (%v)", got, T+2*step)
 		}
 	})
 
 	t.Run("own stall", func(t *testing.T) {
 		d := newSilenceDetector(T)
-		last := at(0)
-		d.step(at(d.tick), last, true, none)
+		d.step(at(d.tick), at(0), true, none)
 		// This process runs again 3/4 T later: the leader's heartbeats
 		// sent meanwhile are still to be read.
 		end := d.tick + 3*T/4
-		for now := end; now < end+T; now += d.tick {
-			if d.step(at(now), last, true, none) {
-				t.Fatalf("asked %v after a stall of %v, before the leader had the timeout to be heard", now-end, 3*T/4)
-			}
-		}
-		if !d.step(at(end+T), last, true, none) {
-			t.Error("silent for the timeout after the stall: not asked")
+		if got := run(d, end, end+2*T, silentFrom(0), true, none); len(got) != 1 || got[0] != end+T {
+			t.Errorf("after a stall of %v: looked at %v, want once, the timeout after the stall's end (%v)", 3*T/4, got, end+T)
 		}
 	})
 }
@@ -207,5 +202,29 @@ func TestStaggerPrefersDirectors(t *testing.T) {
 	// Were n1 the silent leader: n2 and n3 both can, by name.
 	if a, b := c.node("n2").staggerAfter("n1", tick), c.node("n3").staggerAfter("n1", tick); a != 0 || b != tick {
 		t.Errorf("n2, n3 wait %v, %v more; want 0 and a tick", a, b)
+	}
+}
+
+// TestDefaultsKeepLeaseNearImmediate: at the default timings a new DC of
+// three voters is elected a heartbeat timeout and a stagger after it last
+// heard from the old one (the second voter to give up wins); the takeover
+// wait under `lease` (quorum.Lease.OldHolderGone from that contact) ends
+// within a renewal period of that, so `lease` costs at most a renewal
+// period more than `immediate`. The leader lease, the longest stall a
+// healthy DC survives, is outlasted by the answer lease's renewals (two
+// may be missed).
+func TestDefaultsKeepLeaseNearImmediate(t *testing.T) {
+	d := DefaultTiming()
+	l := quorum.Lease{Duration: quorum.DefaultLease, Answer: quorum.DefaultAnswerLease}
+	if err := l.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var contact time.Time
+	elected := contact.Add(d.RaftHeartbeatTimeout + d.RaftHeartbeatTimeout/8)
+	if wait := l.OldHolderGone(contact).Sub(elected); wait > l.RenewEvery() {
+		t.Errorf("answer lease %s: a new DC waits %s past its election, more than a renewal period (%s)", l.Answer, wait, l.RenewEvery())
+	}
+	if survives := l.Answer - l.RenewEvery(); survives < d.RaftLeaderLease {
+		t.Errorf("answer lease %s renewed every %s outlasts a stall of %s, shorter than the leader lease %s", l.Answer, l.RenewEvery(), survives, d.RaftLeaderLease)
 	}
 }
