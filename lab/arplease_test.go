@@ -47,10 +47,10 @@ func silentAfter(r lab.ARPReport, mac string, t0 time.Time) (time.Duration, bool
 //     costs under takeover lease.
 func TestRaftlbARPLease(t *testing.T) {
 	c := newRaftlbCluster(t)
-	// The scenario's configuration: the agents' defaults. The judges'
-	// bounds are their own (nftExpiryLate, kernelExpiryLate, guestStall,
-	// judgeSlack).
-	answer, lease := quorum.DefaultAnswerLease, quorum.DefaultLease
+	// The scenario's configuration: the agents' defaults, the ARP lease
+	// scaled with the Raft timings (raftTiming). The judges' bounds are
+	// their own (nftExpiryLate, kernelExpiryLate, guestStall, judgeSlack).
+	answer, lease := labAnswerLease(), quorum.DefaultLease
 	dc := c.waitHealthy(lab.Nodes())
 
 	// Frozen. Beside the judges, a watch of the address itself: the

@@ -22,6 +22,7 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/lab"
+	"github.com/raftlb/raftlb/quorum"
 )
 
 // The raftlb scenarios run three real agents (with the kernel data plane)
@@ -481,19 +482,31 @@ func runs() int { return max(*labRuns, 1) }
 // measures the defaults on a real CPU.
 var labRaftScale = flag.Float64("lab.raft-scale", 2, "multiply the agents' Raft heartbeat, election and lease timings (1: the defaults)")
 
-// raftTiming is the agent flags for -lab.raft-scale.
+// raftTiming is the agent flags for -lab.raft-scale. The ARP lease scales
+// with them: its renewals outlast the stalls the leader lease does, and a
+// takeover under `lease` waits it out about when the election ends.
 func raftTiming() []string {
 	if *labRaftScale == 1 {
 		return nil
 	}
 	d := cluster.DefaultTiming()
-	scale := func(v time.Duration) string { return time.Duration(float64(v) * *labRaftScale).String() }
+	scale := func(v time.Duration) string { return labScaled(v).String() }
 	return []string{
 		"--raft-heartbeat-timeout", scale(d.RaftHeartbeatTimeout),
 		"--raft-election-timeout", scale(d.RaftElectionTimeout),
 		"--raft-leader-lease", scale(d.RaftLeaderLease),
+		"--arp-lease", scale(quorum.DefaultAnswerLease),
 	}
 }
+
+// labScaled is a default timing at -lab.raft-scale, in whole milliseconds
+// (the ARP lease's unit).
+func labScaled(v time.Duration) time.Duration {
+	return time.Duration(float64(v) * *labRaftScale).Round(time.Millisecond)
+}
+
+// labAnswerLease is the agents' ARP lease in the lab.
+func labAnswerLease() time.Duration { return labScaled(quorum.DefaultAnswerLease) }
 
 // nodeNS is the netlink handles of the cluster's nodes.
 func (c *rcluster) nodeNS() map[string]*lab.NS {

@@ -73,11 +73,15 @@ const MinAnswerLease = 300 * time.Millisecond
 const DefaultLease = 2 * time.Second
 
 // DefaultAnswerLease is the answer lease the agent uses unless told
-// otherwise: renewed every 200 ms, it outlasts a stall of 400 ms (the lab's
-// TCG guest stalls up to about 200 ms), and a new DC waits
-// 600 + 100 + 25 ms after the bound of the old holder's last verification
-// (cluster.ContactBound) for a holder that did not let go.
-const DefaultAnswerLease = 600 * time.Millisecond
+// otherwise: renewed every 100 ms, it outlasts a stall of 200 ms — as long
+// as the DC's Raft leader lease (cluster.DefaultTiming), past which the DC
+// steps down anyway. A new DC waits 300 + 50 + 25 ms after the bound of
+// the old holder's last verification (cluster.ContactBound); with three
+// voters it is elected T + T/8 = 281 ms after it last heard from the old
+// DC at the default heartbeat timeout (cluster/detect.go), so `takeover:
+// lease` costs at most 94 ms more than `immediate`, less than a renewal
+// period. (At 600 ms, until 2026-12-07, it cost 444 ms more.)
+const DefaultAnswerLease = 300 * time.Millisecond
 
 // Validate checks that the kernel can hold the lease: whole seconds, at
 // least one.
