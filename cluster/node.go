@@ -151,6 +151,7 @@ func Start(cfg Config, f *fsm.FSM) (*Node, error) {
 	n.goLoop(n.watchLeadership)
 	n.goLoop(n.trackContact)
 	n.goLoop(n.watchLeader)
+	n.goLoop(n.keepSpares)
 	n.goLoop(n.memberDuties)
 	if cfg.BootstrapExpect > 0 && !n.hadState {
 		n.goLoop(n.bootstrapLoop)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -22,8 +23,10 @@ import (
 // so one port carries both, behind one mutual-TLS handshake.
 const rpcMagic byte = 0xF0
 
-// handshakeTimeout bounds how long a peer may take to finish TLS and send
-// its first byte, so a silent connection cannot pin a goroutine.
+// handshakeTimeout bounds how long a peer may take to finish TLS (and,
+// without TLS, to send its first byte), so a silent connection cannot pin
+// a goroutine. A peer whose certificate the handshake verified may wait
+// spareIdle before its first byte: its spare connection (spare.go).
 const handshakeTimeout = 5 * time.Second
 
 // muxLayer is a raft.StreamLayer over TCP (with mutual TLS unless insecure)
@@ -52,8 +55,12 @@ type muxLayer struct {
 	filter *NetFilter
 
 	raftConns chan net.Conn
+	spares    spares // handshaken connections to the other voters
 	closeOnce sync.Once
 	closed    chan struct{}
+	// closedCtx ends at Close, with closed.
+	closedCtx context.Context
+	closeCtx  context.CancelFunc
 	wg        sync.WaitGroup
 }
 
@@ -83,6 +90,7 @@ func newMuxLayer(addr netip.AddrPort, tlsConf *tls.Config, rpc func(net.Conn), c
 		raftConns: make(chan net.Conn),
 		closed:    make(chan struct{}),
 	}
+	m.closedCtx, m.closeCtx = context.WithCancel(context.Background())
 	m.tls.Store(tlsConf)
 	m.wg.Add(1)
 	go m.serve()
@@ -132,10 +140,14 @@ func (m *muxLayer) route(c net.Conn) {
 			return
 		}
 		conn = tc
+		_ = c.SetDeadline(time.Now().Add(spareIdle))
 	}
+	// A Close does not wait out a connection silent before its first
+	// byte (a peer's spare may be, for spareIdle).
+	stop := context.AfterFunc(m.closedCtx, func() { _ = c.Close() })
 	br := bufio.NewReaderSize(conn, 1)
 	first, err := br.Peek(1)
-	if err != nil {
+	if !stop() || err != nil {
 		_ = conn.Close()
 		return
 	}
@@ -198,7 +210,11 @@ func (m *muxLayer) Accept() (net.Conn, error) {
 func (m *muxLayer) Close() error {
 	var err error
 	m.closeOnce.Do(func() {
+		m.spares.mu.Lock()
 		close(m.closed)
+		m.spares.mu.Unlock()
+		m.closeCtx()
+		m.dropSpares()
 		err = m.ln.Close()
 	})
 	return err
@@ -231,11 +247,17 @@ func (m *muxLayer) refused(p peer, err error) {
 func (m *muxLayer) start() { m.readyOnce.Do(func() { close(m.ready) }) }
 
 // setTLS swaps the TLS configuration new connections use.
-func (m *muxLayer) setTLS(conf *tls.Config) { m.tls.Store(conf) }
+func (m *muxLayer) setTLS(conf *tls.Config) {
+	m.tls.Store(conf)
+	m.dropSpares()
+}
 
 // Dial implements raft.StreamLayer. Raft knows only the address; the
 // check finds the node configured there.
 func (m *muxLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	if c := m.takeSpare(string(address)); c != nil {
+		return c, nil
+	}
 	return m.dial(string(address), "", timeout)
 }
 
