@@ -19,12 +19,14 @@ import (
 // cable pull: detection 1.0–1.3 s at T = 500 ms.
 //
 // watchLeader reads Raft's last contact every T/10 and, once the leader has
-// been silent for T, has Raft look at once: a heartbeat timeout shorter by
-// a nanosecond, given to ReloadConfig, wakes the follower loop, which
-// checks immediately; the timeout is then set back. Raft's own rule still
-// decides — it starts an election only if it, too, finds the leader silent
-// for T — so the watcher never elects where Raft would not, it only stops
-// Raft from waiting for its timer. Every voter runs it. Within a tick of
+// been silent for T, has Raft look at once: Raft runs with its timeouts at
+// twice the configured ones (raftFallback), and the watcher gives it the
+// configured ones through ReloadConfig — a shorter heartbeat timeout wakes
+// the follower loop, which checks immediately — until a leader is heard
+// again (settle). Raft's own rule still decides — it starts an election
+// only if it, too, finds the leader silent for T — so the watcher never
+// elects where Raft would not, it only stops Raft from waiting for its
+// timer. Every voter runs it. Within a tick of
 // the instant it must look, it sleeps until that instant rather than the
 // tick: the tick would add up to T/10 of its own, different on each voter.
 //
@@ -42,12 +44,12 @@ import (
 // leader (its replication wakes every commit timeout, 10–20 ms at the
 // defaults, per follower) and a pre-vote's trip: T/8 is 31 ms at the
 // default T, 62 ms at the lab's. (Raft's own timer may still fire before a
-// voter's stagger has passed: the order is a preference, not a rule.)
+// voter's stagger has passed — hence the fallback at 2T.)
 //
 // A stall of this process (a starved agent, a stalled VM) is not counted
 // against the leader: a tick that comes late marks one, and the leader's
 // silence is then counted from the stall's end, when its heartbeats can be
-// read again. Raft's own timer, unchanged, still fires as before.
+// read again. Raft's own timer, at the fallback, still fires as before.
 
 // silenceDetector is watchLeader's decision, one tick at a time.
 type silenceDetector struct {
@@ -120,36 +122,84 @@ type raftLook interface {
 	ReloadConfig(raft.ReloadableConfig) error
 }
 
-// lookNow makes a follower's Raft check for a silent leader now, leaving
-// its configuration as it found it.
-func lookNow(r raftLook) error {
+// raftFallback is how many heartbeat timeouts Raft's own timers wait
+// while the watcher is not looking. Raft's follower timer fires at a
+// random instant: with Raft's timeouts at T, it fired between T and a
+// voter's stagger often enough (about one failover in twelve in the lab)
+// that two voters stood at once and split the vote (an election of 1.08
+// s). At 2T it cannot fire before the watcher has looked, T and a stagger
+// after the last contact (at most 1.5 T with five voters); it remains the
+// fallback should the watcher not run.
+const raftFallback = 2
+
+// timeouts are Raft's heartbeat and election timeouts.
+type timeouts struct{ heartbeat, election time.Duration }
+
+func (t timeouts) fallback() timeouts {
+	return timeouts{raftFallback * t.heartbeat, raftFallback * t.election}
+}
+
+// setRaftTimeouts sets Raft's timeouts in one reload: a shorter heartbeat
+// timeout wakes its follower loop, which checks for a silent leader at
+// once.
+func setRaftTimeouts(r raftLook, t timeouts) error {
 	rc := r.ReloadableConfig()
-	hb := rc.HeartbeatTimeout
-	rc.HeartbeatTimeout = hb - time.Nanosecond
-	if err := r.ReloadConfig(rc); err != nil {
-		return fmt.Errorf("waking Raft's follower loop: %w", err)
+	if rc.HeartbeatTimeout == t.heartbeat && rc.ElectionTimeout == t.election {
+		return nil
 	}
-	rc.HeartbeatTimeout = hb
+	rc.HeartbeatTimeout, rc.ElectionTimeout = t.heartbeat, t.election
 	if err := r.ReloadConfig(rc); err != nil {
-		return fmt.Errorf("restoring Raft's heartbeat timeout %s: %w", hb, err)
+		return fmt.Errorf("setting Raft's heartbeat and election timeouts to %s and %s: %w", t.heartbeat, t.election, err)
 	}
 	return nil
 }
 
+// lookNow makes a follower's Raft check now for a leader silent for the
+// heartbeat timeout of t, and leaves its timeouts at t — the election that
+// follows, and its retries, go at that pace — until settle.
+func lookNow(r raftLook, t timeouts) error {
+	if r.ReloadableConfig().HeartbeatTimeout <= t.heartbeat {
+		// Still at t from an earlier look: only a shorter heartbeat
+		// timeout wakes the loop.
+		if err := setRaftTimeouts(r, t.fallback()); err != nil {
+			return err
+		}
+	}
+	if err := setRaftTimeouts(r, t); err != nil {
+		return fmt.Errorf("waking Raft's follower loop: %w", err)
+	}
+	return nil
+}
+
+// settle gives Raft back its fallback timeouts once a leader is heard
+// again, or this node leads.
+func settle(r raftLook, t timeouts) error { return setRaftTimeouts(r, t.fallback()) }
+
 // watchLeader runs the detector until ctx ends.
 func (n *Node) watchLeader(ctx context.Context) {
 	d := newSilenceDetector(n.cfg.Timing.RaftHeartbeatTimeout)
+	t := timeouts{n.cfg.Timing.RaftHeartbeatTimeout, n.cfg.Timing.RaftElectionTimeout}
 	wake := time.NewTimer(d.tick)
 	defer wake.Stop()
+	looking := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-wake.C:
 			_, leader := n.raft.LeaderWithID()
-			following := leader != "" && n.raft.State() == raft.Follower
+			state := n.raft.State()
+			following := leader != "" && state == raft.Follower
+			last := n.raft.LastContact()
+			if looking && (state == raft.Leader || following && now.Sub(last) < d.timeout) {
+				if err := settle(n.raft, t); err != nil {
+					n.logger.Warn("Raft keeps the short timeouts of its last failover", "err", err)
+				} else {
+					looking = false
+				}
+			}
 			var stagger time.Duration
-			look, next := d.step(now, n.raft.LastContact(), following, func() time.Duration {
+			look, next := d.step(now, last, following, func() time.Duration {
 				stagger = n.staggerAfter(string(leader), d.timeout/8)
 				return stagger
 			})
@@ -158,8 +208,10 @@ func (n *Node) watchLeader(ctx context.Context) {
 				continue
 			}
 			n.logger.Info("leader silent for the heartbeat timeout: Raft checks now", "leader", string(leader), "timeout", d.timeout, "stagger", stagger)
-			if err := lookNow(n.raft); err != nil {
-				n.logger.Warn("failure detection falls back to Raft's timer", "err", err)
+			if err := lookNow(n.raft, t); err != nil {
+				n.logger.Warn("failure detection falls back to Raft's timer", "err", err, "fallback", t.fallback().heartbeat)
+			} else {
+				looking = true
 			}
 		}
 	}

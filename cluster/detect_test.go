@@ -105,30 +105,44 @@ func (r *recordingRaft) ReloadConfig(rc raft.ReloadableConfig) error {
 }
 
 // TestLookNow: Raft's follower loop is woken by a shorter heartbeat
-// timeout (ReloadConfig notifies it only when the timeout shrinks), and
-// its configuration is left exactly as it was.
+// timeout (ReloadConfig notifies it only when the timeout shrinks): from
+// the fallback, one reload to the detector's timeouts; already there (an
+// earlier look not yet settled), back to the fallback first. settle
+// restores the fallback, and every other setting is left as it was.
 func TestLookNow(t *testing.T) {
+	tm := timeouts{250 * time.Millisecond, 300 * time.Millisecond}
 	orig := raft.ReloadableConfig{TrailingLogs: 10240, SnapshotInterval: time.Minute, SnapshotThreshold: 8192,
-		HeartbeatTimeout: 250 * time.Millisecond, ElectionTimeout: 250 * time.Millisecond}
+		HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 600 * time.Millisecond}
 	r := &recordingRaft{rc: orig}
-	if err := lookNow(r); err != nil {
+	if err := lookNow(r, tm); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.seen) != 2 || r.seen[0].HeartbeatTimeout >= orig.HeartbeatTimeout {
-		t.Errorf("reloads %+v: want a shorter heartbeat timeout, then the original", r.seen)
+	if len(r.seen) != 1 || r.rc.HeartbeatTimeout != tm.heartbeat || r.rc.ElectionTimeout != tm.election {
+		t.Errorf("reloads %+v: want one, to %+v", r.seen, tm)
+	}
+	r.seen = nil
+	if err := lookNow(r, tm); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.seen) != 2 || r.seen[0].HeartbeatTimeout != orig.HeartbeatTimeout || r.seen[1].HeartbeatTimeout != tm.heartbeat {
+		t.Errorf("a second look: reloads %+v, want the fallback then the detector's timeouts", r.seen)
+	}
+	if err := settle(r, tm); err != nil {
+		t.Fatal(err)
 	}
 	if r.rc != orig {
-		t.Errorf("left %+v, want %+v", r.rc, orig)
+		t.Errorf("settled at %+v, want %+v", r.rc, orig)
 	}
-	if err := lookNow(&recordingRaft{rc: orig, failAt: 2}); err == nil {
-		t.Error("a refused restore reported no error")
+	if err := lookNow(&recordingRaft{rc: orig, failAt: 1}, tm); err == nil {
+		t.Error("a refused reload reported no error")
 	}
 }
 
 // TestLookNowOnRaft: on a real Raft follower whose leader has been silent
 // for the heartbeat timeout, lookNow starts the election Raft's own timer
-// would start later, and leaves the timeout as it was. Raft's timer here
-// fires only after a minute: the election within it is lookNow's.
+// would start later, and settle gives the timer back its fallback. Raft's
+// timer here fires only after a minute: the election within it is
+// lookNow's.
 func TestLookNowOnRaft(t *testing.T) {
 	_, trans := raft.NewInmemTransport("")
 	cfg := raft.DefaultConfig()
@@ -157,22 +171,26 @@ func TestLookNowOnRaft(t *testing.T) {
 	if r.State() != raft.Follower {
 		t.Fatalf("state %v, want follower", r.State())
 	}
-	if err := lookNow(r); err != nil {
+	tm := timeouts{30 * time.Second, 30 * time.Second}
+	if err := lookNow(r, tm); err != nil {
 		t.Fatal(err)
 	}
 	obs := make(chan raft.Observation, 8)
 	r.RegisterObserver(raft.NewObserver(obs, false, nil))
-	deadline := time.After(30 * time.Second)
+	deadline := time.After(20 * time.Second)
 	for r.State() == raft.Follower {
 		select {
 		case <-obs:
 		case <-time.After(10 * time.Millisecond):
 		case <-deadline:
-			t.Fatal("still a follower 30s after lookNow; Raft's own timer would wait a minute")
+			t.Fatal("still a follower 20s after lookNow; Raft's own timer would wait 30s or a minute")
 		}
 	}
+	if err := settle(r, tm); err != nil {
+		t.Fatal(err)
+	}
 	if got := r.ReloadableConfig().HeartbeatTimeout; got != time.Minute {
-		t.Errorf("heartbeat timeout left at %v, want 1m", got)
+		t.Errorf("heartbeat timeout settled at %v, want the fallback, 1m", got)
 	}
 }
 
@@ -227,4 +245,34 @@ func TestDefaultsKeepLeaseNearImmediate(t *testing.T) {
 	if survives := l.Answer - l.RenewEvery(); survives < d.RaftLeaderLease {
 		t.Errorf("answer lease %s renewed every %s outlasts a stall of %s, shorter than the leader lease %s", l.Answer, l.RenewEvery(), survives, d.RaftLeaderLease)
 	}
+}
+
+// TestRaftTimersAreTheFallback: Raft's own timers run at the fallback,
+// twice the configured timeouts, so that they do not fire between the
+// detector's look and a voter's stagger; after a failover, which the
+// detector started by shortening them, every node has them back at the
+// fallback.
+func TestRaftTimersAreTheFallback(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	dc := c.waitDC()
+	tm := DefaultTiming()
+	fallback := func(n *Node) bool {
+		rc := n.raft.ReloadableConfig()
+		return rc.HeartbeatTimeout == raftFallback*tm.RaftHeartbeatTimeout && rc.ElectionTimeout == raftFallback*tm.RaftElectionTimeout
+	}
+	for _, n := range c.live() {
+		if !fallback(n) {
+			t.Errorf("%s: Raft's timeouts %+v, want the fallback", n.Name(), n.raft.ReloadableConfig())
+		}
+	}
+	c.crash(dc.Name())
+	c.waitDC()
+	c.waitFor("every node back at the fallback timeouts", 10*time.Second, func() bool {
+		for _, n := range c.live() {
+			if !fallback(n) {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -234,8 +234,11 @@ func (n *Node) startRaft() error {
 	rc.Logger = hlog
 	rc.NotifyCh = n.notifyCh
 	t := n.cfg.Timing
-	rc.HeartbeatTimeout = t.RaftHeartbeatTimeout
-	rc.ElectionTimeout = t.RaftElectionTimeout
+	// Raft's own timers are the fallback of the failure detector
+	// (cluster/detect.go), which shortens them to the configured timeouts
+	// when it looks for a silent leader.
+	rc.HeartbeatTimeout = raftFallback * t.RaftHeartbeatTimeout
+	rc.ElectionTimeout = raftFallback * t.RaftElectionTimeout
 	rc.LeaderLeaseTimeout = t.RaftLeaderLease
 	rc.CommitTimeout = t.RaftCommitTimeout
 	if n.cfg.SnapshotThreshold > 0 {
