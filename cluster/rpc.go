@@ -259,9 +259,12 @@ func (n *Node) call(ctx context.Context, addr, expect string, req rpcRequest) (r
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
 	}
-	c, err := n.mux.dial(addr, expect, timeout)
-	if err != nil {
-		return rpcResponse{}, err
+	c := n.mux.takeSpare(addr, expect)
+	if c == nil {
+		var err error
+		if c, err = n.mux.dial(addr, expect, timeout); err != nil {
+			return rpcResponse{}, err
+		}
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))

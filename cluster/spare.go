@@ -57,13 +57,20 @@ type spares struct {
 	names   map[string]string // the node each address must answer as
 }
 
-// takeSpare returns the spare to address, if one is fresh and open, and
-// has a new one dialed in its place.
-func (m *muxLayer) takeSpare(address string) net.Conn {
+// takeSpare returns the spare to address, if one is fresh and open and
+// was checked as node expect's ("": whoever is configured there), and has
+// a new one dialed in its place. Raft's dials take spares, and so do
+// raftlb's RPCs, the takeover's question to the voters among them.
+func (m *muxLayer) takeSpare(address, expect string) net.Conn {
 	s := &m.spares
 	s.mu.Lock()
 	sp, ok := s.conns[address]
-	delete(s.conns, address)
+	if ok && expect != "" && s.names[address] != expect {
+		ok = false
+	}
+	if ok {
+		delete(s.conns, address)
+	}
 	s.mu.Unlock()
 	if !ok {
 		return nil

@@ -77,11 +77,16 @@ func TestSpareConnections(t *testing.T) {
 	_ = a.spares.conns[addr].conn.Close()
 	a.spares.conns[addr] = spare{conn: mine, at: time.Now()}
 	a.spares.mu.Unlock()
-	if c := a.takeSpare(addr); c != nil {
+	if c := a.takeSpare(addr, ""); c != nil {
 		t.Fatal("a spare the peer closed was handed out")
 	}
 	testkit.WaitFor(t, "the closed spare replaced", func() bool { return spareOf(a) != nil })
 
+	// A spare checked as b's is not handed to a call that expects another
+	// node there.
+	if c := a.takeSpare(addr, "c"); c != nil {
+		t.Fatal("a spare checked as b's was handed to a call expecting c")
+	}
 	// A new TLS configuration: the spares go.
 	a.setTLS(mustLoadTLS(t, dir, "a"))
 	if spareOf(a) != nil {

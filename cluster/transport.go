@@ -255,7 +255,7 @@ func (m *muxLayer) setTLS(conf *tls.Config) {
 // Dial implements raft.StreamLayer. Raft knows only the address; the
 // check finds the node configured there.
 func (m *muxLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	if c := m.takeSpare(string(address)); c != nil {
+	if c := m.takeSpare(string(address), ""); c != nil {
 		return c, nil
 	}
 	return m.dial(string(address), "", timeout)
