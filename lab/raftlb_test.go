@@ -480,7 +480,7 @@ func runs() int { return max(*labRuns, 1) }
 // lease 125 ms) that made a healthy DC step down about once per scenario.
 // The failover figures are for the scaled timings; BenchmarkFailover
 // measures the defaults on a real CPU.
-var labRaftScale = flag.Float64("lab.raft-scale", 2, "multiply the agents' Raft heartbeat, election and lease timings (1: the defaults)")
+var labRaftScale = flag.Float64("lab.raft-scale", 2, "multiply the agents' Raft heartbeat, election and lease timings and their ARP lease (1: the defaults)")
 
 // raftTiming is the agent flags for -lab.raft-scale. The ARP lease scales
 // with them: its renewals outlast the stalls the leader lease does, and a
