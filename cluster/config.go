@@ -91,24 +91,21 @@ type Timing struct {
 // 250–625 ms); gossip declares a silent node dead in about a second. The
 // commit timeout is short on purpose: the leader's replication loop wakes
 // that often per follower, and each answer refreshes the leader's contact
-// with that follower, which its leader lease is counted from (Raft's own
-// heartbeats come every 50–100 ms: its timers run at twice these,
-// cluster/detect.go). At 25 ms the contact is at most 50 ms old when a
-// stall begins, so the DC survives stalls of about 150 ms at the defaults
-// and 350 ms at the lab's ×2 (where this timeout is not doubled); an idle
-// agent used 5.0 % of a core in make bench, against 7.8 % at 10 ms. The
-// failure detector's stagger grows with it (staggerStep). At Raft's
-// default, 50 ms, a healthy DC stepped down in a lab soak after a stall of
-// 263 ms against the 250 ms lease it then had. The leader lease is 0.8 of
-// the heartbeat timeout: at half of it (125 ms), a DC stepped down in the
-// lab after a follower stalled 289 ms while the other was fenced (at the
-// lab's ×2 timings), with nothing wrong but the stall.
+// with that follower, which its leader lease is counted from. At Raft's
+// default, 50 ms, an idle agent used 3.6–4.2 % of a core in make bench
+// instead of 6.4–6.9 %, but the contact could be 100 ms old (the
+// heartbeats' own period, at the lab's ×2 timings) when a stall began, and
+// a healthy DC stepped down in a lab soak after a stall of 263 ms against
+// its 250 ms lease; at 10 ms it is at most 20 ms old. The leader lease is
+// 0.8 of the heartbeat timeout: at half of it (125 ms), a DC stepped down
+// in the lab after a follower stalled 289 ms while the other was fenced
+// (at the lab's ×2 timings), with nothing wrong but the stall.
 func DefaultTiming() Timing {
 	return Timing{
 		RaftHeartbeatTimeout: 250 * time.Millisecond,
 		RaftElectionTimeout:  250 * time.Millisecond,
 		RaftLeaderLease:      200 * time.Millisecond,
-		RaftCommitTimeout:    25 * time.Millisecond,
+		RaftCommitTimeout:    10 * time.Millisecond,
 		GossipProbeInterval:  200 * time.Millisecond,
 		GossipProbeTimeout:   100 * time.Millisecond,
 		GossipInterval:       100 * time.Millisecond,

@@ -30,8 +30,7 @@ import (
 // the instant it must look, it sleeps until that instant rather than the
 // tick: the tick would add up to T/10 of its own, different on each voter.
 //
-// The remaining voters give up on the leader a stagger apart (staggerStep:
-// T/8 and twice the commit timeout), in
+// The remaining voters give up on the leader a stagger apart (T/8), in
 // the order the cluster prefers its DCs (those that can direct first, then
 // by name): given up within a pre-vote's trip of each other, two of them
 // each win the other's pre-vote, split the real vote and wait out an
@@ -42,9 +41,8 @@ import (
 // completes a majority of voters that have given up wins at once — in a
 // three-voter cluster, the second, a stagger after the first. The stagger
 // must outlast the difference between two voters' last contacts with the
-// leader — its replication wakes every one to two commit timeouts per
-// follower, so a voter's last contact is up to two commit timeouts older
-// than another's — and then a pre-vote's trip: T/8 for that, 31 ms at the
+// leader (its replication wakes every commit timeout, 10–20 ms at the
+// defaults, per follower) and a pre-vote's trip: T/8 is 31 ms at the
 // default T, 62 ms at the lab's. (Raft's own timer may still fire before a
 // voter's stagger has passed — hence the fallback at 2T.)
 //
@@ -94,12 +92,6 @@ func (s *silenceDetector) step(now, last time.Time, following bool, stagger func
 	}
 	s.asked = last
 	return true, s.tick
-}
-
-// staggerStep is how much later than the voter before it a voter gives up
-// on a silent leader.
-func staggerStep(t Timing) time.Duration {
-	return t.RaftHeartbeatTimeout/8 + 2*t.RaftCommitTimeout
 }
 
 // staggerAfter is how much longer than the heartbeat timeout this voter
@@ -208,7 +200,7 @@ func (n *Node) watchLeader(ctx context.Context) {
 			}
 			var stagger time.Duration
 			look, next := d.step(now, last, following, func() time.Duration {
-				stagger = n.staggerAfter(string(leader), staggerStep(n.cfg.Timing))
+				stagger = n.staggerAfter(string(leader), d.timeout/8)
 				return stagger
 			})
 			wake.Reset(next)

@@ -77,11 +77,10 @@ const DefaultLease = 2 * time.Second
 // as the DC's Raft leader lease (cluster.DefaultTiming), past which the DC
 // steps down anyway. A new DC waits 300 + 50 + 25 ms after the bound of
 // the old holder's last verification (cluster.ContactBound); with three
-// voters it is elected a heartbeat timeout and a stagger (250 + 81 ms at
-// the defaults: cluster/detect.go) after it last heard from the old DC, so
-// `takeover: lease` costs at most 44 ms more than `immediate`, less than a
-// renewal period (cluster's TestDefaultsKeepLeaseNearImmediate). At 600
-// ms, until 2026-12-07, it cost 394 ms more.
+// voters it is elected T + T/8 = 281 ms after it last heard from the old
+// DC at the default heartbeat timeout (cluster/detect.go), so `takeover:
+// lease` costs at most 94 ms more than `immediate`, less than a renewal
+// period. (At 600 ms, until 2026-12-07, it cost 444 ms more.)
 const DefaultAnswerLease = 300 * time.Millisecond
 
 // Validate checks that the kernel can hold the lease: whole seconds, at
