@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -134,7 +135,13 @@ func (m *muxLayer) route(c net.Conn) {
 	if conf := m.tls.Load(); conf != nil {
 		tc = tls.Server(c, conf)
 		if err := tc.Handshake(); err != nil {
-			m.logger.Warn("rejected raft connection: TLS handshake failed",
+			// A peer that hangs up mid-handshake is one stopping while it
+			// dialed (its spare connections, spare.go): nothing to warn of.
+			level := slog.LevelWarn
+			if errors.Is(err, io.EOF) {
+				level = slog.LevelDebug
+			}
+			m.logger.Log(context.Background(), level, "rejected raft connection: TLS handshake failed",
 				"remote", c.RemoteAddr().String(), "err", err)
 			_ = c.Close()
 			return

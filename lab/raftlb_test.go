@@ -289,6 +289,24 @@ func (c *rcluster) dc(nodes []string) string {
 	return dc
 }
 
+// waitDCTable waits until the IPVS table of the DC that nodes agree on
+// satisfies ok (given its real servers' addresses). Whichever node is DC by
+// then: a stall of the emulated CPU longer than the leader lease may still
+// move the DC after the move under test (seen: a DC stepped down 4 s after
+// a graceful stop's hand-over, a follower silent for 405 ms), and a table
+// is judged on the node that serves.
+func (c *rcluster) waitDCTable(what string, nodes []string, ok func(dests []string) bool) {
+	c.t.Helper()
+	c.eventually(what, 30*time.Second, func() (bool, error) {
+		dc := c.agreedDC(nodes)
+		if dc == "" {
+			return false, nil
+		}
+		s, present, err := c.table(dc)
+		return present && ok(destIPs(s)), err
+	})
+}
+
 // agreedDC is the DC that nodes agree on with quorum right now, or "".
 func (c *rcluster) agreedDC(nodes []string) string {
 	dc := ""

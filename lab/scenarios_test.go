@@ -134,10 +134,7 @@ func cablePulls(t *testing.T, c *rcluster, policy string) {
 			return !c.has(dc, "eth0"), nil
 		})
 		want := []string{lab.IP(survivors[0]), lab.IP(survivors[1])}
-		c.eventually("the dead node to leave the new DC's table", 30*time.Second, func() (bool, error) {
-			s, ok, err := c.table(newDC)
-			return ok && slices.Equal(destIPs(s), want), err
-		})
+		c.waitDCTable("the dead node to leave the DC's table", survivors, func(dests []string) bool { return slices.Equal(dests, want) })
 		r, err := probe.Stop(30 * time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -311,10 +308,7 @@ func TestRaftlbGracefulStop(t *testing.T) {
 		if out, err := c.agents[dc].Output(); err != nil || !strings.Contains(out, "the successor announced every VIP") {
 			t.Errorf("run %d: the stopped DC did not see its successor announce the VIP (%v); the end of its log:\n%s", run, err, tail(out, 15))
 		}
-		c.eventually("the stopped node to leave the new DC's table", 30*time.Second, func() (bool, error) {
-			s, ok, err := c.table(newDC)
-			return ok && !slices.Contains(destIPs(s), lab.IP(dc)), err
-		})
+		c.waitDCTable("the stopped node to leave the DC's table", others(dc), func(dests []string) bool { return !slices.Contains(dests, lab.IP(dc)) })
 		r, err := probe.Stop(30 * time.Second)
 		if err != nil {
 			t.Fatal(err)
