@@ -158,7 +158,9 @@ func (m *muxLayer) keepSparesTo(peers map[string]string) {
 	s.mu.Lock()
 	s.names = peers
 	for addr, sp := range s.conns {
-		if _, ok := peers[addr]; !ok || time.Since(sp.at) > spareMaxAge-spareEvery {
+		// A spare to a peer that restarted is closed at its end: found
+		// here, it is replaced before an election needs it.
+		if _, ok := peers[addr]; !ok || time.Since(sp.at) > spareMaxAge-spareEvery || !stillOpen(sp.conn) {
 			_ = sp.conn.Close()
 			delete(s.conns, addr)
 		}

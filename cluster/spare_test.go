@@ -82,6 +82,19 @@ func TestSpareConnections(t *testing.T) {
 	}
 	testkit.WaitFor(t, "the closed spare replaced", func() bool { return spareOf(a) != nil })
 
+	// A spare the peer closed is replaced by the next look at the voters,
+	// before anyone needs it.
+	dead, gone := net.Pipe()
+	_ = gone.Close()
+	a.spares.mu.Lock()
+	_ = a.spares.conns[addr].conn.Close()
+	a.spares.conns[addr] = spare{conn: dead, at: time.Now()}
+	a.spares.mu.Unlock()
+	a.keepSparesTo(map[string]string{addr: "b"})
+	if spareOf(a) == dead {
+		t.Fatal("a look at the voters kept a spare the peer had closed")
+	}
+	testkit.WaitFor(t, "the dead spare replaced", func() bool { return spareOf(a) != nil })
 	// A spare checked as b's is not handed to a call that expects another
 	// node there.
 	if c := a.takeSpare(addr, "c"); c != nil {
