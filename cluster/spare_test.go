@@ -70,13 +70,18 @@ func TestSpareConnections(t *testing.T) {
 	_ = c.Close()
 	testkit.WaitFor(t, "the spare replaced", func() bool { return spareOf(a) != nil })
 
+	// plantDead puts, in place of a's spare, one whose peer has closed it.
+	plantDead := func() net.Conn {
+		mine, theirs := net.Pipe()
+		_ = theirs.Close()
+		a.spares.mu.Lock()
+		defer a.spares.mu.Unlock()
+		_ = a.spares.conns[addr].conn.Close()
+		a.spares.conns[addr] = spare{conn: mine, at: time.Now()}
+		return mine
+	}
 	// A spare whose peer has gone is not handed out.
-	mine, theirs := net.Pipe()
-	_ = theirs.Close()
-	a.spares.mu.Lock()
-	_ = a.spares.conns[addr].conn.Close()
-	a.spares.conns[addr] = spare{conn: mine, at: time.Now()}
-	a.spares.mu.Unlock()
+	plantDead()
 	if c := a.takeSpare(addr, ""); c != nil {
 		t.Fatal("a spare the peer closed was handed out")
 	}
@@ -84,12 +89,7 @@ func TestSpareConnections(t *testing.T) {
 
 	// A spare the peer closed is replaced by the next look at the voters,
 	// before anyone needs it.
-	dead, gone := net.Pipe()
-	_ = gone.Close()
-	a.spares.mu.Lock()
-	_ = a.spares.conns[addr].conn.Close()
-	a.spares.conns[addr] = spare{conn: dead, at: time.Now()}
-	a.spares.mu.Unlock()
+	dead := plantDead()
 	a.keepSparesTo(map[string]string{addr: "b"})
 	if spareOf(a) == dead {
 		t.Fatal("a look at the voters kept a spare the peer had closed")
