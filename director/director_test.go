@@ -313,7 +313,11 @@ func TestHandOverGraceEndsWithoutSuccessor(t *testing.T) {
 			w.c.setHandingOver(true)
 		}
 		w.c.leaders <- follower
-		testkit.WaitFor(t, "VIP released", func() bool { return w.has("lo") && !w.has("eth0") && len(w.table()) == 0 })
+		// The release is logged after the kernel state changes: wait for
+		// the line, not only for the state, before reading the order.
+		testkit.WaitFor(t, "VIP released", func() bool {
+			return w.has("lo") && !w.has("eth0") && len(w.table()) == 0 && w.logs.Count("DC duties released") > 0
+		})
 		out := w.logs.String()
 		grace := strings.Index(out, "no successor announced every VIP within the grace")
 		released := strings.Index(out, "DC duties released")
