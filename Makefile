@@ -41,11 +41,13 @@ nemesis:
 	LAB_TIMEOUT=$${LAB_TIMEOUT:-60m} lab/run.sh -test.v -test.run '^TestNemesis$$' -lab.nemesis-runs=$(RUNS) -lab.nemesis-takeover=$(TAKEOVER)
 
 # The failover figures with more runs than CI's, raftlb and keepalived side
-# by side in one VM run (cable pull, held connections, a planned move), and
-# ten idle minutes watched for DC changes; then ten more with every CPU of
-# the VM kept busy. RUNS repetitions each.
+# by side in one VM run (cable pull, killed, frozen and stopped DC, a dead
+# real server, held connections through a cable pull and a planned move;
+# the run ends with their table and ratios), and ten idle minutes watched
+# for DC changes; then ten more with every CPU of the VM kept busy. RUNS
+# repetitions each (the nemesis classes once: make nemesis for more).
 bench-lab:
-	LAB_TIMEOUT=$${LAB_TIMEOUT:-60m} lab/run.sh -test.v -test.run '^(TestKeepalivedCablePull|TestRaftlbCablePull|TestRaftlbConnectionsSurvive|TestRaftlbIdle)$$' -lab.runs=$(RUNS) -lab.idle=10m
+	LAB_TIMEOUT=$${LAB_TIMEOUT:-75m} lab/run.sh -test.v -test.run '^(TestKeepalived.*|TestHealthBlackholedServerLeaves|TestRaftlbCablePull|TestRaftlbGracefulStop|TestRaftlbConnectionsSurvive|TestNemesis|TestRaftlbIdle)$$' -lab.runs=$(RUNS) -lab.idle=10m
 	LAB_TIMEOUT=$${LAB_TIMEOUT:-20m} lab/run.sh -test.v -test.run '^TestRaftlbIdle$$' -lab.idle=10m -lab.hog
 
 vet:

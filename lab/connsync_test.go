@@ -134,6 +134,7 @@ func TestRaftlbConnectionsSurvive(t *testing.T) {
 		dc, t0.UTC().Format("15:04:05.000"), newDC, t1.Sub(t0), kept, judged, r.Servers, longest(r))
 	figure("lab_conns_kept_cable_pull", float64(kept), "count")
 	figure("lab_conns_judged_cable_pull", float64(judged), "count")
+	compared.kept("conns_kept_cable_pull", "raftlb", kept, judged)
 	if err := c.l.CablePlug(dc); err != nil {
 		t.Fatal(err)
 	}
@@ -173,6 +174,7 @@ func (c *rcluster) plannedMoveKeeps(t *testing.T, dc string) {
 	}
 	t.Logf("dc move %s → %s took %s; %d of %d connections kept (servers %v); longest exchange per connection: %v", dc, to, moved.Sub(t0), kept, conns, r.Servers, longest(r))
 	figure("lab_conns_kept_dc_move", float64(kept), "count")
+	compared.kept("conns_kept_planned_move", "raftlb", kept, conns)
 	figure("lab_dc_move_returned", ms(moved.Sub(t0)), "ms")
 }
 

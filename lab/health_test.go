@@ -93,13 +93,21 @@ func (r removal) check(fall int) error {
 // while the checks go on every interval.
 func (c *rcluster) waitRemoval(dc, server string, counter *lab.PacketCounter) removal {
 	c.t.Helper()
-	interval, _ := time.ParseDuration(checkInterval)
 	key := netip.AddrPortFrom(netip.MustParseAddr(lab.IP(server)), 3128)
+	return c.waitRemovalFrom(func() map[netip.AddrPort]int { return c.dests(dc, 3128) }, key, counter)
+}
+
+// waitRemovalFrom is waitRemoval for the table dests reads and the real
+// server key (keepalived's firewall-mark service, whose real servers
+// have no port).
+func (c *rcluster) waitRemovalFrom(dests func() map[netip.AddrPort]int, key netip.AddrPort, counter *lab.PacketCounter) removal {
+	c.t.Helper()
+	interval, _ := time.ParseDuration(checkInterval)
 	deadline := time.Now().Add(30 * time.Second)
 	last := removal{}
 	for {
 		read := time.Now()
-		_, present := c.dests(dc, 3128)[key]
+		_, present := dests()[key]
 		at := time.Now()
 		n, err := counter.Read()
 		if err != nil {
@@ -116,7 +124,7 @@ func (c *rcluster) waitRemoval(dc, server string, counter *lab.PacketCounter) re
 		}
 		last.atMost, last.slack = int(n), slack
 		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out waiting for %s to leave the DC %s's table %v", server, dc, c.dests(dc, 3128))
+			c.t.Fatalf("timed out waiting for %s to leave the table %v", key, dests())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -219,6 +227,7 @@ func TestHealthBlackholedServerLeaves(t *testing.T) {
 	}
 	fmt.Printf("# health checks: tcp, interval %s, timeout %s, rise %d, fall %d\n", checkInterval, checkTimeout, checkRise, checkFall)
 	figures("lab_health_blackhole_removal", removal, "ms")
+	compared.raftlb("dead_real_server_removal", "ms", removal)
 }
 
 // TestHealthQuiescentKeepsWeightZero: with on_fail quiescent a failed

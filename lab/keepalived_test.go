@@ -4,8 +4,10 @@ package lab_test
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,14 +22,22 @@ import (
 // that does not flap in this VM, LAB.md), nopreempt so a returning node
 // does not take the VIP back, a firewall-mark service that marks only
 // packets not coming from a director (so a packet the master forwarded is
-// served, not balanced again), TCP_CHECK every second, and its connection
-// sync (lvs_sync_daemon, following the VRRP state) with backup_only. The
+// served, not balanced again), TCP_CHECK with raftlb's lab check timings
+// (every 200 ms, 150 ms timeout, a server out after two failures), and
+// its connection sync (lvs_sync_daemon, following the VRRP state) with
+// backup_only. The
 // same client, the same faults, in the same VM run as raftlb's scenarios:
 // the figures compare.
 
-// keepalivedCable is keepalived's cable-pull outage in this run (ms), for
-// raftlb's scenario (which runs later in the same run) to compare against.
-var keepalivedCable []float64
+// keepalivedSeconds is one of raftlb's lab check durations ("200ms") in
+// keepalived's timer syntax (decimal seconds).
+func keepalivedSeconds(d string) string {
+	v, err := time.ParseDuration(d)
+	if err != nil {
+		panic(err)
+	}
+	return strconv.FormatFloat(v.Seconds(), 'f', -1, 64)
+}
 
 // keepalivedConf is one node's keepalived.conf.
 func keepalivedConf(n string, priority int) string {
@@ -37,10 +47,12 @@ func keepalivedConf(n string, priority int) string {
         weight 1
         TCP_CHECK {
             connect_port 3128
-            connect_timeout 1
+            connect_timeout %s
+            retry %d
+            delay_before_retry %s
         }
     }
-`, lab.IP(m))
+`, lab.IP(m), keepalivedSeconds(checkTimeout), checkFall-1, keepalivedSeconds(checkInterval))
 	}
 	return fmt.Sprintf(`global_defs {
     router_id %s
@@ -63,12 +75,12 @@ vrrp_instance VI_1 {
 }
 
 virtual_server fwmark 1 {
-    delay_loop 1
+    delay_loop %s
     lb_algo rr
     lb_kind DR
     protocol TCP
 %s}
-`, n, priority, lab.VIP, servers.String())
+`, n, priority, lab.VIP, keepalivedSeconds(checkInterval), servers.String())
 }
 
 // fwmarkRules marks what a client sends to the VIP's ports, and nothing a
@@ -198,7 +210,7 @@ func (c *rcluster) judgedTakeover(survivors []string, probe *lab.Probe, aw *lab.
 // connections its sync kept, and the rounds in which two MACs answered.
 func TestKeepalivedCablePull(t *testing.T) {
 	c := newKeepalivedCluster(t)
-	var outage, twoMAC []float64
+	var outage, twoMAC, twoMACms []float64
 	for run := 1; run <= runs(); run++ {
 		master := c.keepalivedMaster(60 * time.Second)
 		survivors := others(master)
@@ -232,6 +244,7 @@ func TestKeepalivedCablePull(t *testing.T) {
 			run, master, newMaster, t1.Sub(t0), r.LongestOutageMS, r.Failures, r.Errors, wire.TwoMACRounds)
 		outage = append(outage, r.LongestOutageMS)
 		twoMAC = append(twoMAC, float64(wire.TwoMACRounds))
+		twoMACms = append(twoMACms, wire.LongestTwoMACMS())
 		if hold != nil {
 			h, err := hold.Wait(60 * time.Second)
 			if err != nil {
@@ -250,6 +263,7 @@ func TestKeepalivedCablePull(t *testing.T) {
 			t.Logf("keepalived: %d of %d connections to surviving servers kept (servers %v)", kept, judged, h.Servers)
 			figure("lab_keepalived_conns_kept_cable_pull", float64(kept), "count")
 			figure("lab_keepalived_conns_judged_cable_pull", float64(judged), "count")
+			compared.kept("conns_kept_cable_pull", "keepalived", kept, judged)
 		}
 		if err := c.l.CablePlug(master); err != nil {
 			t.Fatal(err)
@@ -258,7 +272,8 @@ func TestKeepalivedCablePull(t *testing.T) {
 	c.keepalivedMaster(60 * time.Second)
 	figures("lab_keepalived_cable_pull_outage", outage, "ms")
 	figures("lab_keepalived_cable_pull_two_mac_rounds", twoMAC, "count")
-	keepalivedCable = outage
+	compared.keepalived("cable_pull_outage", "ms", outage)
+	compared.keepalived("cable_pull_two_macs", "ms", twoMACms)
 }
 
 // startKeepalived starts (or, after a fault, restarts) node n's keepalived
@@ -287,7 +302,7 @@ func TestKeepalivedStopAndKill(t *testing.T) {
 	c := newKeepalivedCluster(t)
 	for _, name := range []string{"graceful_stop", "killed", "frozen"} {
 		kill := name != "graceful_stop"
-		var outage, twoMAC []float64
+		var outage, twoMAC, twoMACms []float64
 		for run := 1; run <= runs(); run++ {
 			master := c.keepalivedMaster(60 * time.Second)
 			aw, err := c.l.StartARPWatch(fmt.Sprintf("arp-keepalived-%s-%d", name, run), lab.VIP)
@@ -315,6 +330,7 @@ func TestKeepalivedStopAndKill(t *testing.T) {
 				name, run, master, newMaster, t1.Sub(t0), r.LongestOutageMS, r.Failures, r.Errors, wire.TwoMACRounds, c.has(master, "eth0"))
 			outage = append(outage, r.LongestOutageMS)
 			twoMAC = append(twoMAC, float64(wire.TwoMACRounds))
+			twoMACms = append(twoMACms, wire.LongestTwoMACMS())
 			if kill {
 				c.agents[master].Kill() // a frozen keepalived is ended the same way
 				<-c.agents[master].Done()
@@ -326,5 +342,102 @@ func TestKeepalivedStopAndKill(t *testing.T) {
 		}
 		figures("lab_keepalived_"+name+"_outage", outage, "ms")
 		figures("lab_keepalived_"+name+"_two_mac_rounds", twoMAC, "count")
+		compared.keepalived(name+"_outage", "ms", outage)
+		compared.keepalived(name+"_two_macs", "ms", twoMACms)
 	}
+}
+
+// markDests is keepalived's table on n: the real servers of its
+// firewall-mark service.
+func (c *rcluster) markDests(n string) map[netip.AddrPort]int {
+	c.t.Helper()
+	d, _, err := lab.IPVSMarkDests(n, 1)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return d
+}
+
+// TestKeepalivedDeadRealServer: one real server's service is black-holed
+// (its packets dropped silently, as raftlb's
+// TestHealthBlackholedServerLeaves does), with the same check timings:
+// the time until it leaves the master's table. Only the master's checks
+// are counted (every node's keepalived checks every server).
+func TestKeepalivedDeadRealServer(t *testing.T) {
+	c := newKeepalivedCluster(t)
+	var removal []float64
+	for run := 1; run <= runs(); run++ {
+		master := c.keepalivedMaster(60 * time.Second)
+		n := others(master)[run%2]
+		hole, err := c.l.Blackhole(n, "blackhole", "input", fmt.Sprintf("ip saddr %s tcp flags & (syn|ack) == syn", lab.IP(master)), "tcp dport 3128")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A firewall-mark service's real servers have no port.
+		key := netip.AddrPortFrom(netip.MustParseAddr(lab.IP(n)), 0)
+		if _, ok := c.markDests(master)[key]; !ok {
+			t.Fatalf("%s is not in the master %s's table before the hole: %v", key, master, c.markDests(master))
+		}
+		t0 := time.Now()
+		rm := c.waitRemovalFrom(func() map[netip.AddrPort]int { return c.markDests(master) }, key, hole)
+		if err := hole.Remove(); err != nil {
+			t.Fatal(err)
+		}
+		c.eventually(n+" back in keepalived's table", 30*time.Second, func() (bool, error) {
+			_, ok := c.markDests(master)[key]
+			return ok, nil
+		})
+		t.Logf("keepalived run %d: %s black-holed: out of the master %s's table after %s, between %d and %d failed checks (the count after the last table that had it, and after the first that did not)",
+			run, n, master, rm.at.Sub(t0), rm.atMost, rm.atLeast)
+		removal = append(removal, ms(rm.at.Sub(t0)))
+	}
+	figures("lab_keepalived_blackhole_removal", removal, "ms")
+	compared.keepalived("dead_real_server_removal", "ms", removal)
+}
+
+// TestKeepalivedPlannedMove: the master is stopped as an operator moves
+// the VIP for maintenance (SIGTERM, as systemctl stop sends: a priority-0
+// advert, then it lets go), with nine connections held and every backup
+// holding their synced copies first; the figure is how many live on, the
+// counterpart of raftlb's `dc move` (plannedMoveKeeps). nopreempt keeps
+// the VIP where it went when the old master returns.
+func TestKeepalivedPlannedMove(t *testing.T) {
+	c := newKeepalivedCluster(t)
+	master := c.keepalivedMaster(60 * time.Second)
+	const conns = 9
+	hold, err := c.l.StartHold("hold-keepalived-move", lab.VIP+":"+holdPort, "--conns", fmt.Sprint(conns), "--interval", "200ms", "--timeout", "30s", "--duration", "15s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.eventually("keepalived's backups to hold every connection", 30*time.Second, func() (bool, error) {
+		for _, n := range others(master) {
+			if got, err := c.heldCopies(n); err != nil || got < conns {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	t0 := time.Now()
+	if err := c.agents[master].Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	newMaster, moved := c.waitVIPOnInterface(others(master), 30*time.Second)
+	r, err := hold.Wait(60 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := 0
+	for _, rec := range r.Records {
+		switch {
+		case rec.Error != "" || rec.Waiting:
+			t.Logf("keepalived planned move: connection from port %d to %s broke: %s %s at %s (waiting %v)", rec.LocalPort, rec.Server, rec.Error, rec.Detail, rec.FailedAt.UTC().Format("15:04:05.000"), rec.Waiting)
+		case rec.LastAnswer.After(moved):
+			kept++
+		}
+	}
+	t.Logf("keepalived planned move: %s stopped, %s took the VIP after %s; %d of %d connections kept (servers %v)", master, newMaster, moved.Sub(t0), kept, conns, r.Servers)
+	figure("lab_keepalived_conns_kept_planned_move", float64(kept), "count")
+	compared.kept("conns_kept_planned_move", "keepalived", kept, conns)
+	c.startKeepalived(master)
+	c.keepalivedMaster(60 * time.Second)
 }

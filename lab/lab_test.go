@@ -30,7 +30,9 @@ func TestMain(m *testing.M) {
 	// moby/ipvs (read through netlink by the scenarios) logs a failed
 	// modprobe through logrus; the modules are loaded by lab/init.
 	logrus.SetOutput(io.Discard)
-	os.Exit(m.Run())
+	code := m.Run()
+	compared.print(os.Stdout)
+	os.Exit(code)
 }
 
 // TestLabSmokeManualDR proves the lab itself, without raftlb: LVS direct

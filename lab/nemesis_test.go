@@ -204,6 +204,11 @@ func TestNemesis(t *testing.T) {
 		figure(prefix+"_two_directors_max", slicesMax(directors), "ms")
 		figure(prefix+"_ipvs_writes_by_non_dc", float64(nonDC), "count")
 		figure(prefix+"_specs_lost", float64(lost), "count")
+		// keepalived's killed and frozen master (keepalived_test.go).
+		if side, ok := map[string]string{"kill": "killed", "freeze": "frozen"}[f.name]; ok && *nemesisTakeover == "lease" {
+			compared.raftlb(side+"_outage", "ms", outage)
+			compared.raftlb(side+"_two_macs", "ms", twoMACs)
+		}
 	}
 	panics := c.panics()
 	figure("lab_nemesis_panics", float64(len(panics)), "count")

@@ -113,7 +113,7 @@ func TestRaftlbCablePull(t *testing.T) {
 }
 
 func cablePulls(t *testing.T, c *rcluster, policy string) {
-	var outage, takeover, arpSwitch, gap []float64
+	var outage, takeover, arpSwitch, gap, twoMACs []float64
 	phases := map[string][]float64{}
 	for run := 1; run <= runs(); run++ {
 		dc := c.waitHealthy(lab.Nodes())
@@ -172,6 +172,7 @@ func cablePulls(t *testing.T, c *rcluster, policy string) {
 		takeover = append(takeover, ms(t1.Sub(t0)))
 		arpSwitch = append(arpSwitch, ms(t2.Sub(t0)))
 		gap = append(gap, ms(claimed.Sub(released)))
+		twoMACs = append(twoMACs, wire.LongestTwoMACMS())
 		if err := c.l.CablePlug(dc); err != nil {
 			t.Fatal(err)
 		}
@@ -187,10 +188,9 @@ func cablePulls(t *testing.T, c *rcluster, policy string) {
 			figures(prefix+"_phase_"+p, phases[p], "ms")
 		}
 	}
-	// keepalived's ran earlier in this VM run (keepalived_test.go).
-	if len(keepalivedCable) > 0 && median(keepalivedCable) > 0 {
-		figure(prefix+"_vs_keepalived_median", median(outage)/median(keepalivedCable), "ratio")
-		figure(prefix+"_vs_keepalived_max", slices.Max(outage)/slices.Max(keepalivedCable), "ratio")
+	if policy == "lease" { // the default, beside keepalived's (sidebyside_test.go)
+		compared.raftlb("cable_pull_outage", "ms", outage)
+		compared.raftlb("cable_pull_two_macs", "ms", twoMACs)
 	}
 }
 
@@ -358,6 +358,8 @@ func TestRaftlbGracefulStop(t *testing.T) {
 	figures("lab_graceful_stop_two_macs_wire", twoMACs, "ms")
 	figure("lab_graceful_stop_broken_in_flight", float64(broken), "count")
 	figures("lab_graceful_stop_drain_window", drainMS, "ms")
+	compared.raftlb("graceful_stop_outage", "ms", outage)
+	compared.raftlb("graceful_stop_two_macs", "ms", twoMACs)
 	// The drain reaches the kernel. Not asserted per run: a DC stalled
 	// past the drain delay may see the leave first and remove the node
 	// outright, as it did before drains.

@@ -135,6 +135,21 @@ func (n *NS) NeighMAC(dev string, ip netip.Addr) (string, error) {
 // to poll every few milliseconds. ok is false when there is no such
 // service.
 func IPVSDests(ns string, vip netip.Addr, port uint16) (dests map[netip.AddrPort]int, ok bool, err error) {
+	return ipvsDests(ns, func(s *ipvs.Service) bool {
+		a, _ := netip.AddrFromSlice(s.Address)
+		return a.Unmap() == vip && s.Port == port && s.FWMark == 0
+	})
+}
+
+// IPVSMarkDests is IPVSDests for the firewall-mark service mark (as
+// keepalived sets one up).
+func IPVSMarkDests(ns string, mark uint32) (dests map[netip.AddrPort]int, ok bool, err error) {
+	return ipvsDests(ns, func(s *ipvs.Service) bool { return s.FWMark == mark })
+}
+
+// ipvsDests returns the real servers of the first service in ns that
+// match accepts.
+func ipvsDests(ns string, match func(*ipvs.Service) bool) (dests map[netip.AddrPort]int, ok bool, err error) {
 	h, err := ipvs.New("/run/netns/" + ns)
 	if err != nil {
 		return nil, false, fmt.Errorf("ipvs in %s: %w", ns, err)
@@ -145,8 +160,7 @@ func IPVSDests(ns string, vip netip.Addr, port uint16) (dests map[netip.AddrPort
 		return nil, false, fmt.Errorf("ipvs services in %s: %w", ns, err)
 	}
 	for _, s := range svcs {
-		a, _ := netip.AddrFromSlice(s.Address)
-		if a.Unmap() != vip || s.Port != port || s.FWMark != 0 {
+		if !match(s) {
 			continue
 		}
 		ds, err := h.GetDestinations(s)
