@@ -48,7 +48,7 @@ func TestAcceptErrorsAreRetried(t *testing.T) {
 	t.Cleanup(func() { _ = m.Close(); m.Wait() })
 	stopped := make(chan struct{})
 	go func() { m.Wait(); close(stopped) }() // the accept loop's end, before Close only if it gave up
-	conn, err := testkit.Dial(t, "tcp", ln.Addr().String())
+	conn, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestHandshakeFloodIsBounded(t *testing.T) {
 	}
 	t.Cleanup(closeFlood)
 	for range maxHandshakes {
-		c, err := testkit.Dial(t, "tcp", addr)
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +102,7 @@ func TestHandshakeFloodIsBounded(t *testing.T) {
 	}
 	testkit.WaitFor(t, "every flooding connection to hold a place", func() bool { return len(m.handshakes) == maxHandshakes })
 
-	extra, err := testkit.Dial(t, "tcp", addr)
+	extra, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestHandshakeFloodIsBounded(t *testing.T) {
 
 	closeFlood()
 	testkit.WaitFor(t, "the places to be given back", func() bool { return len(m.handshakes) == 0 })
-	conn, err := tls.DialWithDialer(testkit.Dialer(t), "tcp", addr, mustLoadTLS(t, dir, "a"))
+	conn, err := tls.Dial("tcp", addr, mustLoadTLS(t, dir, "a"))
 	if err != nil {
 		t.Fatal(err)
 	}
