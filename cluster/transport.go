@@ -63,9 +63,6 @@ type muxLayer struct {
 	closedCtx context.Context
 	closeCtx  context.CancelFunc
 	wg        sync.WaitGroup
-	// handshakes holds a place for each connection accepted and not yet
-	// through its handshake (maxHandshakes).
-	handshakes chan struct{}
 }
 
 // peer is what a connection's check sees: the certificate the peer
@@ -87,45 +84,22 @@ func newMuxLayer(addr netip.AddrPort, tlsConf *tls.Config, rpc func(net.Conn), c
 	if err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w", addr, err)
 	}
-	return newMuxLayerOn(ln, addr.Addr(), tlsConf, rpc, check, checkHeader, filter, logger), nil
-}
-
-// newMuxLayerOn is newMuxLayer on a listener already open.
-func newMuxLayerOn(ln net.Listener, local netip.Addr, tlsConf *tls.Config, rpc func(net.Conn), check func(peer) error, checkHeader func(peer, raft.RPCHeader) error, filter *NetFilter, logger *slog.Logger) *muxLayer {
 	m := &muxLayer{
-		ln: ln, local: local, rpc: rpc, check: check, checkHeader: checkHeader, filter: filter, logger: logger,
-		ready:      make(chan struct{}),
-		refusals:   newRepeats(time.Now),
-		raftConns:  make(chan net.Conn),
-		closed:     make(chan struct{}),
-		handshakes: make(chan struct{}, maxHandshakes),
+		ln: ln, local: addr.Addr(), rpc: rpc, check: check, checkHeader: checkHeader, filter: filter, logger: logger,
+		ready:     make(chan struct{}),
+		refusals:  newRepeats(time.Now),
+		raftConns: make(chan net.Conn),
+		closed:    make(chan struct{}),
 	}
 	m.closedCtx, m.closeCtx = context.WithCancel(context.Background())
 	m.tls.Store(tlsConf)
 	m.wg.Add(1)
 	go m.serve()
-	return m
+	return m, nil
 }
-
-// An accept that fails (EMFILE: too many open files, ENFILE, ENOBUFS) is
-// tried again after a wait that doubles from acceptRetryFirst up to
-// acceptRetryMax, as net/http's Server does: the error passes once
-// connections close, and Raft must not stop listening for good.
-const (
-	acceptRetryFirst = 5 * time.Millisecond
-	acceptRetryMax   = time.Second
-)
-
-// maxHandshakes bounds the connections accepted and not yet through
-// their TLS handshake (each holds a goroutine and a descriptor for up to
-// handshakeTimeout). A cluster's peers need a few each; past the bound a
-// new connection is closed at once, so a flood from anyone who reaches
-// the port costs it descriptors only while they are being closed.
-const maxHandshakes = 128
 
 func (m *muxLayer) serve() {
 	defer m.wg.Done()
-	var wait time.Duration
 	for {
 		c, err := m.ln.Accept()
 		if err != nil {
@@ -138,28 +112,8 @@ func (m *muxLayer) serve() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			if errors.Is(err, net.ErrClosed) {
-				m.logger.Error("raft listener closed", "err", err)
-				return
-			}
-			wait = min(max(2*wait, acceptRetryFirst), acceptRetryMax)
-			m.logger.Error("raft listener: accept failed; trying again", "err", err, "in", wait)
-			select {
-			case <-time.After(wait):
-			case <-m.closed:
-				return
-			}
-			continue
-		}
-		wait = 0
-		select {
-		case m.handshakes <- struct{}{}:
-		default:
-			_ = c.Close()
-			if say, suppressed := m.refusals.say("too many handshakes"); say {
-				m.logger.Warn("refused raft connections: too many still in their handshake", "limit", maxHandshakes, "remote", c.RemoteAddr().String(), "suppressed", suppressed)
-			}
-			continue
+			m.logger.Error("raft listener failed", "err", err)
+			return
 		}
 		m.wg.Add(1)
 		go func() {
@@ -169,13 +123,8 @@ func (m *muxLayer) serve() {
 	}
 }
 
-// route finishes the handshake, reads the first byte and dispatches. It
-// holds a place in handshakes until the TLS handshake is over (without
-// TLS, until the first byte).
+// route finishes the handshake, reads the first byte and dispatches.
 func (m *muxLayer) route(c net.Conn) {
-	var once sync.Once
-	handshaken := func() { once.Do(func() { <-m.handshakes }) }
-	defer handshaken()
 	c = m.filter.track(c)
 	if c == nil {
 		return
@@ -185,9 +134,7 @@ func (m *muxLayer) route(c net.Conn) {
 	var tc *tls.Conn
 	if conf := m.tls.Load(); conf != nil {
 		tc = tls.Server(c, conf)
-		err := tc.Handshake()
-		handshaken()
-		if err != nil {
+		if err := tc.Handshake(); err != nil {
 			// A peer that hangs up mid-handshake is one stopping while it
 			// dialed (its spare connections, spare.go): nothing to warn of.
 			level := slog.LevelWarn
@@ -207,7 +154,6 @@ func (m *muxLayer) route(c net.Conn) {
 	stop := context.AfterFunc(m.closedCtx, func() { _ = c.Close() })
 	br := bufio.NewReaderSize(conn, 1)
 	first, err := br.Peek(1)
-	handshaken() // without TLS, the first byte ends what an outsider can hold
 	if !stop() || err != nil {
 		_ = conn.Close()
 		return
