@@ -161,21 +161,39 @@ func (c *rcluster) plannedMoveKeeps(t *testing.T, dc string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kept := 0
-	for _, rec := range r.Records {
-		switch {
-		case rec.Error != "" || rec.Waiting:
-			t.Errorf("planned move: connection from port %d to %s broke: %s %s at %s (waiting %v)", rec.LocalPort, rec.Server, rec.Error, rec.Detail, rec.FailedAt.UTC().Format("15:04:05.000"), rec.Waiting)
-		case !rec.LastAnswer.After(moved):
-			t.Errorf("planned move: connection from port %d to %s: last answer at %s, before the move returned", rec.LocalPort, rec.Server, rec.LastAnswer.UTC().Format("15:04:05.000"))
-		default:
-			kept++
-		}
+	kept, broke, quiet := heldThrough(r, moved)
+	for _, rec := range broke {
+		t.Errorf("planned move: %s", brokeConn(rec))
+	}
+	for _, rec := range quiet {
+		t.Errorf("planned move: connection from port %d to %s: last answer at %s, before the move returned", rec.LocalPort, rec.Server, rec.LastAnswer.UTC().Format("15:04:05.000"))
 	}
 	t.Logf("dc move %s → %s took %s; %d of %d connections kept (servers %v); longest exchange per connection: %v", dc, to, moved.Sub(t0), kept, conns, r.Servers, longest(r))
 	figure("lab_conns_kept_dc_move", float64(kept), "count")
 	compared.kept("conns_kept_planned_move", "raftlb", kept, conns)
 	figure("lab_dc_move_returned", ms(moved.Sub(t0)), "ms")
+}
+
+// heldThrough sorts a hold's connections by what became of them across
+// the instant at: kept (answered after it), broke (failed, or left
+// waiting for an answer), or quiet (last answered before it).
+func heldThrough(r lab.HoldReport, at time.Time) (kept int, broke, quiet []lab.HoldConn) {
+	for _, rec := range r.Records {
+		switch {
+		case rec.Error != "" || rec.Waiting:
+			broke = append(broke, rec)
+		case !rec.LastAnswer.After(at):
+			quiet = append(quiet, rec)
+		default:
+			kept++
+		}
+	}
+	return kept, broke, quiet
+}
+
+// brokeConn says how a held connection broke.
+func brokeConn(rec lab.HoldConn) string {
+	return fmt.Sprintf("connection from port %d to %s broke: %s %s at %s (waiting %v)", rec.LocalPort, rec.Server, rec.Error, rec.Detail, rec.FailedAt.UTC().Format("15:04:05.000"), rec.Waiting)
 }
 
 func longest(r lab.HoldReport) []float64 {

@@ -426,14 +426,9 @@ func TestKeepalivedPlannedMove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kept := 0
-	for _, rec := range r.Records {
-		switch {
-		case rec.Error != "" || rec.Waiting:
-			t.Logf("keepalived planned move: connection from port %d to %s broke: %s %s at %s (waiting %v)", rec.LocalPort, rec.Server, rec.Error, rec.Detail, rec.FailedAt.UTC().Format("15:04:05.000"), rec.Waiting)
-		case rec.LastAnswer.After(moved):
-			kept++
-		}
+	kept, broke, _ := heldThrough(r, moved)
+	for _, rec := range broke {
+		t.Logf("keepalived planned move: %s", brokeConn(rec))
 	}
 	t.Logf("keepalived planned move: %s stopped, %s took the VIP after %s; %d of %d connections kept (servers %v)", master, newMaster, moved.Sub(t0), kept, conns, r.Servers)
 	figure("lab_keepalived_conns_kept_planned_move", float64(kept), "count")
